@@ -1,0 +1,2362 @@
+/*
+ * acme-tiny: get a certificate from an ACME (RFC 8555) CA such as Let's
+ * Encrypt, in one C file over BearSSL. A drop-in for acme_tiny.py.
+ *
+ * Map of this file, in the order data flows:
+ *   1. Limits, messages and cleanup: every failure ends in fail()
+ *   2. Bytes: growing buffers, base64url, reading files
+ *   3. JSON: a strict tokenizer, lookups, writing escaped strings
+ *   4. Keys and DER: PEM, the account key and its JWK, the CSR's names
+ *   5. JWS: signing a request with the account key
+ *   6. HTTP/1.1 over TCP or TLS: URLs, trust anchors, connections,
+ *      requests and responses, all with hard limits and deadlines
+ *   7. ACME: directory, nonces, account, order, http-01, finalize
+ *   8. main: the command line
+ *
+ * Everything that arrives from the network is treated as hostile: sizes
+ * are bounded, loops are bounded, reads have deadlines, parsing is strict.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <bearssl.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ===================== 1. Limits, messages and cleanup ===================== */
+
+#define VERSION "0.1.0"
+#define USER_AGENT "acme-tiny/" VERSION
+#define DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
+#define DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+enum {
+	MAX_FILE = 1 << 20,       /* a key, CSR or CA bundle file */
+	MAX_BODY = 128 << 10,     /* one HTTP response body */
+	MAX_LINE = 8192,          /* one HTTP status or header line */
+	MAX_HEADERS = 100,        /* header lines in one response */
+	MAX_URL = 2048,           /* any URL we are given or follow */
+	MAX_NAMES = 100,          /* identifiers in one certificate */
+	MAX_NAME = 253,           /* one DNS name */
+	MAX_TOKENS = 8192,        /* JSON values in one response */
+	MAX_DEPTH = 32,           /* JSON nesting */
+	MAX_TOKEN = 256,          /* an http-01 token, base64url */
+	MAX_NONCE_TRIES = 16,     /* sends of one request while badNonce */
+	MAX_POLL_DELAY = 8000,    /* ms between polls without Retry-After */
+	FIRST_POLL_DELAY = 100    /* ms before the first poll */
+};
+
+static struct {
+	int quiet;
+	int timeout;      /* seconds for one HTTP exchange, connect included */
+	int max_wait;     /* seconds of polling for one authorization or order */
+} opt = { 0, 30, 300 };
+
+/*
+ * The one challenge file that may exist at any time. The signal handler
+ * reads it, so it is a fixed array and a flag, set before the file is made.
+ */
+static char chal_path[4096];
+static volatile sig_atomic_t chal_live;
+
+static void remove_challenge(void)
+{
+	if (chal_live) {
+		unlink(chal_path);
+		chal_live = 0;
+	}
+}
+
+static void on_signal(int sig)
+{
+	static const char msg[] = "acme-tiny: interrupted; challenge file removed\n";
+
+	(void)sig;
+	if (chal_live)
+		unlink(chal_path);
+	if (write(2, msg, sizeof msg - 1) < 0) {
+		/* nothing more we can do */
+	}
+	_exit(1);
+}
+
+/*
+ * Writes text that may come from a server, replacing control characters
+ * (C0, DEL, and C1 in UTF-8) so that it cannot drive the terminal.
+ */
+static void put_clean(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == 0xC2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0x9F) {
+			fputc('?', f);
+			s++;
+		} else {
+			fputc(c < 0x20 || c == 0x7F ? '?' : c, f);
+		}
+	}
+}
+
+/* Ends the run: one line on stderr, the challenge file removed, exit 1. */
+static void fail(const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	remove_challenge();
+	fputs("acme-tiny: ", stderr);
+	put_clean(stderr, msg);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* Progress, as acme_tiny.py prints it; --quiet silences it. */
+static void info(const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	if (opt.quiet)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	put_clean(stderr, msg);
+	fputc('\n', stderr);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long long ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+		/* resume the rest of the wait */
+	}
+}
+
+/* Copies s into out only if it fits; returns 0 or -1. */
+static int copy_str(char *out, size_t cap, const char *s, size_t len)
+{
+	if (len >= cap)
+		return -1;
+	memcpy(out, s, len);
+	out[len] = 0;
+	return 0;
+}
+
+/* ===================== 2. Bytes ===================== */
+
+/* A growing byte buffer, always NUL-terminated. Callers bound its size. */
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void buf_add(struct buf *b, const void *data, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *p;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p)
+			fail("out of memory");
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = 0;
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof *b);
+}
+
+static const char B64URL[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* Appends base64url without padding (RFC 7515, appendix C). */
+static void buf_b64url(struct buf *b, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	size_t i;
+
+	for (i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		size_t left = n - i, k;
+		char q[4];
+
+		if (left > 1)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (left > 2)
+			v |= p[i + 2];
+		for (k = 0; k < 4; k++)
+			q[k] = B64URL[(v >> (18 - 6 * k)) & 63];
+		buf_add(b, q, left >= 3 ? 4 : left + 1);
+	}
+}
+
+/* True for 1 to max characters, all of the base64url alphabet. */
+static int is_b64url(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= max && strspn(s, B64URL) == n;
+}
+
+/* Reads a whole file of at most MAX_FILE bytes into b; fails the run. */
+static void read_file(const char *path, const char *what, struct buf *b)
+{
+	char chunk[4096];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		fail("cannot open %s %s: %s", what, path, strerror(errno));
+	b->len = 0;
+	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || b->len + (size_t)n > MAX_FILE) {
+			close(fd);
+			fail("cannot read %s %s: %s", what, path,
+			     n < 0 ? strerror(errno) : "larger than 1 MiB");
+		}
+		buf_add(b, chunk, (size_t)n);
+	}
+	close(fd);
+}
+
+/* ===================== 3. JSON ===================== */
+
+/*
+ * A strict RFC 8259 tokenizer. Values become tokens in document order;
+ * `next` is the index just past a value and everything inside it, so
+ * arrays and objects are walked without recursion. Strings must be valid
+ * UTF-8 without NUL (escaped or not); nesting and token counts are bounded.
+ */
+enum { J_OBJ = 1, J_ARR, J_STR, J_NUM, J_TRUE, J_FALSE, J_NULL };
+
+struct jtok {
+	int type;
+	int start, end;   /* bytes of the value; a string's exclude its quotes */
+	int next;
+};
+
+struct json {
+	const char *s;
+	size_t len;
+	struct jtok *t;
+	int n, cap;
+};
+
+static int json_add(struct json *j, int type, size_t start)
+{
+	if (j->n == j->cap) {
+		int cap = j->cap ? j->cap * 2 : 64;
+		struct jtok *t;
+
+		if (j->n >= MAX_TOKENS)
+			return -1;
+		t = realloc(j->t, (size_t)cap * sizeof *t);
+		if (!t)
+			fail("out of memory");
+		j->t = t;
+		j->cap = cap;
+	}
+	j->t[j->n].type = type;
+	j->t[j->n].start = (int)start;
+	j->t[j->n].end = (int)start;
+	j->t[j->n].next = j->n + 1;
+	return j->n++;
+}
+
+static void json_free(struct json *j)
+{
+	free(j->t);
+	memset(j, 0, sizeof *j);
+}
+
+/* Length of one valid UTF-8 sequence at p (RFC 3629), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned lo = 0x80, hi = 0xBF;
+	size_t len, k;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+		len = 2;
+	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+		len = 3;
+		lo = p[0] == 0xE0 ? 0xA0 : 0x80;
+		hi = p[0] == 0xED ? 0x9F : 0xBF;
+	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+		len = 4;
+		lo = p[0] == 0xF0 ? 0x90 : 0x80;
+		hi = p[0] == 0xF4 ? 0x8F : 0xBF;
+	} else {
+		return 0;
+	}
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (k = 2; k < len; k++)
+		if ((p[k] & 0xC0) != 0x80)
+			return 0;
+	return len;
+}
+
+/* Reads 4 hex digits of a \u escape; -1 if they are not. */
+static long hex4(const char *s)
+{
+	long v = 0;
+	int k;
+
+	for (k = 0; k < 4; k++) {
+		int c = s[k];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+		      : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		if (d < 0)
+			return -1;
+		v = v * 16 + d;
+	}
+	return v;
+}
+
+static size_t utf8_put(unsigned char *o, long u)
+{
+	if (u < 0x80) {
+		o[0] = (unsigned char)u;
+		return 1;
+	}
+	if (u < 0x800) {
+		o[0] = (unsigned char)(0xC0 | u >> 6);
+		o[1] = (unsigned char)(0x80 | (u & 63));
+		return 2;
+	}
+	if (u < 0x10000) {
+		o[0] = (unsigned char)(0xE0 | u >> 12);
+		o[1] = (unsigned char)(0x80 | (u >> 6 & 63));
+		o[2] = (unsigned char)(0x80 | (u & 63));
+		return 3;
+	}
+	o[0] = (unsigned char)(0xF0 | u >> 18);
+	o[1] = (unsigned char)(0x80 | (u >> 12 & 63));
+	o[2] = (unsigned char)(0x80 | (u >> 6 & 63));
+	o[3] = (unsigned char)(0x80 | (u & 63));
+	return 4;
+}
+
+/* Decodes one \uXXXX escape (and its low surrogate) at s; its length or 0. */
+static size_t unicode_escape(const char *s, size_t n, long *u)
+{
+	long lo;
+
+	if (n < 6 || (*u = hex4(s + 2)) < 0 || *u == 0 || (*u >= 0xDC00 && *u <= 0xDFFF))
+		return 0;
+	if (*u < 0xD800 || *u > 0xDBFF)
+		return 6;
+	if (n < 12 || s[6] != '\\' || s[7] != 'u')
+		return 0;
+	lo = hex4(s + 8);
+	if (lo < 0xDC00 || lo > 0xDFFF)
+		return 0;
+	*u = 0x10000 + ((*u - 0xD800) << 10) + (lo - 0xDC00);
+	return 12;
+}
+
+/*
+ * Decodes the inside of a JSON string into out (cap bytes with the NUL),
+ * or only checks it when out is NULL. Returns the length, or -1 when the
+ * string is invalid, holds a NUL, or does not fit.
+ */
+static long json_unescape(const char *s, size_t n, char *out, size_t cap)
+{
+	static const char esc[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
+	size_t i = 0, o = 0;
+
+	while (i < n) {
+		unsigned char tmp[4];
+		const unsigned char *src = tmp;
+		size_t len = 0, used;
+		long u;
+
+		if (s[i] == '\\' && i + 1 < n && s[i + 1] == 'u') {
+			if (!(used = unicode_escape(s + i, n - i, &u)))
+				return -1;
+			len = utf8_put(tmp, u);
+		} else if (s[i] == '\\') {
+			const char *e = i + 1 < n && s[i + 1] ? strchr(esc, s[i + 1]) : NULL;
+			if (!e || (e - esc) % 2)
+				return -1;
+			tmp[0] = (unsigned char)e[1];
+			len = 1;
+			used = 2;
+		} else {
+			src = (const unsigned char *)s + i;
+			if ((unsigned char)s[i] < 0x20 || !(len = used = utf8_seq(src, n - i)))
+				return -1;
+		}
+		if (out) {
+			if (o + len >= cap)
+				return -1;
+			memcpy(out + o, src, len);
+		}
+		o += len;
+		i += used;
+	}
+	if (out)
+		out[o] = 0;
+	return (long)o;
+}
+
+static void skip_ws(const struct json *j, size_t *i)
+{
+	while (*i < j->len && (j->s[*i] == ' ' || j->s[*i] == '\t' ||
+			       j->s[*i] == '\n' || j->s[*i] == '\r'))
+		++*i;
+}
+
+static int jp_value(struct json *j, size_t *i, int depth);
+
+static int jp_string(struct json *j, size_t *i)
+{
+	size_t start = ++*i;
+	int t;
+
+	while (*i < j->len && j->s[*i] != '"')
+		*i += j->s[*i] == '\\' ? 2 : 1;
+	if (*i >= j->len || json_unescape(j->s + start, *i - start, NULL, 0) < 0)
+		return -1;
+	if ((t = json_add(j, J_STR, start)) < 0)
+		return -1;
+	j->t[t].end = (int)(*i)++;
+	return t;
+}
+
+static size_t digits(const struct json *j, size_t i)
+{
+	size_t k = i;
+
+	while (k < j->len && j->s[k] >= '0' && j->s[k] <= '9')
+		k++;
+	return k - i;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int jp_number(struct json *j, size_t *i)
+{
+	size_t start = *i, n;
+	int t;
+
+	if (j->s[*i] == '-')
+		++*i;
+	if (!(n = digits(j, *i)) || (j->s[*i] == '0' && n > 1))
+		return -1;
+	*i += n;
+	if (*i < j->len && j->s[*i] == '.') {
+		if (!(n = digits(j, ++*i)))
+			return -1;
+		*i += n;
+	}
+	if (*i < j->len && (j->s[*i] == 'e' || j->s[*i] == 'E')) {
+		++*i;
+		if (*i < j->len && (j->s[*i] == '+' || j->s[*i] == '-'))
+			++*i;
+		if (!(n = digits(j, *i)))
+			return -1;
+		*i += n;
+	}
+	if ((t = json_add(j, J_NUM, start)) >= 0)
+		j->t[t].end = (int)*i;
+	return t;
+}
+
+/* An object or array; for objects, keys and values alternate as tokens. */
+static int jp_container(struct json *j, size_t *i, int depth)
+{
+	char close = j->s[*i] == '{' ? '}' : ']';
+	int self = json_add(j, close == '}' ? J_OBJ : J_ARR, *i);
+
+	if (self < 0 || depth >= MAX_DEPTH)
+		return -1;
+	++*i;
+	skip_ws(j, i);
+	if (*i < j->len && j->s[*i] == close) {
+		++*i;
+	} else {
+		for (;;) {
+			if (close == '}') {
+				skip_ws(j, i);
+				if (*i >= j->len || j->s[*i] != '"' || jp_string(j, i) < 0)
+					return -1;
+				skip_ws(j, i);
+				if (*i >= j->len || j->s[(*i)++] != ':')
+					return -1;
+			}
+			if (jp_value(j, i, depth + 1) < 0)
+				return -1;
+			skip_ws(j, i);
+			if (*i >= j->len)
+				return -1;
+			if (j->s[*i] == close)
+				break;
+			if (j->s[(*i)++] != ',')
+				return -1;
+		}
+		++*i;
+	}
+	j->t[self].end = (int)*i;
+	j->t[self].next = j->n;
+	return self;
+}
+
+static int jp_value(struct json *j, size_t *i, int depth)
+{
+	static const char *const lit[] = { "true", "false", "null" };
+	size_t k;
+	int t;
+
+	skip_ws(j, i);
+	if (*i >= j->len)
+		return -1;
+	if (j->s[*i] == '{' || j->s[*i] == '[')
+		return jp_container(j, i, depth);
+	if (j->s[*i] == '"')
+		return jp_string(j, i);
+	if (j->s[*i] == '-' || (j->s[*i] >= '0' && j->s[*i] <= '9'))
+		return jp_number(j, i);
+	for (k = 0; k < 3; k++) {
+		size_t n = strlen(lit[k]);
+		if (j->len - *i >= n && !memcmp(j->s + *i, lit[k], n)) {
+			if ((t = json_add(j, J_TRUE + (int)k, *i)) >= 0)
+				j->t[t].end = (int)(*i += n);
+			return t;
+		}
+	}
+	return -1;
+}
+
+/* Parses one JSON document of len bytes; 0, or -1 if it is not strictly JSON. */
+static int json_parse(struct json *j, const char *s, size_t len)
+{
+	size_t i = 0;
+
+	j->s = s;
+	j->len = len;
+	j->n = 0;
+	if (len > MAX_BODY || jp_value(j, &i, 0) < 0)
+		return -1;
+	skip_ws(j, &i);
+	return i == len ? 0 : -1;
+}
+
+/* Decodes string token t into out; 0, or -1 if it is no string or too long. */
+static int json_str(const struct json *j, int t, char *out, size_t cap)
+{
+	if (t < 0 || j->t[t].type != J_STR)
+		return -1;
+	return json_unescape(j->s + j->t[t].start, (size_t)(j->t[t].end - j->t[t].start),
+			     out, cap) < 0 ? -1 : 0;
+}
+
+/* The value of key in object obj; -1 if absent, duplicated, or obj is no object. */
+static int json_get(const struct json *j, int obj, const char *key)
+{
+	int k, found = -1;
+
+	if (obj < 0 || j->t[obj].type != J_OBJ)
+		return -1;
+	for (k = obj + 1; k < j->t[obj].next; k = j->t[k + 1].next) {
+		char name[64];
+		if (json_str(j, k, name, sizeof name) == 0 && !strcmp(name, key)) {
+			if (found >= 0)
+				return -1;
+			found = k + 1;
+		}
+	}
+	return found;
+}
+
+/* The string value of key in obj, decoded into out; out, or NULL. */
+static const char *json_get_str(const struct json *j, int obj, const char *key,
+				char *out, size_t cap)
+{
+	return json_str(j, json_get(j, obj, key), out, cap) ? NULL : out;
+}
+
+/* Appends s as a JSON string, quoted and escaped. */
+static void buf_json_str(struct buf *b, const char *s)
+{
+	buf_str(b, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		char esc[8];
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			buf_add(b, esc, 2);
+		} else if (c < 0x20 || c == 0x7F) {
+			snprintf(esc, sizeof esc, "\\u%04x", c);
+			buf_str(b, esc);
+		} else {
+			buf_add(b, s, 1);
+		}
+	}
+	buf_str(b, "\"");
+}
+
+/* ===================== 4. Keys and DER ===================== */
+
+static void pem_collect(void *ctx, const void *data, size_t len)
+{
+	buf_add(ctx, data, len);
+}
+
+/*
+ * Decodes the next PEM object of in from *pos: its label into name and
+ * its bytes into der. Returns 1, 0 when there is none, -1 if malformed.
+ */
+static int pem_next(const struct buf *in, size_t *pos, char *name, size_t namecap,
+		    struct buf *der)
+{
+	br_pem_decoder_context pc;
+	int inside = 0;
+
+	br_pem_decoder_init(&pc);
+	der->len = 0;
+	while (*pos <= in->len) {
+		/* a last newline flushes a file whose last line has none */
+		int tail = *pos == in->len;
+		*pos += br_pem_decoder_push(&pc, tail ? "\n" : in->p + *pos,
+					    tail ? 1 : in->len - *pos);
+		switch (br_pem_decoder_event(&pc)) {
+		case BR_PEM_BEGIN_OBJ:
+			snprintf(name, namecap, "%s", br_pem_decoder_name(&pc));
+			br_pem_decoder_setdest(&pc, pem_collect, der);
+			inside = 1;
+			break;
+		case BR_PEM_END_OBJ:
+			return 1;
+		case BR_PEM_ERROR:
+			return -1;
+		}
+	}
+	return inside ? -1 : 0;
+}
+
+/*
+ * Reads a PEM file's first object labelled with one of labels (a list
+ * ending in NULL) into der. A file without PEM armour is taken as DER.
+ */
+static void load_der(const char *path, const char *what, const char *const *labels,
+		     struct buf *der)
+{
+	struct buf file = { 0 };
+	size_t pos = 0, k;
+	char name[128];
+	int r;
+
+	read_file(path, what, &file);
+	if (!strstr(file.p, "-----BEGIN ")) {
+		*der = file;
+		return;
+	}
+	while ((r = pem_next(&file, &pos, name, sizeof name, der)) > 0)
+		for (k = 0; labels[k]; k++)
+			if (!strcmp(name, labels[k])) {
+				buf_free(&file);
+				return;
+			}
+	fail("%s %s: %s", what, path, r < 0 ? "malformed PEM" : "no PEM block of the right kind");
+}
+
+/* The account key, as JWS needs it. */
+struct account_key {
+	int type;                          /* BR_KEYTYPE_RSA or BR_KEYTYPE_EC */
+	const br_rsa_private_key *rsa;
+	const br_ec_private_key *ec;
+	const char *alg;                   /* RS256, ES256 or ES384 */
+	char jwk[1024];                    /* RFC 7638 member order, no spaces */
+	char thumbprint[48];               /* base64url SHA-256 of jwk */
+};
+
+/*
+ * BearSSL's key decoder keeps the key inside its context, so it lives as
+ * long as the run. BearSSL 0.6 can write up to 17 bytes past the context
+ * on a crafted key file: the spare bytes after it take those writes.
+ */
+static struct {
+	br_skey_decoder_context dc;
+	unsigned char spare[64];
+} skey;
+
+/* Writes the RFC 7638 JWK of an RSA public key into out. */
+static int jwk_rsa(char *out, size_t cap, const unsigned char *n, size_t nlen,
+		   const unsigned char *e, size_t elen)
+{
+	struct buf b = { 0 };
+	int r;
+
+	buf_str(&b, "{\"e\":\"");
+	buf_b64url(&b, e, elen);
+	buf_str(&b, "\",\"kty\":\"RSA\",\"n\":\"");
+	buf_b64url(&b, n, nlen);
+	buf_str(&b, "\"}");
+	r = copy_str(out, cap, b.p, b.len);
+	buf_free(&b);
+	return r;
+}
+
+/* Writes the RFC 7638 JWK of an EC public point (04 || x || y) into out. */
+static int jwk_ec(char *out, size_t cap, const char *crv, const unsigned char *q, size_t qlen)
+{
+	struct buf b = { 0 };
+	size_t half = (qlen - 1) / 2;
+	int r;
+
+	buf_str(&b, "{\"crv\":\"");
+	buf_str(&b, crv);
+	buf_str(&b, "\",\"kty\":\"EC\",\"x\":\"");
+	buf_b64url(&b, q + 1, half);
+	buf_str(&b, "\",\"y\":\"");
+	buf_b64url(&b, q + 1 + half, half);
+	buf_str(&b, "\"}");
+	r = copy_str(out, cap, b.p, b.len);
+	buf_free(&b);
+	return r;
+}
+
+static void jwk_thumbprint(struct account_key *k)
+{
+	br_sha256_context h;
+	unsigned char d[32];
+	struct buf b = { 0 };
+
+	br_sha256_init(&h);
+	br_sha256_update(&h, k->jwk, strlen(k->jwk));
+	br_sha256_out(&h, d);
+	buf_b64url(&b, d, sizeof d);
+	copy_str(k->thumbprint, sizeof k->thumbprint, b.p, b.len);
+	buf_free(&b);
+}
+
+static const char *rsa_key_setup(struct account_key *k)
+{
+	unsigned char n[512], e[4];
+	uint32_t pubexp;
+	size_t elen = 4;
+
+	k->rsa = br_skey_decoder_get_rsa(&skey.dc);
+	if (k->rsa->n_bitlen < 2048 || k->rsa->n_bitlen > 4096)
+		return "RSA key must have 2048 to 4096 bits";
+	/* BearSSL 0.6's default compute_modulus fails on 4096 bits; i15 works */
+	if (br_rsa_i15_compute_modulus(n, k->rsa) != (k->rsa->n_bitlen + 7) / 8)
+		return "cannot compute the RSA modulus";
+	if (!(pubexp = br_rsa_compute_pubexp_get_default()(k->rsa)))
+		return "cannot compute the RSA public exponent";
+	e[0] = (unsigned char)(pubexp >> 24);
+	e[1] = (unsigned char)(pubexp >> 16);
+	e[2] = (unsigned char)(pubexp >> 8);
+	e[3] = (unsigned char)pubexp;
+	while (elen > 1 && !e[4 - elen])
+		elen--;
+	k->alg = "RS256";
+	return jwk_rsa(k->jwk, sizeof k->jwk, n, (k->rsa->n_bitlen + 7) / 8,
+		       e + 4 - elen, elen) ? "RSA key too large" : NULL;
+}
+
+static const char *ec_key_setup(struct account_key *k)
+{
+	unsigned char q[BR_EC_KBUF_PUB_MAX_SIZE];
+	size_t qlen;
+
+	k->ec = br_skey_decoder_get_ec(&skey.dc);
+	if (k->ec->curve != BR_EC_secp256r1 && k->ec->curve != BR_EC_secp384r1)
+		return "EC key must be on P-256 or P-384";
+	if (!(qlen = br_ec_compute_pub(br_ec_get_default(), NULL, q, k->ec)))
+		return "cannot compute the EC public key";
+	k->alg = k->ec->curve == BR_EC_secp256r1 ? "ES256" : "ES384";
+	return jwk_ec(k->jwk, sizeof k->jwk, k->ec->curve == BR_EC_secp256r1 ? "P-256" : "P-384",
+		      q, qlen) ? "EC key too large" : NULL;
+}
+
+/* Decodes a DER private key (PKCS#1, SEC1 or PKCS#8); NULL, or what is wrong. */
+static const char *account_key_from_der(struct account_key *k, const void *der, size_t len)
+{
+	const char *err;
+
+	memset(k, 0, sizeof *k);
+	br_skey_decoder_init(&skey.dc);
+	br_skey_decoder_push(&skey.dc, der, len);
+	if (br_skey_decoder_last_error(&skey.dc))
+		return "not an RSA or EC private key";
+	k->type = br_skey_decoder_key_type(&skey.dc);
+	if ((err = k->type == BR_KEYTYPE_RSA ? rsa_key_setup(k) : ec_key_setup(k)))
+		return err;
+	jwk_thumbprint(k);
+	return NULL;
+}
+
+/* ---- DER, only as much as a CSR needs ---- */
+
+struct der {
+	const unsigned char *p;
+	size_t len;
+};
+
+/*
+ * Takes one TLV off the front of in. Only one-byte tags and definite
+ * lengths (up to 3 length bytes) exist in what we read. Returns the tag or -1.
+ */
+static int der_next(struct der *in, struct der *val)
+{
+	size_t len, hdr = 2, k;
+	int tag;
+
+	if (in->len < 2)
+		return -1;
+	tag = in->p[0];
+	len = in->p[1];
+	if ((tag & 0x1F) == 0x1F || len == 0x80 || len > 0x83)
+		return -1;
+	if (len > 0x80) {
+		hdr += len - 0x80;
+		if (in->len < hdr)
+			return -1;
+		for (len = 0, k = 2; k < hdr; k++)
+			len = len << 8 | in->p[k];
+	}
+	if (len > in->len - hdr)
+		return -1;
+	val->p = in->p + hdr;
+	val->len = len;
+	in->p += hdr + len;
+	in->len -= hdr + len;
+	return tag;
+}
+
+static int der_expect(struct der *in, int tag, struct der *val)
+{
+	return der_next(in, val) == tag ? 0 : -1;
+}
+
+static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
+{
+	return oid->len == n && !memcmp(oid->p, bytes, n);
+}
+
+#define OID_CN "\x55\x04\x03"
+#define OID_EXT_REQ "\x2A\x86\x48\x86\xF7\x0D\x01\x09\x0E"
+#define OID_SAN "\x55\x1D\x11"
+
+/* An ACME identifier (RFC 8555 7.1.4; type "ip" from RFC 8738). */
+struct ident {
+	char type[4];        /* "dns" or "ip" */
+	char value[MAX_NAME + 1];
+};
+
+struct names {
+	int n;
+	struct ident id[MAX_NAMES];
+};
+
+/*
+ * Adds a name from the CSR: an IP address (raw 4 or 16 bytes when raw_ip,
+ * or text that parses as one) becomes "ip", anything else must be a DNS
+ * name and is lower-cased. Duplicates are dropped. Returns 0 or -1.
+ */
+static int add_name(struct names *ns, const unsigned char *s, size_t len, int raw_ip)
+{
+	struct ident id;
+	unsigned char ip[16];
+	size_t k;
+	int af = 0;
+
+	if (raw_ip) {
+		if (len != 4 && len != 16)
+			return -1;
+		af = len == 4 ? AF_INET : AF_INET6;
+		memcpy(ip, s, len);
+	} else if (len < 1 || len > MAX_NAME) {
+		return -1;
+	}
+	memcpy(id.value, s, raw_ip ? 0 : len);
+	id.value[raw_ip ? 0 : len] = 0;
+	if (!af && inet_pton(AF_INET, id.value, ip) == 1)
+		af = AF_INET;
+	else if (!af && inet_pton(AF_INET6, id.value, ip) == 1)
+		af = AF_INET6;
+	strcpy(id.type, af ? "ip" : "dns");
+	if (af) {
+		inet_ntop(af, ip, id.value, sizeof id.value);
+	} else {
+		for (k = 0; k < len; k++)
+			id.value[k] = (char)(id.value[k] >= 'A' && id.value[k] <= 'Z' ?
+					     id.value[k] + 32 : id.value[k]);
+		if (strspn(id.value, "abcdefghijklmnopqrstuvwxyz0123456789-.*") != len)
+			return -1;
+	}
+	for (k = 0; k < (size_t)ns->n; k++)
+		if (!strcmp(ns->id[k].type, id.type) && !strcmp(ns->id[k].value, id.value))
+			return 0;
+	if (ns->n == MAX_NAMES)
+		return -1;
+	ns->id[ns->n++] = id;
+	return 0;
+}
+
+/* The subject's commonName values (Name: SEQUENCE OF SET OF {OID, value}). */
+static int subject_names(struct der subject, struct names *ns)
+{
+	struct der rdn, atv, oid, val;
+
+	while (subject.len) {
+		if (der_expect(&subject, 0x31, &rdn))
+			return -1;
+		while (rdn.len) {
+			if (der_expect(&rdn, 0x30, &atv) || der_expect(&atv, 0x06, &oid) ||
+			    der_next(&atv, &val) < 0)
+				return -1;
+			if (der_is_oid(&oid, OID_CN, 3) && add_name(ns, val.p, val.len, 0))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* dNSName [2] and iPAddress [7] of a subjectAltName extension value. */
+static int san_names(struct der octets, struct names *ns)
+{
+	struct der seq, gn;
+	int tag;
+
+	if (der_expect(&octets, 0x30, &seq) || octets.len)
+		return -1;
+	while (seq.len) {
+		if ((tag = der_next(&seq, &gn)) < 0)
+			return -1;
+		if ((tag == 0x82 || tag == 0x87) && add_name(ns, gn.p, gn.len, tag == 0x87))
+			return -1;
+	}
+	return 0;
+}
+
+/* The extensionRequest attribute: Extensions with their subjectAltName. */
+static int attribute_names(struct der attrs, struct names *ns)
+{
+	struct der attr, oid, set, exts, ext, eoid, val;
+
+	while (attrs.len) {
+		if (der_expect(&attrs, 0x30, &attr) || der_expect(&attr, 0x06, &oid) ||
+		    der_expect(&attr, 0x31, &set))
+			return -1;
+		if (!der_is_oid(&oid, OID_EXT_REQ, 9))
+			continue;
+		if (der_expect(&set, 0x30, &exts))
+			return -1;
+		while (exts.len) {
+			if (der_expect(&exts, 0x30, &ext) || der_expect(&ext, 0x06, &eoid))
+				return -1;
+			if (ext.len && ext.p[0] == 0x01 && der_expect(&ext, 0x01, &val))
+				return -1;
+			if (der_expect(&ext, 0x04, &val))
+				return -1;
+			if (der_is_oid(&eoid, OID_SAN, 3) && san_names(val, ns))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The identifiers a PKCS#10 CSR (RFC 2986) asks for: subject CN and
+ * subjectAltName entries. 0, or -1 if the CSR is malformed or names nothing.
+ */
+static int csr_names(const unsigned char *p, size_t len, struct names *ns)
+{
+	struct der in = { p, len }, csr, info, subject, v;
+
+	ns->n = 0;
+	if (der_expect(&in, 0x30, &csr) || in.len || der_expect(&csr, 0x30, &info) ||
+	    der_expect(&info, 0x02, &v) || der_expect(&info, 0x30, &subject) ||
+	    der_expect(&info, 0x30, &v) || subject_names(subject, ns))
+		return -1;
+	if (info.len && (der_expect(&info, 0xA0, &v) || info.len || attribute_names(v, ns)))
+		return -1;
+	return ns->n ? 0 : -1;
+}
+
+/* ===================== 5. JWS ===================== */
+
+/* Signs data: RSASSA-PKCS1-v1_5 or ECDSA r||s (RFC 7518 3.3, 3.4). */
+static size_t key_sign(const struct account_key *k, const void *data, size_t len,
+		       unsigned char *sig)
+{
+	unsigned char hash[48];
+
+	if (k->type == BR_KEYTYPE_RSA) {
+		br_sha256_context h;
+		br_sha256_init(&h);
+		br_sha256_update(&h, data, len);
+		br_sha256_out(&h, hash);
+		if (!br_rsa_pkcs1_sign_get_default()(BR_HASH_OID_SHA256, hash, 32, k->rsa, sig))
+			return 0;
+		return (k->rsa->n_bitlen + 7) / 8;
+	}
+	if (k->ec->curve == BR_EC_secp256r1) {
+		br_sha256_context h;
+		br_sha256_init(&h);
+		br_sha256_update(&h, data, len);
+		br_sha256_out(&h, hash);
+		return br_ecdsa_sign_raw_get_default()(br_ec_get_default(), &br_sha256_vtable,
+						       hash, k->ec, sig);
+	}
+	{
+		br_sha384_context h;
+		br_sha384_init(&h);
+		br_sha384_update(&h, data, len);
+		br_sha384_out(&h, hash);
+		return br_ecdsa_sign_raw_get_default()(br_ec_get_default(), &br_sha384_vtable,
+						       hash, k->ec, sig);
+	}
+}
+
+/*
+ * Builds a flattened JWS (RFC 8555 6.2): the key as "kid" once the account
+ * exists, else as "jwk". payload NULL means POST-as-GET (empty payload).
+ */
+static void jws_build(struct buf *out, const struct account_key *k, const char *kid,
+		      const char *nonce, const char *url, const char *payload)
+{
+	struct buf prot = { 0 }, input = { 0 };
+	unsigned char sig[512];
+	size_t siglen;
+
+	buf_str(&prot, "{\"alg\":\"");
+	buf_str(&prot, k->alg);
+	if (kid) {
+		buf_str(&prot, "\",\"kid\":");
+		buf_json_str(&prot, kid);
+	} else {
+		buf_str(&prot, "\",\"jwk\":");
+		buf_str(&prot, k->jwk);
+	}
+	buf_str(&prot, ",\"nonce\":");
+	buf_json_str(&prot, nonce);
+	buf_str(&prot, ",\"url\":");
+	buf_json_str(&prot, url);
+	buf_str(&prot, "}");
+	buf_b64url(&input, prot.p, prot.len);
+	buf_str(&input, ".");
+	if (payload)
+		buf_b64url(&input, payload, strlen(payload));
+	if (!(siglen = key_sign(k, input.p, input.len, sig)))
+		fail("signing with the account key failed");
+	out->len = 0;
+	buf_str(out, "{\"protected\":\"");
+	buf_add(out, input.p, strcspn(input.p, "."));
+	buf_str(out, "\",\"payload\":\"");
+	buf_str(out, strchr(input.p, '.') + 1);
+	buf_str(out, "\",\"signature\":\"");
+	buf_b64url(out, sig, siglen);
+	buf_str(out, "\"}");
+	buf_free(&prot);
+	buf_free(&input);
+}
+
+/* ===================== 6. HTTP/1.1 over TCP or TLS ===================== */
+
+struct url {
+	int https;
+	char host[256];
+	char port[6];
+	char path[MAX_URL];
+};
+
+/*
+ * Splits an http:// or https:// URL. Host, port and path are checked
+ * character by character, so nothing from a server reaches a request line
+ * or a Host header unless it is plain printable ASCII. 0, or -1.
+ */
+static int url_parse(const char *s, struct url *u)
+{
+	const char *host, *path, *end, *after;
+	size_t k;
+
+	memset(u, 0, sizeof *u);
+	u->https = !strncmp(s, "https://", 8);
+	if (!u->https && strncmp(s, "http://", 7))
+		return -1;
+	host = s + (u->https ? 8 : 7);
+	path = host + strcspn(host, "/");
+	if (*host == '[') {
+		if (!(end = memchr(host, ']', (size_t)(path - host))))
+			return -1;
+		after = end + 1;
+		host++;
+	} else {
+		end = memchr(host, ':', (size_t)(path - host));
+		after = end = end ? end : path;
+	}
+	if (copy_str(u->host, sizeof u->host, host, (size_t)(end - host)) || !u->host[0] ||
+	    strspn(u->host, host[-1] == '[' ? "0123456789abcdefABCDEF:." :
+		   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != strlen(u->host))
+		return -1;
+	strcpy(u->port, u->https ? "443" : "80");
+	if (after < path) {
+		k = (size_t)(path - after - 1);
+		if (*after != ':' || copy_str(u->port, sizeof u->port, after + 1, k) || !k ||
+		    strspn(u->port, "0123456789") != k || atoi(u->port) < 1 || atoi(u->port) > 65535)
+			return -1;
+	}
+	if (copy_str(u->path, sizeof u->path, *path ? path : "/", *path ? strlen(path) : 1))
+		return -1;
+	for (k = 0; u->path[k]; k++)
+		if (u->path[k] <= 0x20 || u->path[k] >= 0x7F)
+			return -1;
+	return 0;
+}
+
+/* ---- trust anchors: the CA certificates that TLS servers must chain to ---- */
+
+static br_x509_trust_anchor *anchors;
+static size_t n_anchors;
+
+static void *dup_bytes(const void *p, size_t n)
+{
+	void *q = malloc(n ? n : 1);
+
+	if (!q)
+		fail("out of memory");
+	return memcpy(q, p, n);
+}
+
+/* Adds the certificate in der as a trust anchor; -1 if BearSSL cannot read it. */
+static int add_anchor(const struct buf *der)
+{
+	br_x509_decoder_context dc;
+	struct buf dn = { 0 };
+	br_x509_trust_anchor *ta;
+	br_x509_pkey *pk;
+
+	br_x509_decoder_init(&dc, pem_collect, &dn);
+	br_x509_decoder_push(&dc, der->p, der->len);
+	if (!(pk = br_x509_decoder_get_pkey(&dc))) {
+		buf_free(&dn);
+		return -1;
+	}
+	if (!(ta = realloc(anchors, (n_anchors + 1) * sizeof *ta)))
+		fail("out of memory");
+	anchors = ta;
+	ta += n_anchors++;
+	ta->dn.data = (unsigned char *)dn.p;     /* the anchor keeps dn's bytes */
+	ta->dn.len = dn.len;
+	ta->flags = br_x509_decoder_isCA(&dc) ? BR_X509_TA_CA : 0;
+	ta->pkey = *pk;
+	if (pk->key_type == BR_KEYTYPE_RSA) {
+		ta->pkey.key.rsa.n = dup_bytes(pk->key.rsa.n, pk->key.rsa.nlen);
+		ta->pkey.key.rsa.e = dup_bytes(pk->key.rsa.e, pk->key.rsa.elen);
+	} else {
+		ta->pkey.key.ec.q = dup_bytes(pk->key.ec.q, pk->key.ec.qlen);
+	}
+	return 0;
+}
+
+/* Loads every certificate of a PEM bundle that BearSSL can use. */
+static void load_trust_anchors(const char *path)
+{
+	struct buf file = { 0 }, der = { 0 };
+	size_t pos = 0;
+	char name[64];
+	int r;
+
+	read_file(path, "CA file", &file);
+	while ((r = pem_next(&file, &pos, name, sizeof name, &der)) > 0)
+		if (!strcmp(name, "CERTIFICATE"))
+			add_anchor(&der);
+	if (r < 0 || !n_anchors)
+		fail("CA file %s: %s", path, r < 0 ? "malformed PEM" : "no usable certificates");
+	buf_free(&file);
+	buf_free(&der);
+}
+
+/* ---- connections ---- */
+
+struct tls {
+	br_ssl_client_context sc;
+	br_x509_minimal_context xc;
+	br_sslio_context io;
+	unsigned char iobuf[BR_SSL_BUFSIZE_MONO];   /* half-duplex: HTTP takes turns */
+};
+
+struct conn {
+	int fd;                      /* -1 while not connected */
+	struct tls *tls;             /* NULL for plain HTTP */
+	char host[256], port[6];     /* where fd goes */
+	long long deadline;          /* ms: the current exchange ends by then */
+	const char *why;             /* why the last step failed */
+	size_t got;                  /* bytes received in the current exchange */
+	int (*read)(struct conn *, unsigned char *, size_t);   /* >0, 0 at the end, -1 */
+	unsigned char in[4096];
+	size_t inpos, inlen;
+};
+
+/* Waits until fd is ready, or the exchange's deadline passes. */
+static int sock_wait(struct conn *c, short events)
+{
+	struct pollfd p = { c->fd, events, 0 };
+
+	for (;;) {
+		long long left = c->deadline - now_ms();
+		int r;
+
+		if (left <= 0) {
+			c->why = "timed out";
+			return -1;
+		}
+		if ((r = poll(&p, 1, (int)left)) > 0)
+			return 0;
+		if (r < 0 && errno != EINTR) {
+			c->why = strerror(errno);
+			return -1;
+		}
+	}
+}
+
+static int sock_read(struct conn *c, unsigned char *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (sock_wait(c, POLLIN))
+			return -1;
+		if ((n = recv(c->fd, buf, len, 0)) >= 0)
+			return (int)n;
+		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+			c->why = strerror(errno);
+			return -1;
+		}
+	}
+}
+
+static int sock_write(struct conn *c, const unsigned char *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (sock_wait(c, POLLOUT))
+			return -1;
+		if ((n = send(c->fd, buf, len, MSG_NOSIGNAL)) >= 0)
+			return (int)n;
+		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+			c->why = strerror(errno);
+			return -1;
+		}
+	}
+}
+
+/* BearSSL's transport callbacks: TLS reads and writes go through our deadline. */
+static int tls_low_read(void *ctx, unsigned char *buf, size_t len)
+{
+	struct conn *c = ctx;
+	int n = sock_read(c, buf, len);
+
+	if (n == 0)
+		c->why = "connection closed";
+	return n > 0 ? n : -1;
+}
+
+static int tls_low_write(void *ctx, const unsigned char *buf, size_t len)
+{
+	return sock_write(ctx, buf, len);
+}
+
+static const char *tls_error(int err)
+{
+	static char msg[160];
+	time_t t = time(NULL);
+	struct tm tm;
+	char day[16] = "?";
+
+	switch (err) {
+	case BR_ERR_X509_EXPIRED:
+		if (gmtime_r(&t, &tm))
+			strftime(day, sizeof day, "%Y-%m-%d", &tm);
+		snprintf(msg, sizeof msg, "TLS: server certificate expired or not yet valid"
+			 " (is the clock right? it says %s)", day);
+		return msg;
+	case BR_ERR_X509_BAD_SERVER_NAME:
+		return "TLS: server certificate is for another host name";
+	case BR_ERR_X509_NOT_TRUSTED:
+		return "TLS: server certificate is not from a CA in --ca-file";
+	}
+	snprintf(msg, sizeof msg, "TLS error %d (BearSSL's BR_ERR_* codes)", err);
+	return msg;
+}
+
+/* After a TLS call failed: 0 if the peer closed TLS properly, else -1 with why. */
+static int tls_failed(struct conn *c)
+{
+	int err = br_ssl_engine_last_error(&c->tls->sc.eng);
+
+	if (err == BR_ERR_OK)
+		return 0;
+	if (err != BR_ERR_IO || !c->why)
+		c->why = tls_error(err);
+	return -1;
+}
+
+static int tls_read(struct conn *c, unsigned char *buf, size_t len)
+{
+	int n = br_sslio_read(&c->tls->io, buf, len);
+
+	return n > 0 ? n : tls_failed(c);
+}
+
+static int conn_write(struct conn *c, const char *data, size_t len)
+{
+	if (c->tls) {
+		if (!br_sslio_write_all(&c->tls->io, data, len) && !br_sslio_flush(&c->tls->io))
+			return 0;
+		c->why = "connection closed";
+		tls_failed(c);
+		return -1;
+	}
+	while (len > 0) {
+		int n = sock_write(c, (const unsigned char *)data, len);
+		if (n < 0)
+			return -1;
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->inpos = c->inlen = 0;
+}
+
+/* Connects to the first address of host that answers before the deadline. */
+static int tcp_connect(struct conn *c, const struct url *u)
+{
+	struct addrinfo hints = { 0 }, *res, *ai;
+	int err;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if ((err = getaddrinfo(u->host, u->port, &hints, &res))) {
+		c->why = gai_strerror(err);
+		return -1;
+	}
+	for (ai = res; ai && c->fd < 0; ai = ai->ai_next) {
+		socklen_t len = sizeof err;
+
+		if ((c->fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol)) < 0) {
+			c->why = strerror(errno);
+			continue;
+		}
+		fcntl(c->fd, F_SETFD, FD_CLOEXEC);
+		fcntl(c->fd, F_SETFL, O_NONBLOCK);
+		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) &&
+		    (errno != EINPROGRESS || sock_wait(c, POLLOUT) ||
+		     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) || (errno = err))) {
+			if (errno)
+				c->why = strerror(errno);
+			conn_close(c);
+		}
+	}
+	freeaddrinfo(res);
+	return c->fd < 0 ? -1 : 0;
+}
+
+/* Opens a connection for u: TCP, then TLS (verified, with SNI) for https. */
+static int conn_open(struct conn *c, const struct url *u)
+{
+	if (tcp_connect(c, u))
+		return -1;
+	strcpy(c->host, u->host);
+	strcpy(c->port, u->port);
+	if (!c->tls) {
+		c->read = sock_read;
+		return 0;
+	}
+	br_ssl_client_init_full(&c->tls->sc, &c->tls->xc, anchors, n_anchors);
+	br_ssl_engine_set_buffer(&c->tls->sc.eng, c->tls->iobuf, sizeof c->tls->iobuf, 0);
+	if (!br_ssl_client_reset(&c->tls->sc, u->host, 0)) {
+		c->why = tls_error(br_ssl_engine_last_error(&c->tls->sc.eng));
+		return -1;
+	}
+	br_sslio_init(&c->tls->io, &c->tls->sc.eng, tls_low_read, c, tls_low_write, c);
+	c->read = tls_read;
+	return 0;
+}
+
+/* ---- reading a response ---- */
+
+/* Makes sure a byte is buffered: 1, 0 at the end of the stream, -1 on error. */
+static int conn_fill(struct conn *c)
+{
+	int n;
+
+	if (c->inpos < c->inlen)
+		return 1;
+	if ((n = c->read(c, c->in, sizeof c->in)) <= 0)
+		return n;
+	c->inpos = 0;
+	c->inlen = (size_t)n;
+	c->got += (size_t)n;
+	return 1;
+}
+
+/* Reads one CRLF-ended line into line (without CRLF); its length, or -1. */
+static int conn_line(struct conn *c, char *line, size_t cap)
+{
+	size_t n = 0;
+
+	for (;;) {
+		int r = conn_fill(c);
+		char ch;
+
+		if (r <= 0) {
+			if (r == 0)
+				c->why = "connection closed in the middle of the headers";
+			return -1;
+		}
+		ch = (char)c->in[c->inpos++];
+		if (ch == '\n' && n > 0 && line[n - 1] == '\r') {
+			line[--n] = 0;
+			return (int)n;
+		}
+		if (ch == '\n' || ch == 0 || n + 1 >= cap) {
+			c->why = ch == '\n' ? "line without CR" : ch ? "header line too long" : "NUL in header";
+			return -1;
+		}
+		line[n++] = ch;
+	}
+}
+
+/* Appends exactly n more bytes of the stream to body. */
+static int conn_take(struct conn *c, struct buf *body, size_t n)
+{
+	while (n > 0) {
+		int r = conn_fill(c);
+		size_t k = c->inlen - c->inpos;
+
+		if (r <= 0) {
+			if (r == 0)
+				c->why = "connection closed in the middle of the body";
+			return -1;
+		}
+		k = k < n ? k : n;
+		buf_add(body, c->in + c->inpos, k);
+		c->inpos += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* A response, with the only headers ACME needs. */
+struct resp {
+	int status;
+	int close;                   /* the connection ends after this response */
+	char nonce[256];             /* Replay-Nonce, kept only if base64url */
+	char location[MAX_URL];
+	char retry_after[64];
+	struct buf body;
+};
+
+static const char TOO_LARGE[] = "response body larger than 128 KiB";
+
+/* Takes one header line apart and keeps what we use. 0, or -1 with why. */
+static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, int *chunked)
+{
+	char *v = strchr(line, ':'), *e;
+	size_t n = v ? (size_t)(v - line) : 0;
+
+	if (!n || strcspn(line, " \t") < n) {
+		c->why = "malformed header line";
+		return -1;
+	}
+	*v++ = 0;
+	v += strspn(v, " \t");
+	for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t');)
+		*--e = 0;
+	if (!strcasecmp(line, "content-length")) {
+		size_t d = strspn(v, "0123456789");
+		long x = atol(v);
+		if (!d || v[d] || d > 9 || (*clen >= 0 && *clen != x)) {
+			c->why = "malformed Content-Length";
+			return -1;
+		}
+		*clen = x;
+	} else if (!strcasecmp(line, "transfer-encoding")) {
+		if (strcasecmp(v, "chunked")) {
+			c->why = "unsupported Transfer-Encoding";
+			return -1;
+		}
+		*chunked = 1;
+	} else if (!strcasecmp(line, "connection")) {
+		r->close |= !strcasecmp(v, "close");
+	} else if (!strcasecmp(line, "replay-nonce") && is_b64url(v, sizeof r->nonce - 1)) {
+		strcpy(r->nonce, v);
+	} else if (!strcasecmp(line, "location") && copy_str(r->location, sizeof r->location, v, strlen(v))) {
+		c->why = "Location header too long";
+		return -1;
+	} else if (!strcasecmp(line, "retry-after")) {
+		copy_str(r->retry_after, sizeof r->retry_after, v, strlen(v));
+	}
+	return 0;
+}
+
+/* The status line and headers (RFC 9112 section 4 and 5). */
+static int read_head(struct conn *c, struct resp *r, long *clen, int *chunked)
+{
+	char line[MAX_LINE];
+	int n, count;
+
+	*clen = -1;
+	*chunked = 0;
+	if (conn_line(c, line, sizeof line) < 0)
+		return -1;
+	if ((strncmp(line, "HTTP/1.1 ", 9) && strncmp(line, "HTTP/1.0 ", 9)) ||
+	    strspn(line + 9, "0123456789") != 3 || (line[12] && line[12] != ' ') ||
+	    (r->status = atoi(line + 9)) < 200) {
+		c->why = "malformed or unexpected status line";
+		return -1;
+	}
+	r->close = line[7] == '0';
+	for (count = 0; (n = conn_line(c, line, sizeof line)) != 0; count++) {
+		if (n < 0 || count == MAX_HEADERS || parse_header(c, line, r, clen, chunked)) {
+			if (count == MAX_HEADERS)
+				c->why = "too many header lines";
+			return -1;
+		}
+	}
+	if (*chunked && *clen >= 0) {
+		c->why = "both Content-Length and chunked";
+		return -1;
+	}
+	if (*clen > MAX_BODY) {
+		c->why = TOO_LARGE;
+		return -1;
+	}
+	return 0;
+}
+
+static int hex_digit(int c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	     : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A chunked body (RFC 9112 section 7.1); extensions and trailers ignored. */
+static int read_chunked(struct conn *c, struct buf *body)
+{
+	char line[MAX_LINE];
+	int n, count;
+
+	for (;;) {
+		size_t size = 0, k;
+
+		if (conn_line(c, line, sizeof line) < 0)
+			return -1;
+		for (k = 0; hex_digit(line[k]) >= 0 && k < 8; k++)
+			size = size * 16 + (size_t)hex_digit(line[k]);
+		if (!k || (line[k] && line[k] != ';' && line[k] != ' ' && line[k] != '\t')) {
+			c->why = "malformed chunk size";
+			return -1;
+		}
+		if (size > MAX_BODY - body->len) {
+			c->why = TOO_LARGE;
+			return -1;
+		}
+		if (!size)
+			break;
+		if (conn_take(c, body, size) || (n = conn_line(c, line, sizeof line)) < 0)
+			return -1;
+		if (n) {
+			c->why = "chunk longer than its size";
+			return -1;
+		}
+	}
+	for (count = 0; (n = conn_line(c, line, sizeof line)) != 0; count++)
+		if (n < 0 || count == MAX_HEADERS) {
+			c->why = n < 0 ? c->why : "too many trailer lines";
+			return -1;
+		}
+	return 0;
+}
+
+/* A body that ends when the server closes the connection. */
+static int read_to_close(struct conn *c, struct buf *body)
+{
+	int r;
+
+	while ((r = conn_fill(c)) > 0) {
+		size_t k = c->inlen - c->inpos;
+		if (k > MAX_BODY - body->len) {
+			c->why = TOO_LARGE;
+			return -1;
+		}
+		buf_add(body, c->in + c->inpos, k);
+		c->inpos = c->inlen;
+	}
+	return r;
+}
+
+/* Reads one whole response: 0, or -1 with c->why. */
+static int read_response(struct conn *c, struct resp *r, int head)
+{
+	long clen;
+	int chunked;
+
+	r->body.len = 0;
+	if (r->body.p)
+		r->body.p[0] = 0;
+	r->nonce[0] = r->location[0] = r->retry_after[0] = 0;
+	if (read_head(c, r, &clen, &chunked))
+		return -1;
+	if (head || r->status == 204 || r->status == 304)
+		return 0;
+	if (chunked)
+		return read_chunked(c, &r->body);
+	if (clen >= 0)
+		return conn_take(c, &r->body, (size_t)clen);
+	r->close = 1;
+	return read_to_close(c, &r->body);
+}
+
+/* ---- requests ---- */
+
+static int send_request(struct conn *c, const char *method, const struct url *u,
+			const struct buf *body)
+{
+	struct buf req = { 0 };
+	char len[32];
+	int r;
+
+	buf_str(&req, method);
+	buf_str(&req, " ");
+	buf_str(&req, u->path);
+	buf_str(&req, " HTTP/1.1\r\nHost: ");
+	buf_str(&req, strchr(u->host, ':') ? "[" : "");
+	buf_str(&req, u->host);
+	buf_str(&req, strchr(u->host, ':') ? "]" : "");
+	if (strcmp(u->port, u->https ? "443" : "80")) {
+		buf_str(&req, ":");
+		buf_str(&req, u->port);
+	}
+	buf_str(&req, "\r\nUser-Agent: " USER_AGENT "\r\n");
+	if (body) {
+		snprintf(len, sizeof len, "%zu", body->len);
+		buf_str(&req, "Content-Type: application/jose+json\r\nContent-Length: ");
+		buf_str(&req, len);
+		buf_str(&req, "\r\n");
+	}
+	buf_str(&req, "\r\n");
+	if (body)
+		buf_add(&req, body->p, body->len);
+	r = conn_write(c, req.p, req.len);
+	buf_free(&req);
+	return r;
+}
+
+/*
+ * One HTTP exchange on c, within opt.timeout, reusing c's connection when
+ * it goes to the same host and port. If a kept-alive connection turns out
+ * closed before any answer, the request goes once more on a new one.
+ * 0, or -1 with c->why.
+ */
+static int http_try(struct conn *c, const char *method, const char *url,
+		    const struct buf *body, struct resp *r)
+{
+	struct url u;
+	int attempt;
+
+	c->why = NULL;
+	if (url_parse(url, &u) || u.https != (c->tls != NULL)) {
+		c->why = c->tls ? "not an https URL" : "not an http URL";
+		return -1;
+	}
+	c->deadline = now_ms() + opt.timeout * 1000LL;
+	for (attempt = 0; attempt < 2; attempt++) {
+		int reused = c->fd >= 0 && !strcmp(c->host, u.host) && !strcmp(c->port, u.port);
+
+		if (!reused) {
+			conn_close(c);
+			if (conn_open(c, &u))
+				return -1;
+		}
+		c->got = 0;
+		c->why = NULL;
+		if (!send_request(c, method, &u, body) && !read_response(c, r, !strcmp(method, "HEAD"))) {
+			if (r->close || c->inpos < c->inlen)
+				conn_close(c);
+			return 0;
+		}
+		conn_close(c);
+		if (!reused || c->got)
+			break;
+	}
+	return -1;
+}
+
+static void http_request(struct conn *c, const char *method, const char *url,
+			 const struct buf *body, struct resp *r, const char *step)
+{
+	if (http_try(c, method, url, body, r))
+		fail("%s: %s %s: %s", step, method, url, c->why ? c->why : "failed");
+}
+
+static long long days_from_civil(long long y, int m, int d)
+{
+	long long era, yoe, doy;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+/* Retry-After (RFC 9110 10.2.3): seconds, or an IMF-fixdate; in ms from now, or -1. */
+static long long retry_after_ms(const char *v)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	char mon[4];
+	const char *m;
+	int d, y, hh, mm, ss, k = (int)strspn(v, "0123456789");
+	long long at;
+
+	if (k && !v[k])
+		return k > 9 ? 999999999000LL : atoll(v) * 1000;
+	if (sscanf(v, "%*3s, %2d %3s %4d %2d:%2d:%2d GMT", &d, mon, &y, &hh, &mm, &ss) != 6 ||
+	    !(m = strstr(months, mon)) || (m - months) % 3 || strlen(mon) != 3)
+		return -1;
+	at = days_from_civil(y, (int)(m - months) / 3 + 1, d) * 86400 + hh * 3600 + mm * 60 + ss;
+	return at > (long long)time(NULL) ? (at - (long long)time(NULL)) * 1000 : 0;
+}
+
+/* ===================== 7. ACME (RFC 8555) ===================== */
+
+struct acme {
+	struct conn conn;            /* one kept-alive TLS connection to the CA */
+	struct account_key key;
+	char new_nonce[MAX_URL], new_account[MAX_URL], new_order[MAX_URL];
+	char nonce[256];             /* the last Replay-Nonce, unused yet */
+	char kid[MAX_URL];           /* the account URL, once we know it */
+};
+
+/* What the user asked for, from the command line. */
+struct run {
+	const char *account_key, *csr, *acme_dir, *directory, *ca_file, *check_port;
+	char **contacts;
+	int n_contacts, disable_check;
+};
+
+#define BAD_NONCE "urn:ietf:params:acme:error:badNonce"
+
+/* "type: detail" of the problem document (RFC 7807) at token p. */
+static const char *problem_text(const struct json *j, int p, char *out, size_t cap)
+{
+	char type[256], detail[1024];
+
+	if (!json_get_str(j, p, "type", type, sizeof type))
+		strcpy(type, "(no problem type)");
+	if (!json_get_str(j, p, "detail", detail, sizeof detail))
+		detail[0] = 0;
+	snprintf(out, cap, "%s%s%s", type, detail[0] ? ": " : "", detail);
+	return out;
+}
+
+/* Ends the run with what the server said: HTTP status, problem, Retry-After. */
+static void fail_problem(const char *step, const struct resp *r)
+{
+	struct json j = { 0 };
+	char text[1400] = "(no problem document)";
+
+	if (!json_parse(&j, r->body.p, r->body.len))
+		problem_text(&j, 0, text, sizeof text);
+	json_free(&j);
+	fail("%s failed: HTTP %d %s%s%s", step, r->status, text,
+	     r->retry_after[0] ? "; retry after " : "", r->retry_after);
+}
+
+static int is_bad_nonce(const struct resp *r)
+{
+	struct json j = { 0 };
+	char type[64];
+	int bad = r->status == 400 && !json_parse(&j, r->body.p, r->body.len) &&
+		  json_get_str(&j, 0, "type", type, sizeof type) && !strcmp(type, BAD_NONCE);
+
+	json_free(&j);
+	return bad;
+}
+
+/* Parses a response body that must be a JSON object. */
+static void parse_object(const struct resp *r, struct json *j, const char *step)
+{
+	if (json_parse(j, r->body.p, r->body.len) || j->t[0].type != J_OBJ)
+		fail("%s: the server's answer is not a JSON object", step);
+}
+
+/* A string member the protocol requires. */
+static void need_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
+		     const char *step)
+{
+	if (!json_get_str(j, obj, key, out, cap))
+		fail("%s: the server's answer has no usable \"%s\"", step, key);
+}
+
+static void fetch_nonce(struct acme *a)
+{
+	struct resp r = { 0 };
+
+	http_request(&a->conn, "HEAD", a->new_nonce, NULL, &r, "newNonce");
+	if (r.status != 200 && r.status != 204)
+		fail_problem("newNonce", &r);
+	if (!r.nonce[0])
+		fail("newNonce: the server sent no Replay-Nonce");
+	strcpy(a->nonce, r.nonce);
+	buf_free(&r.body);
+}
+
+/*
+ * A signed POST (RFC 8555 6.2); payload NULL is a POST-as-GET. Each
+ * response's Replay-Nonce signs the next request, so newNonce is asked
+ * only when a response came without one. badNonce is retried with the
+ * nonce of the error, a bounded number of times; any other error status
+ * (including redirects, which are not followed) ends the run.
+ */
+static void acme_post(struct acme *a, const char *url, const char *payload, struct resp *r,
+		      const char *step)
+{
+	struct buf jws = { 0 };
+	int tries;
+
+	for (tries = 1;; tries++) {
+		if (!a->nonce[0])
+			fetch_nonce(a);
+		jws_build(&jws, &a->key, a->kid[0] ? a->kid : NULL, a->nonce, url, payload);
+		http_request(&a->conn, "POST", url, &jws, r, step);
+		strcpy(a->nonce, r->nonce);
+		if (r->status >= 200 && r->status < 300)
+			break;
+		if (tries == MAX_NONCE_TRIES || !is_bad_nonce(r))
+			fail_problem(step, r);
+	}
+	buf_free(&jws);
+}
+
+static void acme_directory(struct acme *a, const char *url)
+{
+	struct resp r = { 0 };
+	struct json j = { 0 };
+
+	info("Getting directory...");
+	http_request(&a->conn, "GET", url, NULL, &r, "directory");
+	if (r.status != 200)
+		fail_problem("directory", &r);
+	parse_object(&r, &j, "directory");
+	need_str(&j, 0, "newNonce", a->new_nonce, sizeof a->new_nonce, "directory");
+	need_str(&j, 0, "newAccount", a->new_account, sizeof a->new_account, "directory");
+	need_str(&j, 0, "newOrder", a->new_order, sizeof a->new_order, "directory");
+	strcpy(a->nonce, r.nonce);
+	json_free(&j);
+	buf_free(&r.body);
+	info("Directory found!");
+}
+
+static void add_contacts(struct buf *b, char *const *contacts, int n)
+{
+	int k;
+
+	buf_str(b, "\"contact\":[");
+	for (k = 0; k < n; k++) {
+		buf_str(b, k ? "," : "");
+		buf_json_str(b, contacts[k]);
+	}
+	buf_str(b, "]");
+}
+
+/* newAccount finds or creates the account; its URL becomes our "kid". */
+static void acme_account(struct acme *a, const struct run *run)
+{
+	struct buf p = { 0 };
+	struct resp r = { 0 };
+
+	info("Registering account...");
+	buf_str(&p, "{\"termsOfServiceAgreed\":true");
+	if (run->n_contacts) {
+		buf_str(&p, ",");
+		add_contacts(&p, run->contacts, run->n_contacts);
+	}
+	buf_str(&p, "}");
+	acme_post(a, a->new_account, p.p, &r, "newAccount");
+	if (copy_str(a->kid, sizeof a->kid, r.location, strlen(r.location)) || !a->kid[0])
+		fail("newAccount: the server sent no Location for the account");
+	info(r.status == 201 ? "Registered!" : "Already registered!");
+	if (run->n_contacts && r.status != 201) {
+		p.len = 0;
+		buf_str(&p, "{");
+		add_contacts(&p, run->contacts, run->n_contacts);
+		buf_str(&p, "}");
+		acme_post(a, a->kid, p.p, &r, "account update");
+		info("Updated contact details");
+	}
+	buf_free(&p);
+	buf_free(&r.body);
+}
+
+static void acme_new_order(struct acme *a, const struct names *ns, struct resp *order,
+			   char *order_url)
+{
+	struct buf p = { 0 };
+	int k;
+
+	info("Creating new order...");
+	buf_str(&p, "{\"identifiers\":[");
+	for (k = 0; k < ns->n; k++) {
+		buf_str(&p, k ? ",{\"type\":" : "{\"type\":");
+		buf_json_str(&p, ns->id[k].type);
+		buf_str(&p, ",\"value\":");
+		buf_json_str(&p, ns->id[k].value);
+		buf_str(&p, "}");
+	}
+	buf_str(&p, "]}");
+	acme_post(a, a->new_order, p.p, order, "newOrder");
+	if (!order->location[0])
+		fail("newOrder: the server sent no Location for the order");
+	strcpy(order_url, order->location);
+	buf_free(&p);
+	info("Order created!");
+}
+
+/*
+ * Polls url (POST-as-GET) while the object in r and j is pending or
+ * processing: first after a short delay, then doubling, never sooner than
+ * the server's Retry-After, and never past --max-wait in all. On return
+ * j holds the object in its last state, and status its status.
+ */
+static void acme_wait(struct acme *a, const char *url, struct resp *r, struct json *j,
+		      char *status, const char *what)
+{
+	long long give_up = now_ms() + opt.max_wait * 1000LL, delay = FIRST_POLL_DELAY;
+
+	for (;;) {
+		long long wait = retry_after_ms(r->retry_after);
+
+		need_str(j, 0, "status", status, 32, what);
+		if (strcmp(status, "pending") && strcmp(status, "processing"))
+			return;
+		if (wait > opt.max_wait * 1000LL)
+			fail("%s: still %s, and the server asks to wait %s s, more than --max-wait %d",
+			     what, status, r->retry_after, opt.max_wait);
+		wait = wait > delay ? wait : delay;
+		if (now_ms() + wait > give_up)
+			fail("%s: still %s after --max-wait %d s", what, status, opt.max_wait);
+		sleep_ms(wait);
+		delay = delay * 2 < MAX_POLL_DELAY ? delay * 2 : MAX_POLL_DELAY;
+		acme_post(a, url, NULL, r, what);
+		parse_object(r, j, what);
+	}
+}
+
+/* The http-01 challenge of an authorization; others, whatever their shape, are skipped. */
+static int find_http01(const struct json *j)
+{
+	int list = json_get(j, 0, "challenges"), c;
+	char type[16];
+
+	if (list < 0 || j->t[list].type != J_ARR)
+		return -1;
+	for (c = list + 1; c < j->t[list].next; c = j->t[c].next)
+		if (json_get_str(j, c, "type", type, sizeof type) && !strcmp(type, "http-01"))
+			return c;
+	return -1;
+}
+
+/* Writes the key authorization where the web server serves it (RFC 8555 8.3). */
+static void write_challenge(const char *dir, const char *token, const char *keyauth)
+{
+	sigset_t block, old;
+	size_t len = strlen(keyauth);
+	int fd;
+
+	if ((size_t)snprintf(chal_path, sizeof chal_path, "%s/%s", dir, token) >= sizeof chal_path)
+		fail("--acme-dir path too long");
+	/* a signal must not come between creating the file and noting it */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	fd = open(chal_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	chal_live = fd >= 0;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (fd < 0)
+		fail("cannot write challenge file %s: %s", chal_path, strerror(errno));
+	if (write(fd, keyauth, len) != (ssize_t)len || close(fd))
+		fail("cannot write challenge file %s: %s", chal_path, strerror(errno));
+}
+
+/* Fetches the challenge file the way the CA will, before asking the CA to. */
+static void self_check(const struct ident *id, const char *port, const char *token,
+		       const char *keyauth)
+{
+	struct conn plain = { .fd = -1 };
+	struct resp r = { 0 };
+	char url[600], why[64];
+	int v6 = strchr(id->value, ':') != NULL;
+
+	snprintf(url, sizeof url, "http://%s%s%s%s%s/.well-known/acme-challenge/%s", v6 ? "[" : "",
+		 id->value, v6 ? "]" : "", port ? ":" : "", port ? port : "", token);
+	if (http_try(&plain, "GET", url, NULL, &r)) {
+		snprintf(why, sizeof why, "%s", plain.why ? plain.why : "failed");
+	} else {
+		while (r.body.len && strchr(" \t\r\n", r.body.p[r.body.len - 1]))
+			r.body.p[--r.body.len] = 0;
+		snprintf(why, sizeof why, "HTTP %d%s", r.status, r.status != 200 ? "" :
+			 r.body.p && !strcmp(r.body.p, keyauth) ? "ok" : " with other content");
+	}
+	conn_close(&plain);
+	buf_free(&r.body);
+	if (strcmp(why, "HTTP 200ok"))
+		fail("Wrote file to %s, but couldn't download %s: %s", chal_path, url, why);
+}
+
+/* Is this identifier one of ours? A CA must not make us serve other names. */
+static const struct ident *our_ident(const struct names *ns, const char *type, const char *value)
+{
+	int k;
+
+	for (k = 0; k < ns->n; k++)
+		if (!strcmp(ns->id[k].type, type) && !strcmp(ns->id[k].value, value))
+			return &ns->id[k];
+	return NULL;
+}
+
+/*
+ * One authorization (RFC 8555 7.5): nothing to do if valid; if pending,
+ * serve the http-01 key authorization, check it, tell the CA, and poll.
+ */
+static void acme_authorize(struct acme *a, const char *url, const struct run *run,
+			   const struct names *ns)
+{
+	struct resp r = { 0 }, rc = { 0 };
+	struct json j = { 0 };
+	const struct ident *id;
+	char type[8], value[MAX_NAME + 1], status[32], token[MAX_TOKEN + 1], chal[MAX_URL];
+	char keyauth[MAX_TOKEN + 64], err[1400];
+	int c, idt;
+
+	acme_post(a, url, NULL, &r, "authorization");
+	parse_object(&r, &j, "authorization");
+	idt = json_get(&j, 0, "identifier");
+	if (!json_get_str(&j, idt, "type", type, sizeof type) ||
+	    !json_get_str(&j, idt, "value", value, sizeof value) || !(id = our_ident(ns, type, value)))
+		fail("authorization %s: not for a name in the CSR", url);
+	need_str(&j, 0, "status", status, sizeof status, "authorization");
+	if (!strcmp(status, "valid")) {
+		info("Already verified: %s", id->value);
+	} else if (strcmp(status, "pending")) {
+		fail("authorization for %s is %s", id->value, status);
+	} else {
+		info("Verifying %s...", id->value);
+		if ((c = find_http01(&j)) < 0)
+			fail("%s: the CA offers no http-01 challenge", id->value);
+		need_str(&j, c, "url", chal, sizeof chal, "challenge");
+		if (!json_get_str(&j, c, "token", token, sizeof token) || !is_b64url(token, MAX_TOKEN))
+			fail("%s: the challenge token is not 1 to 256 base64url characters;"
+			     " refusing it as a file name", id->value);
+		snprintf(keyauth, sizeof keyauth, "%s.%s", token, a->key.thumbprint);
+		write_challenge(run->acme_dir, token, keyauth);
+		if (!run->disable_check)
+			self_check(id, run->check_port, token, keyauth);
+		acme_post(a, chal, "{}", &rc, "challenge");
+		acme_wait(a, url, &r, &j, status, "authorization");
+		remove_challenge();
+		if (strcmp(status, "valid"))
+			fail("%s: challenge did not pass (%s): %s", id->value, status,
+			     problem_text(&j, json_get(&j, find_http01(&j), "error"), err, sizeof err));
+		info("%s verified!", id->value);
+	}
+	json_free(&j);
+	buf_free(&r.body);
+	buf_free(&rc.body);
+}
+
+static void ignore_dn(void *ctx, const void *data, size_t len)
+{
+	(void)ctx;
+	(void)data;
+	(void)len;
+}
+
+/* A certificate chain (RFC 8555 7.4.2): PEM certificates and nothing else. */
+static int check_chain(const struct buf *pem)
+{
+	struct buf der = { 0 };
+	size_t pos = 0;
+	char name[32];
+	int r, n = 0;
+
+	if (!pem->p || strncmp(pem->p, "-----BEGIN CERTIFICATE-----", 27))
+		return -1;
+	while ((r = pem_next(pem, &pos, name, sizeof name, &der)) > 0) {
+		br_x509_decoder_context dc;
+
+		br_x509_decoder_init(&dc, ignore_dn, NULL);
+		br_x509_decoder_push(&dc, der.p, der.len);
+		if (strcmp(name, "CERTIFICATE") || br_x509_decoder_last_error(&dc)) {
+			r = -1;
+			break;
+		}
+		n++;
+	}
+	buf_free(&der);
+	return r == 0 && n > 0 ? 0 : -1;
+}
+
+/* Finalize with the CSR, wait for the order, download the chain into order->body. */
+static void acme_finalize(struct acme *a, struct resp *order, const char *order_url,
+			  const struct buf *csr)
+{
+	struct json j = { 0 };
+	struct buf p = { 0 };
+	char url[MAX_URL], status[32], err[1400];
+
+	info("Signing certificate...");
+	parse_object(order, &j, "order");
+	need_str(&j, 0, "finalize", url, sizeof url, "order");
+	buf_str(&p, "{\"csr\":\"");
+	buf_b64url(&p, csr->p, csr->len);
+	buf_str(&p, "\"}");
+	acme_post(a, url, p.p, order, "finalize");
+	parse_object(order, &j, "finalize");
+	acme_wait(a, order_url, order, &j, status, "order");
+	if (strcmp(status, "valid"))
+		fail("order is %s: %s", status, problem_text(&j, json_get(&j, 0, "error"), err, sizeof err));
+	need_str(&j, 0, "certificate", url, sizeof url, "order");
+	acme_post(a, url, NULL, order, "certificate download");
+	if (check_chain(&order->body))
+		fail("certificate download: the answer is not a PEM certificate chain");
+	json_free(&j);
+	buf_free(&p);
+	info("Certificate signed!");
+}
+
+/* The whole issuance, in acme_tiny.py's order. The chain ends up in chain. */
+static void issue(struct acme *a, const struct run *run, const struct names *ns,
+		  const struct buf *csr, struct resp *order)
+{
+	struct json j = { 0 };
+	char order_url[MAX_URL], authz[MAX_URL];
+	int list, k, n = 0;
+
+	acme_directory(a, run->directory);
+	acme_account(a, run);
+	acme_new_order(a, ns, order, order_url);
+	parse_object(order, &j, "newOrder");
+	list = json_get(&j, 0, "authorizations");
+	if (list < 0 || j.t[list].type != J_ARR)
+		fail("newOrder: the order has no list of authorizations");
+	for (k = list + 1; k < j.t[list].next; k = j.t[k].next) {
+		if (++n > ns->n || json_str(&j, k, authz, sizeof authz))
+			fail("newOrder: more authorizations than names, or one that is no URL");
+		acme_authorize(a, authz, run, ns);
+	}
+	json_free(&j);
+	acme_finalize(a, order, order_url, csr);
+}
+
+/* ===================== 8. main: the command line ===================== */
+
+static const char USAGE[] =
+"usage: acme-tiny --account-key FILE --csr FILE --acme-dir DIR [options] > signed_chain.crt\n"
+"\n"
+"Gets a certificate from an ACME CA (Let's Encrypt by default) for the names\n"
+"in a CSR, proving control of them with http-01 challenge files written to\n"
+"--acme-dir, served by your web server at /.well-known/acme-challenge/.\n"
+"The certificate chain goes to stdout, progress to stderr.\n"
+"\n"
+"  --account-key FILE    account private key, PEM or DER: RSA 2048-4096, EC P-256/P-384\n"
+"  --csr FILE            certificate signing request, PEM or DER\n"
+"  --acme-dir DIR        where to write the challenge files\n"
+"  --directory-url URL   ACME directory (default " DEFAULT_DIRECTORY ")\n"
+"  --contact URI ...     contact URIs for the account, e.g. mailto:you@example.com\n"
+"  --disable-check       skip fetching each challenge file before the CA does\n"
+"  --check-port PORT     port for that self-check (default 80)\n"
+"  --ca-file FILE        CA certificates to trust for the ACME server, PEM\n"
+"                        (default " DEFAULT_CA_FILE ")\n"
+"  --timeout SECONDS     for one HTTP exchange, connecting included (default 30)\n"
+"  --max-wait SECONDS    of polling for one authorization or order (default 300)\n"
+"  --quiet               print errors only\n"
+"  --help, --version\n"
+"\n"
+"Exit status: 0 on success, 1 on failure (one line on stderr says why), 2 on usage errors.\n";
+
+static void usage_error(const char *what, const char *arg)
+{
+	fprintf(stderr, "acme-tiny: %s%s\nTry 'acme-tiny --help'.\n", what, arg);
+	exit(2);
+}
+
+/* Matches argv[*i] as --name or, with value, as --name VALUE or --name=VALUE. */
+static int flag(char **argv, int *i, const char *name, const char **value)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(argv[*i], name, n) || (argv[*i][n] && (!value || argv[*i][n] != '=')))
+		return 0;
+	if (value && argv[*i][n] == '=')
+		*value = argv[*i] + n + 1;
+	else if (value && !(*value = argv[++*i]))
+		usage_error("missing value for ", name);
+	return 1;
+}
+
+static int seconds_arg(const char *s, const char *name)
+{
+	if (!s[0] || strspn(s, "0123456789") != strlen(s) || strlen(s) > 6 || atoi(s) < 1)
+		usage_error("expected a number of seconds (1-999999) for ", name);
+	return atoi(s);
+}
+
+static void parse_args(int argc, char **argv, struct run *run)
+{
+	const char *v;
+	int i;
+
+	memset(run, 0, sizeof *run);
+	run->directory = DEFAULT_DIRECTORY;
+	run->ca_file = DEFAULT_CA_FILE;
+	for (i = 1; i < argc; i++) {
+		if (flag(argv, &i, "--help", NULL)) {
+			fputs(USAGE, stdout);
+			exit(0);
+		} else if (flag(argv, &i, "--version", NULL)) {
+			puts("acme-tiny " VERSION);
+			exit(0);
+		} else if (flag(argv, &i, "--account-key", &run->account_key) ||
+			   flag(argv, &i, "--csr", &run->csr) ||
+			   flag(argv, &i, "--acme-dir", &run->acme_dir) ||
+			   flag(argv, &i, "--directory-url", &run->directory) ||
+			   flag(argv, &i, "--ca-file", &run->ca_file)) {
+			continue;
+		} else if (flag(argv, &i, "--check-port", &run->check_port)) {
+			seconds_arg(run->check_port, "--check-port");
+		} else if (flag(argv, &i, "--timeout", &v)) {
+			opt.timeout = seconds_arg(v, "--timeout");
+		} else if (flag(argv, &i, "--max-wait", &v)) {
+			opt.max_wait = seconds_arg(v, "--max-wait");
+		} else if (flag(argv, &i, "--quiet", NULL)) {
+			opt.quiet = 1;
+		} else if (flag(argv, &i, "--disable-check", NULL)) {
+			run->disable_check = 1;
+		} else if (!strcmp(argv[i], "--contact")) {
+			/* like acme_tiny.py: every following argument up to the next option */
+			run->contacts = argv + i + 1;
+			while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
+				run->n_contacts++, i++;
+		} else {
+			usage_error("unknown argument ", argv[i]);
+		}
+	}
+	if (!run->account_key || !run->csr || !run->acme_dir)
+		usage_error("--account-key, --csr and --acme-dir are required", "");
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+static const char *const KEY_LABELS[] = { "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", NULL };
+static const char *const CSR_LABELS[] = { "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", NULL };
+
+#ifndef ACME_TINY_TEST
+int main(int argc, char **argv)
+{
+	static struct tls tls;
+	static struct acme a;
+	static struct names ns;
+	struct run run;
+	struct buf key = { 0 }, csr = { 0 }, found = { 0 };
+	struct resp order = { 0 };
+	const char *err;
+	int k;
+
+	parse_args(argc, argv, &run);
+	catch_signals();
+	load_trust_anchors(run.ca_file);
+	info("Parsing account key...");
+	load_der(run.account_key, "account key", KEY_LABELS, &key);
+	if ((err = account_key_from_der(&a.key, key.p, key.len)))
+		fail("account key %s: %s", run.account_key, err);
+	info("Parsing CSR...");
+	load_der(run.csr, "CSR", CSR_LABELS, &csr);
+	if (csr_names((const unsigned char *)csr.p, csr.len, &ns))
+		fail("CSR %s: malformed, or without DNS names or IP addresses (at most %d)",
+		     run.csr, MAX_NAMES);
+	for (k = 0; k < ns.n; k++) {
+		buf_str(&found, k ? ", " : "");
+		buf_str(&found, ns.id[k].value);
+	}
+	info("Found domains: %s", found.p);
+	a.conn.fd = -1;
+	a.conn.tls = &tls;
+	issue(&a, &run, &ns, &csr, &order);
+	if (fwrite(order.body.p, 1, order.body.len, stdout) != order.body.len || fflush(stdout))
+		fail("cannot write the certificate to stdout: %s", strerror(errno));
+	return 0;
+}
+#endif

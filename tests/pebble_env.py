@@ -1,0 +1,137 @@
+"""A local Pebble for tests and the demo: loopback only, stopped by PID.
+
+Starts pebble-challtestsrv as the DNS server (every name answers 127.0.0.1,
+its own challenge servers off), a static web server for the webroot on
+Pebble's http-01 port, and Pebble itself with a TLS certificate made here
+with openssl.
+"""
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on port {port}")
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_tls_cert(d):
+    """A test CA and a certificate for localhost and 127.0.0.1 signed by it."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=acme-tiny test CA", cwd=d)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=localhost", cwd=d)
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "tls.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+
+
+class Pebble:
+    """with Pebble(nonce_reject=5) as p: p.directory, p.ca_file, p.acme_dir ..."""
+
+    def __init__(self, nonce_reject=0, env=None):
+        self.nonce_reject = nonce_reject
+        self.extra_env = env or {}
+        self.procs = []
+
+    def start(self):
+        self.dir = tempfile.mkdtemp(prefix="acme-tiny-pebble-")
+        d = self.dir
+        make_tls_cert(d)
+        self.ca_file = os.path.join(d, "ca.pem")
+        self.webroot = os.path.join(d, "www")
+        self.acme_dir = os.path.join(self.webroot, ".well-known", "acme-challenge")
+        os.makedirs(self.acme_dir)
+        self.port, self.mgmt_port, self.http_port = free_port(), free_port(), free_port()
+        self.dns_port, self.dns_mgmt_port = free_port(), free_port()
+        config = {"pebble": {
+            "listenAddress": f"127.0.0.1:{self.port}",
+            "managementListenAddress": f"127.0.0.1:{self.mgmt_port}",
+            "certificate": os.path.join(d, "tls.pem"),
+            "privateKey": os.path.join(d, "tls.key"),
+            "httpPort": self.http_port, "tlsPort": free_port(),
+            "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+        with open(os.path.join(d, "pebble.json"), "w") as f:
+            json.dump(config, f)
+        self.log = open(os.path.join(d, "pebble.log"), "w")
+        dns = self.spawn(["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1",
+                          "-defaultIPv6", "", "-http01", "", "-https01", "",
+                          "-tlsalpn01", "", "-dns01", f"127.0.0.1:{self.dns_port}",
+                          "-management", f"127.0.0.1:{self.dns_mgmt_port}"])
+        wait_port(self.dns_mgmt_port, dns, "pebble-challtestsrv")
+        web = self.spawn([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                          "--directory", self.webroot, str(self.http_port)])
+        wait_port(self.http_port, web, "webroot server")
+        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1",
+                   PEBBLE_WFE_NONCEREJECT=str(self.nonce_reject), **self.extra_env)
+        peb = self.spawn(["pebble", "-config", os.path.join(d, "pebble.json"),
+                          "-dnsserver", f"127.0.0.1:{self.dns_port}"], env=env)
+        wait_port(self.port, peb, "pebble")
+        wait_port(self.mgmt_port, peb, "pebble management")
+        self.directory = f"https://localhost:{self.port}/dir"
+        return self
+
+    def spawn(self, argv, env=None):
+        p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=env)
+        self.procs.append(p)
+        return p
+
+    def management(self, path):
+        """GET from Pebble's management port (its root and intermediate)."""
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        url = f"https://localhost:{self.mgmt_port}{path}"
+        with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
+            return r.read().decode()
+
+    def requests(self):
+        """How many HTTP requests Pebble has logged so far."""
+        self.log.flush()
+        with open(os.path.join(self.dir, "pebble.log")) as f:
+            return sum(1 for line in f if "HTTP request" in line or '"GET ' in line)
+
+    def stop(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.procs = []
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
