@@ -705,6 +705,54 @@ static void load_der(const char *path, const char *what, const char *const *labe
 	fail("%s %s: %s", what, path, r < 0 ? "malformed PEM" : "no PEM block of the right kind");
 }
 
+/* ---- DER, only as much as keys and CSRs need ---- */
+
+struct der {
+	const unsigned char *p;
+	size_t len;
+};
+
+/*
+ * Takes one TLV off the front of in. Only one-byte tags and definite
+ * lengths (up to 3 length bytes) exist in what we read. Returns the tag or -1.
+ */
+static int der_next(struct der *in, struct der *val)
+{
+	size_t len, hdr = 2, k;
+	int tag;
+
+	if (in->len < 2)
+		return -1;
+	tag = in->p[0];
+	len = in->p[1];
+	if ((tag & 0x1F) == 0x1F || len == 0x80 || len > 0x83)
+		return -1;
+	if (len > 0x80) {
+		hdr += len - 0x80;
+		if (in->len < hdr)
+			return -1;
+		for (len = 0, k = 2; k < hdr; k++)
+			len = len << 8 | in->p[k];
+	}
+	if (len > in->len - hdr)
+		return -1;
+	val->p = in->p + hdr;
+	val->len = len;
+	in->p += hdr + len;
+	in->len -= hdr + len;
+	return tag;
+}
+
+static int der_expect(struct der *in, int tag, struct der *val)
+{
+	return der_next(in, val) == tag ? 0 : -1;
+}
+
+static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
+{
+	return oid->len == n && !memcmp(oid->p, bytes, n);
+}
+
 /* The account key, as JWS needs it. */
 struct account_key {
 	int type;                          /* BR_KEYTYPE_RSA or BR_KEYTYPE_EC */
@@ -775,29 +823,42 @@ static void jwk_thumbprint(struct account_key *k)
 	buf_free(&b);
 }
 
-static const char *rsa_key_setup(struct account_key *k)
+/*
+ * RSA n and e, read from the key's DER (PKCS#1 RSAPrivateKey, maybe inside
+ * PKCS#8): BearSSL's decoder drops them, and 0.6's helpers that recompute
+ * them fail on 4096-bit keys and on some 2048-bit ones.
+ */
+static int rsa_public_from_der(const void *der, size_t len, struct der *n, struct der *e)
 {
-	unsigned char n[512], e[4];
-	uint32_t pubexp;
-	size_t elen = 4;
+	struct der in = { der, len }, key, v, octets;
+
+	if (der_expect(&in, 0x30, &key) || der_expect(&key, 0x02, &v))
+		return -1;
+	if (key.len && key.p[0] == 0x30 &&
+	    (der_expect(&key, 0x30, &v) || der_expect(&key, 0x04, &octets) ||
+	     der_expect(&octets, 0x30, &key) || der_expect(&key, 0x02, &v)))
+		return -1;
+	if (der_expect(&key, 0x02, n) || der_expect(&key, 0x02, e))
+		return -1;
+	while (n->len > 1 && !n->p[0])
+		n->p++, n->len--;
+	while (e->len > 1 && !e->p[0])
+		e->p++, e->len--;
+	return 0;
+}
+
+static const char *rsa_key_setup(struct account_key *k, const void *der, size_t len)
+{
+	struct der n, e;
 
 	k->rsa = br_skey_decoder_get_rsa(&skey.dc);
 	if (k->rsa->n_bitlen < 2048 || k->rsa->n_bitlen > 4096)
 		return "RSA key must have 2048 to 4096 bits";
-	/* BearSSL 0.6's default compute_modulus fails on 4096 bits; i15 works */
-	if (br_rsa_i15_compute_modulus(n, k->rsa) != (k->rsa->n_bitlen + 7) / 8)
-		return "cannot compute the RSA modulus";
-	if (!(pubexp = br_rsa_compute_pubexp_get_default()(k->rsa)))
-		return "cannot compute the RSA public exponent";
-	e[0] = (unsigned char)(pubexp >> 24);
-	e[1] = (unsigned char)(pubexp >> 16);
-	e[2] = (unsigned char)(pubexp >> 8);
-	e[3] = (unsigned char)pubexp;
-	while (elen > 1 && !e[4 - elen])
-		elen--;
+	if (rsa_public_from_der(der, len, &n, &e) || n.len != (k->rsa->n_bitlen + 7) / 8 ||
+	    e.len > 4)
+		return "malformed RSA key";
 	k->alg = "RS256";
-	return jwk_rsa(k->jwk, sizeof k->jwk, n, (k->rsa->n_bitlen + 7) / 8,
-		       e + 4 - elen, elen) ? "RSA key too large" : NULL;
+	return jwk_rsa(k->jwk, sizeof k->jwk, n.p, n.len, e.p, e.len) ? "RSA key too large" : NULL;
 }
 
 static const char *ec_key_setup(struct account_key *k)
@@ -826,58 +887,10 @@ static const char *account_key_from_der(struct account_key *k, const void *der, 
 	if (br_skey_decoder_last_error(&skey.dc))
 		return "not an RSA or EC private key";
 	k->type = br_skey_decoder_key_type(&skey.dc);
-	if ((err = k->type == BR_KEYTYPE_RSA ? rsa_key_setup(k) : ec_key_setup(k)))
+	if ((err = k->type == BR_KEYTYPE_RSA ? rsa_key_setup(k, der, len) : ec_key_setup(k)))
 		return err;
 	jwk_thumbprint(k);
 	return NULL;
-}
-
-/* ---- DER, only as much as a CSR needs ---- */
-
-struct der {
-	const unsigned char *p;
-	size_t len;
-};
-
-/*
- * Takes one TLV off the front of in. Only one-byte tags and definite
- * lengths (up to 3 length bytes) exist in what we read. Returns the tag or -1.
- */
-static int der_next(struct der *in, struct der *val)
-{
-	size_t len, hdr = 2, k;
-	int tag;
-
-	if (in->len < 2)
-		return -1;
-	tag = in->p[0];
-	len = in->p[1];
-	if ((tag & 0x1F) == 0x1F || len == 0x80 || len > 0x83)
-		return -1;
-	if (len > 0x80) {
-		hdr += len - 0x80;
-		if (in->len < hdr)
-			return -1;
-		for (len = 0, k = 2; k < hdr; k++)
-			len = len << 8 | in->p[k];
-	}
-	if (len > in->len - hdr)
-		return -1;
-	val->p = in->p + hdr;
-	val->len = len;
-	in->p += hdr + len;
-	in->len -= hdr + len;
-	return tag;
-}
-
-static int der_expect(struct der *in, int tag, struct der *val)
-{
-	return der_next(in, val) == tag ? 0 : -1;
-}
-
-static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
-{
-	return oid->len == n && !memcmp(oid->p, bytes, n);
 }
 
 #define OID_CN "\x55\x04\x03"

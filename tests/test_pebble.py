@@ -1,0 +1,167 @@
+"""Issuance against a real Pebble (Debian's pebble package), on loopback."""
+import os
+import shutil
+import subprocess
+import tempfile
+
+from helpers import check_failure, check_success, make_csr, make_key, openssl, split_pem
+from pebble_env import Pebble
+
+
+class Env:
+    def __init__(self, binary, pebble, tmp):
+        self.bin, self.p, self.tmp = binary, pebble, tmp
+
+    def run(self, key, csr, *extra, acme_dir=None, check=False, quiet=False, timeout=120):
+        argv = [self.bin, "--account-key", key, "--csr", csr,
+                "--acme-dir", acme_dir or self.p.acme_dir,
+                "--directory-url", self.p.directory, "--ca-file", self.p.ca_file, *extra]
+        if not check:
+            argv.append("--disable-check")
+        if quiet:
+            argv.append("--quiet")
+        return subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def verify_chain(self, chain, names):
+        """openssl verify against Pebble's root and intermediate, and the names."""
+        certs = split_pem(chain)
+        assert len(certs) >= 2, f"chain has {len(certs)} certificates"
+        files = {}
+        for name, text in (("leaf", certs[0]), ("root", self.p.management("/roots/0")),
+                           ("inter", self.p.management("/intermediates/0"))):
+            files[name] = os.path.join(self.tmp, name + ".pem")
+            with open(files[name], "w") as f:
+                f.write(text)
+        r = subprocess.run(["openssl", "verify", "-CAfile", files["root"], "-untrusted",
+                            files["inter"], files["leaf"]], capture_output=True, text=True)
+        assert r.returncode == 0, f"openssl verify: {r.stdout}{r.stderr}"
+        san = openssl("x509", "-in", files["leaf"], "-noout", "-ext", "subjectAltName").stdout.decode()
+        for n in names:
+            assert n in san, f"{n} not in the certificate's names: {san}"
+
+    def issue(self, key_kind, names, *extra, check=False):
+        key = make_key(self.tmp, key_kind)
+        csr = make_csr(self.tmp, "csr-" + names[0], names[0], names)
+        res = self.run(key, csr, *extra, check=check)
+        chain = check_success(res, self.p.acme_dir)
+        self.verify_chain(chain, names)
+        return res
+
+
+def run(binary, report, only=None):
+    tmp = tempfile.mkdtemp(prefix="acme-tiny-test-")
+    try:
+        # Pebble's default nonce rejection (5%) stays on: badNonce must be retried.
+        with Pebble() as p:
+            env = Env(binary, p, tmp)
+            for name, fn in TESTS:
+                if not only or only in name or only in "test_pebble":
+                    report.check(name, fn, env)
+        if not only or "nonce" in only or only in "test_pebble":
+            with Pebble(nonce_reject=50) as p:
+                report.check("pebble_nonce_reject_50", nonce_reject_50, Env(binary, p, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def issue_rsa2048(env):
+    env.issue("rsa2048", ["rsa2048.example.test"])
+
+
+def issue_rsa4096(env):
+    env.issue("rsa4096", ["rsa4096.example.test"])
+
+
+def issue_p256(env):
+    env.issue("p256", ["p256.example.test"])
+
+
+def issue_p384(env):
+    env.issue("p384", ["p384.example.test"])
+
+
+def three_names_one_ip(env):
+    res = env.issue("p256", ["three.example.test", "www.three.example.test", "127.0.0.1"])
+    err = res.stderr.decode()
+    assert "Found domains: three.example.test, www.three.example.test, 127.0.0.1" in err, err
+
+
+def der_csr(env):
+    key = make_key(env.tmp, "p256")
+    csr = make_csr(env.tmp, "der", "der.example.test", der=True)
+    check_success(env.run(key, csr), env.p.acme_dir)
+
+
+def existing_account(env):
+    res = env.issue("rsa2048", ["again.example.test"])
+    assert "Already registered!" in res.stderr.decode(), res.stderr.decode()
+
+
+def existing_account_new_contact(env):
+    res = env.issue("p384", ["contact.example.test"], "--contact", "mailto:a@example.test",
+                    "mailto:b@example.test")
+    err = res.stderr.decode()
+    assert "Already registered!" in err and "Updated contact details" in err, err
+
+
+def self_check_passes(env):
+    # an IP identifier needs no DNS, so the self-check reaches the webroot server
+    env.issue("p256", ["127.0.0.1"], "--check-port", str(env.p.http_port), check=True)
+
+
+def self_check_fails(env):
+    unserved = tempfile.mkdtemp(dir=env.tmp)
+    key = make_key(env.tmp, "p256")
+    csr = make_csr(env.tmp, "ip", "127.0.0.1")
+    res = env.run(key, csr, "--check-port", str(env.p.http_port), acme_dir=unserved,
+                  check=True, quiet=True)
+    check_failure(res, unserved, r"^acme-tiny: Wrote file to .*, but couldn't download "
+                  r"http://127\.0\.0\.1:\d+/\.well-known/acme-challenge/[A-Za-z0-9_-]+: HTTP 404")
+
+
+def validation_fails(env):
+    unserved = tempfile.mkdtemp(dir=env.tmp)
+    key = make_key(env.tmp, "p256")
+    csr = make_csr(env.tmp, "unserved", "unserved.example.test")
+    res = env.run(key, csr, acme_dir=unserved, quiet=True)
+    check_failure(res, unserved, r"unserved\.example\.test: challenge did not pass \(invalid\): "
+                  r"urn:ietf:params:acme:error:unauthorized: .+")
+
+
+def untrusted_server(env):
+    other = os.path.join(env.tmp, "other-ca.pem")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", os.path.join(env.tmp, "other-ca.key"), "-out", other, "-days", "1",
+            "-subj", "/CN=other CA")
+    key = make_key(env.tmp, "p256")
+    csr = make_csr(env.tmp, "x", "x.example.test")
+    argv = [env.bin, "--account-key", key, "--csr", csr, "--acme-dir", env.p.acme_dir,
+            "--directory-url", env.p.directory, "--ca-file", other, "--quiet"]
+    res = subprocess.run(argv, capture_output=True, timeout=60)
+    check_failure(res, env.p.acme_dir, r"directory: GET .*: TLS: server certificate is not from a CA in --ca-file")
+
+
+def bad_account_key(env):
+    csr = make_csr(env.tmp, "y", "y.example.test")
+    res = env.run(csr, csr, quiet=True)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: account key .*: no PEM block of the right kind$")
+
+
+def usage_errors(env):
+    for argv in ([], ["--csr"], ["--bogus"], ["--account-key", "k", "--csr", "c"],
+                 ["--account-key", "k", "--csr", "c", "--acme-dir", "d", "--timeout", "0"]):
+        res = subprocess.run([env.bin, *argv], capture_output=True, timeout=10)
+        assert res.returncode == 2 and res.stdout == b"", f"{argv}: exit {res.returncode}"
+    res = subprocess.run([env.bin, "--help"], capture_output=True, timeout=10)
+    assert res.returncode == 0 and b"--account-key" in res.stdout
+
+
+def nonce_reject_50(env):
+    env.issue("p256", ["nonce1.example.test"])
+    env.issue("rsa2048", ["nonce2.example.test", "www.nonce2.example.test"])
+
+
+TESTS = [(f"pebble_{f.__name__}", f) for f in (
+    issue_rsa2048, issue_rsa4096, issue_p256, issue_p384, three_names_one_ip, der_csr,
+    existing_account, existing_account_new_contact, self_check_passes, self_check_fails,
+    validation_fails, untrusted_server, bad_account_key, usage_errors)]
