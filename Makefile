@@ -6,7 +6,10 @@ LDFLAGS ?=
 LDLIBS ?= -lbearssl
 PREFIX ?= /usr/local
 PYTHON ?= python3
+CLANG ?= clang
 SAN = -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_SECONDS ?= 60
+FUZZERS = fuzz/json-fuzz fuzz/http-fuzz fuzz/key-fuzz fuzz/csr-fuzz
 
 all: acme-tiny
 
@@ -20,8 +23,26 @@ tests/unit: tests/unit.c acme-tiny.c
 test: acme-tiny tests/unit
 	$(PYTHON) tests/run.py --bin ./acme-tiny --unit tests/unit
 
-# Everything CI runs (README's test command).
-check: test
+# The same under ASan+UBSan (clang).
+acme-tiny-asan: acme-tiny.c
+	$(CLANG) $(SAN) -o $@ acme-tiny.c $(LDLIBS)
+
+tests/unit-asan: tests/unit.c acme-tiny.c
+	$(CLANG) $(SAN) -DACME_TINY_TEST -I. -o $@ tests/unit.c $(LDLIBS)
+
+# libFuzzer targets, one per parser; seeds in fuzz/corpus/.
+fuzz/%-fuzz: fuzz/%.c acme-tiny.c
+	$(CLANG) $(SAN) -fsanitize=fuzzer -I. -o $@ $< $(LDLIBS)
+
+fuzz: $(FUZZERS)
+	$(PYTHON) tests/run.py --no-suites --fuzz-seconds $(FUZZ_SECONDS)
+
+# Everything CI runs (README's test command): the suite, the suite again under
+# ASan+UBSan, each fuzzer for FUZZ_SECONDS, one issuance under valgrind.
+check: acme-tiny tests/unit acme-tiny-asan tests/unit-asan $(FUZZERS)
+	$(PYTHON) tests/run.py --bin ./acme-tiny --unit tests/unit \
+		--asan-bin ./acme-tiny-asan --asan-unit tests/unit-asan \
+		--fuzz-seconds $(FUZZ_SECONDS) --valgrind
 
 # A real issuance against a local Pebble, set up and torn down for you.
 demo: acme-tiny
@@ -32,6 +53,6 @@ install: acme-tiny
 	install -m 755 acme-tiny $(DESTDIR)$(PREFIX)/bin/acme-tiny
 
 clean:
-	rm -f acme-tiny acme-tiny-* tests/unit tests/unit-*
+	rm -f acme-tiny acme-tiny-* tests/unit tests/unit-* $(FUZZERS) fuzz/*.log
 
-.PHONY: all test check demo install clean
+.PHONY: all test check fuzz demo install clean

@@ -1228,6 +1228,24 @@ static void load_trust_anchors(const char *path)
 	buf_free(&der);
 }
 
+static void free_trust_anchors(void)
+{
+	size_t k;
+
+	for (k = 0; k < n_anchors; k++) {
+		free(anchors[k].dn.data);
+		if (anchors[k].pkey.key_type == BR_KEYTYPE_RSA) {
+			free(anchors[k].pkey.key.rsa.n);
+			free(anchors[k].pkey.key.rsa.e);
+		} else {
+			free(anchors[k].pkey.key.ec.q);
+		}
+	}
+	free(anchors);
+	anchors = NULL;
+	n_anchors = 0;
+}
+
 /* ---- connections ---- */
 
 struct tls {
@@ -2336,7 +2354,11 @@ static void catch_signals(void)
 static const char *const KEY_LABELS[] = { "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", NULL };
 static const char *const CSR_LABELS[] = { "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", NULL };
 
-#ifndef ACME_TINY_TEST
+#ifdef ACME_TINY_TEST
+#define main acme_tiny_main     /* tests and fuzzers bring their own main */
+int acme_tiny_main(int argc, char **argv);
+#endif
+
 int main(int argc, char **argv)
 {
 	static struct tls tls;
@@ -2370,6 +2392,10 @@ int main(int argc, char **argv)
 	issue(&a, &run, &ns, &csr, &order);
 	if (fwrite(order.body.p, 1, order.body.len, stdout) != order.body.len || fflush(stdout))
 		fail("cannot write the certificate to stdout: %s", strerror(errno));
+	buf_free(&key);
+	buf_free(&csr);
+	buf_free(&found);
+	buf_free(&order.body);
+	free_trust_anchors();
 	return 0;
 }
-#endif

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -16,11 +17,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 SUITES = ["test_pebble", "test_evil"]
 
 
+FUZZERS = ["json", "http", "key", "csr"]
+
+
 class Report:
     def __init__(self):
         self.passed = self.failed = 0
+        self.prefix = ""
 
     def check(self, name, fn, *args):
+        name = self.prefix + name
         start = time.time()
         try:
             fn(*args)
@@ -45,25 +51,59 @@ def run_unit(path, report):
     if p.returncode and not failed:
         failed = 1
         print(f"FAIL unit tests: exit {p.returncode}\n{p.stderr[-2000:]}")
-    print(f"unit tests: {passed} passed, {failed} failed", flush=True)
+    print(f"{report.prefix}unit tests: {passed} passed, {failed} failed", flush=True)
     report.passed += passed
     report.failed += failed
+
+
+def run_suites(binary, unit, report, only):
+    if not only:
+        run_unit(unit, report)
+    for name in SUITES:
+        if os.path.exists(os.path.join(os.path.dirname(__file__), name + ".py")):
+            importlib.import_module(name).run(os.path.abspath(binary), report, only)
+
+
+def run_fuzzer(name, seconds):
+    """One libFuzzer target for a bounded time, from the seed corpus in the repo;
+    what it finds new goes to a temporary directory, crashes to fuzz/."""
+    with tempfile.TemporaryDirectory() as new:
+        p = subprocess.run([f"fuzz/{name}-fuzz", f"-max_total_time={seconds}",
+                            "-artifact_prefix=fuzz/", "-print_final_stats=1", new,
+                            f"fuzz/corpus/{name}"], capture_output=True, text=True,
+                           timeout=seconds + 120)
+    runs = re.search(r"stat::number_of_executed_units:\s*(\d+)", p.stderr)
+    assert p.returncode == 0, f"exit {p.returncode}\n{p.stderr[-3000:]}"
+    print(f"     fuzz/{name}: {runs[1] if runs else '?'} inputs in {seconds} s")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="./acme-tiny", help="the acme-tiny binary to test")
     ap.add_argument("--unit", default="tests/unit", help="the unit test binary")
+    ap.add_argument("--asan-bin", help="also run everything with this ASan+UBSan build...")
+    ap.add_argument("--asan-unit", help="...and this ASan+UBSan unit test binary")
+    ap.add_argument("--fuzz-seconds", type=int, default=0, help="run each fuzzer this long")
+    ap.add_argument("--valgrind", action="store_true", help="one issuance under valgrind")
     ap.add_argument("--only", help="run only the suites or tests whose name contains this")
+    ap.add_argument("--no-suites", action="store_true", help="skip the unit and suite tests")
     args = ap.parse_args()
     report = Report()
-    if not args.only:
-        run_unit(args.unit, report)
-    for name in SUITES:
-        if not os.path.exists(os.path.join(os.path.dirname(__file__), name + ".py")):
-            continue
-        suite = importlib.import_module(name)
-        suite.run(os.path.abspath(args.bin), report, args.only)
+    if not args.no_suites:
+        run_suites(args.bin, args.unit, report, args.only)
+    if args.asan_bin:
+        # distinct exit codes, so that a sanitizer report is never taken for exit 1
+        os.environ.update(ACME_TINY_SANITIZED="1", ASAN_OPTIONS="exitcode=86:detect_leaks=1",
+                          UBSAN_OPTIONS="exitcode=87:print_stacktrace=1")
+        report.prefix = "asan "
+        run_suites(args.asan_bin, args.asan_unit, report, args.only)
+        report.prefix = ""
+        for k in ("ACME_TINY_SANITIZED", "ASAN_OPTIONS", "UBSAN_OPTIONS"):
+            del os.environ[k]
+    for name in FUZZERS if args.fuzz_seconds else []:
+        report.check(f"fuzz_{name}", run_fuzzer, name, args.fuzz_seconds)
+    if args.valgrind:
+        importlib.import_module("test_pebble").run_valgrind(os.path.abspath(args.bin), report)
     print(f"{report.passed} passed, {report.failed} failed")
     sys.exit(1 if report.failed else 0)
 

@@ -64,6 +64,30 @@ def run(binary, report, only=None):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_valgrind(binary, report):
+    """One issuance under valgrind: no memory errors, every heap block freed."""
+    def issue_under_valgrind(env):
+        vg = ["valgrind", "--error-exitcode=99", "--leak-check=full", "--show-leak-kinds=all",
+              "--errors-for-leak-kinds=all", binary]
+        key = make_key(env.tmp, "rsa2048")
+        csr = make_csr(env.tmp, "valgrind", "valgrind.example.test")
+        argv = vg + ["--account-key", key, "--csr", csr, "--acme-dir", env.p.acme_dir,
+                     "--directory-url", env.p.directory, "--ca-file", env.p.ca_file,
+                     "--disable-check"]
+        res = subprocess.run(argv, capture_output=True, timeout=300)
+        err = res.stderr.decode()
+        assert res.returncode == 0, f"exit {res.returncode}: {err[-3000:]}"
+        assert "ERROR SUMMARY: 0 errors" in err and "All heap blocks were freed" in err, err[-3000:]
+        check_success(res, env.p.acme_dir)
+
+    tmp = tempfile.mkdtemp(prefix="acme-tiny-test-")
+    try:
+        with Pebble() as p:
+            report.check("valgrind_issuance", issue_under_valgrind, Env(binary, p, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def issue_rsa2048(env):
     env.issue("rsa2048", ["rsa2048.example.test"])
 
