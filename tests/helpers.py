@@ -17,8 +17,9 @@ def openssl(*args, **kw):
     return subprocess.run(["openssl", *args], check=True, capture_output=True, **kw)
 
 
-def make_key(d, kind):
-    path = os.path.join(d, f"{kind}.key")
+def make_key(d, kind, name=None):
+    """An account key of kind, made once per name (default: one per kind)."""
+    path = os.path.join(d, f"{name or kind}.key")
     if not os.path.exists(path):
         openssl(*KEY_ARGS[kind], "-out", path)
     return path

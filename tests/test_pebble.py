@@ -135,7 +135,8 @@ def self_check_passes(env):
 
 def self_check_fails(env):
     unserved = tempfile.mkdtemp(dir=env.tmp)
-    key = make_key(env.tmp, "p256")
+    # a new account: Pebble may reuse another account's valid authorization
+    key = make_key(env.tmp, "p256", "self-check-fails")
     csr = make_csr(env.tmp, "ip", "127.0.0.1")
     res = env.run(key, csr, "--check-port", str(env.p.http_port), acme_dir=unserved,
                   check=True, quiet=True)

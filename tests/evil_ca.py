@@ -1,0 +1,675 @@
+"""A misbehaving ACME CA for tests: raw HTTP/1.1 over TLS on 127.0.0.1.
+
+    with EvilCA("json_trailing_garbage", tls_dir) as ca:
+        ... run acme-tiny with --directory-url ca.directory ...
+
+Without a scenario ("normal") it serves enough of RFC 8555 for acme-tiny to
+get a certificate: the directory, HEAD/GET newNonce, newAccount (201 +
+Location), newOrder (201 + Location, one authorization, finalize), the
+authorization (pending with an http-01 challenge, valid once the challenge
+was POSTed), the challenge, finalize (processing), the order (valid with a
+certificate URL) and the certificate (a PEM chain). JWS signatures are not
+verified; the protected header and payload are decoded only to record them.
+
+A scenario (see SCENARIOS) replaces one step's answer with something
+hostile. Responses are written as raw bytes, so status lines, headers,
+chunking, timing and the way a connection ends (close_notify, plain close,
+TCP reset) are all under the scenario's control.
+
+Bounds: every connection has a socket timeout, every endless or slow loop
+stops when the socket errors, when stop() is called, after MAX_SEND_SECONDS
+or after MAX_STREAM bytes. Threads are daemons; stop() shuts every socket
+down and joins them.
+"""
+import base64
+import json
+import secrets
+import socket
+import ssl
+import struct
+import threading
+import time
+
+DOMAIN = "evil.example.test"
+IO_TIMEOUT = 30            # seconds a connection may sit idle
+MAX_SEND_SECONDS = 30      # every drip/stream loop ends by then
+MAX_STREAM = 256 << 20     # ... and after this many bytes
+MAX_REQ_HEAD = 64 << 10    # what we accept from the client
+MAX_REQ_BODY = 1 << 20
+
+P = "urn:ietf:params:acme:error:"
+
+
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64u_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def new_nonce():
+    return b64u(secrets.token_bytes(16))
+
+
+class Request:
+    def __init__(self, method, path, headers, body):
+        self.method, self.path, self.headers, self.body = method, path, headers, body
+        self.protected = self.payload = None
+        if body:
+            try:
+                jws = json.loads(body)
+                self.protected = json.loads(b64u_decode(jws["protected"]))
+                self.payload = b64u_decode(jws["payload"]).decode()
+            except (ValueError, KeyError, TypeError):
+                pass
+
+
+class Reply:
+    """An ordinary response; the server adds Content-Length and a Replay-Nonce."""
+
+    def __init__(self, status="200 OK", body=b"", ctype="application/json", headers=(),
+                 nonce=True, close=False):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        if isinstance(status, int):
+            status = f"{status} {REASONS.get(status, 'Whatever')}"
+        self.status, self.body, self.ctype = status, body, ctype
+        self.headers, self.nonce, self.close = list(headers), nonce, close
+
+
+class Raw:
+    """A response written by fn(ca, conn, req); fn returns True to keep the connection."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+REASONS = {200: "OK", 201: "Created", 204: "No Content", 302: "Found", 400: "Bad Request",
+           403: "Forbidden", 404: "Not Found", 429: "Too Many Requests",
+           500: "Internal Server Error"}
+
+
+def problem(status, kind, detail, headers=()):
+    return Reply(status, {"type": P + kind, "detail": detail, "status": status},
+                 ctype="application/problem+json", headers=headers)
+
+
+class Conn:
+    """One accepted TLS connection, with byte counting and the ways to end it."""
+
+    def __init__(self, ca, sock):
+        self.ca, self.sock, self.buf = ca, sock, bytearray()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        self.sock.sendall(data)
+        with self.ca.lock:
+            self.ca.bytes_sent += len(data)
+
+    def wait(self, seconds):
+        """Sleeps; False once stop() was called."""
+        return not self.ca.stopping.wait(seconds)
+
+    def close_clean(self):
+        """close_notify, then close: the peer sees a proper end of stream."""
+        try:
+            self.sock.settimeout(2)
+            self.sock.unwrap()
+        except (OSError, ValueError):
+            pass
+        self.sock.close()
+
+    def reset(self):
+        """SO_LINGER 0: close() sends a TCP RST."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def stream(self, chunk, limit=MAX_STREAM, count=None):
+        """Sends chunk (bytes, or a function of its index) again and again until
+        the peer goes away (send raises), stop(), MAX_SEND_SECONDS, limit bytes
+        or count chunks."""
+        end = time.monotonic() + MAX_SEND_SECONDS
+        sent, k = 0, 0
+        while (sent < limit and (count is None or k < count) and time.monotonic() < end
+               and not self.ca.stopping.is_set()):
+            data = chunk(k) if callable(chunk) else chunk
+            self.send(data)
+            sent += len(data)
+            k += 1
+        return sent
+
+    def read_request(self):
+        while b"\r\n\r\n" not in self.buf:
+            if len(self.buf) > MAX_REQ_HEAD:
+                raise ValueError("request head too large")
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.buf += data
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _version = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        if n > MAX_REQ_BODY:
+            raise ValueError("request body too large")
+        rest = bytearray(rest)
+        while len(rest) < n:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            rest += data
+        self.buf = rest[n:]
+        return Request(method, path, headers, bytes(rest[:n]))
+
+
+class EvilCA:
+    def __init__(self, scenario, tls_dir, cert="tls", **opts):
+        if scenario not in SCENARIOS:
+            raise KeyError(f"unknown scenario {scenario}")
+        self.scenario, self.hooks, self.opts = scenario, SCENARIOS[scenario], opts
+        self.no_nonce = self.hooks.get("no_nonce", False)
+        self.cert = f"{tls_dir}/{cert}.pem"
+        self.key = f"{tls_dir}/{cert}.key"
+        with open(f"{tls_dir}/tls.pem") as f, open(f"{tls_dir}/ca.pem") as g:
+            self.chain = f.read() + g.read()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads, self.socks = [], []
+        self.log = []              # (step, method, path, protected header) of every request
+        self.connections = 0
+        self.handshake_failures = 0
+        self.bytes_sent = 0
+        self.challenged = self.finalized = False
+        self.identifier = {"type": "dns", "value": DOMAIN}
+        self.token = b64u(secrets.token_bytes(32))
+
+    # ---- lifecycle ----
+
+    def start(self):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(self.cert, self.key)
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.base = f"https://localhost:{self.port}"
+        self.directory = self.base + "/dir"
+        self._spawn(self._accept_loop)
+        return self
+
+    def stop(self):
+        """Stops the server; returns the number of threads still alive after 5 s."""
+        self.stopping.set()
+        for s in [self.listener] + self.socks:
+            try:
+                socket.socket.shutdown(s, socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.listener.close()
+        end = time.monotonic() + 5
+        for t in list(self.threads):
+            t.join(max(0.0, end - time.monotonic()))
+        return sum(t.is_alive() for t in self.threads)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _spawn(self, fn, *args):
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        with self.lock:
+            self.threads.append(t)
+        t.start()
+
+    def _accept_loop(self):
+        while not self.stopping.is_set():
+            try:
+                raw, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                self.socks.append(raw)
+            self._spawn(self._serve, raw)
+
+    def _serve(self, raw):
+        raw.settimeout(IO_TIMEOUT)
+        try:
+            sock = self.ctx.wrap_socket(raw, server_side=True)
+        except (OSError, ValueError):
+            with self.lock:
+                self.handshake_failures += 1
+            raw.close()
+            return
+        conn = Conn(self, sock)
+        try:
+            while not self.stopping.is_set():
+                req = conn.read_request()
+                if req is None:
+                    break
+                reply = self._respond(req)
+                if isinstance(reply, Raw):
+                    keep = reply.fn(self, conn, req)
+                else:
+                    keep = self._write(conn, reply, req)
+                if not keep:
+                    break
+        except Exception:  # the client went away, or stop(): either way this thread ends
+            pass
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    # ---- answers ----
+
+    def nonce_header(self):
+        return f"Replay-Nonce: {new_nonce()}\r\n"
+
+    def head(self, status="200 OK", *headers, ctype="application/json", length=None, nonce=True):
+        """A status line and headers as one string, ended by the blank line."""
+        h = f"HTTP/1.1 {status}\r\n"
+        if ctype:
+            h += f"Content-Type: {ctype}\r\n"
+        if length is not None:
+            h += f"Content-Length: {length}\r\n"
+        if nonce and not self.no_nonce:
+            h += self.nonce_header()
+        return h + "".join(x + "\r\n" for x in headers) + "\r\n"
+
+    def _write(self, conn, r, req):
+        h = f"HTTP/1.1 {r.status}\r\n"
+        if r.ctype and (r.body or req.method == "HEAD"):
+            h += f"Content-Type: {r.ctype}\r\n"
+        h += f"Content-Length: {len(r.body)}\r\n"
+        if r.nonce and not self.no_nonce:
+            h += self.nonce_header()
+        h += "".join(x + "\r\n" for x in r.headers) + "\r\n"
+        conn.send(h.encode("latin-1") + (b"" if req.method == "HEAD" else r.body))
+        if r.close:
+            conn.close_clean()
+            return False
+        return True
+
+    def _step(self, req):
+        p = req.path
+        if p == "/dir":
+            return "directory"
+        if p == "/nonce":
+            return "newNonce"
+        if p == "/acct" and req.method == "POST":
+            return "newAccount"
+        if p == "/order" and req.method == "POST":
+            return "newOrder"
+        if p == "/authz/1" and req.method == "POST":
+            return "authzPoll" if self.challenged else "authz"
+        if p == "/chal/1" and req.method == "POST":
+            return "challenge"
+        if p == "/finalize/1" and req.method == "POST":
+            return "finalize"
+        if p == "/order/1" and req.method == "POST":
+            return "orderPoll"
+        if p == "/cert/1" and req.method == "POST":
+            return "cert"
+        return "other"
+
+    def _respond(self, req):
+        step = self._step(req)
+        with self.lock:
+            self.log.append((step, req.method, req.path, req.protected))
+        normal = getattr(self, "_" + step)
+        hook = self.hooks.get(step) or self.hooks.get("any")
+        return hook(self, req, lambda: normal(req)) if hook else normal(req)
+
+    def count(self, step=None, method=None):
+        with self.lock:
+            return sum(1 for s, m, _, _ in self.log
+                       if (step is None or s == step) and (method is None or m == method))
+
+    def steps(self):
+        with self.lock:
+            return [s for s, _, _, _ in self.log]
+
+    # ---- the normal flow ----
+
+    def directory_obj(self):
+        b = self.base
+        return {"newNonce": b + "/nonce", "newAccount": b + "/acct", "newOrder": b + "/order",
+                "revokeCert": b + "/revoke", "keyChange": b + "/key-change",
+                "meta": {"termsOfService": b + "/terms"}}
+
+    def order_obj(self, status):
+        o = {"status": status, "expires": "2099-01-01T00:00:00Z",
+             "identifiers": [self.identifier], "authorizations": [self.base + "/authz/1"],
+             "finalize": self.base + "/finalize/1"}
+        if status == "valid":
+            o["certificate"] = self.base + "/cert/1"
+        return o
+
+    def challenge_obj(self, status):
+        return {"type": "http-01", "url": self.base + "/chal/1", "status": status,
+                "token": self.token}
+
+    def authz_obj(self, status):
+        return {"identifier": self.identifier, "status": status,
+                "expires": "2099-01-01T00:00:00Z",
+                "challenges": [{"type": "dns-01", "url": self.base + "/chal/2",
+                                "status": "pending", "token": b64u(b"dns" * 8)},
+                               self.challenge_obj("valid" if status == "valid" else "pending")]}
+
+    def _directory(self, req):
+        return Reply(200, self.directory_obj(), nonce=False)
+
+    def _newNonce(self, req):
+        return Reply(200 if req.method == "HEAD" else 204, ctype=None,
+                     headers=["Cache-Control: no-store"])
+
+    def _newAccount(self, req):
+        return Reply(201, {"status": "valid", "orders": self.base + "/acct/1/orders"},
+                     headers=[f"Location: {self.base}/acct/1"])
+
+    def _newOrder(self, req):
+        try:
+            self.identifier = json.loads(req.payload)["identifiers"][0]
+        except (TypeError, ValueError, KeyError, IndexError):
+            pass
+        return Reply(201, self.order_obj("pending"), headers=[f"Location: {self.base}/order/1"])
+
+    def _authz(self, req):
+        return Reply(200, self.authz_obj("pending"))
+
+    def _challenge(self, req):
+        self.challenged = True
+        return Reply(200, self.challenge_obj("processing"),
+                     headers=[f'Link: <{self.base}/authz/1>;rel="up"'])
+
+    def _authzPoll(self, req):
+        return Reply(200, self.authz_obj("valid"))
+
+    def _finalize(self, req):
+        self.finalized = True
+        return Reply(200, self.order_obj("processing"), headers=[f"Location: {self.base}/order/1"])
+
+    def _orderPoll(self, req):
+        return Reply(200, self.order_obj("valid" if self.finalized else "pending"))
+
+    def _cert(self, req):
+        return Reply(200, self.chain, ctype="application/pem-certificate-chain")
+
+    def _other(self, req):
+        return problem(404, "malformed", "no such resource")
+
+
+# ===================== scenarios =====================
+#
+# Each scenario maps a step name (or "any") to hook(ca, req, normal), which
+# returns a Reply or a Raw; normal() is the answer the CA would have given.
+
+
+def body(data, status=200, ctype="application/json", **kw):
+    """A hook answering with this body (bytes or str; a function of ca is called)."""
+    def hook(ca, req, normal):
+        normal()
+        return Reply(status, data(ca) if callable(data) else data, ctype=ctype, **kw)
+    return hook
+
+
+def raw(fn):
+    """A hook whose answer is written by fn(ca, conn, req)."""
+    return lambda ca, req, normal: (normal(), Raw(fn))[1]
+
+
+def with_token(token):
+    def hook(ca, req, normal):
+        ca.token = token
+        return normal()
+    return hook
+
+
+def mutate(fn):
+    """A hook that answers normal() with its JSON body rewritten by fn(obj) (a str or bytes)."""
+    def hook(ca, req, normal):
+        r = normal()
+        r.body = fn(json.loads(r.body))
+        if isinstance(r.body, str):
+            r.body = r.body.encode()
+        return r
+    return hook
+
+
+def retry_after(value, status):
+    """The authorization stays pending (or the order processing) with this Retry-After."""
+    def hook(ca, req, normal):
+        r = normal()
+        obj = ca.authz_obj(status) if req.path.startswith("/authz") else ca.order_obj(status)
+        r.body = json.dumps(obj).encode()
+        if value is not None:
+            r.headers.append(f"Retry-After: {value}")
+        return r
+    return hook
+
+
+# ---- HTTP ----
+
+def _huge_header_line(ca, conn, req):
+    conn.send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Huge: ")
+    conn.stream(b"a" * 65536, limit=1 << 20)
+    conn.send("\r\nContent-Length: 2\r\n\r\n{}")
+    return False
+
+
+def _many_headers(ca, conn, req):
+    conn.send("HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n" + ca.nonce_header())
+    conn.stream(lambda k: "".join(f"X-Header-{k * 1000 + i}: {i}\r\n" for i in range(1000)).encode(),
+                count=100)
+    conn.send("Content-Length: 2\r\n\r\n{}")
+    return False
+
+
+def _content_length_200m(ca, conn, req):
+    conn.send(ca.head("200 OK", length=200 << 20, nonce=False))
+    conn.stream(b" " * 65536, limit=200 << 20)
+    return False
+
+
+def _close_delimited_200m(ca, conn, req):
+    conn.send(ca.head("201 Created", f"Location: {ca.base}/order/1"))
+    conn.stream(b" " * 65536, limit=200 << 20)
+    return False
+
+
+def _endless_chunked(ca, conn, req):
+    conn.send(ca.head("200 OK", "Transfer-Encoding: chunked",
+                      ctype="application/pem-certificate-chain"))
+    conn.stream(b"1000\r\n" + b"A" * 0x1000 + b"\r\n")
+    return False
+
+
+def _chunk_size(size):
+    def fn(ca, conn, req):
+        conn.send(ca.head("200 OK", "Transfer-Encoding: chunked")
+                  + f"{size}\r\n{{}}\r\n0\r\n\r\n")
+        return False
+    return fn
+
+
+def _short_body_then_close(ca, conn, req):
+    conn.send(ca.head("200 OK", length=1000) + '{"status":"valid"')
+    conn.close_clean()
+    return False
+
+
+def _reset_mid_body(ca, conn, req):
+    conn.send(ca.head("200 OK", length=1000) + '{"type":"http-01","status":"pro')
+    conn.reset()
+    return False
+
+
+def _drip(ca, conn, req):
+    """One byte every 2 seconds, forever (until the peer goes or MAX_SEND_SECONDS)."""
+    text = ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Drip: "
+            + "a" * 1000).encode()
+    end = time.monotonic() + MAX_SEND_SECONDS
+    k = 0
+    while time.monotonic() < end:
+        conn.send(text[k % len(text):k % len(text) + 1])
+        k += 1
+        if not conn.wait(2):
+            break
+    return False
+
+
+def _garbage_status(ca, conn, req):
+    conn.send("HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\n{}")
+    return False
+
+
+def _close_delimited_directory(ca, conn, req):
+    conn.send(ca.head("200 OK", nonce=False) + json.dumps(ca.directory_obj()))
+    conn.close_clean()
+    return False
+
+
+# ---- JSON ----
+
+def _nested(depth, closers):
+    return lambda ca: "[" * depth + "]" * closers
+
+
+def _huge_number(ca):
+    return ('{"status": ' + "9" * 100_000 + ', "finalize": "%s/finalize/1"}' % ca.base)
+
+
+# ---- protocol ----
+
+def _bad_nonce_forever(ca, req, normal):
+    if req.method != "POST":
+        return normal()
+    return problem(400, "badNonce", "evil CA: JWS has an invalid anti-replay nonce")
+
+
+def _without_location(ca, req, normal):
+    r = normal()
+    r.headers = [h for h in r.headers if not h.startswith("Location:")]
+    return r
+
+
+def _redirect(ca, req, normal):
+    return Reply(302, b"", ctype=None, headers=[f"Location: {ca.base}/redirected"])
+
+
+def _challenge_invalid(ca, req, normal):
+    normal()
+    a = ca.authz_obj("invalid")
+    a["challenges"][1].update(status="invalid", error={
+        "type": P + "connection", "status": 400,
+        "detail": "evil CA could not connect to 192.0.2.1:80"})
+    return Reply(200, a)
+
+
+def _control_chars(ca, req, normal):
+    normal()
+    detail = ('"red\\u001b[31mRED \\u001b]0;title\\u0007 CR\\rLF\\nBS\\b '
+              'C1esc\\u009b31m rawC1\u009b31m rawDEL\x7f end"')
+    data = ('{"type": "urn:ietf:params:acme:error:unauthorized\\u001b[0m", "detail": '
+            + detail + ', "status": 403}').encode("utf-8")
+    return Reply(403, data, ctype="application/problem+json",
+                 headers=["Retry-After: \x1b[2J\x1b[H9\x08"])
+
+
+SCENARIOS = {
+    "normal": {},
+    # challenge tokens
+    "token_dotdot": {"authz": with_token("../x")},
+    "token_dotdot2": {"authz": with_token("../../etc/x")},
+    "token_absolute": {"authz": with_token("/tmp/acme-tiny-evil-abs")},
+    "token_slash": {"authz": with_token("a/b")},
+    "token_percent": {"authz": with_token("%2e%2e")},
+    "token_nul": {"authz": with_token("abc\x00def")},
+    "token_empty": {"authz": with_token("")},
+    "token_5000": {"authz": with_token("A" * 5000)},
+    # HTTP
+    "http_header_line_1m": {"directory": raw(_huge_header_line)},
+    "http_headers_100000": {"newAccount": raw(_many_headers)},
+    "http_content_length_200m": {"directory": raw(_content_length_200m)},
+    "http_close_delimited_200m": {"newOrder": raw(_close_delimited_200m)},
+    "http_chunked_endless": {"cert": raw(_endless_chunked)},
+    "http_chunk_size_overflow": {"authz": raw(_chunk_size("fffffffffffffffff"))},
+    "http_chunk_size_negative": {"authz": raw(_chunk_size("-1"))},
+    "http_short_body_close": {"authzPoll": raw(_short_body_then_close)},
+    "http_reset_mid_body": {"challenge": raw(_reset_mid_body)},
+    "http_drip": {"directory": raw(_drip)},
+    "http_garbage_status": {"newOrder": raw(_garbage_status)},
+    "http_close_delimited_directory": {
+        "directory": raw(_close_delimited_directory),
+        "cert": lambda ca, req, normal: problem(
+            500, "serverInternal", "evil CA reached the end after a close-delimited directory")},
+    # JSON
+    "json_nested_100000": {"directory": body(_nested(100_000, 31_000))},
+    "json_nested_65000_balanced": {"directory": body(_nested(65_000, 65_000))},
+    "json_invalid_utf8": {"newOrder": mutate(
+        lambda o: (json.dumps(o)[:-1] + ', "note": "bad \xff\xfe byte"}').encode("latin-1"))},
+    "json_lone_surrogate": {"authz": mutate(lambda o: json.dumps(o)[:-1] + ', "note": "\\ud800"}')},
+    "json_nul_in_string": {"directory": mutate(
+        lambda o: json.dumps(o).replace('/nonce"', '/nonce\\u0000evil"'))},
+    "json_huge_number": {"finalize": body(_huge_number)},
+    "json_duplicate_keys": {"authz": mutate(
+        lambda o: '{"status": "pending", ' + json.dumps(o)[1:])},
+    "json_trailing_garbage": {"authzPoll": mutate(lambda o: json.dumps(o) + ' {"status": "valid"}')},
+    "json_not_json": {"finalize": body("<html><body>Service Unavailable</body></html>")},
+    "json_status_number": {"authzPoll": mutate(lambda o: json.dumps(dict(o, status=1)))},
+    "json_authorizations_string": {"newOrder": mutate(
+        lambda o: json.dumps(dict(o, authorizations=o["authorizations"][0])))},
+    # protocol
+    "proto_no_nonce": {"no_nonce": True},
+    "proto_bad_nonce_forever": {"any": _bad_nonce_forever},
+    "proto_account_no_location": {"newAccount": _without_location},
+    "proto_order_no_location": {"newOrder": _without_location},
+    "proto_pending_retry_0": {"authzPoll": retry_after("0", "pending")},
+    "proto_pending_retry_999999": {"authzPoll": retry_after("999999", "pending")},
+    "proto_processing_forever": {"orderPoll": retry_after(None, "processing")},
+    "proto_challenge_invalid": {"authzPoll": _challenge_invalid},
+    "proto_cert_empty": {"cert": body(b"", ctype="application/pem-certificate-chain")},
+    "proto_cert_html": {"cert": body("<!DOCTYPE html>\n<html><body>Your certificate is ready"
+                                     "</body></html>\n", ctype="text/html")},
+    "proto_redirect_new_order": {"newOrder": _redirect},
+    # problem documents
+    "problem_rate_limited": {"newOrder": lambda ca, req, normal: problem(
+        429, "rateLimited", "evil CA: too many new orders recently",
+        headers=["Retry-After: 3600"])},
+    "problem_unauthorized": {"newAccount": lambda ca, req, normal: problem(
+        403, "unauthorized", "evil CA: this account key is refused")},
+    "problem_malformed": {"finalize": lambda ca, req, normal: problem(
+        400, "malformed", "evil CA: the CSR is refused")},
+    "problem_control_chars": {"newAccount": _control_chars},
+    # TLS (the certificate is chosen by the cert= argument)
+    "tls": {},
+    # signals: the authorization stays pending, the client sleeps 3 s between polls
+    "signal_pending": {"authzPoll": retry_after("3", "pending")},
+}
+
+
+def _http_order_directory(ca, req, normal):
+    normal()
+    d = ca.directory_obj()
+    d["newOrder"] = ca.opts["http_order"]
+    return Reply(200, d, nonce=False)
+
+
+# with EvilCA(..., http_order="http://127.0.0.1:PORT/order")
+SCENARIOS["proto_http_new_order"] = {"directory": _http_order_directory}

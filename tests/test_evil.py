@@ -1,0 +1,587 @@
+"""acme-tiny against a malicious CA (tests/evil_ca.py), on loopback.
+
+Every case runs the real binary as
+
+    acme-tiny --account-key K --csr C --acme-dir www/.well-known/acme-challenge
+              --directory-url https://localhost:PORT/dir --ca-file TESTCA
+              --disable-check --quiet --timeout 5 --max-wait 4
+
+in a fresh temporary directory, and expect_failure() checks what must hold
+whatever the CA does: exit status 1 (no signal, no hang: killed after
+DEADLINE s), nothing on stdout, exactly one stderr line matching the case's
+pattern, no raw control character on stderr, no sanitizer report, no file
+created or changed in the temporary directory (the challenge directory
+empty) nor at the absolute and traversal targets, and a peak RSS (from
+wait4) under MEM_BOUND_KIB, unless ACME_TINY_SANITIZED=1.
+
+Memory bound: a normal issuance against this CA peaks at about 2.5 MiB on
+x86-64 Linux (printed as "evil: normal run peak RSS ..." each run); 16 MiB
+leaves room for libc and allocator differences while still catching a
+client that buffers a 200 MiB body (or even 10% of it).
+
+The cases run one after another: a few need their timing (drip, polling,
+signals) and the whole suite takes about 40 s that way.
+"""
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from types import SimpleNamespace
+
+from evil_ca import DOMAIN, EvilCA
+from helpers import check_failure, check_success, make_csr, make_key
+from pebble_env import make_tls_cert
+
+DEADLINE = 20                # s: a client still running then hangs
+MEM_BOUND_KIB = 16 * 1024    # peak RSS of the client, see above
+SANITIZED = os.environ.get("ACME_TINY_SANITIZED") == "1"
+ABS_TARGETS = ["/tmp/acme-tiny-evil-abs", "/etc/x", "/x", "/tmp/x"]
+ACME_DIR = os.path.join("www", ".well-known", "acme-challenge")
+# one byte the terminal could act on: C0 but the final newline, DEL, C1 in UTF-8
+RAW_CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
+
+
+# ---------------------------------------------------------------- setup
+
+def openssl(*args, cwd):
+    p = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(f"openssl {' '.join(args)}: {p.stderr[-1000:]}")
+
+
+def make_certs(d):
+    """tls.pem (localhost, by the test CA ca.pem) as pebble_env makes it, and the
+    bad ones: otherhost (for other.test), expired (2020), untrusted (another CA)."""
+    make_tls_cert(d)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "otherhost.key", "-out", "otherhost.csr", "-subj", "/CN=other.test", cwd=d)
+    with open(os.path.join(d, "otherhost.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:other.test\n")
+    openssl("x509", "-req", "-in", "otherhost.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "otherhost.pem", "-days", "2",
+            "-extfile", "otherhost.cnf", cwd=d)
+    # OpenSSL 3.0's x509 has no -not_before: `openssl ca` takes both dates
+    with open(os.path.join(d, "ca.cnf"), "w") as f:
+        f.write("[ca]\ndefault_ca = evil\n[evil]\ndatabase = index.txt\nnew_certs_dir = .\n"
+                "serial = serial.txt\ndefault_md = sha256\npolicy = anything\n"
+                "unique_subject = no\nx509_extensions = ext\n"
+                "[anything]\ncommonName = supplied\n"
+                "[ext]\nsubjectAltName = DNS:localhost,IP:127.0.0.1\n")
+    open(os.path.join(d, "index.txt"), "w").close()
+    with open(os.path.join(d, "serial.txt"), "w") as f:
+        f.write("1000\n")
+    openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
+            "-in", "tls.csr", "-out", "expired.pem", "-notext",
+            "-startdate", "20200101000000Z", "-enddate", "20200102000000Z", cwd=d)
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "other-ca.key", "-out", "other-ca.pem", "-days", "2",
+            "-subj", "/CN=some other CA", cwd=d)
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "other-ca.pem", "-CAkey", "other-ca.key",
+            "-CAcreateserial", "-out", "untrusted.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    for name in ("expired", "untrusted"):
+        shutil.copy(os.path.join(d, "tls.key"), os.path.join(d, name + ".key"))
+
+
+class Suite:
+    def __init__(self, binary, tmp):
+        self.bin, self.tmp = binary, tmp
+        self.keys = os.path.join(tmp, "keys")
+        self.io = os.path.join(tmp, "io")
+        self.cases = os.path.join(tmp, "cases")
+        for d in (self.keys, self.io, self.cases):
+            os.mkdir(d)
+        make_certs(self.keys)
+        self.ca_file = os.path.join(self.keys, "ca.pem")
+        self.account_key = make_key(self.keys, "p256")
+        self.csr = make_csr(self.keys, "evil", DOMAIN)   # its key is keys/domain.key
+        self.n = 0
+        self.baseline_kib = None
+
+    def run_client(self, ca, on_tick=None):
+        """Runs the client against ca in a fresh directory; wait4 gives the
+        exit status and the peak RSS. on_tick(proc, case_dir) runs every 5 ms."""
+        self.n += 1
+        case_dir = os.path.join(self.cases, f"case-{self.n}")
+        os.makedirs(os.path.join(case_dir, ACME_DIR))
+        argv = [self.bin, "--account-key", self.account_key, "--csr", self.csr,
+                "--acme-dir", ACME_DIR, "--directory-url", ca.directory,
+                "--ca-file", self.ca_file, "--disable-check", "--quiet",
+                "--timeout", "5", "--max-wait", "4"]
+        before = snapshot(case_dir)
+        tmp_before, cases_before = os.listdir(self.tmp), set(os.listdir(self.cases))
+        abs_before = {p: file_state(p) for p in ABS_TARGETS}
+        out_path = os.path.join(self.io, f"{self.n}.out")
+        err_path = os.path.join(self.io, f"{self.n}.err")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            start = time.monotonic()
+            proc = subprocess.Popen(argv, cwd=case_dir, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=err)
+            hung = False
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() - start > DEADLINE:
+                    hung = True
+                    proc.kill()
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                if on_tick:
+                    on_tick(proc, case_dir)
+                time.sleep(0.005)
+            end = time.monotonic()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        with open(out_path, "rb") as f:
+            stdout = f.read()
+        with open(err_path, "rb") as f:
+            stderr = f.read()
+        return SimpleNamespace(
+            returncode=proc.returncode, stdout=stdout, stderr=stderr, elapsed=end - start, end=end,
+            hung=hung, maxrss_kib=usage.ru_maxrss, case_dir=case_dir,
+            acme_dir=os.path.join(case_dir, ACME_DIR), before=before,
+            after=snapshot(case_dir), tmp_before=tmp_before, tmp_after=os.listdir(self.tmp),
+            cases_new=set(os.listdir(self.cases)) - cases_before - {f"case-{self.n}"},
+            abs_before=abs_before, abs_after={p: file_state(p) for p in ABS_TARGETS})
+
+
+def file_state(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def snapshot(root):
+    """Every path under root with its kind, size, mtime and content."""
+    state = {}
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            st = os.lstat(p)
+            content = None
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as f:
+                    content = f.read()
+            state[os.path.relpath(p, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, content)
+    return state
+
+
+# ---------------------------------------------------------------- the checks
+
+def check_common(res, pattern, ca=None):
+    """What must hold in every failing case; returns the stderr line."""
+    err = res.stderr.decode(errors="replace")
+    assert not res.hung, f"hangs: killed after {DEADLINE} s; stderr: {err[-500:]!r}"
+    assert res.returncode >= 0, f"killed by signal {-res.returncode}; stderr: {err[-1000:]!r}"
+    assert "AddressSanitizer" not in err and "runtime error:" not in err, f"sanitizer: {err[-3000:]}"
+    bad = RAW_CONTROL.search(res.stderr[:-1] if res.stderr.endswith(b"\n") else res.stderr)
+    assert not bad, f"raw control byte {bad.group()!r} on stderr: {res.stderr[-600:]!r}"
+    line = check_failure(res, res.acme_dir, pattern)
+    added = sorted(set(res.after) - set(res.before))
+    removed = sorted(set(res.before) - set(res.after))
+    changed = sorted(k for k in res.before if k in res.after and res.before[k] != res.after[k])
+    assert not (added or removed or changed), \
+        f"files touched in the run's directory: added {added}, removed {removed}, changed {changed}"
+    assert res.tmp_before == res.tmp_after and not res.cases_new, \
+        f"files created next to the run's directory: {res.tmp_after}, {res.cases_new}"
+    for p in ABS_TARGETS:
+        assert res.abs_before[p] == res.abs_after[p], f"{p} was created or changed"
+    if not SANITIZED:
+        assert res.maxrss_kib < MEM_BOUND_KIB, \
+            f"peak RSS {res.maxrss_kib} KiB >= bound {MEM_BOUND_KIB} KiB"
+    if ca is not None:
+        alive = ca.stop()
+        assert not alive, f"{alive} server threads still running after stop()"
+    return line
+
+
+def expect_failure(suite, scenario, pattern, *, cert="tls", min_s=None, max_s=None,
+                   after=None, on_tick=None, **opts):
+    """Runs the client against scenario; everything must hold (check_common),
+    the run must take between min_s and max_s, and after(ca, res) may check
+    what the server saw."""
+    with EvilCA(scenario, suite.keys, cert=cert, **opts) as ca:
+        res = suite.run_client(ca, on_tick)
+        if after:
+            after(ca, res)
+        check_common(res, pattern, ca)
+    if min_s is not None:
+        assert res.elapsed >= min_s, f"ended after {res.elapsed:.1f} s, before {min_s} s"
+    if max_s is not None:
+        assert res.elapsed < max_s, f"ended after {res.elapsed:.1f} s, not before {max_s} s"
+    return res
+
+
+def url(step_path):
+    return r"https://localhost:\d+" + step_path
+
+
+def get_dir(why):
+    return r"^acme-tiny: directory: GET " + url("/dir") + ": " + why + "$"
+
+
+def post(step, path, why):
+    return rf"^acme-tiny: {step}: POST " + url(path) + ": " + why + "$"
+
+
+NOT_JSON = "the server's answer is not a JSON object$"
+TOKEN_REFUSED = (rf"^acme-tiny: {re.escape(DOMAIN)}: the challenge token is not 1 to 256 "
+                 r"base64url characters; refusing it as a file name$")
+TOO_LARGE = "response body larger than 128 KiB"
+
+
+# ---------------------------------------------------------------- cases
+
+def baseline(suite):
+    """The normal flow works against this CA (else nothing below means much),
+    and gives the normal peak RSS."""
+    with EvilCA("normal", suite.keys) as ca:
+        res = suite.run_client(ca)
+        steps = ca.steps()
+        assert not ca.stop(), "server threads still running after stop()"
+    check_success(res, res.acme_dir)
+    assert res.stderr == b"", f"stderr with --quiet: {res.stderr!r}"
+    for s in ("directory", "newNonce", "newAccount", "newOrder", "authz", "challenge",
+              "authzPoll", "finalize", "orderPoll", "cert"):
+        assert s in steps, f"the client never reached {s}: {steps}"
+    suite.baseline_kib = res.maxrss_kib
+    print(f"evil: normal run peak RSS {res.maxrss_kib} KiB "
+          f"(bound {MEM_BOUND_KIB} KiB{', not applied: sanitized build' if SANITIZED else ''})",
+          flush=True)
+    if not SANITIZED:
+        assert res.maxrss_kib < MEM_BOUND_KIB
+
+
+def token_case(scenario):
+    def case(suite):
+        expect_failure(suite, scenario, TOKEN_REFUSED)
+    return case
+
+
+def token_nul(suite):
+    # the tokenizer refuses any string with NUL (escaped or not): the whole
+    # authorization is refused before the token is looked at
+    expect_failure(suite, "token_nul", r"^acme-tiny: authorization: " + NOT_JSON)
+
+
+def http_header_line_1m(suite):
+    expect_failure(suite, "http_header_line_1m", get_dir("header line too long"))
+
+
+def http_headers_100000(suite):
+    expect_failure(suite, "http_headers_100000", post("newAccount", "/acct", "too many header lines"))
+
+
+def sent_less_than(limit):
+    def after(ca, res):
+        assert ca.bytes_sent < limit, f"the client read {ca.bytes_sent} bytes of the body"
+    return after
+
+
+def http_content_length_200m(suite):
+    # refused from the header alone; what the server got out is what fits in
+    # the socket buffers before the client closed
+    expect_failure(suite, "http_content_length_200m", get_dir(TOO_LARGE), max_s=5,
+                   after=sent_less_than(64 << 20))
+
+
+def http_close_delimited_200m(suite):
+    expect_failure(suite, "http_close_delimited_200m", post("newOrder", "/order", TOO_LARGE),
+                   max_s=5, after=sent_less_than(64 << 20))
+
+
+def http_chunked_endless(suite):
+    expect_failure(suite, "http_chunked_endless", post("certificate download", "/cert/1", TOO_LARGE),
+                   max_s=5, after=sent_less_than(64 << 20))
+
+
+def http_chunk_size_overflow(suite):
+    expect_failure(suite, "http_chunk_size_overflow",
+                   post("authorization", "/authz/1", "malformed chunk size"))
+
+
+def http_chunk_size_negative(suite):
+    expect_failure(suite, "http_chunk_size_negative",
+                   post("authorization", "/authz/1", "malformed chunk size"))
+
+
+def http_short_body_close(suite):
+    # Content-Length 1000, 17 bytes, close_notify: a clean end in the wrong place
+    expect_failure(suite, "http_short_body_close",
+                   post("authorization", "/authz/1", "connection closed in the middle of the body"))
+
+
+def http_reset_mid_body(suite):
+    # at the challenge POST: the challenge file exists by then and must go
+    expect_failure(suite, "http_reset_mid_body",
+                   post("challenge", "/chal/1", "Connection reset by peer"))
+
+
+def http_drip(suite):
+    # only --timeout 5 may end it
+    expect_failure(suite, "http_drip", get_dir("timed out"), min_s=4, max_s=15)
+
+
+def http_garbage_status(suite):
+    expect_failure(suite, "http_garbage_status",
+                   post("newOrder", "/order", "malformed or unexpected status line"))
+
+
+def http_close_delimited_directory(suite):
+    # chosen: the close-delimited directory is fine and must be accepted; the
+    # scenario then fails at the very last step, which shows the client got
+    # past the directory and went on (on a new connection) to the end
+    def after(ca, res):
+        steps = ca.steps()
+        assert steps.count("directory") == 1 and "cert" in steps, steps
+        assert ca.connections >= 2, f"{ca.connections} connections"
+    expect_failure(suite, "http_close_delimited_directory",
+                   r"^acme-tiny: certificate download failed: HTTP 500 urn:ietf:params:acme:error:"
+                   r"serverInternal: evil CA reached the end after a close-delimited directory$",
+                   after=after)
+
+
+def json_case(scenario, step):
+    def case(suite):
+        expect_failure(suite, scenario, rf"^acme-tiny: {step}: " + NOT_JSON)
+    return case
+
+
+def no_usable(step, key):
+    return rf'^acme-tiny: {step}: the server\'s answer has no usable "{key}"$'
+
+
+def json_huge_number(suite):
+    expect_failure(suite, "json_huge_number", no_usable("order", "status"))
+
+
+def json_duplicate_keys(suite):
+    expect_failure(suite, "json_duplicate_keys", no_usable("authorization", "status"))
+
+
+def json_status_number(suite):
+    expect_failure(suite, "json_status_number", no_usable("authorization", "status"))
+
+
+def json_authorizations_string(suite):
+    expect_failure(suite, "json_authorizations_string",
+                   r"^acme-tiny: newOrder: the order has no list of authorizations$")
+
+
+def proto_no_nonce(suite):
+    expect_failure(suite, "proto_no_nonce", r"^acme-tiny: newNonce: the server sent no Replay-Nonce$")
+
+
+def proto_bad_nonce_forever(suite):
+    def after(ca, res):
+        posts = ca.count(method="POST")
+        assert 1 <= posts <= 16 + 2, f"{posts} POSTs for one request under badNonce"
+    expect_failure(suite, "proto_bad_nonce_forever",
+                   r"^acme-tiny: newAccount failed: HTTP 400 urn:ietf:params:acme:error:badNonce: "
+                   r"evil CA: JWS has an invalid anti-replay nonce$", after=after)
+
+
+def proto_account_no_location(suite):
+    expect_failure(suite, "proto_account_no_location",
+                   r"^acme-tiny: newAccount: the server sent no Location for the account$")
+
+
+def proto_order_no_location(suite):
+    expect_failure(suite, "proto_order_no_location",
+                   r"^acme-tiny: newOrder: the server sent no Location for the order$")
+
+
+def proto_pending_retry_0(suite):
+    def after(ca, res):
+        polls = ca.count("authzPoll")
+        assert 2 <= polls <= 20, f"{polls} polls of the authorization"
+    expect_failure(suite, "proto_pending_retry_0",
+                   r"^acme-tiny: authorization: still pending after --max-wait 4 s$",
+                   max_s=8, after=after)
+
+
+def proto_pending_retry_999999(suite):
+    expect_failure(suite, "proto_pending_retry_999999",
+                   r"^acme-tiny: authorization: still pending, and the server asks to wait "
+                   r"999999 s, more than --max-wait 4$", max_s=2)
+
+
+def proto_processing_forever(suite):
+    def after(ca, res):
+        polls = ca.count("orderPoll")
+        assert 2 <= polls <= 20, f"{polls} polls of the order"
+    expect_failure(suite, "proto_processing_forever",
+                   r"^acme-tiny: order: still processing after --max-wait 4 s$", max_s=8,
+                   after=after)
+
+
+def proto_challenge_invalid(suite):
+    expect_failure(suite, "proto_challenge_invalid",
+                   rf"^acme-tiny: {re.escape(DOMAIN)}: challenge did not pass \(invalid\): "
+                   r"urn:ietf:params:acme:error:connection: "
+                   r"evil CA could not connect to 192\.0\.2\.1:80$")
+
+
+def proto_cert_empty(suite):
+    expect_failure(suite, "proto_cert_empty",
+                   r"^acme-tiny: certificate download: the answer is not a PEM certificate chain$")
+
+
+def proto_cert_html(suite):
+    expect_failure(suite, "proto_cert_html",
+                   r"^acme-tiny: certificate download: the answer is not a PEM certificate chain$")
+
+
+def proto_redirect_new_order(suite):
+    def after(ca, res):
+        assert "other" not in ca.steps(), f"the redirect was followed: {ca.log}"
+    expect_failure(suite, "proto_redirect_new_order",
+                   r"^acme-tiny: newOrder failed: HTTP 302 \(no problem document\)$", after=after)
+
+
+def proto_http_new_order(suite):
+    with socket.socket() as plain:
+        plain.bind(("127.0.0.1", 0))
+        plain.listen(4)
+        target = f"http://127.0.0.1:{plain.getsockname()[1]}/order"
+        expect_failure(suite, "proto_http_new_order",
+                       rf"^acme-tiny: newOrder: POST {re.escape(target)}: not an https URL$",
+                       http_order=target)
+        ready, _, _ = select.select([plain], [], [], 0)
+        assert not ready, "the client connected to the http:// newOrder URL"
+
+
+def problem_rate_limited(suite):
+    expect_failure(suite, "problem_rate_limited",
+                   r"^acme-tiny: newOrder failed: HTTP 429 urn:ietf:params:acme:error:rateLimited: "
+                   r"evil CA: too many new orders recently; retry after 3600$")
+
+
+def problem_unauthorized(suite):
+    expect_failure(suite, "problem_unauthorized",
+                   r"^acme-tiny: newAccount failed: HTTP 403 urn:ietf:params:acme:error:unauthorized: "
+                   r"evil CA: this account key is refused$")
+
+
+def problem_malformed(suite):
+    expect_failure(suite, "problem_malformed",
+                   r"^acme-tiny: finalize failed: HTTP 400 urn:ietf:params:acme:error:malformed: "
+                   r"evil CA: the CSR is refused$")
+
+
+def problem_control_chars(suite):
+    # every control character (escaped in JSON, raw DEL, raw and escaped C1,
+    # and raw ESC in the Retry-After header) must come out as something inert;
+    # check_common asserts no byte < 0x20 but the newline, no 0x7f, no C2 80..9F
+    res = expect_failure(suite, "problem_control_chars",
+                         r"^acme-tiny: newAccount failed: HTTP 403 "
+                         r"urn:ietf:params:acme:error:unauthorized.\[0m: red.\[31mRED .\]0;title. "
+                         r"CR.LF.BS. C1esc.+31m rawC1.+31m rawDEL. end; retry after .\[2J.\[H9.$")
+    assert b"\x1b" not in res.stderr and b"\x9b" not in res.stderr
+
+
+def tls_other_host(suite):
+    expect_failure(suite, "tls", get_dir("TLS: server certificate is for another host name"),
+                   cert="otherhost")
+
+
+def tls_expired(suite):
+    expect_failure(suite, "tls", get_dir(r"TLS: server certificate expired or not yet valid "
+                                         r"\(is the clock right\? it says \d{4}-\d\d-\d\d\)"),
+                   cert="expired")
+
+
+def tls_untrusted(suite):
+    expect_failure(suite, "tls", get_dir("TLS: server certificate is not from a CA in --ca-file"),
+                   cert="untrusted")
+
+
+def signal_case(sig):
+    def case(suite):
+        sent = {}
+
+        def tick(proc, case_dir):
+            if not sent and os.listdir(os.path.join(case_dir, ACME_DIR)):
+                proc.send_signal(sig)
+                sent["at"] = time.monotonic()
+        res = expect_failure(suite, "signal_pending",
+                             r"^acme-tiny: interrupted; challenge file removed$", on_tick=tick)
+        assert sent, "the challenge file never appeared"
+        assert res.end - sent["at"] < 2, f"exited {res.end - sent['at']:.1f} s after the signal"
+    return case
+
+
+CASES = [
+    ("evil_baseline_success", baseline),
+    ("evil_token_dotdot", token_case("token_dotdot")),
+    ("evil_token_dotdot2", token_case("token_dotdot2")),
+    ("evil_token_absolute", token_case("token_absolute")),
+    ("evil_token_slash", token_case("token_slash")),
+    ("evil_token_percent", token_case("token_percent")),
+    ("evil_token_nul", token_nul),
+    ("evil_token_empty", token_case("token_empty")),
+    ("evil_token_5000", token_case("token_5000")),
+    ("evil_http_header_line_1m", http_header_line_1m),
+    ("evil_http_headers_100000", http_headers_100000),
+    ("evil_http_content_length_200m", http_content_length_200m),
+    ("evil_http_close_delimited_200m", http_close_delimited_200m),
+    ("evil_http_chunked_endless", http_chunked_endless),
+    ("evil_http_chunk_size_overflow", http_chunk_size_overflow),
+    ("evil_http_chunk_size_negative", http_chunk_size_negative),
+    ("evil_http_short_body_close", http_short_body_close),
+    ("evil_http_reset_mid_body", http_reset_mid_body),
+    ("evil_http_drip", http_drip),
+    ("evil_http_garbage_status", http_garbage_status),
+    ("evil_http_close_delimited_directory", http_close_delimited_directory),
+    ("evil_json_nested_100000", json_case("json_nested_100000", "directory")),
+    ("evil_json_nested_65000_balanced", json_case("json_nested_65000_balanced", "directory")),
+    ("evil_json_invalid_utf8", json_case("json_invalid_utf8", "newOrder")),
+    ("evil_json_lone_surrogate", json_case("json_lone_surrogate", "authorization")),
+    ("evil_json_nul_in_string", json_case("json_nul_in_string", "directory")),
+    ("evil_json_huge_number", json_huge_number),
+    ("evil_json_duplicate_keys", json_duplicate_keys),
+    ("evil_json_trailing_garbage", json_case("json_trailing_garbage", "authorization")),
+    ("evil_json_not_json", json_case("json_not_json", "finalize")),
+    ("evil_json_status_number", json_status_number),
+    ("evil_json_authorizations_string", json_authorizations_string),
+    ("evil_proto_no_nonce", proto_no_nonce),
+    ("evil_proto_bad_nonce_forever", proto_bad_nonce_forever),
+    ("evil_proto_account_no_location", proto_account_no_location),
+    ("evil_proto_order_no_location", proto_order_no_location),
+    ("evil_proto_pending_retry_0", proto_pending_retry_0),
+    ("evil_proto_pending_retry_999999", proto_pending_retry_999999),
+    ("evil_proto_processing_forever", proto_processing_forever),
+    ("evil_proto_challenge_invalid", proto_challenge_invalid),
+    ("evil_proto_cert_empty", proto_cert_empty),
+    ("evil_proto_cert_html", proto_cert_html),
+    ("evil_proto_redirect_new_order", proto_redirect_new_order),
+    ("evil_proto_http_new_order", proto_http_new_order),
+    ("evil_problem_rate_limited", problem_rate_limited),
+    ("evil_problem_unauthorized", problem_unauthorized),
+    ("evil_problem_malformed", problem_malformed),
+    ("evil_problem_control_chars", problem_control_chars),
+    ("evil_tls_other_host", tls_other_host),
+    ("evil_tls_expired", tls_expired),
+    ("evil_tls_untrusted", tls_untrusted),
+    ("evil_signal_term", signal_case(signal.SIGTERM)),
+    ("evil_signal_int", signal_case(signal.SIGINT)),
+]
+
+
+def run(binary, report, only=None):
+    selected = [(n, f) for n, f in CASES if not only or only in n or only in "test_evil"]
+    if not selected:
+        return
+    tmp = tempfile.mkdtemp(prefix="acme-tiny-evil-")
+    try:
+        suite = Suite(binary, tmp)
+        for name, fn in selected:
+            report.check(name, fn, suite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,1873 @@
+/*
+ * Unit tests for acme-tiny.c. From the top directory:
+ *
+ *   gcc -O2 -Wall -Wextra -DACME_TINY_TEST -I. -o tests/unit tests/unit.c -lbearssl
+ *   tests/unit
+ *
+ * acme-tiny.c is included whole, so its static functions can be called;
+ * ACME_TINY_TEST renames its main. Each failed check prints one line,
+ * "FAIL file:line: [case] what differed"; the last line is always
+ * "N passed, N failed", and the exit status is 0 only if none failed.
+ *
+ * Keys and CSRs are made with the openssl command line in a temporary
+ * directory, which is removed at the end. Parsers are given exact-size heap
+ * copies of their input where it matters, so that ASan sees any read past
+ * the end.
+ *
+ * Areas, in the order of acme-tiny.c: base64url, JSON, keys and JWK, JWS,
+ * DER and CSR, HTTP responses, URLs, Retry-After.
+ */
+#include "acme-tiny.c"
+#undef main
+
+#include <sys/wait.h>
+
+/* ===================== checks ===================== */
+
+static int n_passed, n_failed;
+static char context[256];    /* the case at hand, printed with a failure */
+
+static void set_context(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(context, sizeof context, fmt, ap);
+	va_end(ap);
+}
+
+/* Counts one check; prints a line if it failed. Returns ok. */
+static int check(int ok, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ok) {
+		n_passed++;
+		return 1;
+	}
+	n_failed++;
+	printf("FAIL %s:%d: ", file, line);
+	if (context[0])
+		printf("[%s] ", context);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+	return 0;
+}
+
+static int check_int(long long got, long long want, const char *file, int line, const char *expr)
+{
+	return check(got == want, file, line, "%s is %lld, expected %lld", expr, got, want);
+}
+
+static int check_str(const char *got, const char *want, const char *file, int line,
+		     const char *expr)
+{
+	int ok = got && want ? !strcmp(got, want) : got == want;
+
+	return check(ok, file, line, "%s is \"%s\", expected \"%s\"", expr,
+		     got ? got : "(null)", want ? want : "(null)");
+}
+
+static int check_mem(const void *got, size_t glen, const void *want, size_t wlen,
+		     const char *file, int line, const char *expr)
+{
+	size_t k = 0;
+
+	while (k < glen && k < wlen && ((const unsigned char *)got)[k] == ((const unsigned char *)want)[k])
+		k++;
+	return check(glen == wlen && k == glen, file, line,
+		     "%s: %zu bytes, expected %zu, first difference at byte %zu", expr, glen, wlen, k);
+}
+
+#define CHECK(cond) check(!!(cond), __FILE__, __LINE__, "%s", #cond)
+#define CHECK_INT(got, want) check_int((long long)(got), (long long)(want), __FILE__, __LINE__, #got)
+#define CHECK_STR(got, want) check_str((got), (want), __FILE__, __LINE__, #got)
+#define CHECK_MEM(got, glen, want, wlen) check_mem((got), (glen), (want), (wlen), __FILE__, __LINE__, #got)
+
+/* A string literal and its length, for inputs that may hold NUL bytes. */
+#define S(lit) lit, sizeof lit - 1
+
+/* ===================== helpers: files, commands, decoders ===================== */
+
+static char tmpdir[] = "/tmp/acme-tiny-unit-XXXXXX";
+
+/* name inside the temp directory; the result is valid until the next call. */
+static const char *tpath(const char *name)
+{
+	static char path[512];
+
+	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+	return path;
+}
+
+/* Runs a shell command in the temp directory, output discarded; its exit status or -1. */
+static int sh(const char *fmt, ...)
+{
+	static char cmd[8192], full[8400];
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	snprintf(full, sizeof full, "cd '%s' && { %s; } >/dev/null 2>&1", tmpdir, cmd);
+	fflush(stdout);
+	r = system(full);
+	return r == -1 || !WIFEXITED(r) ? -1 : WEXITSTATUS(r);
+}
+
+/* Reads a file of the temp directory into b (replacing its contents); 0 or -1. */
+static int slurp(const char *name, struct buf *b)
+{
+	char chunk[4096];
+	size_t n;
+	FILE *f = fopen(tpath(name), "rb");
+
+	if (!f)
+		return -1;
+	b->len = 0;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		buf_add(b, chunk, n);
+	fclose(f);
+	return 0;
+}
+
+/* Writes a file of the temp directory; 0 or -1. */
+static int spit(const char *name, const void *data, size_t len)
+{
+	FILE *f = fopen(tpath(name), "wb");
+	int ok;
+
+	if (!f)
+		return -1;
+	ok = fwrite(data, 1, len, f) == len;
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static int file_exists(const char *name)
+{
+	return access(tpath(name), R_OK) == 0;
+}
+
+/* Unpadded base64url, decoded independently of acme-tiny's encoder. Bytes, or -1. */
+static long b64url_decode(const char *s, size_t n, unsigned char *out, size_t cap)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned long acc = 0;
+	size_t i, o = 0;
+	int bits = 0;
+
+	if (n % 4 == 1)
+		return -1;
+	for (i = 0; i < n; i++) {
+		const char *p = s[i] ? strchr(alphabet, s[i]) : NULL;
+
+		if (!p)
+			return -1;
+		acc = (acc << 6 | (unsigned long)(p - alphabet)) & 0xFFFFFF;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (o == cap)
+				return -1;
+			out[o++] = (unsigned char)(acc >> bits);
+		}
+	}
+	return (long)o;
+}
+
+/* Hex digits (either case) into bytes; the count, or -1. */
+static long hex_decode(const char *s, unsigned char *out, size_t cap)
+{
+	size_t n = strlen(s), k;
+
+	if (n % 2 || n / 2 > cap)
+		return -1;
+	for (k = 0; k < n / 2; k++) {
+		int hi = hex_digit(s[2 * k]), lo = hex_digit(s[2 * k + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[k] = (unsigned char)(hi * 16 + lo);
+	}
+	return (long)(n / 2);
+}
+
+/* An exact-size heap copy of data, so that ASan catches reads past its end. */
+static unsigned char *exact_copy(const void *data, size_t len)
+{
+	unsigned char *p = malloc(len ? len : 1);
+
+	if (!p) {
+		fputs("out of memory\n", stderr);
+		exit(2);
+	}
+	memcpy(p, data, len);
+	return p;
+}
+
+/*
+ * Runs fn(arg) in a child process, so that neither a crash nor acme-tiny's
+ * fail() (which exits) ends the test run. Returns 0 if fn returned, 1 if the
+ * child ended through exit() as fail() does, -1 if it crashed; child_how
+ * says how it ended. A sanitizer report ends a process with _exit(), which
+ * skips atexit handlers: that is how a crash under ASan, which also exits
+ * with status 1, is told apart from fail()'s exit(1).
+ */
+static char child_how[64];
+
+static void child_exit_marker(void)
+{
+	_exit(100);
+}
+
+static int in_child(void (*fn)(const char *), const char *arg)
+{
+	pid_t pid;
+	int st, fd;
+
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) < 0) {
+		snprintf(child_how, sizeof child_how, "fork failed");
+		return -1;
+	}
+	if (pid == 0) {
+		/* fail()'s one line on stderr is expected here: keep the output clean */
+		if ((fd = open("/dev/null", O_WRONLY)) >= 0) {
+			dup2(fd, 2);
+			close(fd);
+		}
+		atexit(child_exit_marker);
+		fn(arg);
+		_exit(0);
+	}
+	if (waitpid(pid, &st, 0) != pid) {
+		snprintf(child_how, sizeof child_how, "waitpid failed");
+		return -1;
+	}
+	if (WIFSIGNALED(st))
+		snprintf(child_how, sizeof child_how, "killed by signal %d", WTERMSIG(st));
+	else
+		snprintf(child_how, sizeof child_how, "exit status %d", WEXITSTATUS(st));
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 100)
+		return 1;
+	return -1;
+}
+
+/* ===================== 1. base64url ===================== */
+
+static void test_base64(void)
+{
+	/* RFC 4648 section 10, without the padding */
+	static const struct {
+		const char *in, *out;
+	} vectors[] = {
+		{ "", "" }, { "f", "Zg" }, { "fo", "Zm8" }, { "foo", "Zm9v" },
+		{ "foob", "Zm9vYg" }, { "fooba", "Zm9vYmE" }, { "foobar", "Zm9vYmFy" },
+	};
+	static const unsigned char dash_underscore[] = { 0xfb, 0xff };          /* "+/8=" in base64 */
+	static const unsigned char all_four[] = { 0xfb, 0xff, 0xbf };           /* "+/+/" */
+	unsigned char all[256], back[256];
+	struct buf b = { 0 };
+	char s[300];
+	size_t k;
+
+	set_context("base64url");
+	for (k = 0; k < sizeof vectors / sizeof vectors[0]; k++) {
+		b.len = 0;
+		buf_b64url(&b, vectors[k].in, strlen(vectors[k].in));
+		CHECK_STR(b.len ? b.p : "", vectors[k].out);
+	}
+	b.len = 0;
+	buf_b64url(&b, dash_underscore, sizeof dash_underscore);
+	CHECK_STR(b.p, "-_8");
+	b.len = 0;
+	buf_b64url(&b, all_four, sizeof all_four);
+	CHECK_STR(b.p, "-_-_");
+
+	/* every byte value, at every offset within a group of three */
+	for (k = 0; k < 256; k++)
+		all[k] = (unsigned char)(255 - k);
+	b.len = 0;
+	buf_b64url(&b, all, sizeof all);
+	CHECK_INT(b.len, (256 * 4 + 2) / 3);
+	CHECK_MEM(back, (size_t)b64url_decode(b.p, b.len, back, sizeof back), all, sizeof all);
+	buf_free(&b);
+
+	set_context("is_b64url");
+	CHECK(!is_b64url("", 10));
+	memset(s, 'A', sizeof s);
+	s[10] = 0;
+	CHECK(is_b64url(s, 10));                     /* exactly max */
+	s[10] = 'A';
+	s[11] = 0;
+	CHECK(!is_b64url(s, 10));                    /* max + 1 */
+	CHECK(is_b64url("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 64));
+	CHECK(!is_b64url("ab/c", 10));
+	CHECK(!is_b64url("ab+c", 10));
+	CHECK(!is_b64url("abc=", 10));
+	CHECK(!is_b64url("a.b", 10));
+	CHECK(!is_b64url("../x", 10));
+	CHECK(!is_b64url("a b", 10));
+	CHECK(!is_b64url("a\n", 10));
+	CHECK(!is_b64url("\xc3\xa9", 10));
+	context[0] = 0;
+}
+
+/* ===================== 2. JSON ===================== */
+
+/*
+ * json_parse over an exact-size heap copy of s (see exact_copy). Tokens
+ * point into the copy, which lives until the next call or json_done().
+ */
+static char *json_copy;
+
+static int parse_len(struct json *j, const char *s, size_t len)
+{
+	free(json_copy);
+	json_copy = (char *)exact_copy(s, len);
+	return json_parse(j, json_copy, len);
+}
+
+static int parse(struct json *j, const char *s)
+{
+	return parse_len(j, s, strlen(s));
+}
+
+static void json_done(struct json *j)
+{
+	json_free(j);
+	free(json_copy);
+	json_copy = NULL;
+}
+
+/* The bytes of token t as written in the document. */
+static const char *tok_text(const struct json *j, int t)
+{
+	static char text[256];
+
+	snprintf(text, sizeof text, "%.*s", j->t[t].end - j->t[t].start, j->s + j->t[t].start);
+	return text;
+}
+
+/* n containers nested: n times open, then inner, then n times close. */
+static void nest(struct buf *b, int n, const char *open, const char *inner, const char *close)
+{
+	int k;
+
+	b->len = 0;
+	for (k = 0; k < n; k++)
+		buf_str(b, open);
+	buf_str(b, inner);
+	for (k = 0; k < n; k++)
+		buf_str(b, close);
+}
+
+static void test_json_valid(void)
+{
+	static const char *const valid[] = {
+		"{}", "[]", "\"\"", "0", "-0", "1.5e+10", "-1.25E-3", "123", "0.0", "1E5", "2e-0",
+		"true", "false", "null", " \t\r\n[ 1 , 2 ]\r\n ", "[[[]]]", "[{}, [], \"\"]",
+		"{\"a\":{\"b\":[1,{\"c\":\"deep\"}]},\"d\":-0}",
+		"\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\u00e9\\u00E9\"", "\"\\ud83d\\ude00\"",
+		"\"h\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\"", "\"\x7f\"", "\"\\uFFFF\"",
+	};
+	static const struct {
+		int type;
+		const char *text;
+	} walk[] = {
+		{ J_NUM, "1" }, { J_ARR, "[2, 3]" }, { J_OBJ, "{\"a\": [4]}" }, { J_STR, "x" },
+		{ J_TRUE, "true" }, { J_FALSE, "false" }, { J_NULL, "null" }, { J_NUM, "-0" },
+		{ J_NUM, "1.5e+10" },
+	};
+	struct json j = { 0 };
+	char out[64];
+	size_t k;
+	int t, n, a, b;
+
+	for (k = 0; k < sizeof valid / sizeof valid[0]; k++) {
+		set_context("JSON valid: %s", valid[k]);
+		CHECK_INT(parse(&j, valid[k]), 0);
+	}
+
+	/* escapes, a surrogate pair and raw UTF-8 decode to the right bytes */
+	set_context("JSON strings");
+	if (CHECK_INT(parse(&j, "[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"\\u00e9\", \"\\ud83d\\ude00\","
+			   " \"h\xc3\xa9\xf0\x9f\x98\x80\", \"\\u0041\\u20AC\"]"), 0)) {
+		CHECK_INT(j.n, 6);
+		CHECK_INT(json_str(&j, 1, out, sizeof out), 0);
+		CHECK_STR(out, "\"\\/\b\f\n\r\t");
+		CHECK_INT(json_str(&j, 2, out, sizeof out), 0);
+		CHECK_STR(out, "\xc3\xa9");
+		CHECK_INT(json_str(&j, 3, out, sizeof out), 0);
+		CHECK_STR(out, "\xf0\x9f\x98\x80");
+		CHECK_INT(json_str(&j, 4, out, sizeof out), 0);
+		CHECK_STR(out, "h\xc3\xa9\xf0\x9f\x98\x80");
+		CHECK_INT(json_str(&j, 5, out, sizeof out), 0);
+		CHECK_STR(out, "A\xe2\x82\xac");
+		CHECK_INT(json_str(&j, 0, out, sizeof out), -1);    /* an array is no string */
+		CHECK_INT(json_str(&j, -1, out, sizeof out), -1);
+	}
+
+	/* an array walked element by element through .next */
+	set_context("JSON walk");
+	if (CHECK_INT(parse(&j, "[1, [2, 3], {\"a\": [4]}, \"x\", true, false, null, -0, 1.5e+10]"), 0)) {
+		CHECK_INT(j.t[0].type, J_ARR);
+		CHECK_INT(j.t[0].next, j.n);
+		for (n = 0, t = 1; t < j.t[0].next && n < 20; t = j.t[t].next, n++) {
+			if (n >= (int)(sizeof walk / sizeof walk[0]))
+				continue;
+			CHECK_INT(j.t[t].type, walk[n].type);
+			CHECK_STR(tok_text(&j, t), walk[n].text);
+		}
+		CHECK_INT(n, sizeof walk / sizeof walk[0]);
+		CHECK_INT(t, j.n);
+	}
+
+	/* lookups in nested objects */
+	set_context("JSON lookups");
+	if (CHECK_INT(parse(&j, "{\"a\": {\"b\": [1, {\"c\": \"deep\"}]}, \"d\": -0, \"e\": 1.5e+10,"
+			   " \"s\": \"str\", \"t\": true, \"n\": null}"), 0)) {
+		CHECK_INT(j.t[0].type, J_OBJ);
+		a = json_get(&j, 0, "a");
+		CHECK(a > 0 && j.t[a].type == J_OBJ);
+		b = json_get(&j, a, "b");
+		CHECK(b > 0 && j.t[b].type == J_ARR);
+		t = b > 0 ? j.t[b + 1].next : -1;            /* the second element of "b" */
+		CHECK_STR(json_get_str(&j, t, "c", out, sizeof out), "deep");
+		CHECK_INT(json_get(&j, 0, "c"), -1);          /* only in a nested object */
+		t = json_get(&j, 0, "d");
+		CHECK(t > 0 && j.t[t].type == J_NUM && !strcmp(tok_text(&j, t), "-0"));
+		t = json_get(&j, 0, "e");
+		CHECK(t > 0 && j.t[t].type == J_NUM && !strcmp(tok_text(&j, t), "1.5e+10"));
+		CHECK_STR(json_get_str(&j, 0, "s", out, sizeof out), "str");
+		CHECK(json_get_str(&j, 0, "e", out, sizeof out) == NULL);   /* a number */
+		CHECK(json_get_str(&j, 0, "t", out, sizeof out) == NULL);
+		CHECK(json_get_str(&j, 0, "missing", out, sizeof out) == NULL);
+		t = json_get(&j, 0, "n");
+		CHECK(t > 0 && j.t[t].type == J_NULL);
+		CHECK_INT(json_get(&j, 0, "missing"), -1);
+		CHECK_INT(json_get(&j, b, "c"), -1);          /* an array is no object */
+		CHECK_INT(json_get(&j, -1, "a"), -1);
+	}
+
+	/* a duplicated key, even when spelled differently, makes the lookup fail */
+	set_context("JSON duplicate keys");
+	if (CHECK_INT(parse(&j, "{\"a\": 1, \"b\": 2, \"a\": 3}"), 0)) {
+		CHECK_INT(json_get(&j, 0, "a"), -1);
+		CHECK(json_get(&j, 0, "b") > 0);
+	}
+	if (CHECK_INT(parse(&j, "{\"type\": \"x\", \"\\u0074ype\": \"y\"}"), 0))
+		CHECK(json_get_str(&j, 0, "type", out, sizeof out) == NULL);
+	set_context("JSON non-objects");
+	if (CHECK_INT(parse(&j, "[\"a\", 1]"), 0))
+		CHECK_INT(json_get(&j, 0, "a"), -1);
+	if (CHECK_INT(parse(&j, "\"a\""), 0))
+		CHECK_INT(json_get(&j, 0, "a"), -1);
+	json_done(&j);
+	context[0] = 0;
+}
+
+static void test_json_invalid(void)
+{
+	static const char *const invalid[] = {
+		"", " ", "{} x", "[1] [2]", "[1,]", "{\"a\":1,}", "[,1]", "01", "-01", "1.", "-", ".5",
+		"+1", "1e", "1e+", "0x1", "1.5.2", "[1 2]", "{\"a\" 1}", "{a:1}", "{\"a\":}", "{1:2}",
+		"\"abc", "\"a\\\"", "\"a\\", "[\"a]", "\"a\x01\"", "\"\t\"", "\"a\nb\"",
+		"\"\xc0\x80\"", "\"\xc1\xbf\"", "\"\xe0\x80\x80\"", "\"\xed\xa0\x80\"", "\"\xf0\x80\x80\x80\"",
+		"\"\xf4\x90\x80\x80\"", "\"\xf5\x80\x80\x80\"", "\"\xff\"", "\"\xc3\"", "\"\xe2\x82\"",
+		"\"\x80\"", "\"\\ud83d\"", "\"\\ud83dx\"", "\"\\ud83d\\u0041\"", "\"\\ud83d\\ud83d\"",
+		"\"\\ude00\"", "\"\\ude00\\ud83d\"", "\"\\u0000\"", "\"\\x41\"", "\"\\u12\"", "\"\\u12g4\"",
+		"\"\\'\"", "\"\\U00e9\"", "tru", "nul", "True", "NULL", "NaN", "Infinity", "-Infinity",
+		"'a'", "[", "]", "{", "}", "{\"a\":1", "\"a\" : 1", "[1]]", "{\"a\":1}}",
+		"<html><body><h1>502 Bad Gateway</h1></body></html>", "HTTP/1.1 200 OK", "\xef\xbb\xbf{}",
+	};
+	struct json j = { 0 };
+	struct buf b = { 0 };
+	size_t k;
+
+	for (k = 0; k < sizeof invalid / sizeof invalid[0]; k++) {
+		set_context("JSON invalid: %s", invalid[k]);
+		CHECK_INT(parse(&j, invalid[k]), -1);
+	}
+	set_context("JSON invalid: NUL bytes");
+	CHECK_INT(parse_len(&j, S("[1]\0")), -1);
+	CHECK_INT(parse_len(&j, S("\"a\0b\"")), -1);
+	CHECK_INT(parse_len(&j, S("\0")), -1);
+	CHECK_INT(parse_len(&j, S("[1,\0 2]")), -1);
+
+	/*
+	 * Nesting: the outermost value is at depth 0 and a container at depth
+	 * MAX_DEPTH is refused, so MAX_DEPTH nested levels are the most allowed.
+	 */
+	set_context("JSON nesting of MAX_DEPTH arrays");
+	nest(&b, MAX_DEPTH, "[", "1", "]");
+	CHECK_INT(parse_len(&j, b.p, b.len), 0);
+	set_context("JSON nesting of MAX_DEPTH + 1 arrays");
+	nest(&b, MAX_DEPTH + 1, "[", "1", "]");
+	CHECK_INT(parse_len(&j, b.p, b.len), -1);
+	set_context("JSON nesting of MAX_DEPTH objects");
+	nest(&b, MAX_DEPTH, "{\"a\":", "1", "}");
+	CHECK_INT(parse_len(&j, b.p, b.len), 0);
+	set_context("JSON nesting of MAX_DEPTH + 1 objects");
+	nest(&b, MAX_DEPTH + 1, "{\"a\":", "1", "}");
+	CHECK_INT(parse_len(&j, b.p, b.len), -1);
+	set_context("JSON nesting of MAX_DEPTH + 1, mixed");
+	nest(&b, (MAX_DEPTH + 1) / 2, "[{\"a\":", "[]", "}]");
+	CHECK_INT(parse_len(&j, b.p, b.len), MAX_DEPTH % 2 ? 0 : -1);
+	set_context("JSON 100000 '['");
+	b.len = 0;
+	for (k = 0; k < 100000; k++)
+		buf_add(&b, "[", 1);
+	CHECK_INT(parse_len(&j, b.p, b.len), -1);
+	set_context("JSON 60000 '[' and ']'");
+	nest(&b, 60000, "[", "", "]");
+	CHECK_INT(parse_len(&j, b.p, b.len), -1);
+
+	/* MAX_TOKENS values: an array and its elements are one token each */
+	set_context("JSON MAX_TOKENS values");
+	b.len = 0;
+	buf_str(&b, "[0");
+	for (k = 2; k < MAX_TOKENS; k++)
+		buf_str(&b, ",0");
+	buf_str(&b, "]");
+	if (CHECK_INT(parse_len(&j, b.p, b.len), 0))
+		CHECK_INT(j.n, MAX_TOKENS);
+	set_context("JSON MAX_TOKENS + 1 values");
+	b.p[b.len - 1] = ',';
+	buf_str(&b, "0]");
+	CHECK_INT(parse_len(&j, b.p, b.len), -1);
+	set_context("JSON MAX_TOKENS + 1 values in an object");
+	b.len = 0;
+	buf_str(&b, "{\"k\":0");
+	for (k = 2; k < MAX_TOKENS / 2 + 1; k++)
+		buf_str(&b, ",\"k\":0");
+	buf_str(&b, "}");
+	CHECK_INT(parse_len(&j, b.p, b.len), -1);
+	set_context("JSON small document after a large one");
+	CHECK_INT(parse(&j, "{\"a\":\"b\"}"), 0);
+	CHECK_INT(j.n, 3);
+
+	/* a whole document of MAX_BODY bytes is fine, one byte more is not */
+	set_context("JSON of MAX_BODY bytes");
+	b.len = 0;
+	buf_str(&b, "\"");
+	for (k = 2; k < MAX_BODY; k++)
+		buf_add(&b, "a", 1);
+	buf_str(&b, "\"");
+	CHECK_INT(parse_len(&j, b.p, b.len), 0);
+	set_context("JSON of MAX_BODY + 1 bytes");
+	buf_str(&b, " ");
+	CHECK_INT(parse_len(&j, b.p, b.len), -1);
+
+	buf_free(&b);
+	json_done(&j);
+	context[0] = 0;
+}
+
+/* True if the bytes from p to p + n all still hold the fill byte 'Z'. */
+static int untouched(const char *p, size_t n)
+{
+	size_t k;
+
+	for (k = 0; k < n; k++)
+		if (p[k] != 'Z')
+			return 0;
+	return 1;
+}
+
+static void test_json_small_buffers(void)
+{
+	struct json j = { 0 };
+	char out[16];
+
+	/* json_str must refuse a buffer one byte too small, writing nothing past it */
+	set_context("json_str into small buffers");
+	if (!CHECK_INT(parse(&j, "[\"abcdef\", \"ab\\u00e9\", \"\", \"\\ud83d\\ude00\"]"), 0))
+		return;
+	memset(out, 'Z', sizeof out);
+	CHECK_INT(json_str(&j, 1, out, 6), -1);       /* "abcdef" needs 7 bytes */
+	CHECK(untouched(out + 6, sizeof out - 6));
+	CHECK_INT(json_str(&j, 1, out, 7), 0);
+	CHECK_STR(out, "abcdef");
+	memset(out, 'Z', sizeof out);
+	CHECK_INT(json_str(&j, 2, out, 4), -1);       /* "ab" + 2 bytes of e-acute: 5 bytes */
+	CHECK(untouched(out + 4, sizeof out - 4));
+	memset(out, 'Z', sizeof out);
+	CHECK_INT(json_str(&j, 2, out, 3), -1);       /* e-acute would straddle the end */
+	CHECK(untouched(out + 3, sizeof out - 3));
+	CHECK_INT(json_str(&j, 2, out, 5), 0);
+	CHECK_STR(out, "ab\xc3\xa9");
+	memset(out, 'Z', sizeof out);
+	CHECK_INT(json_str(&j, 4, out, 4), -1);       /* 4 bytes of UTF-8 and the NUL */
+	CHECK(untouched(out + 4, sizeof out - 4));
+	CHECK_INT(json_str(&j, 4, out, 5), 0);
+	CHECK_STR(out, "\xf0\x9f\x98\x80");
+	/* the empty string needs one byte: with none, nothing may be written */
+	memset(out, 'Z', sizeof out);
+	CHECK_INT(json_str(&j, 3, out, 0), -1);
+	CHECK(untouched(out, sizeof out));
+	CHECK_INT(json_str(&j, 3, out, 1), 0);
+	CHECK_STR(out, "");
+	json_done(&j);
+	context[0] = 0;
+}
+
+static void test_json_write(void)
+{
+	static const char tricky[] = "a\"b\\c\nd\x01" "e\x7f" "f\xc3\xa9/";
+	struct json j = { 0 };
+	struct buf b = { 0 };
+	char all[128], out[512];
+	int k;
+
+	set_context("buf_json_str");
+	buf_json_str(&b, tricky);
+	CHECK_STR(b.p, "\"a\\\"b\\\\c\\u000ad\\u0001e\\u007ff\xc3\xa9/\"");
+	if (CHECK_INT(parse_len(&j, b.p, b.len), 0)) {
+		CHECK_INT(json_str(&j, 0, out, sizeof out), 0);
+		CHECK_STR(out, tricky);
+	}
+	/* every ASCII byte but NUL survives the round trip */
+	for (k = 1; k < 128; k++)
+		all[k - 1] = (char)k;
+	all[127] = 0;
+	b.len = 0;
+	buf_json_str(&b, all);
+	if (CHECK_INT(parse_len(&j, b.p, b.len), 0)) {
+		CHECK_INT(json_str(&j, 0, out, sizeof out), 0);
+		CHECK_STR(out, all);
+	}
+	b.len = 0;
+	buf_json_str(&b, "");
+	CHECK_STR(b.p, "\"\"");
+	buf_free(&b);
+	json_done(&j);
+	context[0] = 0;
+}
+
+/* ===================== 3. keys and JWK ===================== */
+
+/* The RFC 7638 section 3.1 example key: its modulus and its thumbprint. */
+#define RFC7638_N \
+	"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn" \
+	"64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91" \
+	"CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
+#define RFC7638_THUMBPRINT "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+static void test_thumbprint_rfc7638(void)
+{
+	static const unsigned char e[] = { 1, 0, 1 };
+	static const char want[] = "{\"e\":\"AQAB\",\"kty\":\"RSA\",\"n\":\"" RFC7638_N "\"}";
+	static struct account_key k;
+	unsigned char n[256];
+	long nlen = b64url_decode(RFC7638_N, strlen(RFC7638_N), n, sizeof n);
+	char small[100];
+
+	set_context("RFC 7638 thumbprint");
+	CHECK_INT(nlen, 256);
+	if (nlen != 256)
+		return;
+	memset(&k, 0, sizeof k);
+	CHECK_INT(jwk_rsa(k.jwk, sizeof k.jwk, n, (size_t)nlen, e, sizeof e), 0);
+	CHECK_STR(k.jwk, want);
+	jwk_thumbprint(&k);
+	CHECK_STR(k.thumbprint, RFC7638_THUMBPRINT);
+	CHECK_INT(jwk_rsa(small, sizeof small, n, (size_t)nlen, e, sizeof e), -1);
+	context[0] = 0;
+}
+
+/* A public key taken back out of a JWK that acme-tiny wrote. */
+struct pubkey {
+	int ec;                        /* 0 for RSA */
+	int curve;                     /* BR_EC_secp256r1 or BR_EC_secp384r1 */
+	unsigned char n[512], e[8], q[97];
+	size_t nlen, elen, qlen;
+};
+
+/* Fills pk from jwk; 0, or -1 if it is not an RSA or P-256/P-384 JWK. */
+static int pubkey_from_jwk(const char *jwk, struct pubkey *pk)
+{
+	struct json j = { 0 };
+	char kty[8], crv[8], a[1024], b[1024];
+	long la, lb;
+	size_t size;
+	int r = -1;
+
+	memset(pk, 0, sizeof *pk);
+	if (json_parse(&j, jwk, strlen(jwk)) || !json_get_str(&j, 0, "kty", kty, sizeof kty))
+		goto out;
+	if (!strcmp(kty, "RSA")) {
+		if (!json_get_str(&j, 0, "n", a, sizeof a) || !json_get_str(&j, 0, "e", b, sizeof b))
+			goto out;
+		la = b64url_decode(a, strlen(a), pk->n, sizeof pk->n);
+		lb = b64url_decode(b, strlen(b), pk->e, sizeof pk->e);
+		if (la <= 0 || lb <= 0)
+			goto out;
+		pk->nlen = (size_t)la;
+		pk->elen = (size_t)lb;
+		r = 0;
+	} else if (!strcmp(kty, "EC")) {
+		if (!json_get_str(&j, 0, "crv", crv, sizeof crv) ||
+		    !json_get_str(&j, 0, "x", a, sizeof a) || !json_get_str(&j, 0, "y", b, sizeof b))
+			goto out;
+		pk->ec = 1;
+		pk->curve = !strcmp(crv, "P-256") ? BR_EC_secp256r1 : BR_EC_secp384r1;
+		size = pk->curve == BR_EC_secp256r1 ? 32 : 48;
+		if (strcmp(crv, "P-256") && strcmp(crv, "P-384"))
+			goto out;
+		pk->q[0] = 4;
+		if (b64url_decode(a, strlen(a), pk->q + 1, size) != (long)size ||
+		    b64url_decode(b, strlen(b), pk->q + 1 + size, size) != (long)size)
+			goto out;
+		pk->qlen = 1 + 2 * size;
+		r = 0;
+	}
+out:
+	json_free(&j);
+	return r;
+}
+
+/* Checks the JWK's public key against what openssl says about the key file. */
+static void check_jwk_with_openssl(const struct account_key *k, const char *keyfile)
+{
+	struct pubkey pk;
+	struct buf b = { 0 };
+	unsigned char mod[512], tp[32];
+	long n;
+
+	if (!CHECK_INT(pubkey_from_jwk(k->jwk, &pk), 0))
+		return;
+	if (!pk.ec) {
+		/* RFC 7638: members in this order, no spaces */
+		CHECK(!strncmp(k->jwk, "{\"e\":\"AQAB\",\"kty\":\"RSA\",\"n\":\"", 29));
+		CHECK_INT(sh("openssl rsa -noout -modulus -in %s > modulus.txt", keyfile), 0);
+		if (!CHECK_INT(slurp("modulus.txt", &b), 0) || !CHECK(!strncmp(b.p, "Modulus=", 8)))
+			goto out;
+		b.p[strcspn(b.p, "\r\n")] = 0;
+		n = hex_decode(b.p + 8, mod, sizeof mod);
+		CHECK(n > 0);
+		CHECK_MEM(pk.n, pk.nlen, mod, (size_t)(n > 0 ? n : 0));
+	} else {
+		CHECK(!strncmp(k->jwk, pk.curve == BR_EC_secp256r1 ? "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\""
+			       : "{\"crv\":\"P-384\",\"kty\":\"EC\",\"x\":\"", 31));
+		/* the public key's DER ends with the point's x and y */
+		CHECK_INT(sh("openssl ec -in %s -pubout -outform DER -out pub.der", keyfile), 0);
+		if (!CHECK_INT(slurp("pub.der", &b), 0) || !CHECK(b.len > pk.qlen))
+			goto out;
+		CHECK_MEM(pk.q + 1, pk.qlen - 1, b.p + b.len - (pk.qlen - 1), pk.qlen - 1);
+	}
+	/* the thumbprint is base64url(SHA-256(jwk)), as openssl computes it */
+	CHECK_INT(spit("jwk.txt", k->jwk, strlen(k->jwk)), 0);
+	CHECK_INT(sh("openssl dgst -sha256 -binary -out thumbprint.bin jwk.txt"), 0);
+	if (CHECK_INT(slurp("thumbprint.bin", &b), 0)) {
+		n = b64url_decode(k->thumbprint, strlen(k->thumbprint), tp, sizeof tp);
+		CHECK_INT(strlen(k->thumbprint), 43);
+		CHECK_MEM(tp, (size_t)(n > 0 ? n : 0), b.p, b.len);
+	}
+out:
+	buf_free(&b);
+}
+
+/* ===================== 4. JWS ===================== */
+
+/* DER ECDSA-Sig-Value (RFC 3279), SEQUENCE { INTEGER r, INTEGER s }, from raw r||s. */
+static size_t ecdsa_raw_to_der(const unsigned char *rs, size_t len, unsigned char *out)
+{
+	size_t half = len / 2, o = 2, k;
+
+	for (k = 0; k < 2; k++) {
+		const unsigned char *v = rs + k * half;
+		size_t n = half;
+
+		while (n > 1 && !v[0]) {          /* minimal: no leading zero bytes... */
+			v++;
+			n--;
+		}
+		out[o++] = 0x02;
+		out[o++] = (unsigned char)(n + (v[0] >= 0x80));
+		if (v[0] >= 0x80)                 /* ...except one that keeps it positive */
+			out[o++] = 0;
+		memcpy(out + o, v, n);
+		o += n;
+	}
+	out[0] = 0x30;
+	out[1] = (unsigned char)(o - 2);      /* at most 2 * 51 for P-384: short form */
+	return o;
+}
+
+/* Verifies a JWS signature over data with BearSSL; 1 if it is good. */
+static int bearssl_verify(struct pubkey *pk, const void *data, size_t len,
+			  const unsigned char *sig, size_t siglen)
+{
+	unsigned char hash[48], out[32];
+
+	if (!pk->ec) {
+		br_rsa_public_key rk = { pk->n, pk->nlen, pk->e, pk->elen };
+		br_sha256_context h;
+
+		br_sha256_init(&h);
+		br_sha256_update(&h, data, len);
+		br_sha256_out(&h, hash);
+		return br_rsa_pkcs1_vrfy_get_default()(sig, siglen, BR_HASH_OID_SHA256, 32, &rk, out) &&
+		       !memcmp(out, hash, 32);
+	} else {
+		br_ec_public_key ek = { pk->curve, pk->q, pk->qlen };
+		size_t hlen = pk->curve == BR_EC_secp256r1 ? 32 : 48;
+
+		if (hlen == 32) {
+			br_sha256_context h;
+			br_sha256_init(&h);
+			br_sha256_update(&h, data, len);
+			br_sha256_out(&h, hash);
+		} else {
+			br_sha384_context h;
+			br_sha384_init(&h);
+			br_sha384_update(&h, data, len);
+			br_sha384_out(&h, hash);
+		}
+		return br_ecdsa_vrfy_raw_get_default()(br_ec_get_default(), hash, hlen, &ek, sig, siglen) == 1;
+	}
+}
+
+/* Verifies the same with the openssl command line and pub.pem of the temp dir; 1 if good. */
+static int openssl_verify(const struct pubkey *pk, const void *data, size_t len,
+			  const unsigned char *sig, size_t siglen)
+{
+	unsigned char der[128];
+
+	if (spit("input.txt", data, len))
+		return 0;
+	if (pk->ec) {
+		if (siglen > 96 || spit("sig.bin", der, ecdsa_raw_to_der(sig, siglen, der)))
+			return 0;
+	} else if (spit("sig.bin", sig, siglen)) {
+		return 0;
+	}
+	return sh("openssl dgst -%s -verify pub.pem -signature sig.bin input.txt",
+		  pk->ec && pk->curve == BR_EC_secp384r1 ? "sha384" : "sha256") == 0;
+}
+
+/*
+ * jws_build with and without kid, with a payload and as POST-as-GET. The
+ * result is taken apart and its signature checked with BearSSL and with
+ * openssl, and found bad once a byte is changed.
+ */
+static void test_jws(const struct account_key *k, const char *keyfile)
+{
+	static const char nonce[] = "Nonce_123-abc";
+	static const char url[] = "https://example.com/acme/new-order?q=\"x\"";
+	static const char kid_url[] = "https://example.com/acme/acct/1";
+	static char protected[4096], payload[4096], signature[2048], header[4096], text[1024];
+	unsigned char sig[600];
+	struct buf jws = { 0 }, input = { 0 };
+	struct json j = { 0 }, h = { 0 };
+	struct pubkey pk;
+	int variant, t;
+	long n;
+
+	if (!CHECK_INT(pubkey_from_jwk(k->jwk, &pk), 0))
+		return;
+	CHECK_INT(sh("openssl pkey -in %s -pubout -out pub.pem", keyfile), 0);
+	for (variant = 0; variant < 4; variant++) {
+		const char *kid = variant & 1 ? kid_url : NULL;
+		const char *body = variant & 2 ? NULL : "{\"identifiers\":[{\"type\":\"dns\"}]}";
+
+		set_context("JWS %s %s, %s, %s", keyfile, k->alg, kid ? "kid" : "jwk",
+			    body ? "payload" : "POST-as-GET");
+		/* the same buffer each time: jws_build must replace, not append */
+		jws_build(&jws, k, kid, nonce, url, body);
+		if (!CHECK_INT(json_parse(&j, jws.p, jws.len), 0) || !CHECK_INT(j.t[0].type, J_OBJ))
+			continue;
+		CHECK_INT(j.t[0].next, 7);                    /* exactly three members */
+		if (!CHECK(json_get_str(&j, 0, "protected", protected, sizeof protected)) ||
+		    !CHECK(json_get_str(&j, 0, "payload", payload, sizeof payload)) ||
+		    !CHECK(json_get_str(&j, 0, "signature", signature, sizeof signature)))
+			continue;
+
+		/* the protected header */
+		n = b64url_decode(protected, strlen(protected), (unsigned char *)header, sizeof header - 1);
+		if (!CHECK(n > 0))
+			continue;
+		header[n] = 0;
+		if (!CHECK_INT(json_parse(&h, header, (size_t)n), 0))
+			continue;
+		CHECK_STR(json_get_str(&h, 0, "alg", text, sizeof text), k->alg);
+		CHECK_STR(json_get_str(&h, 0, "nonce", text, sizeof text), nonce);
+		CHECK_STR(json_get_str(&h, 0, "url", text, sizeof text), url);
+		if (kid) {
+			CHECK_STR(json_get_str(&h, 0, "kid", text, sizeof text), kid);
+			CHECK_INT(json_get(&h, 0, "jwk"), -1);
+		} else {
+			t = json_get(&h, 0, "jwk");
+			if (CHECK(t > 0 && h.t[t].type == J_OBJ))
+				CHECK_MEM(header + h.t[t].start, (size_t)(h.t[t].end - h.t[t].start),
+					  k->jwk, strlen(k->jwk));
+			CHECK_INT(json_get(&h, 0, "kid"), -1);
+		}
+
+		/* the payload: base64url of the body, or empty for POST-as-GET */
+		n = b64url_decode(payload, strlen(payload), (unsigned char *)text, sizeof text);
+		CHECK_MEM(text, (size_t)(n >= 0 ? n : 0), body ? body : "", body ? strlen(body) : 0);
+		if (!body)
+			CHECK_STR(payload, "");
+
+		/* the signature, over protected "." payload */
+		n = b64url_decode(signature, strlen(signature), sig, sizeof sig);
+		CHECK_INT(n, !pk.ec ? (long)pk.nlen : pk.curve == BR_EC_secp256r1 ? 64 : 96);
+		if (n <= 0)
+			continue;
+		input.len = 0;
+		buf_str(&input, protected);
+		buf_str(&input, ".");
+		buf_str(&input, payload);
+		CHECK(bearssl_verify(&pk, input.p, input.len, sig, (size_t)n));
+		CHECK(openssl_verify(&pk, input.p, input.len, sig, (size_t)n));
+
+		/* one changed byte, in the signed text or in the signature, must fail */
+		input.p[input.len / 2] ^= 1;
+		CHECK(!bearssl_verify(&pk, input.p, input.len, sig, (size_t)n));
+		if (variant == 0)
+			CHECK(!openssl_verify(&pk, input.p, input.len, sig, (size_t)n));
+		input.p[input.len / 2] ^= 1;
+		sig[n / 3] ^= 0x10;
+		CHECK(!bearssl_verify(&pk, input.p, input.len, sig, (size_t)n));
+	}
+	buf_free(&jws);
+	buf_free(&input);
+	json_free(&j);
+	json_free(&h);
+	context[0] = 0;
+}
+
+/*
+ * Every prefix of a key's DER must be refused, and no single flipped bit
+ * may crash the decoder or the setup (a flipped key may still be accepted).
+ */
+static void test_key_der_robustness(const char *name)
+{
+	static struct account_key k;
+	struct buf der = { 0 };
+	size_t len, bad_prefix = 0, prefix_ok = 1, flips = 0, i;
+	uint32_t rnd = 12345;
+
+	set_context("key DER robustness: %s", name);
+	if (!CHECK_INT(slurp(name, &der), 0) || !CHECK(der.len > 0)) {
+		buf_free(&der);
+		return;
+	}
+	for (len = 0; len < der.len; len++) {
+		unsigned char *p = exact_copy(der.p, len);
+
+		if (!account_key_from_der(&k, p, len) && prefix_ok) {
+			prefix_ok = 0;
+			bad_prefix = len;
+		}
+		free(p);
+	}
+	check(prefix_ok, __FILE__, __LINE__, "a prefix of %zu bytes was accepted as a key", bad_prefix);
+	for (i = 0; i < der.len; i++) {
+		unsigned char *p = exact_copy(der.p, der.len);
+
+		rnd = rnd * 1103515245 + 12345;
+		p[i] ^= (unsigned char)(1 << (rnd >> 16) % 8);
+		account_key_from_der(&k, p, der.len);    /* either answer is fine: no crash */
+		flips++;
+		free(p);
+	}
+	CHECK_INT(flips, der.len);
+	buf_free(&der);
+	context[0] = 0;
+}
+
+/* load_der and account_key_from_der on a file; the child-process tests use this. */
+static void child_load_key(const char *name)
+{
+	static struct account_key k;
+	struct buf der = { 0 };
+
+	load_der(tpath(name), "account key", KEY_LABELS, &der);
+	account_key_from_der(&k, der.p, der.len);
+	buf_free(&der);
+}
+
+static void child_load_csr(const char *name)
+{
+	static struct names ns;
+	struct buf der = { 0 };
+
+	load_der(tpath(name), "CSR", CSR_LABELS, &der);
+	csr_names((const unsigned char *)der.p, der.len, &ns);
+	buf_free(&der);
+}
+
+static void test_keys(void)
+{
+	static const struct {
+		const char *file;      /* in the temp dir */
+		const char *make;      /* the command that writes it */
+		const char *alg;       /* the expected alg, NULL if the key must be refused */
+	} keys[] = {
+		{ "rsa2048.pem", "openssl genrsa -traditional -out rsa2048.pem 2048", "RS256" },
+		{ "rsa2048.der", "openssl rsa -in rsa2048.pem -traditional -outform DER -out rsa2048.der", "RS256" },
+		{ "rsa2048-p8.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa2048-p8.pem", "RS256" },
+		{ "rsa4096.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out rsa4096.pem", "RS256" },
+		{ "ec256.pem", "openssl ecparam -name prime256v1 -genkey -noout -out ec256.pem", "ES256" },
+		{ "ec256.der", "openssl ec -in ec256.pem -outform DER -out ec256.der", "ES256" },
+		{ "ec256-p8.pem", "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec256-p8.pem", "ES256" },
+		/* with an EC PARAMETERS block first, which load_der must skip */
+		{ "ec256-params.pem", "openssl ecparam -name prime256v1 -genkey -out ec256-params.pem", "ES256" },
+		{ "ec384.pem", "openssl ecparam -name secp384r1 -genkey -noout -out ec384.pem", "ES384" },
+		{ "rsa1024.pem", "openssl genrsa -traditional -out rsa1024.pem 1024", NULL },
+		{ "ec521.pem", "openssl ecparam -name secp521r1 -genkey -noout -out ec521.pem", NULL },
+	};
+	static struct account_key k;
+	static char jwk_pem[1024];
+	struct buf der = { 0 };
+	const char *err;
+	size_t i;
+
+	test_thumbprint_rfc7638();
+	for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		set_context("key %s", keys[i].file);
+		if (!CHECK_INT(sh("%s", keys[i].make), 0) || !CHECK(file_exists(keys[i].file)))
+			continue;
+		load_der(tpath(keys[i].file), "account key", KEY_LABELS, &der);
+		err = account_key_from_der(&k, der.p, der.len);
+		if (!keys[i].alg) {
+			CHECK(err != NULL);
+			continue;
+		}
+		if (!check(err == NULL, __FILE__, __LINE__, "refused: %s", err ? err : ""))
+			continue;
+		CHECK_STR(k.alg, keys[i].alg);
+		CHECK_INT(k.type, keys[i].alg[0] == 'R' ? BR_KEYTYPE_RSA : BR_KEYTYPE_EC);
+		/* a DER file holds the same key as the PEM file it was made from */
+		if (strstr(keys[i].file, ".pem"))
+			snprintf(jwk_pem, sizeof jwk_pem, "%s", k.jwk);
+		else
+			CHECK_STR(k.jwk, jwk_pem);
+		check_jwk_with_openssl(&k, keys[i].file);
+		/* k points into acme-tiny's one key decoder: sign before the next key */
+		test_jws(&k, keys[i].file);
+	}
+	buf_free(&der);
+
+	test_key_der_robustness("ec256.der");
+	test_key_der_robustness("rsa2048.der");
+
+	set_context("keys that are not keys");
+	CHECK(account_key_from_der(&k, "", 0) != NULL);
+	CHECK(account_key_from_der(&k, "\x30\x03\x02\x01\x00", 5) != NULL);
+	CHECK(account_key_from_der(&k, "-----BEGIN", 10) != NULL);
+
+	/*
+	 * Files that load_der must refuse by ending the run through fail(), not
+	 * by crashing; these run in a child process, since fail() exits.
+	 */
+	CHECK_INT(spit("empty.pem", "", 0), 0);
+	CHECK_INT(spit("truncated.pem", S("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n")), 0);
+	CHECK_INT(spit("wrong-label.pem", S("-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n")), 0);
+	set_context("load_der: a missing file");
+	check(in_child(child_load_key, "missing.pem") == 1, __FILE__, __LINE__,
+	      "expected a clean fail(): %s", child_how);
+	set_context("load_der: a PEM file without END");
+	check(in_child(child_load_key, "truncated.pem") == 1, __FILE__, __LINE__,
+	      "expected a clean fail(): %s", child_how);
+	set_context("load_der: a PEM file with another label");
+	check(in_child(child_load_key, "wrong-label.pem") == 1, __FILE__, __LINE__,
+	      "expected a clean fail(): %s", child_how);
+	set_context("load_der: a key file loaded as a CSR");
+	check(in_child(child_load_csr, "ec256.pem") == 1, __FILE__, __LINE__,
+	      "expected a clean fail(): %s", child_how);
+	/* an empty file: refused, or decoded as empty DER and refused then, never a crash */
+	set_context("load_der: an empty key file");
+	check(in_child(child_load_key, "empty.pem") >= 0, __FILE__, __LINE__,
+	      "crashed: %s", child_how);
+	set_context("load_der: an empty CSR file");
+	check(in_child(child_load_csr, "empty.pem") >= 0, __FILE__, __LINE__,
+	      "crashed: %s", child_how);
+	context[0] = 0;
+}
+
+/* ===================== 5. DER and CSR ===================== */
+
+/* The identifiers as one line: "dns:a.example ip:127.0.0.1". */
+static const char *names_text(const struct names *ns)
+{
+	static char text[MAX_NAMES * (MAX_NAME + 8)];
+	size_t len = 0;
+	int k;
+
+	text[0] = 0;
+	for (k = 0; k < ns->n; k++)
+		len += (size_t)snprintf(text + len, sizeof text - len, "%s%s:%s", k ? " " : "",
+					ns->id[k].type, ns->id[k].value);
+	return text;
+}
+
+/* csr_names over an exact-size copy; its result. */
+static int names_of(const void *der, size_t len, struct names *ns)
+{
+	unsigned char *p = exact_copy(der, len);
+	int r = csr_names(p, len, ns);
+
+	free(p);
+	return r;
+}
+
+/*
+ * A minimal CertificationRequestInfo, made by hand so that single length
+ * bytes can be broken: csr_names does not look at the key or signature.
+ */
+static const unsigned char MINI_CSR[] = {
+	0x30, 0x21,                                  /* CertificationRequest */
+	0x30, 0x1F,                                  /*  CertificationRequestInfo */
+	0x02, 0x01, 0x00,                            /*   version */
+	0x30, 0x16,                                  /*   subject: Name */
+	0x31, 0x14,                                  /*    RDN: SET */
+	0x30, 0x12,                                  /*     AttributeTypeAndValue */
+	0x06, 0x03, 0x55, 0x04, 0x03,                /*      commonName */
+	0x0C, 0x0B, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm',
+	0x30, 0x00,                                  /*   subjectPKInfo (not read) */
+	0xA0, 0x00,                                  /*   attributes */
+};
+
+static void test_csr_handmade(void)
+{
+	static struct names ns;
+	unsigned char p[64];
+	size_t len = sizeof MINI_CSR;
+
+	set_context("CSR by hand");
+	if (CHECK_INT(names_of(MINI_CSR, len, &ns), 0))
+		CHECK_STR(names_text(&ns), "dns:example.com");
+
+	/* each length byte in turn claims one byte more than there is */
+	memcpy(p, MINI_CSR, len);
+	p[1]++;
+	CHECK_INT(names_of(p, len, &ns), -1);
+	memcpy(p, MINI_CSR, len);
+	p[3]++;
+	CHECK_INT(names_of(p, len, &ns), -1);
+	memcpy(p, MINI_CSR, len);
+	p[8]++;                                      /* subject */
+	CHECK_INT(names_of(p, len, &ns), -1);
+	memcpy(p, MINI_CSR, len);
+	p[10]++;                                     /* RDN */
+	CHECK_INT(names_of(p, len, &ns), -1);
+	memcpy(p, MINI_CSR, len);
+	p[19]++;                                     /* the CN's value */
+	CHECK_INT(names_of(p, len, &ns), -1);
+
+	/* long-form lengths: far too large, 4 length bytes, indefinite, cut short */
+	CHECK_INT(names_of("\x30\x82\x01\x00\x30\x00", 6, &ns), -1);
+	CHECK_INT(names_of("\x30\x83\xFF\xFF\xFF\x30\x00", 7, &ns), -1);
+	CHECK_INT(names_of("\x30\x84\x00\x00\x00\x02\x30\x00", 8, &ns), -1);
+	CHECK_INT(names_of("\x30\x80\x30\x00\x00\x00", 6, &ns), -1);
+	CHECK_INT(names_of("\x30\x82\x01", 3, &ns), -1);
+	CHECK_INT(names_of("\x30", 1, &ns), -1);
+	CHECK_INT(names_of("", 0, &ns), -1);
+	/* a high tag number form, and a byte after the outer SEQUENCE */
+	memcpy(p, MINI_CSR, len);
+	p[0] = 0x3F;
+	CHECK_INT(names_of(p, len, &ns), -1);
+	memcpy(p, MINI_CSR, len);
+	p[len] = 0;
+	CHECK_INT(names_of(p, len + 1, &ns), -1);
+	/* the same CSR with a two-byte length form is still read */
+	p[0] = 0x30;
+	p[1] = 0x81;
+	p[2] = 0x21;
+	memcpy(p + 3, MINI_CSR + 2, len - 2);
+	if (CHECK_INT(names_of(p, len + 1, &ns), 0))
+		CHECK_STR(names_text(&ns), "dns:example.com");
+	context[0] = 0;
+}
+
+/* Every prefix of a real CSR is refused; no flipped bit anywhere crashes. */
+static void test_csr_robustness(const char *der, size_t dlen)
+{
+	static struct names ns;
+	size_t len, i, bit, bad_prefix = 0, odd = 0;
+	int prefix_ok = 1, results_ok = 1, r;
+
+	set_context("CSR robustness");
+	for (len = 0; len < dlen; len++)
+		if (names_of(der, len, &ns) != -1 && prefix_ok) {
+			prefix_ok = 0;
+			bad_prefix = len;
+		}
+	check(prefix_ok, __FILE__, __LINE__, "a prefix of %zu bytes was accepted", bad_prefix);
+	for (i = 0; i < dlen; i++)
+		for (bit = 0; bit < 8; bit++) {
+			unsigned char *p = exact_copy(der, dlen);
+
+			p[i] ^= (unsigned char)(1 << bit);
+			r = csr_names(p, dlen, &ns);
+			if ((r != 0 && r != -1) || (r == 0 && (ns.n < 1 || ns.n > MAX_NAMES))) {
+				if (results_ok)
+					odd = i;
+				results_ok = 0;
+			}
+			free(p);
+		}
+	check(results_ok, __FILE__, __LINE__, "odd result with byte %zu flipped", odd);
+	context[0] = 0;
+}
+
+static void test_csr(void)
+{
+	static const struct {
+		const char *name;
+		const char *args;      /* for openssl req */
+		const char *want;      /* names_text, or NULL if csr_names must refuse it */
+	} csrs[] = {
+		{ "mixed", "-subj /CN=Example.COM -addext "
+		  "'subjectAltName=DNS:www.example.com,DNS:example.com,IP:127.0.0.1,IP:::1'",
+		  "dns:example.com dns:www.example.com ip:127.0.0.1 ip:::1" },
+		{ "cn-only", "-subj /CN=only.example.org", "dns:only.example.org" },
+		{ "san-only", "-subj '/O=Example Org' -addext 'subjectAltName=DNS:a.example,DNS:B.Example'",
+		  "dns:a.example dns:b.example" },
+		{ "ip-cn", "-subj /CN=192.0.2.1", "ip:192.0.2.1" },
+		{ "ipv6-cn", "-subj /CN=2001:DB8::1 -addext 'subjectAltName=IP:2001:db8::1'", "ip:2001:db8::1" },
+		{ "wildcard", "-subj /CN=*.example.net", "dns:*.example.net" },
+		{ "two-cns", "-subj /CN=one.example/CN=two.example", "dns:one.example dns:two.example" },
+		{ "critical-san", "-subj /O=x -addext 'keyUsage=digitalSignature' "
+		  "-addext 'subjectAltName=critical,DNS:crit.example,email:a@b.example'", "dns:crit.example" },
+		{ "space", "-subj '/CN=a b.example'", NULL },
+		{ "underscore", "-subj /CN=a_b.example", NULL },
+		{ "underscore-san", "-subj /CN=ok.example -addext 'subjectAltName=DNS:a_b.example'", NULL },
+		{ "no-names", "-subj /O=Nothing", NULL },
+		{ "email-only", "-subj /O=x -addext 'subjectAltName=email:a@b.example'", NULL },
+	};
+	static struct names ns;
+	struct buf pem = { 0 }, der = { 0 }, args = { 0 }, mixed = { 0 };
+	char name[64];
+	size_t i;
+	int k, count;
+
+	test_csr_handmade();
+	set_context("CSR key");
+	CHECK_INT(sh("openssl ecparam -name prime256v1 -genkey -noout -out csr.key"), 0);
+	for (i = 0; i < sizeof csrs / sizeof csrs[0]; i++) {
+		set_context("CSR %s", csrs[i].name);
+		if (!CHECK_INT(sh("openssl req -new -key csr.key %s -out %s.pem && "
+				  "openssl req -in %s.pem -outform DER -out %s.der", csrs[i].args,
+				  csrs[i].name, csrs[i].name, csrs[i].name), 0))
+			continue;
+		/* PEM through load_der, and the same as DER */
+		snprintf(name, sizeof name, "%s.pem", csrs[i].name);
+		load_der(tpath(name), "CSR", CSR_LABELS, &pem);
+		snprintf(name, sizeof name, "%s.der", csrs[i].name);
+		load_der(tpath(name), "CSR", CSR_LABELS, &der);
+		CHECK_MEM(pem.p, pem.len, der.p, der.len);
+		if (csrs[i].want) {
+			if (CHECK_INT(names_of(pem.p, pem.len, &ns), 0))
+				CHECK_STR(names_text(&ns), csrs[i].want);
+			if (CHECK_INT(names_of(der.p, der.len, &ns), 0))
+				CHECK_STR(names_text(&ns), csrs[i].want);
+		} else {
+			CHECK_INT(names_of(pem.p, pem.len, &ns), -1);
+		}
+		if (!strcmp(csrs[i].name, "mixed")) {
+			mixed.len = 0;
+			buf_add(&mixed, der.p, der.len);
+		}
+	}
+
+	/* MAX_NAMES distinct names are fine, one more is not */
+	for (count = MAX_NAMES; count <= MAX_NAMES + 1; count++) {
+		set_context("CSR with %d names", count);
+		args.len = 0;
+		buf_str(&args, "-subj /CN=n0.example -addext 'subjectAltName=");
+		for (k = 0; k < count; k++) {
+			snprintf(name, sizeof name, "%sDNS:n%d.example", k ? "," : "", k);
+			buf_str(&args, name);
+		}
+		buf_str(&args, "'");
+		if (!CHECK_INT(sh("openssl req -new -key csr.key %s -outform DER -out many.der", args.p), 0))
+			continue;
+		load_der(tpath("many.der"), "CSR", CSR_LABELS, &der);
+		CHECK_INT(names_of(der.p, der.len, &ns), count <= MAX_NAMES ? 0 : -1);
+		if (count <= MAX_NAMES)
+			CHECK_INT(ns.n, MAX_NAMES);
+	}
+
+	if (CHECK(mixed.len > 100))
+		test_csr_robustness(mixed.p, mixed.len);
+	buf_free(&pem);
+	buf_free(&der);
+	buf_free(&args);
+	buf_free(&mixed);
+	context[0] = 0;
+}
+
+/* ===================== 6. HTTP responses ===================== */
+
+/* A connection whose bytes come from memory, handed out in pieces as told. */
+struct mock {
+	struct conn c;          /* first: read_response's callback gets &m->c */
+	const char *data;
+	size_t len, pos;
+	size_t first;           /* the first read gives at most this many bytes; 0: no limit */
+	size_t step;            /* each later read at most this many; 0: no limit */
+	int end_error;          /* at the end of data, -1 (an error) instead of 0 (a clean end) */
+};
+
+static int mock_read(struct conn *c, unsigned char *buf, size_t len)
+{
+	struct mock *m = (struct mock *)c;
+	size_t n = m->len - m->pos, limit = m->pos == 0 ? m->first : m->step;
+
+	if (n == 0) {
+		if (!m->end_error)
+			return 0;
+		c->why = "mock read error";    /* as sock_read does, why comes with the -1 */
+		return -1;
+	}
+	if (limit && n > limit)
+		n = limit;
+	if (n > len)
+		n = len;
+	memcpy(buf, m->data + m->pos, n);
+	m->pos += n;
+	return (int)n;
+}
+
+/* One read_response over the mock; *why is c.why afterwards. */
+static int mock_response(const char *data, size_t len, int head, size_t first, size_t step,
+			 int end_error, struct resp *r, const char **why)
+{
+	static struct mock m;
+	int ret;
+
+	memset(&m, 0, sizeof m);
+	m.c.fd = -1;
+	m.c.tls = NULL;
+	m.c.deadline = now_ms() + 3600 * 1000LL;
+	m.c.read = mock_read;
+	m.data = data;
+	m.len = len;
+	m.first = first;
+	m.step = step;
+	m.end_error = end_error;
+	ret = read_response(&m.c, r, head);
+	*why = m.c.why;
+	return ret;
+}
+
+static int same_text(const char *a, const char *b)
+{
+	return a && b ? !strcmp(a, b) : a == b;
+}
+
+static int same_response(int ret1, const struct resp *a, const char *why1,
+			 int ret2, const struct resp *b, const char *why2)
+{
+	if (ret1 != ret2 || !same_text(why1, why2))
+		return 0;
+	if (ret1 < 0)
+		return 1;
+	return a->status == b->status && a->close == b->close && !strcmp(a->nonce, b->nonce) &&
+	       !strcmp(a->location, b->location) && !strcmp(a->retry_after, b->retry_after) &&
+	       a->body.len == b->body.len && (!a->body.len || !memcmp(a->body.p, b->body.p, a->body.len));
+}
+
+/*
+ * Reads data as one response: in one piece (the result is left in r and
+ * *why, and returned), then split in two at every position, then one byte
+ * per read. Every way must give the same result: TCP and TLS hand bytes
+ * over in arbitrary pieces. Large inputs are split at every 997th position
+ * only, to keep the run short.
+ */
+static int http_case(int line, const char *name, const char *data, size_t len, int head,
+		     int end_error, struct resp *r, const char **why)
+{
+	struct resp other = { 0 };
+	const char *why2;
+	size_t k, stride = len > 20000 ? 997 : 1, bad = 0;
+	int ret, ret2, splits_same = 1;
+
+	set_context("HTTP %s", name);
+	ret = mock_response(data, len, head, 0, 0, end_error, r, why);
+	for (k = 1; k < len; k += stride) {
+		ret2 = mock_response(data, len, head, k, 0, end_error, &other, &why2);
+		if (!same_response(ret, r, *why, ret2, &other, why2) && splits_same) {
+			splits_same = 0;
+			bad = k;
+		}
+	}
+	check(splits_same, __FILE__, line, "split after byte %zu: another result than in one piece", bad);
+	ret2 = mock_response(data, len, head, 1, 1, end_error, &other, &why2);
+	check(same_response(ret, r, *why, ret2, &other, why2), __FILE__, line,
+	      "one byte per read: another result than in one piece (%d %s / %d %s)",
+	      ret, *why ? *why : "", ret2, why2 ? why2 : "");
+	buf_free(&other.body);
+	return ret;
+}
+
+#define HTTP_CASE(name, data_len, head, end_error, r, why) \
+	http_case(__LINE__, name, data_len, head, end_error, r, why)
+
+static const char *body_text(const struct resp *r)
+{
+	return r->body.len ? r->body.p : "";
+}
+
+static void test_http_good(void)
+{
+	struct resp r = { 0 };
+	const char *why;
+
+	if (CHECK_INT(HTTP_CASE("Content-Length", S("HTTP/1.1 201 Created\r\n"
+			"Replay-Nonce: abc-DEF_123\r\n"
+			"Location: https://example.com/acme/acct/1\r\n"
+			"Retry-After: 120\r\n"
+			"Content-Type: application/json\r\n"
+			"Content-Length: 13\r\n"
+			"\r\n"
+			"hello, world!"), 0, 0, &r, &why), 0)) {
+		CHECK_INT(r.status, 201);
+		CHECK_INT(r.close, 0);
+		CHECK_STR(r.nonce, "abc-DEF_123");
+		CHECK_STR(r.location, "https://example.com/acme/acct/1");
+		CHECK_STR(r.retry_after, "120");
+		CHECK_INT(r.body.len, 13);
+		CHECK_STR(body_text(&r), "hello, world!");
+	}
+
+	if (CHECK_INT(HTTP_CASE("chunked", S("HTTP/1.1 200 OK\r\n"
+			"Transfer-Encoding: chunked\r\n"
+			"Replay-Nonce: n1\r\n"
+			"\r\n"
+			"5;name=value\r\nhello\r\n"
+			"7 ; x\r\n, world\r\n"
+			"a\r\n0123456789\r\n"
+			"A\r\nABCDEFGHIJ\r\n"
+			"1\r\n!\r\n"
+			"0;last\r\n"
+			"X-Trailer: yes\r\n"
+			"Another-Trailer: one\r\n"
+			"\r\n"), 0, 0, &r, &why), 0)) {
+		CHECK_INT(r.status, 200);
+		CHECK_INT(r.close, 0);
+		CHECK_STR(r.nonce, "n1");
+		CHECK_STR(body_text(&r), "hello, world0123456789ABCDEFGHIJ!");
+	}
+
+	if (CHECK_INT(HTTP_CASE("chunked without trailers", S("HTTP/1.1 200 OK\r\n"
+			"transfer-encoding: Chunked\r\n\r\n"
+			"00000003\r\nabc\r\n0\r\n\r\n"), 0, 0, &r, &why), 0))
+		CHECK_STR(body_text(&r), "abc");
+
+	if (CHECK_INT(HTTP_CASE("close-delimited", S("HTTP/1.1 200 OK\r\n"
+			"Content-Type: text/plain\r\n"
+			"\r\n"
+			"the body ends\r\nwhen the server closes\n"), 0, 0, &r, &why), 0)) {
+		CHECK_INT(r.status, 200);
+		CHECK_INT(r.close, 1);
+		CHECK_STR(body_text(&r), "the body ends\r\nwhen the server closes\n");
+	}
+
+	if (CHECK_INT(HTTP_CASE("HEAD", S("HTTP/1.1 200 OK\r\n"
+			"Content-Length: 1234\r\n"
+			"Replay-Nonce: headNonce\r\n"
+			"\r\n"), 1, 0, &r, &why), 0)) {
+		CHECK_INT(r.status, 200);
+		CHECK_STR(r.nonce, "headNonce");
+		CHECK_INT(r.body.len, 0);
+	}
+
+	if (CHECK_INT(HTTP_CASE("204", S("HTTP/1.1 204 No Content\r\n"
+			"Replay-Nonce: n204\r\n"
+			"\r\n"), 0, 0, &r, &why), 0)) {
+		CHECK_INT(r.status, 204);
+		CHECK_STR(r.nonce, "n204");
+		CHECK_INT(r.body.len, 0);
+	}
+
+	if (CHECK_INT(HTTP_CASE("HTTP/1.0", S("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+			0, 0, &r, &why), 0)) {
+		CHECK_INT(r.close, 1);
+		CHECK_STR(body_text(&r), "ok");
+	}
+
+	if (CHECK_INT(HTTP_CASE("Connection: close", S("HTTP/1.1 404 Not Found\r\n"
+			"Connection: close\r\ncontent-LENGTH:2\r\n\r\nno"), 0, 0, &r, &why), 0)) {
+		CHECK_INT(r.status, 404);
+		CHECK_INT(r.close, 1);
+		CHECK_STR(body_text(&r), "no");
+	}
+
+	/* values are trimmed; a nonce that is not base64url is dropped */
+	if (CHECK_INT(HTTP_CASE("header values", S("HTTP/1.1 200\r\n"
+			"Location: \t https://example.com/x  \t\r\n"
+			"Replay-Nonce: abc=\r\n"
+			"Retry-After:   Wed, 21 Oct 2015 07:28:00 GMT \r\n"
+			"Content-Length: 0005\r\n"
+			"Content-Length: 5\r\n"
+			"\r\n"
+			"12345"), 0, 0, &r, &why), 0)) {
+		CHECK_INT(r.status, 200);
+		CHECK_STR(r.location, "https://example.com/x");
+		CHECK_STR(r.nonce, "");
+		CHECK_STR(r.retry_after, "Wed, 21 Oct 2015 07:28:00 GMT");
+		CHECK_STR(body_text(&r), "12345");
+	}
+	if (CHECK_INT(HTTP_CASE("nonce with '/'", S("HTTP/1.1 200 OK\r\nReplay-Nonce: a/b\r\n"
+			"Content-Length: 0\r\n\r\n"), 0, 0, &r, &why), 0)) {
+		CHECK_STR(r.nonce, "");
+		CHECK_INT(r.body.len, 0);
+	}
+	buf_free(&r.body);
+	context[0] = 0;
+}
+
+static void test_http_bad(void)
+{
+	static const struct {
+		const char *name;
+		const char *data;
+		size_t len;
+		int head, end_error;
+	} bad[] = {
+		{ "bare LF", S("HTTP/1.1 200 OK\nContent-Length: 0\n\n"), 0, 0 },
+		{ "bare LF in a header", S("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n"), 0, 0 },
+		{ "NUL in a header", S("HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n"), 0, 0 },
+		{ "NUL in the status line", S("HTTP/1.1 200 O\0K\r\n\r\n"), 0, 0 },
+		{ "garbage status line", S("<html>hello</html>\r\n\r\n"), 0, 0 },
+		{ "status line without code", S("HTTP/1.1 OK\r\n\r\n"), 0, 0 },
+		{ "status code of 2 digits", S("HTTP/1.1 20 OK\r\n\r\n"), 0, 0 },
+		{ "status code of 4 digits", S("HTTP/1.1 2000 OK\r\n\r\n"), 0, 0 },
+		{ "status code and text", S("HTTP/1.1 200OK\r\n\r\n"), 0, 0 },
+		{ "HTTP/2", S("HTTP/2 200\r\n\r\n"), 0, 0 },
+		{ "status 100", S("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), 0, 0 },
+		{ "status 101", S("HTTP/1.1 101 Switching Protocols\r\n\r\n"), 0, 0 },
+		{ "empty response", S(""), 0, 0 },
+		{ "end in the headers", S("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"), 0, 0 },
+		{ "error in the headers", S("HTTP/1.1 200 OK\r\nContent-"), 0, 1 },
+		{ "header without colon", S("HTTP/1.1 200 OK\r\nContent-Length 0\r\n\r\n"), 0, 0 },
+		{ "header with empty name", S("HTTP/1.1 200 OK\r\n: x\r\n\r\n"), 0, 0 },
+		{ "space before colon", S("HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n"), 0, 0 },
+		{ "folded header", S("HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n"), 0, 0 },
+		{ "Content-Length too large", S("HTTP/1.1 200 OK\r\nContent-Length: 131073\r\n\r\n"), 0, 0 },
+		{ "Content-Length of 10 digits", S("HTTP/1.1 200 OK\r\nContent-Length: 0000000001\r\n\r\nx"), 0, 0 },
+		{ "Content-Length huge", S("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n"), 0, 0 },
+		{ "Content-Length negative", S("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"), 0, 0 },
+		{ "Content-Length empty", S("HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n"), 0, 0 },
+		{ "Content-Length not a number", S("HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nx"), 0, 0 },
+		{ "Content-Length list", S("HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\n\r\nx"), 0, 0 },
+		{ "two Content-Lengths", S("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx"), 0, 0 },
+		{ "Content-Length and chunked", S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+			"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "chunked and Content-Length", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+			"Content-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "Transfer-Encoding gzip", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx"), 0, 0 },
+		{ "Transfer-Encoding gzip, chunked", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+			"0\r\n\r\n"), 0, 0 },
+		{ "body shorter than Content-Length", S("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"), 0, 0 },
+		{ "read error in the body", S("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"), 0, 1 },
+		{ "read error in a close-delimited body", S("HTTP/1.1 200 OK\r\n\r\nabc"), 0, 1 },
+		{ "chunk size of 9 digits", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"000000005\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "chunk size negative", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"-5\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "chunk size not hex", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"g\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "chunk size 0x", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"0x5\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "chunk size empty", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "chunk size with a space first", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			" 5\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "chunk size FFFFFFFF", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"FFFFFFFF\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "chunk longer than its size", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"3\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "chunked body cut short", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"5\r\nhel"), 0, 0 },
+		{ "chunked without last chunk", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"5\r\nhello\r\n"), 0, 0 },
+		{ "chunked without final CRLF", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"5\r\nhello\r\n0\r\n"), 0, 0 },
+		{ "chunked with bare LF", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"5\nhello\n0\n\n"), 0, 0 },
+		{ "Location too long", NULL, 0, 0, 0 },   /* made below */
+	};
+	struct resp r = { 0 };
+	struct buf b = { 0 };
+	const char *why;
+	size_t i;
+	int ret;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const char *data = bad[i].data;
+		size_t len = bad[i].len;
+
+		if (!data) {
+			b.len = 0;
+			buf_str(&b, "HTTP/1.1 201 Created\r\nLocation: https://example.com/");
+			while (b.len < MAX_URL + 10)
+				buf_str(&b, "a");
+			buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
+			data = b.p;
+			len = b.len;
+		}
+		ret = http_case(__LINE__, bad[i].name, data, len, bad[i].head, bad[i].end_error, &r, &why);
+		CHECK_INT(ret, -1);
+		CHECK(why != NULL);
+	}
+	buf_free(&r.body);
+	buf_free(&b);
+	context[0] = 0;
+}
+
+/* Limits: MAX_LINE, MAX_HEADERS and MAX_BODY, each just inside and just past. */
+static void test_http_limits(void)
+{
+	struct resp r = { 0 };
+	struct buf b = { 0 }, big = { 0 };
+	const char *why;
+	int k;
+
+	/* a line of MAX_LINE bytes with its CRLF is fine */
+	b.len = 0;
+	buf_str(&b, "HTTP/1.1 200 OK\r\nX-Long: ");
+	while (b.len < 17 + MAX_LINE - 2)
+		buf_str(&b, "a");
+	buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
+	CHECK_INT(HTTP_CASE("header line of MAX_LINE bytes", b.p, b.len, 0, 0, &r, &why), 0);
+	b.len = 0;
+	buf_str(&b, "HTTP/1.1 200 OK\r\nX-Long: ");
+	while (b.len < 17 + MAX_LINE + 1)
+		buf_str(&b, "a");
+	buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
+	CHECK_INT(HTTP_CASE("header line longer than MAX_LINE", b.p, b.len, 0, 0, &r, &why), -1);
+	CHECK(why != NULL);
+	b.len = 0;
+	buf_str(&b, "HTTP/1.1 200 ");
+	while (b.len < MAX_LINE + 1)
+		buf_str(&b, "O");
+	buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
+	CHECK_INT(HTTP_CASE("status line longer than MAX_LINE", b.p, b.len, 0, 0, &r, &why), -1);
+	CHECK(why != NULL);
+
+	/* MAX_HEADERS header lines, then one more */
+	b.len = 0;
+	buf_str(&b, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+	for (k = 1; k < MAX_HEADERS; k++)
+		buf_str(&b, "X-Header: value\r\n");
+	buf_str(&b, "\r\n");
+	CHECK_INT(HTTP_CASE("MAX_HEADERS headers", b.p, b.len, 0, 0, &r, &why), 0);
+	b.len -= 2;
+	buf_str(&b, "X-Header: value\r\n\r\n");
+	CHECK_INT(HTTP_CASE("MAX_HEADERS + 1 headers", b.p, b.len, 0, 0, &r, &why), -1);
+	CHECK(why != NULL);
+
+	/* MAX_HEADERS trailer lines, then one more */
+	b.len = 0;
+	buf_str(&b, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n");
+	for (k = 0; k < MAX_HEADERS; k++)
+		buf_str(&b, "X-Trailer: value\r\n");
+	buf_str(&b, "\r\n");
+	CHECK_INT(HTTP_CASE("MAX_HEADERS trailers", b.p, b.len, 0, 0, &r, &why), 0);
+	b.len -= 2;
+	buf_str(&b, "X-Trailer: value\r\n\r\n");
+	CHECK_INT(HTTP_CASE("MAX_HEADERS + 1 trailers", b.p, b.len, 0, 0, &r, &why), -1);
+	CHECK(why != NULL);
+
+	/* a body of MAX_BODY bytes, in each framing, and one byte more */
+	for (k = 0; k < MAX_BODY + 1; k++)
+		buf_add(&big, k % 64 ? "x" : "\n", 1);
+	b.len = 0;
+	buf_str(&b, "HTTP/1.1 200 OK\r\nContent-Length: 131072\r\n\r\n");
+	buf_add(&b, big.p, MAX_BODY);
+	if (CHECK_INT(HTTP_CASE("Content-Length: MAX_BODY", b.p, b.len, 0, 0, &r, &why), 0))
+		CHECK_MEM(r.body.p, r.body.len, big.p, MAX_BODY);
+	b.len = 0;
+	buf_str(&b, "HTTP/1.1 200 OK\r\n\r\n");
+	buf_add(&b, big.p, MAX_BODY);
+	if (CHECK_INT(HTTP_CASE("close-delimited MAX_BODY", b.p, b.len, 0, 0, &r, &why), 0))
+		CHECK_MEM(r.body.p, r.body.len, big.p, MAX_BODY);
+	buf_add(&b, "x", 1);
+	CHECK_INT(HTTP_CASE("close-delimited MAX_BODY + 1", b.p, b.len, 0, 0, &r, &why), -1);
+	CHECK(why != NULL);
+	b.len = 0;
+	buf_str(&b, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n");
+	buf_add(&b, big.p, 0x10000);
+	buf_str(&b, "\r\n10000\r\n");
+	buf_add(&b, big.p + 0x10000, 0x10000);
+	buf_str(&b, "\r\n0\r\n\r\n");
+	if (CHECK_INT(HTTP_CASE("chunked MAX_BODY", b.p, b.len, 0, 0, &r, &why), 0))
+		CHECK_MEM(r.body.p, r.body.len, big.p, MAX_BODY);
+	b.len -= 7;                                  /* before the last chunk */
+	buf_str(&b, "1\r\nx\r\n0\r\n\r\n");
+	CHECK_INT(HTTP_CASE("chunked MAX_BODY + 1", b.p, b.len, 0, 0, &r, &why), -1);
+	CHECK(why != NULL);
+
+	buf_free(&r.body);
+	buf_free(&b);
+	buf_free(&big);
+	context[0] = 0;
+}
+
+/* ===================== 7. URLs ===================== */
+
+static void test_url(void)
+{
+	static const struct {
+		const char *url;
+		int https;
+		const char *host, *port, *path;
+	} good[] = {
+		{ "https://example.com", 1, "example.com", "443", "/" },
+		{ "https://example.com/", 1, "example.com", "443", "/" },
+		{ "https://example.com/dir/x?y=1&z=%20", 1, "example.com", "443", "/dir/x?y=1&z=%20" },
+		{ "http://example.com:8080/a", 0, "example.com", "8080", "/a" },
+		{ "https://acme-v02.api.letsencrypt.org/directory", 1, "acme-v02.api.letsencrypt.org", "443", "/directory" },
+		{ "https://127.0.0.1:14000/dir", 1, "127.0.0.1", "14000", "/dir" },
+		{ "https://[::1]:8443/dir", 1, "::1", "8443", "/dir" },
+		{ "https://[::1]", 1, "::1", "443", "/" },
+		{ "http://[2001:db8::1]/x", 0, "2001:db8::1", "80", "/x" },
+		{ "https://a:1/", 1, "a", "1", "/" },
+		{ "https://a:65535/", 1, "a", "65535", "/" },
+	};
+	static const char *const bad[] = {
+		"ftp://example.com/", "example.com", "", "https:/x", "https//x", "file:///etc/passwd",
+		"https://a@b/", "https://user:pw@example.com/", "https://example.com/a b",
+		"https://example.com/a\tb", "https://example.com/a\x7f", "https://example.com/\xc3\xa9",
+		"https://example.com/a\r\nHost: evil", "https://example.com/\x01",
+		"https://example.com:0/", "https://example.com:65536/", "https://example.com:12a/",
+		"https://example.com:-1/", "https://example.com:/x", "https://example.com:",
+		"https://example.com:123456/", "https:///x", "https://", "https://:443/",
+		"https://ex_ample.com/", "https://exa mple.com/", "https://example.com?x",
+		"https://[::1/", "https://[::1]x/", "https://[]/", "https://[::1]:/x", "https://[::g]/",
+		"https://[::1%eth0]/",
+	};
+	struct url u;
+	struct buf b = { 0 };
+	size_t i;
+
+	for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+		set_context("url_parse %s", good[i].url);
+		if (!CHECK_INT(url_parse(good[i].url, &u), 0))
+			continue;
+		CHECK_INT(u.https, good[i].https);
+		CHECK_STR(u.host, good[i].host);
+		CHECK_STR(u.port, good[i].port);
+		CHECK_STR(u.path, good[i].path);
+	}
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		set_context("url_parse %s", bad[i]);
+		CHECK_INT(url_parse(bad[i], &u), -1);
+	}
+
+	/* a host of 255 characters fits, 256 do not; a path must stay under MAX_URL */
+	set_context("url_parse long host");
+	buf_str(&b, "https://");
+	while (b.len < 8 + 255)
+		buf_str(&b, "h");
+	CHECK_INT(url_parse(b.p, &u), 0);
+	buf_str(&b, "h");
+	CHECK_INT(url_parse(b.p, &u), -1);
+	set_context("url_parse long path");
+	b.len = 0;
+	buf_str(&b, "https://example.com/");
+	while (b.len < 19 + MAX_URL - 1)
+		buf_str(&b, "p");
+	CHECK_INT(url_parse(b.p, &u), 0);
+	buf_str(&b, "p");
+	CHECK_INT(url_parse(b.p, &u), -1);
+	buf_free(&b);
+	context[0] = 0;
+}
+
+/* ===================== 8. Retry-After ===================== */
+
+static void test_retry_after(void)
+{
+	char date[64];
+	time_t t;
+	struct tm tm;
+	long long ms;
+
+	set_context("retry_after_ms");
+	CHECK_INT(retry_after_ms("120"), 120000);
+	CHECK_INT(retry_after_ms("0"), 0);
+	CHECK_INT(retry_after_ms("1"), 1000);
+	CHECK_INT(retry_after_ms("999999999"), 999999999000LL);
+	/* more digits than fit: a very long wait, not an overflow */
+	CHECK(retry_after_ms("99999999999999999999999999") >= 999999999000LL);
+	CHECK(retry_after_ms("18446744073709551617") >= 999999999000LL);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT"), 0);
+	CHECK_INT(retry_after_ms("Thu, 01 Jan 1970 00:00:00 GMT"), 0);
+
+	t = time(NULL) + 3600;
+	gmtime_r(&t, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	set_context("retry_after_ms %s", date);
+	ms = retry_after_ms(date);
+	check(ms >= 3590000 && ms <= 3600000, __FILE__, __LINE__, "%lld ms, expected about an hour", ms);
+	/* a date across a year and a leap day: 2100-03-01 is 2100-02-28 plus one day */
+	set_context("retry_after_ms far dates");
+	CHECK_INT(retry_after_ms("Mon, 01 Mar 2100 00:00:00 GMT") -
+		  retry_after_ms("Sun, 28 Feb 2100 00:00:00 GMT"), 86400000LL);
+	CHECK_INT(retry_after_ms("Fri, 01 Mar 2080 00:00:00 GMT") -
+		  retry_after_ms("Wed, 28 Feb 2080 00:00:00 GMT"), 2 * 86400000LL);
+	CHECK_INT(retry_after_ms("Sat, 01 Jan 2050 00:00:00 GMT") -
+		  retry_after_ms("Fri, 31 Dec 2049 23:59:59 GMT"), 1000);
+
+	set_context("retry_after_ms garbage");
+	CHECK_INT(retry_after_ms(""), -1);
+	CHECK_INT(retry_after_ms("soon"), -1);
+	CHECK_INT(retry_after_ms("-1"), -1);
+	CHECK_INT(retry_after_ms("1.5"), -1);
+	CHECK_INT(retry_after_ms("12 "), -1);
+	CHECK_INT(retry_after_ms("0x10"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Foo 1994 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 nov 1994 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 anF 1994 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994"), -1);
+	context[0] = 0;
+}
+
+/* ===================== main ===================== */
+
+int main(void)
+{
+	time_t start = time(NULL);
+
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 2;
+	}
+	test_base64();
+	test_json_valid();
+	test_json_invalid();
+	test_json_small_buffers();
+	test_json_write();
+	test_keys();
+	test_csr();
+	test_http_good();
+	test_http_bad();
+	test_http_limits();
+	test_url();
+	test_retry_after();
+
+	sh("cd / && rm -rf '%s'", tmpdir);
+	if (access(tmpdir, F_OK) == 0)
+		printf("note: could not remove %s\n", tmpdir);
+	if (time(NULL) - start > 30)
+		printf("note: the tests took %ld s\n", (long)(time(NULL) - start));
+	printf("%d passed, %d failed\n", n_passed, n_failed);
+	return n_failed ? 1 : 0;
+}
