@@ -23,6 +23,45 @@ tests/unit: tests/unit.c acme-tiny.c
 test: acme-tiny tests/unit
 	$(PYTHON) tests/run.py --bin ./acme-tiny --unit tests/unit
 
+# Static musl builds for routers, against Debian's libbearssl.a of each
+# architecture (multiarch); openwrt/glibc-chk.c stands in for the three glibc
+# calls that library makes. s390x (big-endian) is a glibc build run with qemu.
+# On 32-bit glibc targets add -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 (musl's
+# time_t is 64-bit everywhere).
+STATIC = -static -Os -ffunction-sections -fdata-sections -Wl,--gc-sections -I/usr/include/bearssl
+CROSS = acme-tiny-static acme-tiny-mipsel acme-tiny-armhf acme-tiny-arm64 acme-tiny-s390x
+CC_static = musl-gcc
+CC_mipsel = mipsel-linux-musl-gcc
+CC_armhf = arm-linux-musleabihf-gcc
+CC_arm64 = aarch64-linux-musl-gcc
+LIB_static = /usr/lib/x86_64-linux-gnu/libbearssl.a
+LIB_mipsel = /usr/lib/mipsel-linux-gnu/libbearssl.a
+LIB_armhf = /usr/lib/arm-linux-gnueabihf/libbearssl.a
+LIB_arm64 = /usr/lib/aarch64-linux-gnu/libbearssl.a
+
+acme-tiny-static acme-tiny-mipsel acme-tiny-armhf acme-tiny-arm64: acme-tiny.c openwrt/glibc-chk.c
+	$(CC_$(@:acme-tiny-%=%)) $(STATIC) -Wall -Wextra -o $@ acme-tiny.c openwrt/glibc-chk.c $(LIB_$(@:acme-tiny-%=%))
+
+tests/unit-static tests/unit-mipsel tests/unit-armhf tests/unit-arm64: tests/unit.c acme-tiny.c openwrt/glibc-chk.c
+	$(CC_$(@:tests/unit-%=%)) $(STATIC) -DACME_TINY_TEST -I. -o $@ tests/unit.c openwrt/glibc-chk.c $(LIB_$(@:tests/unit-%=%))
+
+acme-tiny-s390x: acme-tiny.c
+	s390x-linux-gnu-gcc -O2 -Wall -Wextra -o $@ acme-tiny.c -lbearssl
+
+tests/unit-s390x: tests/unit.c acme-tiny.c
+	s390x-linux-gnu-gcc -O2 -DACME_TINY_TEST -I. -o $@ tests/unit.c -lbearssl
+
+static: acme-tiny-static
+
+cross: $(CROSS) $(CROSS:acme-tiny-%=tests/unit-%)
+
+# Stripped sizes of the router builds.
+size: acme-tiny-static acme-tiny-mipsel
+	@strip -o acme-tiny-static.stripped acme-tiny-static
+	@mipsel-linux-gnu-strip -o acme-tiny-mipsel.stripped acme-tiny-mipsel
+	@wc -c acme-tiny-static.stripped acme-tiny-mipsel.stripped | sed '$$d'
+	@rm -f acme-tiny-static.stripped acme-tiny-mipsel.stripped
+
 # The same under ASan+UBSan (clang).
 acme-tiny-asan: acme-tiny.c
 	$(CLANG) $(SAN) -o $@ acme-tiny.c $(LDLIBS)

@@ -65,6 +65,11 @@ static struct {
 	int max_wait;     /* seconds of polling for one authorization or order */
 } opt = { 0, 30, 300 };
 
+/* What --stats prints at the end: the cost of a run, for benchmarks. */
+static struct {
+	int requests, connections;
+} stats;
+
 /*
  * The one challenge file that may exist at any time. The signal handler
  * reads it, so it is a fixed array and a flag, set before the file is made.
@@ -1460,6 +1465,7 @@ static int conn_open(struct conn *c, const struct url *u)
 {
 	if (tcp_connect(c, u))
 		return -1;
+	stats.connections++;
 	strcpy(c->host, u->host);
 	strcpy(c->port, u->port);
 	if (!c->tls) {
@@ -1769,6 +1775,7 @@ static int http_try(struct conn *c, const char *method, const char *url,
 		}
 		c->got = 0;
 		c->why = NULL;
+		stats.requests++;
 		if (!send_request(c, method, &u, body) && !read_response(c, r, !strcmp(method, "HEAD"))) {
 			if (r->close || c->inpos < c->inlen)
 				conn_close(c);
@@ -1852,7 +1859,7 @@ struct acme {
 struct run {
 	const char *account_key, *csr, *acme_dir, *directory, *ca_file, *check_port;
 	char **contacts;
-	int n_contacts, disable_check;
+	int n_contacts, disable_check, stats;
 };
 
 #define BAD_NONCE "urn:ietf:params:acme:error:badNonce"
@@ -2293,6 +2300,7 @@ static const char USAGE[] =
 "  --timeout SECONDS     for one HTTP exchange, connecting included (default 30)\n"
 "  --max-wait SECONDS    of polling for one authorization or order (default 300)\n"
 "  --quiet               print errors only\n"
+"  --stats               at the end, print HTTP requests, connections, peak memory\n"
 "  --help, --version\n"
 "\n"
 "Exit status: 0 on success, 1 on failure (one line on stderr says why), 2 on usage errors.\n";
@@ -2355,6 +2363,8 @@ static void parse_args(int argc, char **argv, struct run *run)
 			opt.quiet = 1;
 		} else if (flag(argv, &i, "--disable-check", NULL)) {
 			run->disable_check = 1;
+		} else if (flag(argv, &i, "--stats", NULL)) {
+			run->stats = 1;
 		} else if (!strcmp(argv[i], "--contact")) {
 			/* like acme_tiny.py: every following argument up to the next option */
 			run->contacts = argv + i + 1;
@@ -2379,6 +2389,22 @@ static void catch_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* Peak memory is the kernel's VmHWM: /usr/bin/time cannot see below 1 MB. */
+static void print_stats(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long hwm = -1;
+
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmHWM:", 6))
+			hwm = atol(line + 6);
+	if (f)
+		fclose(f);
+	fprintf(stderr, "stats: %d HTTP requests, %d connections, peak memory (VmHWM) %ld kB\n",
+		stats.requests, stats.connections, hwm);
 }
 
 static const char *const KEY_LABELS[] = { "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", NULL };
@@ -2422,6 +2448,8 @@ int main(int argc, char **argv)
 	issue(&a, &run, &ns, &csr, &order);
 	if (fwrite(order.body.p, 1, order.body.len, stdout) != order.body.len || fflush(stdout))
 		fail("cannot write the certificate to stdout: %s", strerror(errno));
+	if (run.stats)
+		print_stats();
 	buf_free(&key);
 	buf_free(&csr);
 	buf_free(&found);

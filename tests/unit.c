@@ -519,9 +519,13 @@ static void test_json_invalid(void)
 	set_context("JSON nesting of MAX_DEPTH + 1 objects");
 	nest(&b, MAX_DEPTH + 1, "{\"a\":", "1", "}");
 	CHECK_INT(parse_len(&j, b.p, b.len), -1);
+	/* arrays and objects alternating (MAX_DEPTH is even) */
+	set_context("JSON nesting of MAX_DEPTH, mixed");
+	nest(&b, MAX_DEPTH / 2, "[{\"a\":", "1", "}]");
+	CHECK_INT(parse_len(&j, b.p, b.len), 0);
 	set_context("JSON nesting of MAX_DEPTH + 1, mixed");
-	nest(&b, (MAX_DEPTH + 1) / 2, "[{\"a\":", "[]", "}]");
-	CHECK_INT(parse_len(&j, b.p, b.len), MAX_DEPTH % 2 ? 0 : -1);
+	nest(&b, MAX_DEPTH / 2, "[{\"a\":", "[]", "}]");
+	CHECK_INT(parse_len(&j, b.p, b.len), -1);
 	set_context("JSON 100000 '['");
 	b.len = 0;
 	for (k = 0; k < 100000; k++)
@@ -735,6 +739,12 @@ out:
 	return r;
 }
 
+/* openssl's -inform for a key file of the temp dir. */
+static const char *inform(const char *file)
+{
+	return strstr(file, ".der") ? "DER" : "PEM";
+}
+
 /* Checks the JWK's public key against what openssl says about the key file. */
 static void check_jwk_with_openssl(const struct account_key *k, const char *keyfile)
 {
@@ -748,7 +758,7 @@ static void check_jwk_with_openssl(const struct account_key *k, const char *keyf
 	if (!pk.ec) {
 		/* RFC 7638: members in this order, no spaces */
 		CHECK(!strncmp(k->jwk, "{\"e\":\"AQAB\",\"kty\":\"RSA\",\"n\":\"", 29));
-		CHECK_INT(sh("openssl rsa -noout -modulus -in %s > modulus.txt", keyfile), 0);
+		CHECK_INT(sh("openssl rsa -inform %s -noout -modulus -in %s > modulus.txt", inform(keyfile), keyfile), 0);
 		if (!CHECK_INT(slurp("modulus.txt", &b), 0) || !CHECK(!strncmp(b.p, "Modulus=", 8)))
 			goto out;
 		b.p[strcspn(b.p, "\r\n")] = 0;
@@ -759,7 +769,7 @@ static void check_jwk_with_openssl(const struct account_key *k, const char *keyf
 		CHECK(!strncmp(k->jwk, pk.curve == BR_EC_secp256r1 ? "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\""
 			       : "{\"crv\":\"P-384\",\"kty\":\"EC\",\"x\":\"", 31));
 		/* the public key's DER ends with the point's x and y */
-		CHECK_INT(sh("openssl ec -in %s -pubout -outform DER -out pub.der", keyfile), 0);
+		CHECK_INT(sh("openssl ec -inform %s -in %s -pubout -outform DER -out pub.der", inform(keyfile), keyfile), 0);
 		if (!CHECK_INT(slurp("pub.der", &b), 0) || !CHECK(b.len > pk.qlen))
 			goto out;
 		CHECK_MEM(pk.q + 1, pk.qlen - 1, b.p + b.len - (pk.qlen - 1), pk.qlen - 1);
@@ -875,7 +885,7 @@ static void test_jws(const struct account_key *k, const char *keyfile)
 
 	if (!CHECK_INT(pubkey_from_jwk(k->jwk, &pk), 0))
 		return;
-	CHECK_INT(sh("openssl pkey -in %s -pubout -out pub.pem", keyfile), 0);
+	CHECK_INT(sh("openssl pkey -inform %s -in %s -pubout -out pub.pem", inform(keyfile), keyfile), 0);
 	for (variant = 0; variant < 4; variant++) {
 		const char *kid = variant & 1 ? kid_url : NULL;
 		const char *body = variant & 2 ? NULL : "{\"identifiers\":[{\"type\":\"dns\"}]}";
@@ -987,6 +997,16 @@ static void test_key_der_robustness(const char *name)
 	context[0] = 0;
 }
 
+/*
+ * load_der of a file of the temp dir into b. b is freed first: for a DER
+ * file load_der replaces *der wholesale, so whatever b held would leak.
+ */
+static void load(const char *name, const char *what, const char *const *labels, struct buf *b)
+{
+	buf_free(b);
+	load_der(tpath(name), what, labels, b);
+}
+
 /* load_der and account_key_from_der on a file; the child-process tests use this. */
 static void child_load_key(const char *name)
 {
@@ -1039,7 +1059,7 @@ static void test_keys(void)
 		set_context("key %s", keys[i].file);
 		if (!CHECK_INT(sh("%s", keys[i].make), 0) || !CHECK(file_exists(keys[i].file)))
 			continue;
-		load_der(tpath(keys[i].file), "account key", KEY_LABELS, &der);
+		load(keys[i].file, "account key", KEY_LABELS, &der);
 		err = account_key_from_der(&k, der.p, der.len);
 		if (!keys[i].alg) {
 			CHECK(err != NULL);
@@ -1230,23 +1250,23 @@ static void test_csr(void)
 		const char *args;      /* for openssl req */
 		const char *want;      /* names_text, or NULL if csr_names must refuse it */
 	} csrs[] = {
-		{ "mixed", "-subj /CN=Example.COM -addext "
+		{ "mixed", "-subj '/CN=Example.COM' -addext "
 		  "'subjectAltName=DNS:www.example.com,DNS:example.com,IP:127.0.0.1,IP:::1'",
 		  "dns:example.com dns:www.example.com ip:127.0.0.1 ip:::1" },
-		{ "cn-only", "-subj /CN=only.example.org", "dns:only.example.org" },
+		{ "cn-only", "-subj '/CN=only.example.org'", "dns:only.example.org" },
 		{ "san-only", "-subj '/O=Example Org' -addext 'subjectAltName=DNS:a.example,DNS:B.Example'",
 		  "dns:a.example dns:b.example" },
-		{ "ip-cn", "-subj /CN=192.0.2.1", "ip:192.0.2.1" },
-		{ "ipv6-cn", "-subj /CN=2001:DB8::1 -addext 'subjectAltName=IP:2001:db8::1'", "ip:2001:db8::1" },
-		{ "wildcard", "-subj /CN=*.example.net", "dns:*.example.net" },
-		{ "two-cns", "-subj /CN=one.example/CN=two.example", "dns:one.example dns:two.example" },
-		{ "critical-san", "-subj /O=x -addext 'keyUsage=digitalSignature' "
+		{ "ip-cn", "-subj '/CN=192.0.2.1'", "ip:192.0.2.1" },
+		{ "ipv6-cn", "-subj '/CN=2001:DB8::1' -addext 'subjectAltName=IP:2001:db8::1'", "ip:2001:db8::1" },
+		{ "wildcard", "-subj '/CN=*.example.net'", "dns:*.example.net" },
+		{ "two-cns", "-subj '/CN=one.example/CN=two.example'", "dns:one.example dns:two.example" },
+		{ "critical-san", "-subj '/O=x' -addext 'keyUsage=digitalSignature' "
 		  "-addext 'subjectAltName=critical,DNS:crit.example,email:a@b.example'", "dns:crit.example" },
 		{ "space", "-subj '/CN=a b.example'", NULL },
-		{ "underscore", "-subj /CN=a_b.example", NULL },
-		{ "underscore-san", "-subj /CN=ok.example -addext 'subjectAltName=DNS:a_b.example'", NULL },
-		{ "no-names", "-subj /O=Nothing", NULL },
-		{ "email-only", "-subj /O=x -addext 'subjectAltName=email:a@b.example'", NULL },
+		{ "underscore", "-subj '/CN=a_b.example'", NULL },
+		{ "underscore-san", "-subj '/CN=ok.example' -addext 'subjectAltName=DNS:a_b.example'", NULL },
+		{ "no-names", "-subj '/O=Nothing'", NULL },
+		{ "email-only", "-subj '/O=x' -addext 'subjectAltName=email:a@b.example'", NULL },
 	};
 	static struct names ns;
 	struct buf pem = { 0 }, der = { 0 }, args = { 0 }, mixed = { 0 };
@@ -1265,9 +1285,9 @@ static void test_csr(void)
 			continue;
 		/* PEM through load_der, and the same as DER */
 		snprintf(name, sizeof name, "%s.pem", csrs[i].name);
-		load_der(tpath(name), "CSR", CSR_LABELS, &pem);
+		load(name, "CSR", CSR_LABELS, &pem);
 		snprintf(name, sizeof name, "%s.der", csrs[i].name);
-		load_der(tpath(name), "CSR", CSR_LABELS, &der);
+		load(name, "CSR", CSR_LABELS, &der);
 		CHECK_MEM(pem.p, pem.len, der.p, der.len);
 		if (csrs[i].want) {
 			if (CHECK_INT(names_of(pem.p, pem.len, &ns), 0))
@@ -1276,6 +1296,7 @@ static void test_csr(void)
 				CHECK_STR(names_text(&ns), csrs[i].want);
 		} else {
 			CHECK_INT(names_of(pem.p, pem.len, &ns), -1);
+			CHECK_INT(names_of(der.p, der.len, &ns), -1);
 		}
 		if (!strcmp(csrs[i].name, "mixed")) {
 			mixed.len = 0;
@@ -1287,7 +1308,7 @@ static void test_csr(void)
 	for (count = MAX_NAMES; count <= MAX_NAMES + 1; count++) {
 		set_context("CSR with %d names", count);
 		args.len = 0;
-		buf_str(&args, "-subj /CN=n0.example -addext 'subjectAltName=");
+		buf_str(&args, "-subj '/CN=n0.example' -addext 'subjectAltName=");
 		for (k = 0; k < count; k++) {
 			snprintf(name, sizeof name, "%sDNS:n%d.example", k ? "," : "", k);
 			buf_str(&args, name);
@@ -1295,7 +1316,7 @@ static void test_csr(void)
 		buf_str(&args, "'");
 		if (!CHECK_INT(sh("openssl req -new -key csr.key %s -outform DER -out many.der", args.p), 0))
 			continue;
-		load_der(tpath("many.der"), "CSR", CSR_LABELS, &der);
+		load("many.der", "CSR", CSR_LABELS, &der);
 		CHECK_INT(names_of(der.p, der.len, &ns), count <= MAX_NAMES ? 0 : -1);
 		if (count <= MAX_NAMES)
 			CHECK_INT(ns.n, MAX_NAMES);
@@ -1414,8 +1435,8 @@ static int http_case(int line, const char *name, const char *data, size_t len, i
 	return ret;
 }
 
-#define HTTP_CASE(name, data_len, head, end_error, r, why) \
-	http_case(__LINE__, name, data_len, head, end_error, r, why)
+/* HTTP_CASE(name, data, len, head, end_error, &r, &why), data and len maybe as S("...") */
+#define HTTP_CASE(...) http_case(__LINE__, __VA_ARGS__)
 
 static const char *body_text(const struct resp *r)
 {
@@ -1605,7 +1626,7 @@ static void test_http_bad(void)
 	struct resp r = { 0 };
 	struct buf b = { 0 };
 	const char *why;
-	size_t i;
+	size_t i, start;
 	int ret;
 
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1614,8 +1635,10 @@ static void test_http_bad(void)
 
 		if (!data) {
 			b.len = 0;
-			buf_str(&b, "HTTP/1.1 201 Created\r\nLocation: https://example.com/");
-			while (b.len < MAX_URL + 10)
+			buf_str(&b, "HTTP/1.1 201 Created\r\nLocation: ");
+			start = b.len;
+			buf_str(&b, "https://example.com/");
+			while (b.len - start < MAX_URL)          /* MAX_URL bytes: one too many */
 				buf_str(&b, "a");
 			buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
 			data = b.p;
@@ -1684,6 +1707,15 @@ static void test_http_limits(void)
 	CHECK_INT(HTTP_CASE("MAX_HEADERS + 1 trailers", b.p, b.len, 0, 0, &r, &why), -1);
 	CHECK(why != NULL);
 
+	/* the longest Location kept: MAX_URL - 1 bytes (one more is in test_http_bad) */
+	b.len = 0;
+	buf_str(&b, "HTTP/1.1 201 Created\r\nLocation: https://example.com/");
+	while (b.len < 32 + MAX_URL - 1)
+		buf_str(&b, "a");
+	buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
+	if (CHECK_INT(HTTP_CASE("Location of MAX_URL - 1 bytes", b.p, b.len, 0, 0, &r, &why), 0))
+		CHECK_INT(strlen(r.location), MAX_URL - 1);
+
 	/* a body of MAX_BODY bytes, in each framing, and one byte more */
 	for (k = 0; k < MAX_BODY + 1; k++)
 		buf_add(&big, k % 64 ? "x" : "\n", 1);
@@ -1708,7 +1740,7 @@ static void test_http_limits(void)
 	buf_str(&b, "\r\n0\r\n\r\n");
 	if (CHECK_INT(HTTP_CASE("chunked MAX_BODY", b.p, b.len, 0, 0, &r, &why), 0))
 		CHECK_MEM(r.body.p, r.body.len, big.p, MAX_BODY);
-	b.len -= 7;                                  /* before the last chunk */
+	b.len -= 5;                                  /* "0\r\n\r\n": before the last chunk */
 	buf_str(&b, "1\r\nx\r\n0\r\n\r\n");
 	CHECK_INT(HTTP_CASE("chunked MAX_BODY + 1", b.p, b.len, 0, 0, &r, &why), -1);
 	CHECK(why != NULL);
@@ -1816,14 +1848,14 @@ static void test_retry_after(void)
 	set_context("retry_after_ms %s", date);
 	ms = retry_after_ms(date);
 	check(ms >= 3590000 && ms <= 3600000, __FILE__, __LINE__, "%lld ms, expected about an hour", ms);
-	/* a date across a year and a leap day: 2100-03-01 is 2100-02-28 plus one day */
-	set_context("retry_after_ms far dates");
-	CHECK_INT(retry_after_ms("Mon, 01 Mar 2100 00:00:00 GMT") -
-		  retry_after_ms("Sun, 28 Feb 2100 00:00:00 GMT"), 86400000LL);
-	CHECK_INT(retry_after_ms("Fri, 01 Mar 2080 00:00:00 GMT") -
-		  retry_after_ms("Wed, 28 Feb 2080 00:00:00 GMT"), 2 * 86400000LL);
-	CHECK_INT(retry_after_ms("Sat, 01 Jan 2050 00:00:00 GMT") -
-		  retry_after_ms("Fri, 31 Dec 2049 23:59:59 GMT"), 1000);
+	/* the calendar behind IMF-fixdates: known days, leap years and not */
+	set_context("days_from_civil");
+	CHECK_INT(days_from_civil(1970, 1, 1), 0);
+	CHECK_INT(days_from_civil(1994, 11, 6) * 86400 + 8 * 3600 + 49 * 60 + 37, 784111777);
+	CHECK_INT(days_from_civil(2000, 3, 1) - days_from_civil(2000, 2, 28), 2);
+	CHECK_INT(days_from_civil(2100, 3, 1) - days_from_civil(2100, 2, 28), 1);
+	CHECK_INT(days_from_civil(2050, 1, 1) - days_from_civil(2049, 12, 31), 1);
+	CHECK_INT(days_from_civil(1969, 12, 31), -1);
 
 	set_context("retry_after_ms garbage");
 	CHECK_INT(retry_after_ms(""), -1);
