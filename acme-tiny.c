@@ -253,6 +253,7 @@ static void read_file(const char *path, const char *what, struct buf *b)
 	if (fd < 0)
 		fail("cannot open %s %s: %s", what, path, strerror(errno));
 	b->len = 0;
+	buf_add(b, "", 0);      /* an empty file still gives a string */
 	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -405,6 +406,8 @@ static long json_unescape(const char *s, size_t n, char *out, size_t cap)
 	static const char esc[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
 	size_t i = 0, o = 0;
 
+	if (out && !cap)
+		return -1;
 	while (i < n) {
 		unsigned char tmp[4];
 		const unsigned char *src = tmp;
@@ -584,10 +587,13 @@ static int json_parse(struct json *j, const char *s, size_t len)
 /* Decodes string token t into out; 0, or -1 if it is no string or too long. */
 static int json_str(const struct json *j, int t, char *out, size_t cap)
 {
-	if (t < 0 || j->t[t].type != J_STR)
+	if (t < 0 || j->t[t].type != J_STR ||
+	    json_unescape(j->s + j->t[t].start, (size_t)(j->t[t].end - j->t[t].start), out, cap) < 0) {
+		if (cap)
+			out[0] = 0;     /* no half-decoded text for the caller */
 		return -1;
-	return json_unescape(j->s + j->t[t].start, (size_t)(j->t[t].end - j->t[t].start),
-			     out, cap) < 0 ? -1 : 0;
+	}
+	return 0;
 }
 
 /* The value of key in object obj; -1 if absent, duplicated, or obj is no object. */
@@ -663,6 +669,8 @@ static int pem_next(const struct buf *in, size_t *pos, char *name, size_t nameca
 		switch (br_pem_decoder_event(&pc)) {
 		case BR_PEM_BEGIN_OBJ:
 			snprintf(name, namecap, "%s", br_pem_decoder_name(&pc));
+			/* with CRLF lines, BearSSL 0.6 leaves the closing dashes on the label */
+			name[strcspn(name, "-")] = 0;
 			br_pem_decoder_setdest(&pc, pem_collect, der);
 			inside = 1;
 			break;
@@ -689,6 +697,7 @@ static void load_der(const char *path, const char *what, const char *const *labe
 
 	read_file(path, what, &file);
 	if (!strstr(file.p, "-----BEGIN ")) {
+		buf_free(der);
 		*der = file;
 		return;
 	}
@@ -1833,7 +1842,8 @@ static long long retry_after_ms(const char *v)
 
 	if (n && strspn(v, "0123456789") == n)
 		return n > 9 ? 999999999000LL : number(v, (int)n) * 1000;
-	if (n != 29 || v[3] != ',' || strcmp(v + 25, " GMT") || v[19] != ':' || v[22] != ':')
+	if (n != 29 || v[3] != ',' || v[4] != ' ' || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' ||
+	    v[19] != ':' || v[22] != ':' || strcmp(v + 25, " GMT"))
 		return -1;
 	memcpy(mon, v + 8, 3);
 	if (!(m = strstr(months, mon)) || (m - months) % 3 || number(v + 5, 2) < 1 ||

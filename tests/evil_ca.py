@@ -545,6 +545,18 @@ def _close_delimited_directory(ca, conn, req):
     return False
 
 
+def _close_after_each(ca, req, normal):
+    if ca._step(req) == "cert":
+        r = problem(500, "serverInternal", "evil CA reached the end, one connection per request")
+    else:
+        r = normal()
+
+    def write_and_close(ca, conn, req):
+        ca._write(conn, r, req)
+        return False    # the connection then ends with a plain close(), no close_notify
+    return Raw(write_and_close)
+
+
 # ---- JSON ----
 
 def _nested(depth, closers):
@@ -619,6 +631,7 @@ SCENARIOS = {
         "directory": raw(_close_delimited_directory),
         "cert": lambda ca, req, normal: problem(
             500, "serverInternal", "evil CA reached the end after a close-delimited directory")},
+    "http_close_after_each": {"any": _close_after_each},
     # JSON
     "json_nested_100000": {"directory": body(_nested(100_000, 31_000))},
     "json_nested_65000_balanced": {"directory": body(_nested(65_000, 65_000))},
@@ -657,6 +670,11 @@ SCENARIOS = {
     "problem_malformed": {"finalize": lambda ca, req, normal: problem(
         400, "malformed", "evil CA: the CSR is refused")},
     "problem_control_chars": {"newAccount": _control_chars},
+    # a header value is not JSON, so not UTF-8-checked: raw 8-bit C1 (0x9B is
+    # CSI for a terminal in 8-bit mode) and ESC in the Retry-After of a 429
+    "problem_raw_c1_header": {"newOrder": lambda ca, req, normal: problem(
+        429, "rateLimited", "evil CA: slow down",
+        headers=["Retry-After: \x9b2J\x9b31m\x1b[5m60\x85"])},
     # TLS (the certificate is chosen by the cert= argument)
     "tls": {},
     # signals: the authorization stays pending, the client sleeps 3 s between polls

@@ -15,7 +15,7 @@
  * the end.
  *
  * Areas, in the order of acme-tiny.c: base64url, JSON, keys and JWK, JWS,
- * DER and CSR, HTTP responses, URLs, Retry-After.
+ * DER and CSR, loading key and CSR files, HTTP responses, URLs, Retry-After.
  */
 #include "acme-tiny.c"
 #undef main
@@ -36,9 +36,23 @@ static void set_context(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Prints s with bytes outside printable ASCII as \xNN: the output stays one clean line. */
+static void put_escaped(const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c >= 0x7F)
+			printf("\\x%02x", c);
+		else
+			putchar(c);
+	}
+}
+
 /* Counts one check; prints a line if it failed. Returns ok. */
 static int check(int ok, const char *file, int line, const char *fmt, ...)
 {
+	char msg[2048];
 	va_list ap;
 
 	if (ok) {
@@ -46,12 +60,16 @@ static int check(int ok, const char *file, int line, const char *fmt, ...)
 		return 1;
 	}
 	n_failed++;
-	printf("FAIL %s:%d: ", file, line);
-	if (context[0])
-		printf("[%s] ", context);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	printf("FAIL %s:%d: ", file, line);
+	if (context[0]) {
+		putchar('[');
+		put_escaped(context);
+		printf("] ");
+	}
+	put_escaped(msg);
 	putchar('\n');
 	fflush(stdout);
 	return 0;
@@ -252,8 +270,10 @@ static int in_child(void (*fn)(const char *), const char *arg)
 	}
 	if (WIFSIGNALED(st))
 		snprintf(child_how, sizeof child_how, "killed by signal %d", WTERMSIG(st));
+	else if (WIFEXITED(st) && WEXITSTATUS(st) == 100)
+		snprintf(child_how, sizeof child_how, "ended through exit()");
 	else
-		snprintf(child_how, sizeof child_how, "exit status %d", WEXITSTATUS(st));
+		snprintf(child_how, sizeof child_how, "exit status %d without atexit handlers", WEXITSTATUS(st));
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 100)
@@ -722,11 +742,11 @@ static int pubkey_from_jwk(const char *jwk, struct pubkey *pk)
 		if (!json_get_str(&j, 0, "crv", crv, sizeof crv) ||
 		    !json_get_str(&j, 0, "x", a, sizeof a) || !json_get_str(&j, 0, "y", b, sizeof b))
 			goto out;
+		if (strcmp(crv, "P-256") && strcmp(crv, "P-384"))
+			goto out;
 		pk->ec = 1;
 		pk->curve = !strcmp(crv, "P-256") ? BR_EC_secp256r1 : BR_EC_secp384r1;
 		size = pk->curve == BR_EC_secp256r1 ? 32 : 48;
-		if (strcmp(crv, "P-256") && strcmp(crv, "P-384"))
-			goto out;
 		pk->q[0] = 4;
 		if (b64url_decode(a, strlen(a), pk->q + 1, size) != (long)size ||
 		    b64url_decode(b, strlen(b), pk->q + 1 + size, size) != (long)size)
@@ -745,36 +765,59 @@ static const char *inform(const char *file)
 	return strstr(file, ".der") ? "DER" : "PEM";
 }
 
-/* Checks the JWK's public key against what openssl says about the key file. */
+/*
+ * The JWK must be exactly the RFC 7638 form (members in order, no spaces)
+ * of the public key that openssl finds in the key file, and the thumbprint
+ * base64url(SHA-256(jwk)) as openssl computes it. The expected JWK is
+ * encoded with buf_b64url, which test_base64 checks against RFC 4648.
+ */
 static void check_jwk_with_openssl(const struct account_key *k, const char *keyfile)
 {
-	struct pubkey pk;
-	struct buf b = { 0 };
-	unsigned char mod[512], tp[32];
+	struct buf b = { 0 }, want = { 0 };
+	unsigned char mod[512], e[8], tp[32];
+	char *line;
+	unsigned long pubexp;
 	long n;
+	size_t elen, half;
 
-	if (!CHECK_INT(pubkey_from_jwk(k->jwk, &pk), 0))
-		return;
-	if (!pk.ec) {
-		/* RFC 7638: members in this order, no spaces */
-		CHECK(!strncmp(k->jwk, "{\"e\":\"AQAB\",\"kty\":\"RSA\",\"n\":\"", 29));
-		CHECK_INT(sh("openssl rsa -inform %s -noout -modulus -in %s > modulus.txt", inform(keyfile), keyfile), 0);
-		if (!CHECK_INT(slurp("modulus.txt", &b), 0) || !CHECK(!strncmp(b.p, "Modulus=", 8)))
+	if (k->type == BR_KEYTYPE_RSA) {
+		CHECK_INT(sh("openssl rsa -inform %s -in %s -noout -text -modulus > rsa.txt",
+			     inform(keyfile), keyfile), 0);
+		if (!CHECK_INT(slurp("rsa.txt", &b), 0) ||
+		    !CHECK((line = strstr(b.p, "\nModulus=")) != NULL))
 			goto out;
-		b.p[strcspn(b.p, "\r\n")] = 0;
-		n = hex_decode(b.p + 8, mod, sizeof mod);
-		CHECK(n > 0);
-		CHECK_MEM(pk.n, pk.nlen, mod, (size_t)(n > 0 ? n : 0));
+		line[strcspn(line + 1, "\r\n") + 1] = 0;
+		n = hex_decode(line + 9, mod, sizeof mod);
+		if (!CHECK(n > 0) || !CHECK((line = strstr(b.p, "publicExponent: ")) != NULL))
+			goto out;
+		pubexp = strtoul(line + 16, NULL, 10);
+		for (elen = 0; pubexp >> 8 * elen; elen++)
+			;
+		for (half = 0; half < elen; half++)
+			e[half] = (unsigned char)(pubexp >> 8 * (elen - 1 - half));
+		buf_str(&want, "{\"e\":\"");
+		buf_b64url(&want, e, elen);
+		buf_str(&want, "\",\"kty\":\"RSA\",\"n\":\"");
+		buf_b64url(&want, mod, (size_t)n);
+		buf_str(&want, "\"}");
 	} else {
-		CHECK(!strncmp(k->jwk, pk.curve == BR_EC_secp256r1 ? "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\""
-			       : "{\"crv\":\"P-384\",\"kty\":\"EC\",\"x\":\"", 31));
-		/* the public key's DER ends with the point's x and y */
-		CHECK_INT(sh("openssl ec -inform %s -in %s -pubout -outform DER -out pub.der", inform(keyfile), keyfile), 0);
-		if (!CHECK_INT(slurp("pub.der", &b), 0) || !CHECK(b.len > pk.qlen))
+		/* the public key's DER ends with the point: 04 || x || y */
+		CHECK_INT(sh("openssl ec -inform %s -in %s -pubout -outform DER -out pub.der",
+			     inform(keyfile), keyfile), 0);
+		if (!CHECK_INT(slurp("pub.der", &b), 0))
 			goto out;
-		CHECK_MEM(pk.q + 1, pk.qlen - 1, b.p + b.len - (pk.qlen - 1), pk.qlen - 1);
+		half = !strcmp(k->alg, "ES256") ? 32 : 48;
+		if (!CHECK(b.len > 2 * half + 1) || !CHECK_INT(b.p[b.len - 2 * half - 1], 4))
+			goto out;
+		buf_str(&want, half == 32 ? "{\"crv\":\"P-256\"" : "{\"crv\":\"P-384\"");
+		buf_str(&want, ",\"kty\":\"EC\",\"x\":\"");
+		buf_b64url(&want, b.p + b.len - 2 * half, half);
+		buf_str(&want, "\",\"y\":\"");
+		buf_b64url(&want, b.p + b.len - half, half);
+		buf_str(&want, "\"}");
 	}
-	/* the thumbprint is base64url(SHA-256(jwk)), as openssl computes it */
+	CHECK_STR(k->jwk, want.p);
+
 	CHECK_INT(spit("jwk.txt", k->jwk, strlen(k->jwk)), 0);
 	CHECK_INT(sh("openssl dgst -sha256 -binary -out thumbprint.bin jwk.txt"), 0);
 	if (CHECK_INT(slurp("thumbprint.bin", &b), 0)) {
@@ -784,6 +827,7 @@ static void check_jwk_with_openssl(const struct account_key *k, const char *keyf
 	}
 out:
 	buf_free(&b);
+	buf_free(&want);
 }
 
 /* ===================== 4. JWS ===================== */
@@ -965,7 +1009,8 @@ static void test_key_der_robustness(const char *name)
 {
 	static struct account_key k;
 	struct buf der = { 0 };
-	size_t len, bad_prefix = 0, prefix_ok = 1, flips = 0, i;
+	size_t len, bad_prefix = 0, i;
+	int prefix_ok = 1;
 	uint32_t rnd = 12345;
 
 	set_context("key DER robustness: %s", name);
@@ -986,13 +1031,13 @@ static void test_key_der_robustness(const char *name)
 	for (i = 0; i < der.len; i++) {
 		unsigned char *p = exact_copy(der.p, der.len);
 
-		rnd = rnd * 1103515245 + 12345;
-		p[i] ^= (unsigned char)(1 << (rnd >> 16) % 8);
+		rnd = rnd * 1103515245 + 12345;          /* a fixed sequence: runs repeat */
+		p[i] ^= (unsigned char)(1 << ((rnd >> 16) % 8));
 		account_key_from_der(&k, p, der.len);    /* either answer is fine: no crash */
-		flips++;
 		free(p);
 	}
-	CHECK_INT(flips, der.len);
+	/* and the decoder, shared by all keys, still reads the real key afterwards */
+	CHECK(account_key_from_der(&k, der.p, der.len) == NULL);
 	buf_free(&der);
 	context[0] = 0;
 }
@@ -1007,24 +1052,30 @@ static void load(const char *name, const char *what, const char *const *labels, 
 	load_der(tpath(name), what, labels, b);
 }
 
-/* load_der and account_key_from_der on a file; the child-process tests use this. */
+/*
+ * For in_child: load a key file and decode it. Returns only if both
+ * worked; otherwise the child ends through exit(), in fail() or here.
+ */
 static void child_load_key(const char *name)
 {
 	static struct account_key k;
 	struct buf der = { 0 };
 
 	load_der(tpath(name), "account key", KEY_LABELS, &der);
-	account_key_from_der(&k, der.p, der.len);
+	if (account_key_from_der(&k, der.p, der.len))
+		exit(1);
 	buf_free(&der);
 }
 
+/* The same for a CSR file and its names. */
 static void child_load_csr(const char *name)
 {
 	static struct names ns;
 	struct buf der = { 0 };
 
 	load_der(tpath(name), "CSR", CSR_LABELS, &der);
-	csr_names((const unsigned char *)der.p, der.len, &ns);
+	if (csr_names((const unsigned char *)der.p, der.len, &ns))
+		exit(1);
 	buf_free(&der);
 }
 
@@ -1038,6 +1089,8 @@ static void test_keys(void)
 		{ "rsa2048.pem", "openssl genrsa -traditional -out rsa2048.pem 2048", "RS256" },
 		{ "rsa2048.der", "openssl rsa -in rsa2048.pem -traditional -outform DER -out rsa2048.der", "RS256" },
 		{ "rsa2048-p8.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa2048-p8.pem", "RS256" },
+		{ "rsa2048-e3.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
+		  "-pkeyopt rsa_keygen_pubexp:3 -out rsa2048-e3.pem", "RS256" },
 		{ "rsa4096.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out rsa4096.pem", "RS256" },
 		{ "ec256.pem", "openssl ecparam -name prime256v1 -genkey -noout -out ec256.pem", "ES256" },
 		{ "ec256.der", "openssl ec -in ec256.pem -outform DER -out ec256.der", "ES256" },
@@ -1088,32 +1141,6 @@ static void test_keys(void)
 	CHECK(account_key_from_der(&k, "\x30\x03\x02\x01\x00", 5) != NULL);
 	CHECK(account_key_from_der(&k, "-----BEGIN", 10) != NULL);
 
-	/*
-	 * Files that load_der must refuse by ending the run through fail(), not
-	 * by crashing; these run in a child process, since fail() exits.
-	 */
-	CHECK_INT(spit("empty.pem", "", 0), 0);
-	CHECK_INT(spit("truncated.pem", S("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n")), 0);
-	CHECK_INT(spit("wrong-label.pem", S("-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n")), 0);
-	set_context("load_der: a missing file");
-	check(in_child(child_load_key, "missing.pem") == 1, __FILE__, __LINE__,
-	      "expected a clean fail(): %s", child_how);
-	set_context("load_der: a PEM file without END");
-	check(in_child(child_load_key, "truncated.pem") == 1, __FILE__, __LINE__,
-	      "expected a clean fail(): %s", child_how);
-	set_context("load_der: a PEM file with another label");
-	check(in_child(child_load_key, "wrong-label.pem") == 1, __FILE__, __LINE__,
-	      "expected a clean fail(): %s", child_how);
-	set_context("load_der: a key file loaded as a CSR");
-	check(in_child(child_load_csr, "ec256.pem") == 1, __FILE__, __LINE__,
-	      "expected a clean fail(): %s", child_how);
-	/* an empty file: refused, or decoded as empty DER and refused then, never a crash */
-	set_context("load_der: an empty key file");
-	check(in_child(child_load_key, "empty.pem") >= 0, __FILE__, __LINE__,
-	      "crashed: %s", child_how);
-	set_context("load_der: an empty CSR file");
-	check(in_child(child_load_csr, "empty.pem") >= 0, __FILE__, __LINE__,
-	      "crashed: %s", child_how);
 	context[0] = 0;
 }
 
@@ -1331,6 +1358,56 @@ static void test_csr(void)
 	context[0] = 0;
 }
 
+/* ===================== load_der on whole files ===================== */
+
+/* One in_child run: want 0 if the file must load and decode, 1 if it must be refused. */
+static void expect_load(int line, void (*fn)(const char *), const char *file, int want)
+{
+	int got = in_child(fn, file);
+
+	set_context("load_der %s (%s)", file, fn == child_load_key ? "key" : "CSR");
+	check(got == want, __FILE__, line, "%s (child: %s), expected %s", got == 0 ? "loaded" :
+	      got == 1 ? "refused" : "crashed", child_how, want ? "a clean refusal" : "to load");
+}
+
+/*
+ * Files as a user may give them. Refusals end the run through fail(),
+ * which exits, so each load runs in a child process (see in_child).
+ */
+static void test_load_files(void)
+{
+	struct buf big = { 0 };
+
+	/* controls: files that load, as made by openssl in test_keys and test_csr */
+	expect_load(__LINE__, child_load_key, "ec256.pem", 0);
+	expect_load(__LINE__, child_load_key, "ec256.der", 0);
+	expect_load(__LINE__, child_load_csr, "mixed.pem", 0);
+	expect_load(__LINE__, child_load_csr, "mixed.der", 0);
+
+	/* the same PEM files with CRLF line ends, as openssl also reads them */
+	CHECK_INT(sh("sed 's/$/\\r/' ec256.pem > ec256-crlf.pem && sed 's/$/\\r/' mixed.pem > mixed-crlf.pem"), 0);
+	expect_load(__LINE__, child_load_key, "ec256-crlf.pem", 0);
+	expect_load(__LINE__, child_load_csr, "mixed-crlf.pem", 0);
+
+	CHECK_INT(spit("empty.pem", "", 0), 0);
+	CHECK_INT(spit("truncated.pem", S("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n")), 0);
+	CHECK_INT(spit("wrong-label.pem", S("-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n")), 0);
+	while (big.len <= MAX_FILE)
+		buf_str(&big, "0123456789abcdef");
+	CHECK_INT(spit("big.pem", big.p, big.len), 0);
+	expect_load(__LINE__, child_load_key, "missing.pem", 1);
+	expect_load(__LINE__, child_load_key, "truncated.pem", 1);
+	expect_load(__LINE__, child_load_key, "wrong-label.pem", 1);
+	expect_load(__LINE__, child_load_key, "big.pem", 1);
+	expect_load(__LINE__, child_load_csr, "ec256.pem", 1);
+	expect_load(__LINE__, child_load_key, "mixed.pem", 1);
+	/* an empty file is no key and no CSR */
+	expect_load(__LINE__, child_load_key, "empty.pem", 1);
+	expect_load(__LINE__, child_load_csr, "empty.pem", 1);
+	buf_free(&big);
+	context[0] = 0;
+}
+
 /* ===================== 6. HTTP responses ===================== */
 
 /* A connection whose bytes come from memory, handed out in pieces as told. */
@@ -1447,15 +1524,17 @@ static void test_http_good(void)
 {
 	struct resp r = { 0 };
 	const char *why;
+	int ret;
 
-	if (CHECK_INT(HTTP_CASE("Content-Length", S("HTTP/1.1 201 Created\r\n"
+	ret = HTTP_CASE("Content-Length", S("HTTP/1.1 201 Created\r\n"
 			"Replay-Nonce: abc-DEF_123\r\n"
 			"Location: https://example.com/acme/acct/1\r\n"
 			"Retry-After: 120\r\n"
 			"Content-Type: application/json\r\n"
 			"Content-Length: 13\r\n"
 			"\r\n"
-			"hello, world!"), 0, 0, &r, &why), 0)) {
+			"hello, world!"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
 		CHECK_INT(r.status, 201);
 		CHECK_INT(r.close, 0);
 		CHECK_STR(r.nonce, "abc-DEF_123");
@@ -1465,7 +1544,7 @@ static void test_http_good(void)
 		CHECK_STR(body_text(&r), "hello, world!");
 	}
 
-	if (CHECK_INT(HTTP_CASE("chunked", S("HTTP/1.1 200 OK\r\n"
+	ret = HTTP_CASE("chunked", S("HTTP/1.1 200 OK\r\n"
 			"Transfer-Encoding: chunked\r\n"
 			"Replay-Nonce: n1\r\n"
 			"\r\n"
@@ -1477,74 +1556,83 @@ static void test_http_good(void)
 			"0;last\r\n"
 			"X-Trailer: yes\r\n"
 			"Another-Trailer: one\r\n"
-			"\r\n"), 0, 0, &r, &why), 0)) {
+			"\r\n"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
 		CHECK_INT(r.status, 200);
 		CHECK_INT(r.close, 0);
 		CHECK_STR(r.nonce, "n1");
 		CHECK_STR(body_text(&r), "hello, world0123456789ABCDEFGHIJ!");
 	}
 
-	if (CHECK_INT(HTTP_CASE("chunked without trailers", S("HTTP/1.1 200 OK\r\n"
+	ret = HTTP_CASE("chunked without trailers", S("HTTP/1.1 200 OK\r\n"
 			"transfer-encoding: Chunked\r\n\r\n"
-			"00000003\r\nabc\r\n0\r\n\r\n"), 0, 0, &r, &why), 0))
+			"00000003\r\nabc\r\n0\r\n\r\n"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0))
 		CHECK_STR(body_text(&r), "abc");
 
-	if (CHECK_INT(HTTP_CASE("close-delimited", S("HTTP/1.1 200 OK\r\n"
+	ret = HTTP_CASE("close-delimited", S("HTTP/1.1 200 OK\r\n"
 			"Content-Type: text/plain\r\n"
 			"\r\n"
-			"the body ends\r\nwhen the server closes\n"), 0, 0, &r, &why), 0)) {
+			"the body ends\r\nwhen the server closes\n"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
 		CHECK_INT(r.status, 200);
 		CHECK_INT(r.close, 1);
 		CHECK_STR(body_text(&r), "the body ends\r\nwhen the server closes\n");
 	}
 
-	if (CHECK_INT(HTTP_CASE("HEAD", S("HTTP/1.1 200 OK\r\n"
+	ret = HTTP_CASE("HEAD", S("HTTP/1.1 200 OK\r\n"
 			"Content-Length: 1234\r\n"
 			"Replay-Nonce: headNonce\r\n"
-			"\r\n"), 1, 0, &r, &why), 0)) {
+			"\r\n"), 1, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
 		CHECK_INT(r.status, 200);
 		CHECK_STR(r.nonce, "headNonce");
 		CHECK_INT(r.body.len, 0);
 	}
 
-	if (CHECK_INT(HTTP_CASE("204", S("HTTP/1.1 204 No Content\r\n"
+	ret = HTTP_CASE("204", S("HTTP/1.1 204 No Content\r\n"
 			"Replay-Nonce: n204\r\n"
-			"\r\n"), 0, 0, &r, &why), 0)) {
+			"\r\n"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
 		CHECK_INT(r.status, 204);
 		CHECK_STR(r.nonce, "n204");
 		CHECK_INT(r.body.len, 0);
 	}
 
-	if (CHECK_INT(HTTP_CASE("HTTP/1.0", S("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-			0, 0, &r, &why), 0)) {
+	ret = HTTP_CASE("HTTP/1.0", S("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+			0, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
 		CHECK_INT(r.close, 1);
 		CHECK_STR(body_text(&r), "ok");
 	}
 
-	if (CHECK_INT(HTTP_CASE("Connection: close", S("HTTP/1.1 404 Not Found\r\n"
-			"Connection: close\r\ncontent-LENGTH:2\r\n\r\nno"), 0, 0, &r, &why), 0)) {
+	ret = HTTP_CASE("Connection: close", S("HTTP/1.1 404 Not Found\r\n"
+			"Connection: close\r\ncontent-LENGTH:2\r\n\r\nno"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
 		CHECK_INT(r.status, 404);
 		CHECK_INT(r.close, 1);
 		CHECK_STR(body_text(&r), "no");
 	}
 
 	/* values are trimmed; a nonce that is not base64url is dropped */
-	if (CHECK_INT(HTTP_CASE("header values", S("HTTP/1.1 200\r\n"
+	ret = HTTP_CASE("header values", S("HTTP/1.1 200\r\n"
 			"Location: \t https://example.com/x  \t\r\n"
 			"Replay-Nonce: abc=\r\n"
 			"Retry-After:   Wed, 21 Oct 2015 07:28:00 GMT \r\n"
 			"Content-Length: 0005\r\n"
 			"Content-Length: 5\r\n"
 			"\r\n"
-			"12345"), 0, 0, &r, &why), 0)) {
+			"12345"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
 		CHECK_INT(r.status, 200);
 		CHECK_STR(r.location, "https://example.com/x");
 		CHECK_STR(r.nonce, "");
 		CHECK_STR(r.retry_after, "Wed, 21 Oct 2015 07:28:00 GMT");
 		CHECK_STR(body_text(&r), "12345");
 	}
-	if (CHECK_INT(HTTP_CASE("nonce with '/'", S("HTTP/1.1 200 OK\r\nReplay-Nonce: a/b\r\n"
-			"Content-Length: 0\r\n\r\n"), 0, 0, &r, &why), 0)) {
+	ret = HTTP_CASE("nonce with '/'", S("HTTP/1.1 200 OK\r\nReplay-Nonce: a/b\r\n"
+			"Content-Length: 0\r\n\r\n"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
 		CHECK_STR(r.nonce, "");
 		CHECK_INT(r.body.len, 0);
 	}
@@ -1659,7 +1747,7 @@ static void test_http_limits(void)
 	struct resp r = { 0 };
 	struct buf b = { 0 }, big = { 0 };
 	const char *why;
-	int k;
+	int k, ret;
 
 	/* a line of MAX_LINE bytes with its CRLF is fine */
 	b.len = 0;
@@ -1667,20 +1755,23 @@ static void test_http_limits(void)
 	while (b.len < 17 + MAX_LINE - 2)
 		buf_str(&b, "a");
 	buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
-	CHECK_INT(HTTP_CASE("header line of MAX_LINE bytes", b.p, b.len, 0, 0, &r, &why), 0);
+	ret = HTTP_CASE("header line of MAX_LINE bytes", b.p, b.len, 0, 0, &r, &why);
+	CHECK_INT(ret, 0);
 	b.len = 0;
 	buf_str(&b, "HTTP/1.1 200 OK\r\nX-Long: ");
 	while (b.len < 17 + MAX_LINE + 1)
 		buf_str(&b, "a");
 	buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
-	CHECK_INT(HTTP_CASE("header line longer than MAX_LINE", b.p, b.len, 0, 0, &r, &why), -1);
+	ret = HTTP_CASE("header line longer than MAX_LINE", b.p, b.len, 0, 0, &r, &why);
+	CHECK_INT(ret, -1);
 	CHECK(why != NULL);
 	b.len = 0;
 	buf_str(&b, "HTTP/1.1 200 ");
 	while (b.len < MAX_LINE + 1)
 		buf_str(&b, "O");
 	buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
-	CHECK_INT(HTTP_CASE("status line longer than MAX_LINE", b.p, b.len, 0, 0, &r, &why), -1);
+	ret = HTTP_CASE("status line longer than MAX_LINE", b.p, b.len, 0, 0, &r, &why);
+	CHECK_INT(ret, -1);
 	CHECK(why != NULL);
 
 	/* MAX_HEADERS header lines, then one more */
@@ -1689,10 +1780,12 @@ static void test_http_limits(void)
 	for (k = 1; k < MAX_HEADERS; k++)
 		buf_str(&b, "X-Header: value\r\n");
 	buf_str(&b, "\r\n");
-	CHECK_INT(HTTP_CASE("MAX_HEADERS headers", b.p, b.len, 0, 0, &r, &why), 0);
+	ret = HTTP_CASE("MAX_HEADERS headers", b.p, b.len, 0, 0, &r, &why);
+	CHECK_INT(ret, 0);
 	b.len -= 2;
 	buf_str(&b, "X-Header: value\r\n\r\n");
-	CHECK_INT(HTTP_CASE("MAX_HEADERS + 1 headers", b.p, b.len, 0, 0, &r, &why), -1);
+	ret = HTTP_CASE("MAX_HEADERS + 1 headers", b.p, b.len, 0, 0, &r, &why);
+	CHECK_INT(ret, -1);
 	CHECK(why != NULL);
 
 	/* MAX_HEADERS trailer lines, then one more */
@@ -1701,10 +1794,12 @@ static void test_http_limits(void)
 	for (k = 0; k < MAX_HEADERS; k++)
 		buf_str(&b, "X-Trailer: value\r\n");
 	buf_str(&b, "\r\n");
-	CHECK_INT(HTTP_CASE("MAX_HEADERS trailers", b.p, b.len, 0, 0, &r, &why), 0);
+	ret = HTTP_CASE("MAX_HEADERS trailers", b.p, b.len, 0, 0, &r, &why);
+	CHECK_INT(ret, 0);
 	b.len -= 2;
 	buf_str(&b, "X-Trailer: value\r\n\r\n");
-	CHECK_INT(HTTP_CASE("MAX_HEADERS + 1 trailers", b.p, b.len, 0, 0, &r, &why), -1);
+	ret = HTTP_CASE("MAX_HEADERS + 1 trailers", b.p, b.len, 0, 0, &r, &why);
+	CHECK_INT(ret, -1);
 	CHECK(why != NULL);
 
 	/* the longest Location kept: MAX_URL - 1 bytes (one more is in test_http_bad) */
@@ -1713,7 +1808,8 @@ static void test_http_limits(void)
 	while (b.len < 32 + MAX_URL - 1)
 		buf_str(&b, "a");
 	buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
-	if (CHECK_INT(HTTP_CASE("Location of MAX_URL - 1 bytes", b.p, b.len, 0, 0, &r, &why), 0))
+	ret = HTTP_CASE("Location of MAX_URL - 1 bytes", b.p, b.len, 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0))
 		CHECK_INT(strlen(r.location), MAX_URL - 1);
 
 	/* a body of MAX_BODY bytes, in each framing, and one byte more */
@@ -1722,15 +1818,18 @@ static void test_http_limits(void)
 	b.len = 0;
 	buf_str(&b, "HTTP/1.1 200 OK\r\nContent-Length: 131072\r\n\r\n");
 	buf_add(&b, big.p, MAX_BODY);
-	if (CHECK_INT(HTTP_CASE("Content-Length: MAX_BODY", b.p, b.len, 0, 0, &r, &why), 0))
+	ret = HTTP_CASE("Content-Length: MAX_BODY", b.p, b.len, 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0))
 		CHECK_MEM(r.body.p, r.body.len, big.p, MAX_BODY);
 	b.len = 0;
 	buf_str(&b, "HTTP/1.1 200 OK\r\n\r\n");
 	buf_add(&b, big.p, MAX_BODY);
-	if (CHECK_INT(HTTP_CASE("close-delimited MAX_BODY", b.p, b.len, 0, 0, &r, &why), 0))
+	ret = HTTP_CASE("close-delimited MAX_BODY", b.p, b.len, 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0))
 		CHECK_MEM(r.body.p, r.body.len, big.p, MAX_BODY);
 	buf_add(&b, "x", 1);
-	CHECK_INT(HTTP_CASE("close-delimited MAX_BODY + 1", b.p, b.len, 0, 0, &r, &why), -1);
+	ret = HTTP_CASE("close-delimited MAX_BODY + 1", b.p, b.len, 0, 0, &r, &why);
+	CHECK_INT(ret, -1);
 	CHECK(why != NULL);
 	b.len = 0;
 	buf_str(&b, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n");
@@ -1738,11 +1837,13 @@ static void test_http_limits(void)
 	buf_str(&b, "\r\n10000\r\n");
 	buf_add(&b, big.p + 0x10000, 0x10000);
 	buf_str(&b, "\r\n0\r\n\r\n");
-	if (CHECK_INT(HTTP_CASE("chunked MAX_BODY", b.p, b.len, 0, 0, &r, &why), 0))
+	ret = HTTP_CASE("chunked MAX_BODY", b.p, b.len, 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0))
 		CHECK_MEM(r.body.p, r.body.len, big.p, MAX_BODY);
 	b.len -= 5;                                  /* "0\r\n\r\n": before the last chunk */
 	buf_str(&b, "1\r\nx\r\n0\r\n\r\n");
-	CHECK_INT(HTTP_CASE("chunked MAX_BODY + 1", b.p, b.len, 0, 0, &r, &why), -1);
+	ret = HTTP_CASE("chunked MAX_BODY + 1", b.p, b.len, 0, 0, &r, &why);
+	CHECK_INT(ret, -1);
 	CHECK(why != NULL);
 
 	buf_free(&r.body);
@@ -1869,6 +1970,13 @@ static void test_retry_after(void)
 	CHECK_INT(retry_after_ms("Sun, 06 anF 1994 08:49:37 GMT"), -1);
 	CHECK_INT(retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT"), -1);
 	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 UTC"), -1);
+	CHECK_INT(retry_after_ms("Sun, 6 Nov 1994 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 00 Nov 1994 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08-49-37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 19x4 08:49:37 GMT"), -1);
+	set_context("retry_after_ms far future");
+	CHECK(retry_after_ms("Fri, 31 Dec 9999 23:59:59 GMT") > 240000000000000LL);
 	context[0] = 0;
 }
 
@@ -1889,6 +1997,7 @@ int main(void)
 	test_json_write();
 	test_keys();
 	test_csr();
+	test_load_files();
 	test_http_good();
 	test_http_bad();
 	test_http_limits();
