@@ -758,25 +758,25 @@ static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
 	return oid->len == n && !memcmp(oid->p, bytes, n);
 }
 
-/* The account key, as JWS needs it. */
-struct account_key {
+/*
+ * A private key (the account key, or a domain key for --domains) with what
+ * JWS and CSRs need of it. BearSSL's key decoder keeps the key inside its
+ * context, so the context lives in here. BearSSL 0.6 can write up to 17
+ * bytes past that context on a crafted key file: `spare` takes those writes.
+ */
+struct key {
+	br_skey_decoder_context dc;
+	unsigned char spare[64];
 	int type;                          /* BR_KEYTYPE_RSA or BR_KEYTYPE_EC */
 	const br_rsa_private_key *rsa;
 	const br_ec_private_key *ec;
 	const char *alg;                   /* RS256, ES256 or ES384 */
+	struct der n, e;                   /* RSA public key, in the caller's DER */
+	unsigned char q[BR_EC_KBUF_PUB_MAX_SIZE];   /* EC public point */
+	size_t qlen;
 	char jwk[1024];                    /* RFC 7638 member order, no spaces */
 	char thumbprint[48];               /* base64url SHA-256 of jwk */
 };
-
-/*
- * BearSSL's key decoder keeps the key inside its context, so it lives as
- * long as the run. BearSSL 0.6 can write up to 17 bytes past the context
- * on a crafted key file: the spare bytes after it take those writes.
- */
-static struct {
-	br_skey_decoder_context dc;
-	unsigned char spare[64];
-} skey;
 
 /* Writes the RFC 7638 JWK of an RSA public key into out. */
 static int jwk_rsa(char *out, size_t cap, const unsigned char *n, size_t nlen,
@@ -814,7 +814,7 @@ static int jwk_ec(char *out, size_t cap, const char *crv, const unsigned char *q
 	return r;
 }
 
-static void jwk_thumbprint(struct account_key *k)
+static void jwk_thumbprint(struct key *k)
 {
 	br_sha256_context h;
 	unsigned char d[32];
@@ -852,51 +852,63 @@ static int rsa_public_from_der(const void *der, size_t len, struct der *n, struc
 	return 0;
 }
 
-static const char *rsa_key_setup(struct account_key *k, const void *der, size_t len)
+static const char *rsa_key_setup(struct key *k, const void *der, size_t len)
 {
-	struct der n, e;
-
-	k->rsa = br_skey_decoder_get_rsa(&skey.dc);
+	k->rsa = br_skey_decoder_get_rsa(&k->dc);
 	if (k->rsa->n_bitlen < 2048 || k->rsa->n_bitlen > 4096)
 		return "RSA key must have 2048 to 4096 bits";
-	if (rsa_public_from_der(der, len, &n, &e) || n.len != (k->rsa->n_bitlen + 7) / 8 ||
-	    e.len > 4)
+	if (rsa_public_from_der(der, len, &k->n, &k->e) || k->n.len != (k->rsa->n_bitlen + 7) / 8 ||
+	    k->e.len > 4)
 		return "malformed RSA key";
 	k->alg = "RS256";
-	return jwk_rsa(k->jwk, sizeof k->jwk, n.p, n.len, e.p, e.len) ? "RSA key too large" : NULL;
+	return jwk_rsa(k->jwk, sizeof k->jwk, k->n.p, k->n.len, k->e.p, k->e.len) ? "RSA key too large" : NULL;
 }
 
-static const char *ec_key_setup(struct account_key *k)
+static const char *ec_key_setup(struct key *k)
 {
-	unsigned char q[BR_EC_KBUF_PUB_MAX_SIZE];
-	size_t qlen;
-
-	k->ec = br_skey_decoder_get_ec(&skey.dc);
+	k->ec = br_skey_decoder_get_ec(&k->dc);
 	if (k->ec->curve != BR_EC_secp256r1 && k->ec->curve != BR_EC_secp384r1)
 		return "EC key must be on P-256 or P-384";
-	if (!(qlen = br_ec_compute_pub(br_ec_get_default(), NULL, q, k->ec)))
+	if (!(k->qlen = br_ec_compute_pub(br_ec_get_default(), NULL, k->q, k->ec)))
 		return "cannot compute the EC public key";
 	k->alg = k->ec->curve == BR_EC_secp256r1 ? "ES256" : "ES384";
 	return jwk_ec(k->jwk, sizeof k->jwk, k->ec->curve == BR_EC_secp256r1 ? "P-256" : "P-384",
-		      q, qlen) ? "EC key too large" : NULL;
+		      k->q, k->qlen) ? "EC key too large" : NULL;
 }
 
-/* Decodes a DER private key (PKCS#1, SEC1 or PKCS#8); NULL, or what is wrong. */
-static const char *account_key_from_der(struct account_key *k, const void *der, size_t len)
+/*
+ * Decodes a DER private key (PKCS#1, SEC1 or PKCS#8); NULL, or what is
+ * wrong. The RSA public key points into der, which must outlive k.
+ */
+static const char *key_from_der(struct key *k, const void *der, size_t len)
 {
 	const char *err;
 
 	memset(k, 0, sizeof *k);
-	br_skey_decoder_init(&skey.dc);
-	br_skey_decoder_push(&skey.dc, der, len);
-	if (br_skey_decoder_last_error(&skey.dc))
+	br_skey_decoder_init(&k->dc);
+	br_skey_decoder_push(&k->dc, der, len);
+	if (br_skey_decoder_last_error(&k->dc))
 		return "not an RSA or EC private key";
-	k->type = br_skey_decoder_key_type(&skey.dc);
+	k->type = br_skey_decoder_key_type(&k->dc);
 	if ((err = k->type == BR_KEYTYPE_RSA ? rsa_key_setup(k, der, len) : ec_key_setup(k)))
 		return err;
 	jwk_thumbprint(k);
 	return NULL;
 }
+
+static const char *const KEY_LABELS[] = { "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", NULL };
+
+/* Loads a key file into k; der keeps the file's key bytes for k. */
+static void load_key(const char *path, const char *what, struct key *k, struct buf *der)
+{
+	const char *err;
+
+	load_der(path, what, KEY_LABELS, der);
+	if ((err = key_from_der(k, der->p, der->len)))
+		fail("%s %s: %s", what, path, err);
+}
+
+/* ---- the names a CSR asks for ---- */
 
 #define OID_CN "\x55\x04\x03"
 #define OID_EXT_REQ "\x2A\x86\x48\x86\xF7\x0D\x01\x09\x0E"
@@ -1039,11 +1051,85 @@ static int csr_names(const unsigned char *p, size_t len, struct names *ns)
 	return ns->n ? 0 : -1;
 }
 
-/* ===================== 5. JWS ===================== */
+/* ---- new keys, for machines without openssl ---- */
 
-/* Signs data: RSASSA-PKCS1-v1_5 or ECDSA r||s (RFC 7518 3.3, 3.4); 0 on failure. */
-static size_t key_sign(const struct account_key *k, const void *data, size_t len,
-		       unsigned char *sig)
+/* --key-type names; the first, EC P-256, is the default: quick on a router. */
+static const struct key_type {
+	const char *name;
+	int curve;           /* for EC */
+	unsigned bits;       /* for RSA */
+} KEY_TYPES[] = {
+	{ "p256", BR_EC_secp256r1, 0 }, { "p384", BR_EC_secp384r1, 0 },
+	{ "rsa2048", 0, 2048 }, { "rsa3072", 0, 3072 }, { "rsa4096", 0, 4096 }, { NULL, 0, 0 }
+};
+
+/*
+ * Creates path holding data, mode 0600, and never replaces a file: the data
+ * goes to a temporary file beside it, which link() then gives its name
+ * (link fails if the name exists, where rename would replace it).
+ */
+static void create_file(const char *path, const void *data, size_t len)
+{
+	char tmp[4096];
+	int fd, err;
+
+	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp)
+		fail("path too long: %s", path);
+	if ((fd = mkstemp(tmp)) < 0)    /* mkstemp makes it 0600 */
+		fail("cannot create %s: %s", tmp, strerror(errno));
+	err = write(fd, data, len) != (ssize_t)len || fsync(fd) ? errno : 0;
+	if (close(fd) || err || link(tmp, path)) {
+		err = err ? err : errno;
+		unlink(tmp);
+		fail("cannot create %s: %s", path, strerror(err));
+	}
+	unlink(tmp);
+}
+
+/* Makes a new private key of type t in path: PKCS#8 PEM, mode 0600. */
+static void generate_key(const char *path, const struct key_type *t)
+{
+	static unsigned char priv[BR_RSA_KBUF_PRIV_SIZE(4096)], pub[BR_RSA_KBUF_PUB_SIZE(4096)];
+	static unsigned char d[512], der[4096], pem[6144];
+	br_prng_seeder seeder = br_prng_seeder_system(NULL);
+	br_hmac_drbg_context rng;
+	size_t len;
+
+	br_hmac_drbg_init(&rng, &br_sha256_vtable, NULL, 0);
+	if (!seeder || !seeder(&rng.vtable))
+		fail("no system random source to make a key with");
+	if (t->curve) {
+		br_ec_private_key sk;
+		br_ec_public_key pk;
+		if (!br_ec_keygen(&rng.vtable, br_ec_get_default(), &sk, priv, t->curve) ||
+		    !br_ec_compute_pub(br_ec_get_default(), &pk, pub, &sk))
+			fail("EC key generation failed");
+		len = br_encode_ec_pkcs8_der(der, &sk, &pk);
+	} else {
+		br_rsa_private_key sk;
+		br_rsa_public_key pk;
+		size_t dlen;
+		if (!br_rsa_keygen_get_default()(&rng.vtable, &sk, priv, &pk, pub, t->bits, 65537) ||
+		    !(dlen = br_rsa_compute_privexp_get_default()(d, &sk, 65537)))
+			fail("RSA key generation failed");
+		len = br_encode_rsa_pkcs8_der(der, &sk, &pk, d, dlen);
+	}
+	len = br_pem_encode(pem, der, len, "PRIVATE KEY", BR_PEM_LINE64);
+	create_file(path, pem, len);
+	memset(priv, 0, sizeof priv);
+	memset(d, 0, sizeof d);
+	memset(der, 0, sizeof der);
+	memset(pem, 0, sizeof pem);
+}
+
+/* ===================== 5. Signatures: JWS, and CSRs of our own ===================== */
+
+/*
+ * Signs data: RSASSA-PKCS1-v1_5, or ECDSA as r||s for JWS (RFC 7518 3.4)
+ * or as a DER SEQUENCE for a CSR (asn1). The length, or 0 on failure.
+ */
+static size_t key_sign(const struct key *k, const void *data, size_t len, unsigned char *sig,
+		       int asn1)
 {
 	const br_hash_class *hash = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp384r1
 				    ? &br_sha384_vtable : &br_sha256_vtable;
@@ -1054,7 +1140,8 @@ static size_t key_sign(const struct account_key *k, const void *data, size_t len
 	hash->update(&h.vtable, data, len);
 	hash->out(&h.vtable, digest);
 	if (k->type == BR_KEYTYPE_EC)
-		return br_ecdsa_sign_raw_get_default()(br_ec_get_default(), hash, digest, k->ec, sig);
+		return (asn1 ? br_ecdsa_sign_asn1_get_default() : br_ecdsa_sign_raw_get_default())
+		       (br_ec_get_default(), hash, digest, k->ec, sig);
 	if (!br_rsa_pkcs1_sign_get_default()(BR_HASH_OID_SHA256, digest, 32, k->rsa, sig))
 		return 0;
 	return (k->rsa->n_bitlen + 7) / 8;
@@ -1064,7 +1151,7 @@ static size_t key_sign(const struct account_key *k, const void *data, size_t len
  * Builds a flattened JWS (RFC 8555 6.2): the key as "kid" once the account
  * exists, else as "jwk". payload NULL means POST-as-GET (empty payload).
  */
-static void jws_build(struct buf *out, const struct account_key *k, const char *kid,
+static void jws_build(struct buf *out, const struct key *k, const char *kid,
 		      const char *nonce, const char *url, const char *payload)
 {
 	struct buf prot = { 0 }, input = { 0 };
@@ -1089,7 +1176,7 @@ static void jws_build(struct buf *out, const struct account_key *k, const char *
 	buf_str(&input, ".");
 	if (payload)
 		buf_b64url(&input, payload, strlen(payload));
-	if (!(siglen = key_sign(k, input.p, input.len, sig)))
+	if (!(siglen = key_sign(k, input.p, input.len, sig, 0)))
 		fail("signing with the account key failed");
 	out->len = 0;
 	buf_str(out, "{\"protected\":\"");
@@ -1101,6 +1188,173 @@ static void jws_build(struct buf *out, const struct account_key *k, const char *
 	buf_str(out, "\"}");
 	buf_free(&prot);
 	buf_free(&input);
+}
+
+/* ---- a PKCS#10 CSR (RFC 2986) for --domains ---- */
+
+/* Puts a DER header in front of what was written to b since start. */
+static void der_wrap(struct buf *b, size_t start, int tag)
+{
+	unsigned char h[6];
+	size_t len = b->len - start, n = 2, k, v;
+
+	h[0] = (unsigned char)tag;
+	h[1] = (unsigned char)len;
+	if (len >= 0x80) {
+		for (v = len; v; v >>= 8)
+			n++;
+		h[1] = (unsigned char)(0x80 | (n - 2));
+		for (k = n, v = len; k > 2; v >>= 8)
+			h[--k] = (unsigned char)v;
+	}
+	buf_add(b, h, n);                 /* room for the header at the end... */
+	memmove(b->p + start + n, b->p + start, len);
+	memcpy(b->p + start, h, n);       /* ...which then moves to the front */
+}
+
+static void der_add(struct buf *b, int tag, const void *data, size_t len)
+{
+	size_t start = b->len;
+
+	buf_add(b, data, len);
+	der_wrap(b, start, tag);
+}
+
+/* A positive INTEGER from big-endian bytes without leading zeros. */
+static void der_uint(struct buf *b, const struct der *v)
+{
+	size_t start = b->len;
+
+	if (v->p[0] & 0x80)
+		buf_add(b, "", 1);        /* a 0 byte keeps it positive */
+	buf_add(b, v->p, v->len);
+	der_wrap(b, start, 0x02);
+}
+
+#define OID_RSA "\x2A\x86\x48\x86\xF7\x0D\x01\x01\x01"
+#define OID_RSA_SHA256 "\x2A\x86\x48\x86\xF7\x0D\x01\x01\x0B"
+#define OID_EC_KEY "\x2A\x86\x48\xCE\x3D\x02\x01"
+#define OID_P256 "\x2A\x86\x48\xCE\x3D\x03\x01\x07"
+#define OID_P384 "\x2B\x81\x04\x00\x22"
+#define OID_ECDSA_SHA256 "\x2A\x86\x48\xCE\x3D\x04\x03\x02"
+#define OID_ECDSA_SHA384 "\x2A\x86\x48\xCE\x3D\x04\x03\x03"
+
+/* SubjectPublicKeyInfo (RFC 5280 4.1.2.7; RFC 3279, RFC 5480). */
+static void der_spki(struct buf *b, const struct key *k)
+{
+	size_t spki = b->len, bits;
+	int p256 = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp256r1;
+
+	if (k->type == BR_KEYTYPE_RSA) {
+		der_add(b, 0x06, OID_RSA, 9);
+		der_add(b, 0x05, "", 0);
+	} else {
+		der_add(b, 0x06, OID_EC_KEY, 7);
+		der_add(b, 0x06, p256 ? OID_P256 : OID_P384, p256 ? 8 : 5);
+	}
+	der_wrap(b, spki, 0x30);
+	bits = b->len;
+	buf_add(b, "", 1);                /* BIT STRING: no unused bits */
+	if (k->type == BR_KEYTYPE_RSA) {
+		der_uint(b, &k->n);
+		der_uint(b, &k->e);
+		der_wrap(b, bits + 1, 0x30);
+	} else {
+		buf_add(b, k->q, k->qlen);
+	}
+	der_wrap(b, bits, 0x03);
+	der_wrap(b, spki, 0x30);
+}
+
+/* The subject: CN = the first DNS name that fits in 64 bytes, or nothing. */
+static void der_subject(struct buf *b, const struct names *ns)
+{
+	size_t name = b->len;
+	int k;
+
+	for (k = 0; k < ns->n; k++) {
+		if (!strcmp(ns->id[k].type, "dns") && strlen(ns->id[k].value) <= 64) {
+			der_add(b, 0x06, OID_CN, 3);
+			der_add(b, 0x0C, ns->id[k].value, strlen(ns->id[k].value));
+			der_wrap(b, name, 0x30);
+			der_wrap(b, name, 0x31);
+			break;
+		}
+	}
+	der_wrap(b, name, 0x30);
+}
+
+/* attributes [0]: an extensionRequest with one subjectAltName of all names. */
+static void der_san_request(struct buf *b, const struct names *ns)
+{
+	size_t attrs = b->len, ext, names;
+	unsigned char ip[16];
+	int k;
+
+	der_add(b, 0x06, OID_EXT_REQ, 9);
+	ext = b->len;
+	der_add(b, 0x06, OID_SAN, 3);
+	names = b->len;
+	for (k = 0; k < ns->n; k++) {
+		const char *v = ns->id[k].value;
+		if (!strcmp(ns->id[k].type, "dns"))
+			der_add(b, 0x82, v, strlen(v));                          /* dNSName */
+		else if (inet_pton(AF_INET, v, ip) == 1)
+			der_add(b, 0x87, ip, 4);                                 /* iPAddress */
+		else if (inet_pton(AF_INET6, v, ip) == 1)
+			der_add(b, 0x87, ip, 16);
+	}
+	der_wrap(b, names, 0x30);         /* GeneralNames */
+	der_wrap(b, names, 0x04);         /* extnValue */
+	der_wrap(b, ext, 0x30);           /* Extension */
+	der_wrap(b, ext, 0x30);           /* Extensions */
+	der_wrap(b, ext, 0x31);           /* the attribute's SET of values */
+	der_wrap(b, attrs, 0x30);         /* Attribute */
+	der_wrap(b, attrs, 0xA0);
+}
+
+/* A CSR for names ns, signed with k (SHA-256, or SHA-384 for P-384). */
+static void csr_build(struct buf *b, const struct names *ns, const struct key *k)
+{
+	unsigned char sig[512];
+	size_t start, siglen;
+	int p256 = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp256r1;
+
+	b->len = 0;
+	der_add(b, 0x02, "", 1);          /* version 0 */
+	der_subject(b, ns);
+	der_spki(b, k);
+	der_san_request(b, ns);
+	der_wrap(b, 0, 0x30);             /* CertificationRequestInfo */
+	if (!(siglen = key_sign(k, b->p, b->len, sig, 1)))
+		fail("signing the CSR with the domain key failed");
+	start = b->len;
+	if (k->type == BR_KEYTYPE_RSA) {
+		der_add(b, 0x06, OID_RSA_SHA256, 9);
+		der_add(b, 0x05, "", 0);
+	} else {
+		der_add(b, 0x06, p256 ? OID_ECDSA_SHA256 : OID_ECDSA_SHA384, 8);
+	}
+	der_wrap(b, start, 0x30);
+	start = b->len;
+	buf_add(b, "", 1);
+	buf_add(b, sig, siglen);
+	der_wrap(b, start, 0x03);
+	der_wrap(b, 0, 0x30);
+}
+
+/* The names of --domains: a comma-separated list of DNS names and IP addresses. */
+static int names_from_list(const char *list, struct names *ns)
+{
+	ns->n = 0;
+	for (;;) {
+		size_t len = strcspn(list, ",");
+		if (add_name(ns, (const unsigned char *)list, len, 0))
+			return -1;
+		if (!list[len])
+			return 0;
+		list += len + 1;
+	}
 }
 
 /* ===================== 6. HTTP/1.1 over TCP or TLS ===================== */
@@ -1859,7 +2113,7 @@ static long long retry_after_ms(const char *v)
 
 struct acme {
 	struct conn conn;            /* one kept-alive TLS connection to the CA */
-	struct account_key key;
+	struct key key;
 	char new_nonce[MAX_URL], new_account[MAX_URL], new_order[MAX_URL];
 	char nonce[256];             /* the last Replay-Nonce, unused yet */
 	char kid[MAX_URL];           /* the account URL, once we know it */
@@ -1868,8 +2122,10 @@ struct acme {
 /* What the user asked for, from the command line. */
 struct run {
 	const char *account_key, *csr, *acme_dir, *directory, *ca_file, *check_port;
+	const char *domains, *domain_key;     /* instead of csr: we build the CSR */
+	const struct key_type *key_type;      /* for keys we make */
 	char **contacts;
-	int n_contacts, disable_check, stats;
+	int n_contacts, disable_check, stats, create_account_key;
 };
 
 #define BAD_NONCE "urn:ietf:params:acme:error:badNonce"
@@ -2292,6 +2548,7 @@ static void issue(struct acme *a, const struct run *run, const struct names *ns,
 
 static const char USAGE[] =
 "usage: acme-tiny --account-key FILE --csr FILE --acme-dir DIR [options] > signed_chain.crt\n"
+"       acme-tiny --account-key FILE --domains NAMES --domain-key FILE --acme-dir DIR ...\n"
 "\n"
 "Gets a certificate from an ACME CA (Let's Encrypt by default) for the names\n"
 "in a CSR, proving control of them with http-01 challenge files written to\n"
@@ -2301,6 +2558,12 @@ static const char USAGE[] =
 "  --account-key FILE    account private key, PEM or DER: RSA 2048-4096, EC P-256/P-384\n"
 "  --csr FILE            certificate signing request, PEM or DER\n"
 "  --acme-dir DIR        where to write the challenge files\n"
+"  --domains NAMES       instead of --csr: DNS names and IP addresses, comma-separated;\n"
+"                        acme-tiny builds the CSR and signs it with --domain-key\n"
+"  --domain-key FILE     the certificate's private key; made (--key-type) if missing\n"
+"  --create-account-key  make the --account-key file (--key-type) if missing\n"
+"  --key-type TYPE       for keys acme-tiny makes: p256 (default), p384,\n"
+"                        rsa2048, rsa3072, rsa4096; PKCS#8 PEM, mode 0600\n"
 "  --directory-url URL   ACME directory (default " DEFAULT_DIRECTORY ")\n"
 "  --contact URI ...     contact URIs for the account, e.g. mailto:you@example.com\n"
 "  --disable-check       skip fetching each challenge file before the CA does\n"
@@ -2348,6 +2611,7 @@ static void parse_args(int argc, char **argv, struct run *run)
 	int i;
 
 	memset(run, 0, sizeof *run);
+	run->key_type = KEY_TYPES;
 	run->directory = DEFAULT_DIRECTORY;
 	run->ca_file = DEFAULT_CA_FILE;
 	for (i = 1; i < argc; i++) {
@@ -2363,6 +2627,17 @@ static void parse_args(int argc, char **argv, struct run *run)
 			   flag(argv, &i, "--directory-url", &run->directory) ||
 			   flag(argv, &i, "--ca-file", &run->ca_file)) {
 			continue;
+		} else if (flag(argv, &i, "--domains", &run->domains) ||
+			   flag(argv, &i, "--domain-key", &run->domain_key)) {
+			continue;
+		} else if (flag(argv, &i, "--key-type", &v)) {
+			for (run->key_type = KEY_TYPES; run->key_type->name; run->key_type++)
+				if (!strcmp(run->key_type->name, v))
+					break;
+			if (!run->key_type->name)
+				usage_error("--key-type is one of p256 p384 rsa2048 rsa3072 rsa4096, not ", v);
+		} else if (flag(argv, &i, "--create-account-key", NULL)) {
+			run->create_account_key = 1;
 		} else if (flag(argv, &i, "--check-port", &run->check_port)) {
 			seconds_arg(run->check_port, "--check-port");
 		} else if (flag(argv, &i, "--timeout", &v)) {
@@ -2384,8 +2659,10 @@ static void parse_args(int argc, char **argv, struct run *run)
 			usage_error("unknown argument ", argv[i]);
 		}
 	}
-	if (!run->account_key || !run->csr || !run->acme_dir)
-		usage_error("--account-key, --csr and --acme-dir are required", "");
+	if (!run->account_key || !run->acme_dir || !run->csr == !run->domains ||
+	    !run->domains != !run->domain_key)
+		usage_error("needs --account-key, --acme-dir, and either --csr or"
+			    " --domains with --domain-key", "");
 }
 
 static void catch_signals(void)
@@ -2417,7 +2694,6 @@ static void print_stats(void)
 		stats.requests, stats.connections, hwm);
 }
 
-static const char *const KEY_LABELS[] = { "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", NULL };
 static const char *const CSR_LABELS[] = { "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", NULL };
 
 #ifdef ACME_TINY_TEST
@@ -2425,34 +2701,65 @@ static const char *const CSR_LABELS[] = { "CERTIFICATE REQUEST", "NEW CERTIFICAT
 int acme_tiny_main(int argc, char **argv);
 #endif
 
+/* Makes the key at path unless a file is there already. */
+static void create_key_if_missing(const char *path, const char *what, const struct key_type *t)
+{
+	if (access(path, F_OK) && errno == ENOENT) {
+		info("Creating %s %s (%s)...", what, path, t->name);
+		generate_key(path, t);
+	}
+}
+
+/*
+ * The names and the CSR: from --csr (the domain key is never read), or
+ * built for --domains and signed with --domain-key, made if missing.
+ */
+static void names_and_csr(const struct run *run, struct names *ns, struct buf *csr)
+{
+	static struct key domain;
+	struct buf der = { 0 }, found = { 0 };
+	int k;
+
+	if (run->domains) {
+		if (names_from_list(run->domains, ns))
+			fail("--domains: expected DNS names or IP addresses separated by commas"
+			     " (at most %d)", MAX_NAMES);
+		create_key_if_missing(run->domain_key, "domain key", run->key_type);
+		load_key(run->domain_key, "domain key", &domain, &der);
+		csr_build(csr, ns, &domain);
+		buf_free(&der);
+	} else {
+		info("Parsing CSR...");
+		load_der(run->csr, "CSR", CSR_LABELS, csr);
+		if (csr_names((const unsigned char *)csr->p, csr->len, ns))
+			fail("CSR %s: malformed, or without DNS names or IP addresses (at most %d)",
+			     run->csr, MAX_NAMES);
+	}
+	for (k = 0; k < ns->n; k++) {
+		buf_str(&found, k ? ", " : "");
+		buf_str(&found, ns->id[k].value);
+	}
+	info("Found domains: %s", found.p);
+	buf_free(&found);
+}
+
 int main(int argc, char **argv)
 {
 	static struct tls tls;
 	static struct acme a;
 	static struct names ns;
 	struct run run;
-	struct buf key = { 0 }, csr = { 0 }, found = { 0 };
+	struct buf key = { 0 }, csr = { 0 };
 	struct resp order = { 0 };
-	const char *err;
-	int k;
 
 	parse_args(argc, argv, &run);
 	catch_signals();
 	load_trust_anchors(run.ca_file);
+	if (run.create_account_key)
+		create_key_if_missing(run.account_key, "account key", run.key_type);
 	info("Parsing account key...");
-	load_der(run.account_key, "account key", KEY_LABELS, &key);
-	if ((err = account_key_from_der(&a.key, key.p, key.len)))
-		fail("account key %s: %s", run.account_key, err);
-	info("Parsing CSR...");
-	load_der(run.csr, "CSR", CSR_LABELS, &csr);
-	if (csr_names((const unsigned char *)csr.p, csr.len, &ns))
-		fail("CSR %s: malformed, or without DNS names or IP addresses (at most %d)",
-		     run.csr, MAX_NAMES);
-	for (k = 0; k < ns.n; k++) {
-		buf_str(&found, k ? ", " : "");
-		buf_str(&found, ns.id[k].value);
-	}
-	info("Found domains: %s", found.p);
+	load_key(run.account_key, "account key", &a.key, &key);
+	names_and_csr(&run, &ns, &csr);
 	a.conn.fd = -1;
 	a.conn.tls = &tls;
 	issue(&a, &run, &ns, &csr, &order);
@@ -2462,7 +2769,6 @@ int main(int argc, char **argv)
 		print_stats();
 	buf_free(&key);
 	buf_free(&csr);
-	buf_free(&found);
 	buf_free(&order.body);
 	free_trust_anchors();
 	return 0;

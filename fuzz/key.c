@@ -5,14 +5,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct buf in = { 0 }, der = { 0 };
-	struct account_key k;
+	struct key k;
 	size_t pos = 0;
 	char name[64];
 
 	buf_add(&in, data, size);
 	while (pem_next(&in, &pos, name, sizeof name, &der) > 0)
-		account_key_from_der(&k, der.p, der.len);
-	account_key_from_der(&k, data, size);
+		key_from_der(&k, der.p, der.len);
+	key_from_der(&k, data, size);
 	buf_free(&in);
 	buf_free(&der);
 	return 0;

@@ -535,6 +535,7 @@ def _drip(ca, conn, req):
 
 
 def _garbage_status(ca, conn, req):
+    """Letters O for zeros: garbage that looks almost right."""
     conn.send("HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\n{}")
     return False
 
@@ -555,6 +556,13 @@ def _close_after_each(ca, req, normal):
         ca._write(conn, r, req)
         return False    # the connection then ends with a plain close(), no close_notify
     return Raw(write_and_close)
+
+
+def _close_delimited_truncated(ca, conn, req):
+    """A close-delimited directory that ends with a plain TCP close, no
+    close_notify: over TLS that is a truncation, not an end of body."""
+    conn.send(ca.head("200 OK", nonce=False) + json.dumps(ca.directory_obj()))
+    return False
 
 
 # ---- JSON ----
@@ -604,6 +612,14 @@ def _control_chars(ca, req, normal):
                  headers=["Retry-After: \x1b[2J\x1b[H9\x08"])
 
 
+def _http_order_directory(ca, req, normal):
+    """The directory's newOrder is EvilCA(..., http_order="http://...")."""
+    normal()
+    d = ca.directory_obj()
+    d["newOrder"] = ca.opts["http_order"]
+    return Reply(200, d, nonce=False)
+
+
 SCENARIOS = {
     "normal": {},
     # challenge tokens
@@ -632,7 +648,9 @@ SCENARIOS = {
         "cert": lambda ca, req, normal: problem(
             500, "serverInternal", "evil CA reached the end after a close-delimited directory")},
     "http_close_after_each": {"any": _close_after_each},
-    # JSON
+    "http_close_delimited_truncated": {"directory": raw(_close_delimited_truncated)},
+    # JSON (100,000 "[" and 100,000 "]" would be over the 128 KiB body limit and
+    # never reach the parser: 100,000 deep but only 31,000 closed, or 65,000 balanced)
     "json_nested_100000": {"directory": body(_nested(100_000, 31_000))},
     "json_nested_65000_balanced": {"directory": body(_nested(65_000, 65_000))},
     "json_invalid_utf8": {"newOrder": mutate(
@@ -661,6 +679,10 @@ SCENARIOS = {
     "proto_cert_html": {"cert": body("<!DOCTYPE html>\n<html><body>Your certificate is ready"
                                      "</body></html>\n", ctype="text/html")},
     "proto_redirect_new_order": {"newOrder": _redirect},
+    "proto_http_new_order": {"directory": _http_order_directory},
+    # an IMF-fixdate Retry-After whose day name is raw 8-bit C1 bytes
+    "proto_retry_date_c1": {"authzPoll": retry_after("\x9b\x9b\x9b, 01 Jan 2099 00:00:00 GMT",
+                                                     "pending")},
     # problem documents
     "problem_rate_limited": {"newOrder": lambda ca, req, normal: problem(
         429, "rateLimited", "evil CA: too many new orders recently",
@@ -680,14 +702,3 @@ SCENARIOS = {
     # signals: the authorization stays pending, the client sleeps 3 s between polls
     "signal_pending": {"authzPoll": retry_after("3", "pending")},
 }
-
-
-def _http_order_directory(ca, req, normal):
-    normal()
-    d = ca.directory_obj()
-    d["newOrder"] = ca.opts["http_order"]
-    return Reply(200, d, nonce=False)
-
-
-# with EvilCA(..., http_order="http://127.0.0.1:PORT/order")
-SCENARIOS["proto_http_new_order"] = {"directory": _http_order_directory}

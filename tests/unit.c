@@ -690,7 +690,7 @@ static void test_thumbprint_rfc7638(void)
 {
 	static const unsigned char e[] = { 1, 0, 1 };
 	static const char want[] = "{\"e\":\"AQAB\",\"kty\":\"RSA\",\"n\":\"" RFC7638_N "\"}";
-	static struct account_key k;
+	static struct key k;
 	unsigned char n[256];
 	long nlen = b64url_decode(RFC7638_N, strlen(RFC7638_N), n, sizeof n);
 	char small[100];
@@ -771,7 +771,7 @@ static const char *inform(const char *file)
  * base64url(SHA-256(jwk)) as openssl computes it. The expected JWK is
  * encoded with buf_b64url, which test_base64 checks against RFC 4648.
  */
-static void check_jwk_with_openssl(const struct account_key *k, const char *keyfile)
+static void check_jwk_with_openssl(const struct key *k, const char *keyfile)
 {
 	struct buf b = { 0 }, want = { 0 };
 	unsigned char mod[512], e[8], tp[32];
@@ -914,7 +914,7 @@ static int openssl_verify(const struct pubkey *pk, const void *data, size_t len,
  * result is taken apart and its signature checked with BearSSL and with
  * openssl, and found bad once a byte is changed.
  */
-static void test_jws(const struct account_key *k, const char *keyfile)
+static void test_jws(const struct key *k, const char *keyfile)
 {
 	static const char nonce[] = "Nonce_123-abc";
 	static const char url[] = "https://example.com/acme/new-order?q=\"x\"";
@@ -1007,7 +1007,7 @@ static void test_jws(const struct account_key *k, const char *keyfile)
  */
 static void test_key_der_robustness(const char *name)
 {
-	static struct account_key k;
+	static struct key k;
 	struct buf der = { 0 };
 	size_t len, bad_prefix = 0, i;
 	int prefix_ok = 1;
@@ -1021,7 +1021,7 @@ static void test_key_der_robustness(const char *name)
 	for (len = 0; len < der.len; len++) {
 		unsigned char *p = exact_copy(der.p, len);
 
-		if (!account_key_from_der(&k, p, len) && prefix_ok) {
+		if (!key_from_der(&k, p, len) && prefix_ok) {
 			prefix_ok = 0;
 			bad_prefix = len;
 		}
@@ -1033,11 +1033,11 @@ static void test_key_der_robustness(const char *name)
 
 		rnd = rnd * 1103515245 + 12345;          /* a fixed sequence: runs repeat */
 		p[i] ^= (unsigned char)(1 << ((rnd >> 16) % 8));
-		account_key_from_der(&k, p, der.len);    /* either answer is fine: no crash */
+		key_from_der(&k, p, der.len);    /* either answer is fine: no crash */
 		free(p);
 	}
 	/* and the decoder, shared by all keys, still reads the real key afterwards */
-	CHECK(account_key_from_der(&k, der.p, der.len) == NULL);
+	CHECK(key_from_der(&k, der.p, der.len) == NULL);
 	buf_free(&der);
 	context[0] = 0;
 }
@@ -1058,11 +1058,11 @@ static void load(const char *name, const char *what, const char *const *labels, 
  */
 static void child_load_key(const char *name)
 {
-	static struct account_key k;
+	static struct key k;
 	struct buf der = { 0 };
 
 	load_der(tpath(name), "account key", KEY_LABELS, &der);
-	if (account_key_from_der(&k, der.p, der.len))
+	if (key_from_der(&k, der.p, der.len))
 		exit(1);
 	buf_free(&der);
 }
@@ -1101,7 +1101,7 @@ static void test_keys(void)
 		{ "rsa1024.pem", "openssl genrsa -traditional -out rsa1024.pem 1024", NULL },
 		{ "ec521.pem", "openssl ecparam -name secp521r1 -genkey -noout -out ec521.pem", NULL },
 	};
-	static struct account_key k;
+	static struct key k;
 	static char jwk_pem[1024];
 	struct buf der = { 0 };
 	const char *err;
@@ -1113,7 +1113,7 @@ static void test_keys(void)
 		if (!CHECK_INT(sh("%s", keys[i].make), 0) || !CHECK(file_exists(keys[i].file)))
 			continue;
 		load(keys[i].file, "account key", KEY_LABELS, &der);
-		err = account_key_from_der(&k, der.p, der.len);
+		err = key_from_der(&k, der.p, der.len);
 		if (!keys[i].alg) {
 			CHECK(err != NULL);
 			continue;
@@ -1137,9 +1137,9 @@ static void test_keys(void)
 	test_key_der_robustness("rsa2048.der");
 
 	set_context("keys that are not keys");
-	CHECK(account_key_from_der(&k, "", 0) != NULL);
-	CHECK(account_key_from_der(&k, "\x30\x03\x02\x01\x00", 5) != NULL);
-	CHECK(account_key_from_der(&k, "-----BEGIN", 10) != NULL);
+	CHECK(key_from_der(&k, "", 0) != NULL);
+	CHECK(key_from_der(&k, "\x30\x03\x02\x01\x00", 5) != NULL);
+	CHECK(key_from_der(&k, "-----BEGIN", 10) != NULL);
 
 	context[0] = 0;
 }
