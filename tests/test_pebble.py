@@ -181,6 +181,75 @@ def usage_errors(env):
     assert res.returncode == 0 and b"--account-key" in res.stdout
 
 
+def sha256_of(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def check_made_key(path):
+    assert os.stat(path).st_mode & 0o777 == 0o600, f"{path} mode {oct(os.stat(path).st_mode)}"
+    openssl("pkey", "-check", "-noout", "-in", path)
+
+
+def run_domains(env, acct, dkey, names, *extra):
+    argv = [env.bin, "--account-key", acct, "--domains", ",".join(names), "--domain-key", dkey,
+            "--acme-dir", env.p.acme_dir, "--directory-url", env.p.directory,
+            "--ca-file", env.p.ca_file, "--disable-check", *extra]
+    res = subprocess.run(argv, capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    chain = check_success(res, env.p.acme_dir)
+    env.verify_chain(chain, names)
+    leaf = os.path.join(env.tmp, "leaf.pem")
+    cert_key = openssl("x509", "-in", leaf, "-noout", "-pubkey").stdout
+    assert cert_key == openssl("pkey", "-in", dkey, "-pubout").stdout, "certificate key is not the domain key"
+    return res
+
+
+def from_nothing(env):
+    """No openssl on the router: account key, domain key and CSR all made by acme-tiny."""
+    d = tempfile.mkdtemp(dir=env.tmp)
+    acct, dkey = os.path.join(d, "account.key"), os.path.join(d, "domain.key")
+    names = ["nothing.example.test", "www.nothing.example.test", "127.0.0.1"]
+    res = run_domains(env, acct, dkey, names, "--create-account-key")
+    err = res.stderr.decode()
+    assert "Creating account key" in err and "Creating domain key" in err and "Registered!" in err, err
+    check_made_key(acct)
+    check_made_key(dkey)
+    assert sorted(os.listdir(d)) == ["account.key", "domain.key"], os.listdir(d)
+    before = sha256_of(acct), sha256_of(dkey)
+    res = run_domains(env, acct, dkey, names, "--create-account-key")
+    err = res.stderr.decode()
+    assert "Creating account key" not in err and "Creating domain key" not in err, err
+    assert "Already registered!" in err, err
+    assert (sha256_of(acct), sha256_of(dkey)) == before, "an existing key was replaced"
+
+
+def domain_key_types(env):
+    acct = make_key(env.tmp, "p256")
+    for kind in ("p384", "rsa2048", "rsa3072", "rsa4096"):
+        dkey = os.path.join(env.tmp, f"made-domain-{kind}.key")
+        run_domains(env, acct, dkey, [f"{kind}.domains.example.test"], "--key-type", kind)
+        check_made_key(dkey)
+
+
+def domain_key_from_openssl(env):
+    acct = make_key(env.tmp, "p256")
+    dkey = make_key(env.tmp, "rsa2048", "openssl-domain")
+    before = sha256_of(dkey)
+    res = run_domains(env, acct, dkey, ["openssl-key.example.test"])
+    assert "Creating domain key" not in res.stderr.decode(), res.stderr.decode()
+    assert sha256_of(dkey) == before
+
+
+def domains_usage_errors(env):
+    base = [env.bin, "--account-key", "k", "--acme-dir", "d"]
+    for extra in (["--domains", "a.test"], ["--domain-key", "x"],
+                  ["--csr", "c", "--domains", "a.test", "--domain-key", "x"],
+                  ["--domains", "a.test", "--domain-key", "x", "--key-type", "dsa"]):
+        res = subprocess.run(base + extra, capture_output=True, timeout=10)
+        assert res.returncode == 2 and res.stdout == b"", f"{extra}: exit {res.returncode}"
+
+
 def nonce_reject_50(env):
     env.issue("p256", ["nonce1.example.test"])
     env.issue("rsa2048", ["nonce2.example.test", "www.nonce2.example.test"])
@@ -189,4 +258,5 @@ def nonce_reject_50(env):
 TESTS = [(f"pebble_{f.__name__}", f) for f in (
     issue_rsa2048, issue_rsa4096, issue_p256, issue_p384, three_names_one_ip, der_csr,
     existing_account, existing_account_new_contact, self_check_passes, self_check_fails,
-    validation_fails, untrusted_server, bad_account_key, usage_errors)]
+    validation_fails, untrusted_server, bad_account_key, usage_errors, from_nothing,
+    domain_key_types, domain_key_from_openssl, domains_usage_errors)]

@@ -1977,6 +1977,125 @@ static void test_retry_after(void)
 	CHECK_INT(retry_after_ms("Sun, 06 Nov 19x4 08:49:37 GMT"), -1);
 	set_context("retry_after_ms far future");
 	CHECK(retry_after_ms("Fri, 31 Dec 9999 23:59:59 GMT") > 240000000000000LL);
+	/* past 2038 and 2106, where 32-bit time_t and uint32 seconds end */
+	set_context("retry_after_ms after 2038");
+	ms = retry_after_ms("Tue, 19 Jan 2038 03:14:08 GMT");
+	check(llabs(ms - (2147483648LL - (long long)time(NULL)) * 1000) <= 2000, __FILE__, __LINE__,
+	      "%lld ms to 2^31 s", ms);
+	ms = retry_after_ms("Sun, 07 Feb 2106 06:28:16 GMT");
+	check(llabs(ms - (4294967296LL - (long long)time(NULL)) * 1000) <= 2000, __FILE__, __LINE__,
+	      "%lld ms to 2^32 s", ms);
+	context[0] = 0;
+}
+
+/* ===================== keys and CSRs made by acme-tiny ===================== */
+
+static void create_again(const char *path)
+{
+	create_file(path, "other", 5);
+}
+
+/* create_file: mode 0600, and an existing file is never replaced. */
+static void test_create_file(void)
+{
+	struct stat st;
+	struct buf b = { 0 };
+
+	set_context("create_file");
+	create_file(tpath("made.key"), "secret", 6);
+	CHECK(stat(tpath("made.key"), &st) == 0 && (st.st_mode & 0777) == 0600);
+	CHECK(slurp("made.key", &b) == 0 && b.len == 6 && !memcmp(b.p, "secret", 6));
+	CHECK_INT(in_child(create_again, tpath("made.key")), 1);   /* fail() */
+	CHECK(slurp("made.key", &b) == 0 && b.len == 6 && !memcmp(b.p, "secret", 6));
+	CHECK_INT(sh("ls | grep -q tmp-"), 1);                      /* no temp file left */
+	CHECK_INT(in_child(create_again, tpath("no-such-dir/x.key")), 1);
+	buf_free(&b);
+	context[0] = 0;
+}
+
+/*
+ * csr_build with key k (from keyfile): openssl verifies the CSR's
+ * signature, its public key is the key's, and csr_names reads back the names.
+ */
+static void check_built_csr(const struct key *k, const char *keyfile, const char *list,
+			    const char *subject)
+{
+	static struct names ns, back;
+	struct buf csr = { 0 };
+	int i;
+
+	set_context("csr_build %s %s", keyfile, list);
+	CHECK(names_from_list(list, &ns) == 0);
+	csr_build(&csr, &ns, k);
+	CHECK(spit("built.csr", csr.p, csr.len) == 0);
+	CHECK_INT(sh("openssl req -inform DER -in built.csr -verify -noout"), 0);
+	CHECK_INT(sh("test \"$(openssl req -inform DER -in built.csr -noout -subject)\" = '%s'",
+		     subject), 0);
+	CHECK_INT(sh("test \"$(openssl req -inform DER -in built.csr -noout -pubkey)\" = "
+		     "\"$(openssl pkey -in %s -pubout)\"", keyfile), 0);
+	/* the same names come back, in any order (csr_names puts the CN first) */
+	CHECK(csr_names((const unsigned char *)csr.p, csr.len, &back) == 0);
+	CHECK_INT(back.n, ns.n);
+	for (i = 0; i < ns.n; i++)
+		check(our_ident(&back, ns.id[i].type, ns.id[i].value) != NULL, __FILE__, __LINE__,
+		      "%s %s not read back from the CSR", ns.id[i].type, ns.id[i].value);
+	buf_free(&csr);
+}
+
+/* generate_key for the quick types, then CSRs signed with each key. */
+static void test_generated_keys(void)
+{
+	static struct key k;
+	struct buf der = { 0 };
+	const struct key_type *t;
+	char name[64];
+
+	for (t = KEY_TYPES; t->name && t->bits <= 2048; t++) {
+		set_context("generate_key %s", t->name);
+		snprintf(name, sizeof name, "gen-%s.key", t->name);
+		generate_key(tpath(name), t);
+		CHECK_INT(sh("openssl pkey -check -noout -in %s", name), 0);
+		CHECK_INT(sh("test \"$(stat -c %%a %s)\" = 600", name), 0);
+		load_der(tpath(name), "key", KEY_LABELS, &der);
+		CHECK(key_from_der(&k, der.p, der.len) == NULL);
+		CHECK_STR(k.alg, t->curve == BR_EC_secp384r1 ? "ES384" : t->curve ? "ES256" : "RS256");
+		check_built_csr(&k, name, "Example.COM,www.example.com,192.0.2.1,2001:db8::1",
+				"subject=CN = example.com");
+	}
+	/* the CN: the first DNS name of at most 64 bytes, never an IP address */
+	check_built_csr(&k, name, "192.0.2.1,a.example.com", "subject=CN = a.example.com");
+	check_built_csr(&k, name, "192.0.2.1,::1", "subject=");
+	check_built_csr(&k, name, "a123456789a123456789a123456789a123456789a123456789a123456789x.com,"
+			"b.example.com", "subject=CN = b.example.com");
+	/* and with RSA-4096, made by openssl */
+	load_der(tpath("rsa4096.pem"), "key", KEY_LABELS, &der);
+	CHECK(key_from_der(&k, der.p, der.len) == NULL);
+	check_built_csr(&k, "rsa4096.pem", "big.example.com", "subject=CN = big.example.com");
+	buf_free(&der);
+	context[0] = 0;
+}
+
+static void test_names_from_list(void)
+{
+	static struct names ns;
+	char list[200 * 12];
+	int i;
+
+	set_context("names_from_list");
+	CHECK(names_from_list("a.example,A.EXAMPLE,192.0.2.1", &ns) == 0);
+	CHECK_INT(ns.n, 2);
+	CHECK_STR(ns.id[0].value, "a.example");
+	CHECK_STR(ns.id[1].type, "ip");
+	CHECK(names_from_list("", &ns) < 0);
+	CHECK(names_from_list("a.example,", &ns) < 0);
+	CHECK(names_from_list("a.example,,b.example", &ns) < 0);
+	CHECK(names_from_list("a.example b.example", &ns) < 0);
+	CHECK(names_from_list("under_score.example", &ns) < 0);
+	for (list[0] = 0, i = 0; i < 101; i++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%sn%d.ex", i ? "," : "", i);
+	CHECK(names_from_list(list, &ns) < 0);
+	*strrchr(list, ',') = 0;
+	CHECK(names_from_list(list, &ns) == 0 && ns.n == 100);
 	context[0] = 0;
 }
 
@@ -2003,6 +2122,9 @@ int main(void)
 	test_http_limits();
 	test_url();
 	test_retry_after();
+	test_create_file();
+	test_generated_keys();
+	test_names_from_list();
 
 	sh("cd / && rm -rf '%s'", tmpdir);
 	if (access(tmpdir, F_OK) == 0)
