@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -39,8 +40,8 @@ class Report:
             print(f"ok   {name} ({time.time() - start:.1f} s)", flush=True)
 
 
-def run_unit(path, report):
-    p = subprocess.run([path], capture_output=True, text=True, timeout=600)
+def run_unit(command, report):
+    p = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=900)
     sys.stdout.write("".join(l + "\n" for l in p.stdout.splitlines() if l.startswith("FAIL")))
     m = re.search(r"^(\d+) passed, (\d+) failed$", p.stdout, re.M)
     if not m:
@@ -64,6 +65,12 @@ def run_suites(binary, unit, report, only):
             importlib.import_module(name).run(os.path.abspath(binary), report, only)
 
 
+def name_and_command(arg):
+    """NAME=COMMAND, as given to --cross-unit and --cross-bin."""
+    name, _, command = arg.partition("=")
+    return name, command
+
+
 def run_fuzzer(name, seconds):
     """One libFuzzer target for a bounded time, from the seed corpus in the repo;
     what it finds new goes to a temporary directory, crashes to fuzz/."""
@@ -85,6 +92,10 @@ def main():
     ap.add_argument("--asan-unit", help="...and this ASan+UBSan unit test binary")
     ap.add_argument("--fuzz-seconds", type=int, default=0, help="run each fuzzer this long")
     ap.add_argument("--valgrind", action="store_true", help="one issuance under valgrind")
+    ap.add_argument("--cross-unit", action="append", default=[], metavar="NAME=COMMAND",
+                    help="run unit tests built for another architecture, e.g. under qemu")
+    ap.add_argument("--cross-bin", action="append", default=[], metavar="NAME=COMMAND",
+                    help="issue certificates with a binary for another architecture")
     ap.add_argument("--only", help="run only the suites or tests whose name contains this")
     ap.add_argument("--no-suites", action="store_true", help="skip the unit and suite tests")
     args = ap.parse_args()
@@ -102,6 +113,12 @@ def main():
             del os.environ[k]
     for name in FUZZERS if args.fuzz_seconds else []:
         report.check(f"fuzz_{name}", run_fuzzer, name, args.fuzz_seconds)
+    for name, command in map(name_and_command, args.cross_unit):
+        report.prefix = name + " "
+        run_unit(command, report)
+    report.prefix = ""
+    for name, command in map(name_and_command, args.cross_bin):
+        importlib.import_module("test_pebble").run_cross(name, command, report)
     if args.valgrind:
         importlib.import_module("test_pebble").run_valgrind(os.path.abspath(args.bin), report)
     print(f"{report.passed} passed, {report.failed} failed")

@@ -1,5 +1,6 @@
 """Issuance against a real Pebble (Debian's pebble package), on loopback."""
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -10,10 +11,11 @@ from pebble_env import Pebble
 
 class Env:
     def __init__(self, binary, pebble, tmp):
-        self.bin, self.p, self.tmp = binary, pebble, tmp
+        # binary may be a command, e.g. "qemu-mipsel-static ./acme-tiny-mipsel"
+        self.bin, self.cmd, self.p, self.tmp = binary, shlex.split(binary), pebble, tmp
 
     def run(self, key, csr, *extra, acme_dir=None, check=False, quiet=False, timeout=120):
-        argv = [self.bin, "--account-key", key, "--csr", csr,
+        argv = [*self.cmd, "--account-key", key, "--csr", csr,
                 "--acme-dir", acme_dir or self.p.acme_dir,
                 "--directory-url", self.p.directory, "--ca-file", self.p.ca_file, *extra]
         if not check:
@@ -68,7 +70,7 @@ def run_valgrind(binary, report):
     """One issuance under valgrind: no memory errors, every heap block freed."""
     def issue_under_valgrind(env):
         vg = ["valgrind", "--error-exitcode=99", "--leak-check=full", "--show-leak-kinds=all",
-              "--errors-for-leak-kinds=all", binary]
+              "--errors-for-leak-kinds=all", *shlex.split(binary)]
         key = make_key(env.tmp, "rsa2048")
         csr = make_csr(env.tmp, "valgrind", "valgrind.example.test")
         argv = vg + ["--account-key", key, "--csr", csr, "--acme-dir", env.p.acme_dir,
@@ -84,6 +86,21 @@ def run_valgrind(binary, report):
     try:
         with Pebble() as p:
             report.check("valgrind_issuance", issue_under_valgrind, Env(binary, p, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_cross(name, command, report):
+    """A build for another architecture, run under qemu-user: issuance with a
+    CSR and an RSA account key, and with keys and CSR made by the binary."""
+    def cross_issuance(env):
+        env.issue("rsa2048", [f"{name}.cross.example.test", "127.0.0.1"])
+        from_nothing(env)
+
+    tmp = tempfile.mkdtemp(prefix="acme-tiny-test-")
+    try:
+        with Pebble() as p:
+            report.check(f"{name}_issuance", cross_issuance, Env(command, p, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -160,7 +177,7 @@ def untrusted_server(env):
             "-subj", "/CN=other CA")
     key = make_key(env.tmp, "p256")
     csr = make_csr(env.tmp, "x", "x.example.test")
-    argv = [env.bin, "--account-key", key, "--csr", csr, "--acme-dir", env.p.acme_dir,
+    argv = [*env.cmd, "--account-key", key, "--csr", csr, "--acme-dir", env.p.acme_dir,
             "--directory-url", env.p.directory, "--ca-file", other, "--quiet"]
     res = subprocess.run(argv, capture_output=True, timeout=60)
     check_failure(res, env.p.acme_dir, r"directory: GET .*: TLS: server certificate is not from a CA in --ca-file")
@@ -175,9 +192,9 @@ def bad_account_key(env):
 def usage_errors(env):
     for argv in ([], ["--csr"], ["--bogus"], ["--account-key", "k", "--csr", "c"],
                  ["--account-key", "k", "--csr", "c", "--acme-dir", "d", "--timeout", "0"]):
-        res = subprocess.run([env.bin, *argv], capture_output=True, timeout=10)
+        res = subprocess.run([*env.cmd, *argv], capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stdout == b"", f"{argv}: exit {res.returncode}"
-    res = subprocess.run([env.bin, "--help"], capture_output=True, timeout=10)
+    res = subprocess.run([*env.cmd, "--help"], capture_output=True, timeout=10)
     assert res.returncode == 0 and b"--account-key" in res.stdout
 
 
@@ -193,7 +210,7 @@ def check_made_key(path):
 
 
 def run_domains(env, acct, dkey, names, *extra):
-    argv = [env.bin, "--account-key", acct, "--domains", ",".join(names), "--domain-key", dkey,
+    argv = [*env.cmd, "--account-key", acct, "--domains", ",".join(names), "--domain-key", dkey,
             "--acme-dir", env.p.acme_dir, "--directory-url", env.p.directory,
             "--ca-file", env.p.ca_file, "--disable-check", *extra]
     res = subprocess.run(argv, capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
@@ -242,7 +259,7 @@ def domain_key_from_openssl(env):
 
 
 def domains_usage_errors(env):
-    base = [env.bin, "--account-key", "k", "--acme-dir", "d"]
+    base = [*env.cmd, "--account-key", "k", "--acme-dir", "d"]
     for extra in (["--domains", "a.test"], ["--domain-key", "x"],
                   ["--csr", "c", "--domains", "a.test", "--domain-key", "x"],
                   ["--domains", "a.test", "--domain-key", "x", "--key-type", "dsa"]):
