@@ -87,30 +87,65 @@ static void remove_challenge(void)
 
 static void on_signal(int sig)
 {
-	static const char msg[] = "acme-tiny: interrupted; challenge file removed\n";
+	static const char removed[] = "acme-tiny: interrupted; challenge file removed\n";
+	static const char plain[] = "acme-tiny: interrupted\n";
+	int had_file = chal_live;
 
 	(void)sig;
-	if (chal_live)
+	if (had_file)
 		unlink(chal_path);
-	if (write(2, msg, sizeof msg - 1) < 0) {
+	if (write(2, had_file ? removed : plain, had_file ? sizeof removed - 1 : sizeof plain - 1) < 0) {
 		/* nothing more we can do */
 	}
 	_exit(1);
 }
 
+/* Length of one valid UTF-8 sequence at p (RFC 3629), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned lo = 0x80, hi = 0xBF;
+	size_t len, k;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+		len = 2;
+	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+		len = 3;
+		lo = p[0] == 0xE0 ? 0xA0 : 0x80;
+		hi = p[0] == 0xED ? 0x9F : 0xBF;
+	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+		len = 4;
+		lo = p[0] == 0xF0 ? 0x90 : 0x80;
+		hi = p[0] == 0xF4 ? 0x8F : 0xBF;
+	} else {
+		return 0;
+	}
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (k = 2; k < len; k++)
+		if ((p[k] & 0xC0) != 0x80)
+			return 0;
+	return len;
+}
+
 /*
- * Writes text that may come from a server, replacing control characters
- * (C0, DEL, and C1 in UTF-8) so that it cannot drive the terminal.
+ * Writes text that may come from a server, so that it cannot drive the
+ * terminal: C0 controls, DEL, C1 controls and bytes that are not UTF-8
+ * become '?'.
  */
 static void put_clean(FILE *f, const char *s)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == 0xC2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0x9F) {
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), k;
+
+	for (; n; p += k, n -= k) {
+		k = utf8_seq(p, n);
+		if (!k || p[0] < 0x20 || p[0] == 0x7F || (p[0] == 0xC2 && p[1] < 0xA0)) {
 			fputc('?', f);
-			s++;
+			k = k ? k : 1;
 		} else {
-			fputc(c < 0x20 || c == 0x7F ? '?' : c, f);
+			fwrite(p, 1, k, f);
 		}
 	}
 }
@@ -315,35 +350,6 @@ static void json_free(struct json *j)
 {
 	free(j->t);
 	memset(j, 0, sizeof *j);
-}
-
-/* Length of one valid UTF-8 sequence at p (RFC 3629), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned lo = 0x80, hi = 0xBF;
-	size_t len, k;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-		len = 2;
-	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-		len = 3;
-		lo = p[0] == 0xE0 ? 0xA0 : 0x80;
-		hi = p[0] == 0xED ? 0x9F : 0xBF;
-	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-		len = 4;
-		lo = p[0] == 0xF0 ? 0x90 : 0x80;
-		hi = p[0] == 0xF4 ? 0x8F : 0xBF;
-	} else {
-		return 0;
-	}
-	if (n < len || p[1] < lo || p[1] > hi)
-		return 0;
-	for (k = 2; k < len; k++)
-		if ((p[k] & 0xC0) != 0x80)
-			return 0;
-	return len;
 }
 
 static int hex_digit(int c)
@@ -1821,6 +1827,8 @@ struct resp {
 };
 
 static const char TOO_LARGE[] = "response body larger than 128 KiB";
+static const char PRINTABLE[] = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				"[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
 
 /* Takes one header line apart and keeps what we use. 0, or -1 with why. */
 static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, int *chunked)
@@ -1857,7 +1865,7 @@ static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, 
 	} else if (!strcasecmp(line, "location") && copy_str(r->location, sizeof r->location, v, strlen(v))) {
 		c->why = "Location header too long";
 		return -1;
-	} else if (!strcasecmp(line, "retry-after")) {
+	} else if (!strcasecmp(line, "retry-after") && strspn(v, PRINTABLE) == strlen(v)) {
 		copy_str(r->retry_after, sizeof r->retry_after, v, strlen(v));
 	}
 	return 0;
@@ -2324,8 +2332,9 @@ static void acme_wait(struct acme *a, const char *url, struct resp *r, struct js
 		if (strcmp(status, "pending") && strcmp(status, "processing"))
 			return;
 		if (wait > opt.max_wait * 1000LL)
-			fail("%s: still %s, and the server asks to wait %s s, more than --max-wait %d",
-			     what, status, r->retry_after, opt.max_wait);
+			fail("%s: still %s, and the server asks to wait %lld s (Retry-After: %s),"
+			     " more than --max-wait %d", what, status, wait / 1000, r->retry_after,
+			     opt.max_wait);
 		wait = wait > delay ? wait : delay;
 		if (now_ms() + wait > give_up)
 			fail("%s: still %s after --max-wait %d s", what, status, opt.max_wait);

@@ -534,7 +534,7 @@ def proto_pending_retry_0(suite):
 def proto_pending_retry_999999(suite):
     expect_failure(suite, "proto_pending_retry_999999",
                    r"^acme-tiny: authorization: still pending, and the server asks to wait "
-                   r"999999 s, more than --max-wait 4$", max_s=2)
+                   r"999999 s \(Retry-After: 999999\), more than --max-wait 4$", max_s=2)
 
 
 def proto_processing_forever(suite):
@@ -547,11 +547,10 @@ def proto_processing_forever(suite):
 
 
 def proto_retry_date_c1(suite):
-    # the date form of Retry-After is echoed in the --max-wait message
-    c = ".{1,8}?"
+    # a Retry-After date whose day name is raw C1 bytes is no Retry-After at
+    # all: the client ignores it and polls on until --max-wait
     expect_failure(suite, "proto_retry_date_c1",
-                   r"^acme-tiny: authorization: still pending, and the server asks to wait "
-                   rf"{c}{c}{c}, 01 Jan 2099 00:00:00 GMT.*more than --max-wait 4$", max_s=2)
+                   r"^acme-tiny: authorization: still pending after --max-wait 4 s$", max_s=8)
 
 
 def proto_challenge_invalid(suite):
@@ -617,18 +616,17 @@ def problem_control_chars(suite):
     res = expect_failure(
         suite, "problem_control_chars",
         rf"^acme-tiny: newAccount failed: HTTP 403 urn:ietf:params:acme:error:unauthorized{c}\[0m: "
-        rf"red{c}\[31mRED {c}\]0;title{c} CR{c}LF{c}BS{c} C1esc{c}31m rawC1{c}31m rawDEL{c} end; "
-        rf"retry after {c}\[2J{c}\[H9{c}$")
+        rf"red{c}\[31mRED {c}\]0;title{c} CR{c}LF{c}BS{c} C1esc{c}31m rawC1{c}31m rawDEL{c} end$")
     assert b"\x1b" not in res.stderr and b"\x9b" not in res.stderr
 
 
 def problem_raw_c1_header(suite):
     # Retry-After of a 429 with raw 8-bit C1 bytes (0x9B CSI, 0x85 NEL) and ESC:
-    # a header is not JSON, so nothing checked it as UTF-8 on the way in
-    c = ".{1,8}?"
+    # a header is not JSON, so nothing checked it on the way in; the client
+    # keeps a Retry-After only if it is printable ASCII, so it is not echoed
     expect_failure(suite, "problem_raw_c1_header",
                    r"^acme-tiny: newOrder failed: HTTP 429 urn:ietf:params:acme:error:rateLimited: "
-                   rf"evil CA: slow down; retry after {c}2J{c}31m{c}\[5m60{c}$")
+                   r"evil CA: slow down$")
 
 
 def tls_other_host(suite):
