@@ -7,6 +7,7 @@ LDLIBS ?= -lbearssl
 PREFIX ?= /usr/local
 PYTHON ?= python3
 CLANG ?= clang
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SAN = -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 60
 FUZZERS = fuzz/json-fuzz fuzz/http-fuzz fuzz/key-fuzz fuzz/csr-fuzz
@@ -109,6 +110,12 @@ check: acme-tiny tests/unit acme-tiny-asan tests/unit-asan $(FUZZERS) cross
 		--asan-bin ./acme-tiny-asan --asan-unit tests/unit-asan \
 		--fuzz-seconds $(FUZZ_SECONDS) --valgrind $(CROSS_TESTS)
 
+# Side by side with acme_tiny.py and uacme (Debian's packages, installed here).
+bench: acme-tiny acme-tiny-static
+	@dpkg -s acme-tiny uacme strace time >/dev/null 2>&1 || \
+		$(SUDO) apt-get install -y --no-install-recommends acme-tiny uacme strace time
+	$(PYTHON) bench/bench.py ./acme-tiny ./acme-tiny-static
+
 # A real issuance against a local Pebble, set up and torn down for you.
 demo: acme-tiny
 	$(PYTHON) tests/demo.py ./acme-tiny
@@ -120,4 +127,4 @@ install: acme-tiny
 clean:
 	rm -f acme-tiny acme-tiny-* tests/unit tests/unit-* $(FUZZERS) fuzz/*.log
 
-.PHONY: all test check check-cross cross static size memory fuzz demo install clean
+.PHONY: all test check check-cross cross static size memory bench fuzz demo install clean

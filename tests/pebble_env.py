@@ -111,12 +111,6 @@ class Pebble:
         with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
             return r.read().decode()
 
-    def requests(self):
-        """How many HTTP requests Pebble has logged so far."""
-        self.log.flush()
-        with open(os.path.join(self.dir, "pebble.log")) as f:
-            return sum(1 for line in f if "HTTP request" in line or '"GET ' in line)
-
     def stop(self):
         for p in reversed(self.procs):
             if p.poll() is None:

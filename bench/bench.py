@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""make bench: acme-tiny against acme_tiny.py and uacme (Debian packages
+acme-tiny and uacme), each issuing certificates from the same account key and
+CSR against one local Pebble (PEBBLE_VA_NOSLEEP=1, no nonce rejection, no
+authorization reuse). Not a test: it prints numbers.
+
+Per client: wall and CPU (user+sys) time of the client process, peak memory,
+HTTP requests (Pebble logs one line per request) and TCP connections to
+Pebble (connect() calls seen by strace, in a separate run), and size on disk.
+Peak memory is VmHWM (acme-tiny's --stats) for acme-tiny; for the others it
+is /usr/bin/time's maximum RSS, which includes the forked child before exec
+and so cannot show less than about a megabyte.
+"""
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+from helpers import make_csr, make_key  # noqa: E402
+from pebble_env import Pebble  # noqa: E402
+
+RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+NAME = "bench.example.test"
+REQUEST_LINE = re.compile(r"^Pebble .* (GET|HEAD|POST) \S+ -> calling handler\(\)$", re.M)
+
+
+def pebble_requests(p):
+    with open(os.path.join(p.dir, "pebble.log")) as f:
+        return len(REQUEST_LINE.findall(f.read()))
+
+
+class Client:
+    def __init__(self, name, argv, package=None, files=(), vmhwm=False):
+        self.name, self.argv, self.package, self.files, self.vmhwm = name, argv, package, files, vmhwm
+        self.samples = []
+
+    def run(self, timed=True):
+        """One issuance: wall, cpu, peak kB, or raises."""
+        out = tempfile.NamedTemporaryFile(prefix="bench-time-", delete=False).name
+        argv = ["/usr/bin/time", "-f", "%M", "-o", out, *self.argv] if timed else self.argv
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - start
+        stdout, stderr = proc.stdout.read(), proc.stderr.read().decode(errors="replace")
+        proc.stdout.close()
+        proc.stderr.close()
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{self.name} failed: {stderr[-2000:]}")
+        peak = int(open(out).read().split()[-1]) if timed else 0
+        os.unlink(out)
+        m = re.search(r"VmHWM\) (\d+) kB", stderr)
+        if self.vmhwm and m:
+            peak = int(m[1])
+        return wall, usage.ru_utime + usage.ru_stime, peak
+
+    def connections(self, port):
+        with tempfile.NamedTemporaryFile(prefix="bench-strace-") as log:
+            subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", log.name,
+                            *self.argv], check=True, capture_output=True)
+            text = open(log.name).read()
+        return len(re.findall(rf"htons\({port}\)", text))
+
+
+def installed_kb(package):
+    """Installed-Size of package and of what it depends on, beyond libc6's closure."""
+    def closure(pkg):
+        seen, todo = set(), [pkg]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            r = subprocess.run(["dpkg-query", "-W", "-f", "${Depends}, ${Pre-Depends}", name],
+                               capture_output=True, text=True)
+            if r.returncode:
+                continue
+            seen.add(name)
+            for alt in r.stdout.split(","):
+                for choice in alt.split("|"):
+                    dep = choice.strip().split(" ")[0].split(":")[0]
+                    if dep and subprocess.run(["dpkg-query", "-W", dep], capture_output=True).returncode == 0:
+                        todo.append(dep)
+                        break
+        return seen
+    pkgs = closure(package) - closure("libc6")
+    sizes = subprocess.run(["dpkg-query", "-W", "-f", "${Installed-Size}\n", *sorted(pkgs)],
+                           capture_output=True, text=True).stdout.split()
+    return sum(int(s) for s in sizes if s.isdigit()), len(pkgs)
+
+
+def stripped_kb(path):
+    with tempfile.NamedTemporaryFile() as t:
+        subprocess.run(["strip", "-o", t.name, path], check=True)
+        return os.path.getsize(t.name) / 1024
+
+
+def fmt(values, unit, scale=1, digits=0):
+    v = [x * scale for x in values]
+    return f"{statistics.median(v):.{digits}f} ({min(v):.{digits}f}-{max(v):.{digits}f}) {unit}"
+
+
+def main():
+    ours = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "./acme-tiny")
+    static = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else "./acme-tiny-static")
+    work = tempfile.mkdtemp(prefix="acme-tiny-bench-")
+    env = {"PEBBLE_AUTHZREUSE": "0"}
+    with Pebble(nonce_reject=0, env=env) as p:
+        key = make_key(work, "rsa2048")        # what acme_tiny.py users have
+        csr = make_csr(work, "bench", NAME)
+        common = ["--account-key", key, "--csr", csr, "--acme-dir", p.acme_dir,
+                  "--directory-url", p.directory, "--disable-check"]
+        # uacme: account key in its confdir, the CA through a private mount namespace
+        conf = os.path.join(work, "uacme")
+        os.makedirs(os.path.join(conf, "private"))
+        shutil.copy(key, os.path.join(conf, "private", "key.pem"))
+        hook = os.path.join(work, "hook.sh")
+        with open(hook, "w") as f:
+            f.write(f"""#!/bin/sh
+[ "$2" = http-01 ] || exit 1
+case "$1" in
+begin) printf %s "$5" > {shlex.quote(p.acme_dir)}/"$4" ;;
+*) rm -f {shlex.quote(p.acme_dir)}/"$4" ;;
+esac
+""")
+        os.chmod(hook, 0o755)
+        uacme_csr = os.path.join(work, "uacme.csr")
+        shutil.copy(csr, uacme_csr)
+        ns = ["unshare", "-m", "sh", "-c",
+              f"mount --bind {shlex.quote(p.ca_file)} /etc/ssl/certs/ca-certificates.crt"
+              ' && exec "$@"', "sh"]
+        uacme = ["uacme", "-a", p.directory, "-c", conf, "-h", hook, "-y"]
+        clients = [
+            Client("acme-tiny", [ours, *common, "--ca-file", p.ca_file, "--quiet", "--stats"],
+                   vmhwm=True),
+            Client("acme-tiny (static musl)",
+                   [static, *common, "--ca-file", p.ca_file, "--quiet", "--stats"], vmhwm=True),
+            Client("acme_tiny.py", ["env", f"SSL_CERT_FILE={p.ca_file}", "acme-tiny", *common],
+                   package="acme-tiny"),
+            Client("uacme", [*ns, *uacme, "-f", "-o", "issue", uacme_csr], package="uacme"),
+        ]
+        subprocess.run([*ns, *uacme, "new"], check=True, capture_output=True)
+        for c in clients:
+            c.run(timed=False)                   # the account exists from here on
+        for _ in range(RUNS):                    # interleaved, so drift hits all alike
+            for c in clients:
+                before = pebble_requests(p)
+                wall, cpu, peak = c.run()
+                c.samples.append((wall, cpu, peak, pebble_requests(p) - before))
+        for c in clients:
+            c.conns = c.connections(p.port)
+    shutil.rmtree(work, ignore_errors=True)
+    report(clients, ours, static)
+
+
+def report(clients, ours, static):
+    cpu = open("/proc/cpuinfo").read()
+    model = re.search(r"model name\s*:\s*(.*)", cpu)
+    print(f"{time.strftime('%Y-%m-%d')}, {os.uname().machine}, {os.cpu_count()} CPUs"
+          f"{', ' + model[1] if model else ''}; {RUNS} runs each, median (min-max)\n")
+    bear = installed_kb("libbearssl0")[0]
+    sizes = {"acme-tiny": f"{stripped_kb(ours):.0f} kB + libbearssl0 {bear} kB",
+             "acme-tiny (static musl)": f"{stripped_kb(static):.0f} kB"}
+    print("| client | wall | CPU (user+sys) | peak RSS | HTTP requests | TCP connections | size on disk |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for c in clients:
+        wall, cpu_s, peak, reqs = zip(*c.samples)
+        if c.package:
+            kb, n = installed_kb(c.package)
+            size = f"{kb} kB ({n} packages beyond libc6)"
+        else:
+            size = sizes[c.name]
+        print(f"| {c.name} | {fmt(wall, 's', digits=3)} | {fmt(cpu_s, 'ms', 1000)} | "
+              f"{fmt(peak, 'kB')} | {fmt(reqs, '')} | {c.conns} | {size} |")
+    base = dict(zip(("wall", "cpu", "peak"), (statistics.median(x) for x in list(zip(*clients[0].samples))[:3])))
+    print("\nratios, peer / acme-tiny (medians):")
+    for c in clients[2:]:
+        wall, cpu_s, peak, _ = zip(*c.samples)
+        print(f"  {c.name}: wall x{statistics.median(wall) / base['wall']:.1f}, "
+              f"CPU x{statistics.median(cpu_s) / base['cpu']:.1f}, "
+              f"peak memory x{statistics.median(peak) / base['peak']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
