@@ -151,6 +151,7 @@ static void put_clean(FILE *f, const char *s)
 }
 
 /* Ends the run: one line on stderr, the challenge file removed, exit 1. */
+static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void fail(const char *fmt, ...)
 {
 	char msg[2048];
@@ -167,6 +168,7 @@ static void fail(const char *fmt, ...)
 }
 
 /* Progress, as acme_tiny.py prints it; --quiet silences it. */
+static void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void info(const char *fmt, ...)
 {
 	char msg[2048];
@@ -238,6 +240,19 @@ static void buf_add(struct buf *b, const void *data, size_t n)
 static void buf_str(struct buf *b, const char *s)
 {
 	buf_add(b, s, strlen(s));
+}
+
+/* Appends each string up to the NULL that ends the list. */
+static void buf_cat(struct buf *b, ...) __attribute__((sentinel));
+static void buf_cat(struct buf *b, ...)
+{
+	const char *s;
+	va_list ap;
+
+	va_start(ap, b);
+	while ((s = va_arg(ap, const char *)))
+		buf_str(b, s);
+	va_end(ap);
 }
 
 static void buf_free(struct buf *b)
@@ -1540,14 +1555,16 @@ static int sock_wait(struct conn *c, short events)
 	}
 }
 
-static int sock_read(struct conn *c, unsigned char *buf, size_t len)
+/* One recv or send, once the socket is ready: bytes, 0 at the end of the stream, -1. */
+static int sock_io(struct conn *c, void *buf, size_t len, int writing)
 {
 	for (;;) {
 		ssize_t n;
 
-		if (sock_wait(c, POLLIN))
+		if (sock_wait(c, writing ? POLLOUT : POLLIN))
 			return -1;
-		if ((n = recv(c->fd, buf, len, 0)) >= 0)
+		n = writing ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
+		if (n >= 0)
 			return (int)n;
 		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
 			c->why = strerror(errno);
@@ -1556,20 +1573,9 @@ static int sock_read(struct conn *c, unsigned char *buf, size_t len)
 	}
 }
 
-static int sock_write(struct conn *c, const unsigned char *buf, size_t len)
+static int sock_read(struct conn *c, unsigned char *buf, size_t len)
 {
-	for (;;) {
-		ssize_t n;
-
-		if (sock_wait(c, POLLOUT))
-			return -1;
-		if ((n = send(c->fd, buf, len, MSG_NOSIGNAL)) >= 0)
-			return (int)n;
-		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-			c->why = strerror(errno);
-			return -1;
-		}
-	}
+	return sock_io(c, buf, len, 0);
 }
 
 /* BearSSL's transport callbacks: TLS reads and writes go through our deadline. */
@@ -1585,7 +1591,7 @@ static int tls_low_read(void *ctx, unsigned char *buf, size_t len)
 
 static int tls_low_write(void *ctx, const unsigned char *buf, size_t len)
 {
-	return sock_write(ctx, buf, len);
+	return sock_io(ctx, (void *)buf, len, 1);
 }
 
 static const char *tls_error(int err)
@@ -1639,7 +1645,7 @@ static int conn_write(struct conn *c, const char *data, size_t len)
 		return -1;
 	}
 	while (len > 0) {
-		int n = sock_write(c, (const unsigned char *)data, len);
+		int n = sock_io(c, (void *)data, len, 1);
 		if (n < 0)
 			return -1;
 		data += n;
@@ -1990,25 +1996,15 @@ static int send_request(struct conn *c, const char *method, const struct url *u,
 {
 	struct buf req = { 0 };
 	char len[32];
+	int v6 = strchr(u->host, ':') != NULL, port = strcmp(u->port, u->https ? "443" : "80");
 	int r;
 
-	buf_str(&req, method);
-	buf_str(&req, " ");
-	buf_str(&req, u->path);
-	buf_str(&req, " HTTP/1.1\r\nHost: ");
-	buf_str(&req, strchr(u->host, ':') ? "[" : "");
-	buf_str(&req, u->host);
-	buf_str(&req, strchr(u->host, ':') ? "]" : "");
-	if (strcmp(u->port, u->https ? "443" : "80")) {
-		buf_str(&req, ":");
-		buf_str(&req, u->port);
-	}
-	buf_str(&req, "\r\nUser-Agent: " USER_AGENT "\r\n");
+	buf_cat(&req, method, " ", u->path, " HTTP/1.1\r\nHost: ", v6 ? "[" : "", u->host,
+		v6 ? "]" : "", port ? ":" : "", port ? u->port : "",
+		"\r\nUser-Agent: " USER_AGENT "\r\n", NULL);
 	if (body) {
 		snprintf(len, sizeof len, "%zu", body->len);
-		buf_str(&req, "Content-Type: application/jose+json\r\nContent-Length: ");
-		buf_str(&req, len);
-		buf_str(&req, "\r\n");
+		buf_cat(&req, "Content-Type: application/jose+json\r\nContent-Length: ", len, "\r\n", NULL);
 	}
 	buf_str(&req, "\r\n");
 	if (body)
@@ -2587,6 +2583,7 @@ static const char USAGE[] =
 "\n"
 "Exit status: 0 on success, 1 on failure (one line on stderr says why), 2 on usage errors.\n";
 
+static void usage_error(const char *what, const char *arg) __attribute__((noreturn));
 static void usage_error(const char *what, const char *arg)
 {
 	fprintf(stderr, "acme-tiny: %s%s\nTry 'acme-tiny --help'.\n", what, arg);

@@ -134,15 +134,26 @@ def der_csr(env):
 
 
 def existing_account(env):
+    env.issue("rsa2048", ["first.example.test"])       # makes sure the account exists
     res = env.issue("rsa2048", ["again.example.test"])
     assert "Already registered!" in res.stderr.decode(), res.stderr.decode()
 
 
 def existing_account_new_contact(env):
+    env.issue("p384", ["first-contact.example.test"])
     res = env.issue("p384", ["contact.example.test"], "--contact", "mailto:a@example.test",
                     "mailto:b@example.test")
     err = res.stderr.decode()
     assert "Already registered!" in err and "Updated contact details" in err, err
+
+
+def contact_with_quote(env):
+    # the JSON we send stays JSON: Pebble answers invalidContact, not malformed
+    key = make_key(env.tmp, "p256", "quote-contact")
+    csr = make_csr(env.tmp, "quote", "quote.example.test")
+    res = env.run(key, csr, "--contact", 'mailto:a"b\\c@example.test', quiet=True)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: newAccount failed: HTTP 400 "
+                  r"urn:ietf:params:acme:error:invalidContact: .+")
 
 
 def self_check_passes(env):
@@ -274,6 +285,6 @@ def nonce_reject_50(env):
 
 TESTS = [(f"pebble_{f.__name__}", f) for f in (
     issue_rsa2048, issue_rsa4096, issue_p256, issue_p384, three_names_one_ip, der_csr,
-    existing_account, existing_account_new_contact, self_check_passes, self_check_fails,
+    existing_account, existing_account_new_contact, contact_with_quote, self_check_passes, self_check_fails,
     validation_fails, untrusted_server, bad_account_key, usage_errors, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors)]
