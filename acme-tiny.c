@@ -6,8 +6,8 @@
  *   1. Limits, messages and cleanup: every failure ends in fail()
  *   2. Bytes: growing buffers, base64url, reading files
  *   3. JSON: a strict tokenizer, lookups, writing escaped strings
- *   4. Keys and DER: PEM, the account key and its JWK, the CSR's names
- *   5. JWS: signing a request with the account key
+ *   4. Keys and DER: PEM, keys and their JWK, the CSR's names, new keys
+ *   5. Signatures: JWS requests, and CSRs for --domains
  *   6. HTTP/1.1 over TCP or TLS: URLs, trust anchors, connections,
  *      requests and responses, all with hard limits and deadlines
  *   7. ACME: directory, nonces, account, order, http-01, finalize
@@ -130,57 +130,52 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 }
 
 /*
- * Writes text that may come from a server, so that it cannot drive the
- * terminal: C0 controls, DEL, C1 controls and bytes that are not UTF-8
- * become '?'.
+ * Writes the message as one line on stderr. It may hold text from a server:
+ * so that such text cannot drive the terminal, C0 and C1 controls, DEL and
+ * bytes that are not UTF-8 become '?'.
  */
-static void put_clean(FILE *f, const char *s)
+static void put_clean(const char *fmt, va_list ap)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s), k;
+	char msg[2048];
+	const unsigned char *p = (const unsigned char *)msg;
+	size_t n, k;
 
-	for (; n; p += k, n -= k) {
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	for (n = strlen(msg); n; p += k, n -= k) {
 		k = utf8_seq(p, n);
 		if (!k || p[0] < 0x20 || p[0] == 0x7F || (p[0] == 0xC2 && p[1] < 0xA0)) {
-			fputc('?', f);
+			fputc('?', stderr);
 			k = k ? k : 1;
 		} else {
-			fwrite(p, 1, k, f);
+			fwrite(p, 1, k, stderr);
 		}
 	}
+	fputc('\n', stderr);
 }
 
 /* Ends the run: one line on stderr, the challenge file removed, exit 1. */
-static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
+static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...)
 {
-	char msg[2048];
 	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
 	remove_challenge();
 	fputs("acme-tiny: ", stderr);
-	put_clean(stderr, msg);
-	fputc('\n', stderr);
+	va_start(ap, fmt);
+	put_clean(fmt, ap);
+	va_end(ap);
 	exit(1);
 }
 
 /* Progress, as acme_tiny.py prints it; --quiet silences it. */
-static void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void info(const char *fmt, ...)
+static __attribute__((format(printf, 1, 2))) void info(const char *fmt, ...)
 {
-	char msg[2048];
 	va_list ap;
 
 	if (opt.quiet)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	put_clean(fmt, ap);
 	va_end(ap);
-	put_clean(stderr, msg);
-	fputc('\n', stderr);
 }
 
 static long long now_ms(void)
@@ -243,8 +238,7 @@ static void buf_str(struct buf *b, const char *s)
 }
 
 /* Appends each string up to the NULL that ends the list. */
-static void buf_cat(struct buf *b, ...) __attribute__((sentinel));
-static void buf_cat(struct buf *b, ...)
+static __attribute__((sentinel)) void buf_cat(struct buf *b, ...)
 {
 	const char *s;
 	va_list ap;
@@ -340,7 +334,8 @@ struct json {
 	int n, cap;
 };
 
-static int json_add(struct json *j, int type, size_t start)
+/* Adds a token for the bytes from start to end; its index, or -1 if too many. */
+static int json_add(struct json *j, int type, size_t start, size_t end)
 {
 	if (j->n == j->cap) {
 		int cap = j->cap ? j->cap * 2 : 64;
@@ -354,10 +349,8 @@ static int json_add(struct json *j, int type, size_t start)
 		j->t = t;
 		j->cap = cap;
 	}
-	j->t[j->n].type = type;
-	j->t[j->n].start = (int)start;
-	j->t[j->n].end = (int)start;
-	j->t[j->n].next = j->n + 1;
+	j->t[j->n] = (struct jtok){ .type = type, .start = (int)start, .end = (int)end,
+				    .next = j->n + 1 };
 	return j->n++;
 }
 
@@ -476,16 +469,12 @@ static int jp_value(struct json *j, size_t *i, int depth);
 static int jp_string(struct json *j, size_t *i)
 {
 	size_t start = ++*i;
-	int t;
 
 	while (*i < j->len && j->s[*i] != '"')
 		*i += j->s[*i] == '\\' ? 2 : 1;
 	if (*i >= j->len || json_unescape(j->s + start, *i - start, NULL, 0) < 0)
 		return -1;
-	if ((t = json_add(j, J_STR, start)) < 0)
-		return -1;
-	j->t[t].end = (int)(*i)++;
-	return t;
+	return json_add(j, J_STR, start, (*i)++);
 }
 
 static size_t digits(const struct json *j, size_t i)
@@ -501,7 +490,6 @@ static size_t digits(const struct json *j, size_t i)
 static int jp_number(struct json *j, size_t *i)
 {
 	size_t start = *i, n;
-	int t;
 
 	if (j->s[*i] == '-')
 		++*i;
@@ -521,16 +509,14 @@ static int jp_number(struct json *j, size_t *i)
 			return -1;
 		*i += n;
 	}
-	if ((t = json_add(j, J_NUM, start)) >= 0)
-		j->t[t].end = (int)*i;
-	return t;
+	return json_add(j, J_NUM, start, *i);
 }
 
 /* An object or array; for objects, keys and values alternate as tokens. */
 static int jp_container(struct json *j, size_t *i, int depth)
 {
 	char close = j->s[*i] == '{' ? '}' : ']';
-	int self = json_add(j, close == '}' ? J_OBJ : J_ARR, *i);
+	int self = json_add(j, close == '}' ? J_OBJ : J_ARR, *i, *i);
 
 	if (self < 0 || depth >= MAX_DEPTH)
 		return -1;
@@ -569,7 +555,6 @@ static int jp_value(struct json *j, size_t *i, int depth)
 {
 	static const char *const lit[] = { "true", "false", "null" };
 	size_t k;
-	int t;
 
 	skip_ws(j, i);
 	if (*i >= j->len)
@@ -583,9 +568,8 @@ static int jp_value(struct json *j, size_t *i, int depth)
 	for (k = 0; k < 3; k++) {
 		size_t n = strlen(lit[k]);
 		if (j->len - *i >= n && !memcmp(j->s + *i, lit[k], n)) {
-			if ((t = json_add(j, J_TRUE + (int)k, *i)) >= 0)
-				j->t[t].end = (int)(*i += n);
-			return t;
+			*i += n;
+			return json_add(j, J_TRUE + (int)k, *i - n, *i);
 		}
 	}
 	return -1;
@@ -649,16 +633,15 @@ static void buf_json_str(struct buf *b, const char *s)
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		char esc[8];
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			buf_add(b, esc, 2);
-		} else if (c < 0x20 || c == 0x7F) {
+
+		if (c < 0x20 || c == 0x7F) {
 			snprintf(esc, sizeof esc, "\\u%04x", c);
 			buf_str(b, esc);
-		} else {
-			buf_add(b, s, 1);
+			continue;
 		}
+		if (c == '"' || c == '\\')
+			buf_add(b, "\\", 1);
+		buf_add(b, s, 1);
 	}
 	buf_str(b, "\"");
 }
@@ -823,9 +806,7 @@ static int jwk_ec(char *out, size_t cap, const char *crv, const unsigned char *q
 	size_t half = (qlen - 1) / 2;
 	int r;
 
-	buf_str(&b, "{\"crv\":\"");
-	buf_str(&b, crv);
-	buf_str(&b, "\",\"kty\":\"EC\",\"x\":\"");
+	buf_cat(&b, "{\"crv\":\"", crv, "\",\"kty\":\"EC\",\"x\":\"", NULL);
 	buf_b64url(&b, q + 1, half);
 	buf_str(&b, "\",\"y\":\"");
 	buf_b64url(&b, q + 1 + half, half);
@@ -873,37 +854,13 @@ static int rsa_public_from_der(const void *der, size_t len, struct der *n, struc
 	return 0;
 }
 
-static const char *rsa_key_setup(struct key *k, const void *der, size_t len)
-{
-	k->rsa = br_skey_decoder_get_rsa(&k->dc);
-	if (k->rsa->n_bitlen < 2048 || k->rsa->n_bitlen > 4096)
-		return "RSA key must have 2048 to 4096 bits";
-	if (rsa_public_from_der(der, len, &k->n, &k->e) || k->n.len != (k->rsa->n_bitlen + 7) / 8 ||
-	    k->e.len > 4)
-		return "malformed RSA key";
-	k->alg = "RS256";
-	return jwk_rsa(k->jwk, sizeof k->jwk, k->n.p, k->n.len, k->e.p, k->e.len) ? "RSA key too large" : NULL;
-}
-
-static const char *ec_key_setup(struct key *k)
-{
-	k->ec = br_skey_decoder_get_ec(&k->dc);
-	if (k->ec->curve != BR_EC_secp256r1 && k->ec->curve != BR_EC_secp384r1)
-		return "EC key must be on P-256 or P-384";
-	if (!(k->qlen = br_ec_compute_pub(br_ec_get_default(), NULL, k->q, k->ec)))
-		return "cannot compute the EC public key";
-	k->alg = k->ec->curve == BR_EC_secp256r1 ? "ES256" : "ES384";
-	return jwk_ec(k->jwk, sizeof k->jwk, k->ec->curve == BR_EC_secp256r1 ? "P-256" : "P-384",
-		      k->q, k->qlen) ? "EC key too large" : NULL;
-}
-
 /*
  * Decodes a DER private key (PKCS#1, SEC1 or PKCS#8); NULL, or what is
  * wrong. The RSA public key points into der, which must outlive k.
  */
 static const char *key_from_der(struct key *k, const void *der, size_t len)
 {
-	const char *err;
+	int p256;
 
 	memset(k, 0, sizeof *k);
 	br_skey_decoder_init(&k->dc);
@@ -911,8 +868,27 @@ static const char *key_from_der(struct key *k, const void *der, size_t len)
 	if (br_skey_decoder_last_error(&k->dc))
 		return "not an RSA or EC private key";
 	k->type = br_skey_decoder_key_type(&k->dc);
-	if ((err = k->type == BR_KEYTYPE_RSA ? rsa_key_setup(k, der, len) : ec_key_setup(k)))
-		return err;
+	if (k->type == BR_KEYTYPE_RSA) {
+		k->rsa = br_skey_decoder_get_rsa(&k->dc);
+		if (k->rsa->n_bitlen < 2048 || k->rsa->n_bitlen > 4096)
+			return "RSA key must have 2048 to 4096 bits";
+		if (rsa_public_from_der(der, len, &k->n, &k->e) ||
+		    k->n.len != (k->rsa->n_bitlen + 7) / 8 || k->e.len > 4)
+			return "malformed RSA key";
+		k->alg = "RS256";
+		if (jwk_rsa(k->jwk, sizeof k->jwk, k->n.p, k->n.len, k->e.p, k->e.len))
+			return "RSA key too large";
+	} else {
+		k->ec = br_skey_decoder_get_ec(&k->dc);
+		if (k->ec->curve != BR_EC_secp256r1 && k->ec->curve != BR_EC_secp384r1)
+			return "EC key must be on P-256 or P-384";
+		if (!(k->qlen = br_ec_compute_pub(br_ec_get_default(), NULL, k->q, k->ec)))
+			return "cannot compute the EC public key";
+		p256 = k->ec->curve == BR_EC_secp256r1;
+		k->alg = p256 ? "ES256" : "ES384";
+		if (jwk_ec(k->jwk, sizeof k->jwk, p256 ? "P-256" : "P-384", k->q, k->qlen))
+			return "EC key too large";
+	}
 	jwk_thumbprint(k);
 	return NULL;
 }
@@ -946,6 +922,17 @@ struct names {
 	struct ident id[MAX_NAMES];
 };
 
+/* The identifier in ns of this type and value, or NULL if it is not one of ours. */
+static const struct ident *our_ident(const struct names *ns, const char *type, const char *value)
+{
+	int k;
+
+	for (k = 0; k < ns->n; k++)
+		if (!strcmp(ns->id[k].type, type) && !strcmp(ns->id[k].value, value))
+			return &ns->id[k];
+	return NULL;
+}
+
 /*
  * Adds a name from the CSR: an IP address (raw 4 or 16 bytes when raw_ip,
  * or text that parses as one) becomes "ip", anything else must be a DNS
@@ -965,26 +952,26 @@ static int add_name(struct names *ns, const unsigned char *s, size_t len, int ra
 		memcpy(ip, s, len);
 	} else if (len < 1 || len > MAX_NAME) {
 		return -1;
+	} else {
+		memcpy(id.value, s, len);
+		id.value[len] = 0;
+		if (inet_pton(AF_INET, id.value, ip) == 1)
+			af = AF_INET;
+		else if (inet_pton(AF_INET6, id.value, ip) == 1)
+			af = AF_INET6;
 	}
-	memcpy(id.value, s, raw_ip ? 0 : len);
-	id.value[raw_ip ? 0 : len] = 0;
-	if (!af && inet_pton(AF_INET, id.value, ip) == 1)
-		af = AF_INET;
-	else if (!af && inet_pton(AF_INET6, id.value, ip) == 1)
-		af = AF_INET6;
 	strcpy(id.type, af ? "ip" : "dns");
 	if (af) {
 		inet_ntop(af, ip, id.value, sizeof id.value);
 	} else {
 		for (k = 0; k < len; k++)
-			id.value[k] = (char)(id.value[k] >= 'A' && id.value[k] <= 'Z' ?
-					     id.value[k] + 32 : id.value[k]);
+			if (id.value[k] >= 'A' && id.value[k] <= 'Z')
+				id.value[k] += 32;
 		if (strspn(id.value, "abcdefghijklmnopqrstuvwxyz0123456789-.*") != len)
 			return -1;
 	}
-	for (k = 0; k < (size_t)ns->n; k++)
-		if (!strcmp(ns->id[k].type, id.type) && !strcmp(ns->id[k].value, id.value))
-			return 0;
+	if (our_ident(ns, id.type, id.value))
+		return 0;
 	if (ns->n == MAX_NAMES)
 		return -1;
 	ns->id[ns->n++] = id;
@@ -1179,15 +1166,11 @@ static void jws_build(struct buf *out, const struct key *k, const char *kid,
 	unsigned char sig[512];
 	size_t siglen;
 
-	buf_str(&prot, "{\"alg\":\"");
-	buf_str(&prot, k->alg);
-	if (kid) {
-		buf_str(&prot, "\",\"kid\":");
+	buf_cat(&prot, "{\"alg\":\"", k->alg, kid ? "\",\"kid\":" : "\",\"jwk\":", NULL);
+	if (kid)
 		buf_json_str(&prot, kid);
-	} else {
-		buf_str(&prot, "\",\"jwk\":");
+	else
 		buf_str(&prot, k->jwk);
-	}
 	buf_str(&prot, ",\"nonce\":");
 	buf_json_str(&prot, nonce);
 	buf_str(&prot, ",\"url\":");
@@ -1202,9 +1185,7 @@ static void jws_build(struct buf *out, const struct key *k, const char *kid,
 	out->len = 0;
 	buf_str(out, "{\"protected\":\"");
 	buf_add(out, input.p, strcspn(input.p, "."));
-	buf_str(out, "\",\"payload\":\"");
-	buf_str(out, strchr(input.p, '.') + 1);
-	buf_str(out, "\",\"signature\":\"");
+	buf_cat(out, "\",\"payload\":\"", strchr(input.p, '.') + 1, "\",\"signature\":\"", NULL);
 	buf_b64url(out, sig, siglen);
 	buf_str(out, "\"}");
 	buf_free(&prot);
@@ -1533,6 +1514,13 @@ struct conn {
 	size_t inpos, inlen;
 };
 
+/* Notes why the current step failed, for the caller to report; -1. */
+static int conn_error(struct conn *c, const char *why)
+{
+	c->why = why;
+	return -1;
+}
+
 /* Waits until fd is ready, or the exchange's deadline passes. */
 static int sock_wait(struct conn *c, short events)
 {
@@ -1542,16 +1530,12 @@ static int sock_wait(struct conn *c, short events)
 		long long left = c->deadline - now_ms();
 		int r;
 
-		if (left <= 0) {
-			c->why = "timed out";
-			return -1;
-		}
+		if (left <= 0)
+			return conn_error(c, "timed out");
 		if ((r = poll(&p, 1, (int)left)) > 0)
 			return 0;
-		if (r < 0 && errno != EINTR) {
-			c->why = strerror(errno);
-			return -1;
-		}
+		if (r < 0 && errno != EINTR)
+			return conn_error(c, strerror(errno));
 	}
 }
 
@@ -1566,10 +1550,8 @@ static int sock_io(struct conn *c, void *buf, size_t len, int writing)
 		n = writing ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
 		if (n >= 0)
 			return (int)n;
-		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-			c->why = strerror(errno);
-			return -1;
-		}
+		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+			return conn_error(c, strerror(errno));
 	}
 }
 
@@ -1640,7 +1622,8 @@ static int conn_write(struct conn *c, const char *data, size_t len)
 	if (c->tls) {
 		if (!br_sslio_write_all(&c->tls->io, data, len) && !br_sslio_flush(&c->tls->io))
 			return 0;
-		c->why = "connection closed";
+		if (!c->why)            /* keep a timeout or socket error noted below */
+			c->why = "connection closed";
 		tls_failed(c);
 		return -1;
 	}
@@ -1671,10 +1654,8 @@ static int tcp_connect(struct conn *c, const struct url *u)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
-	if ((err = getaddrinfo(u->host, u->port, &hints, &res))) {
-		c->why = gai_strerror(err);
-		return -1;
-	}
+	if ((err = getaddrinfo(u->host, u->port, &hints, &res)))
+		return conn_error(c, gai_strerror(err));
 	for (ai = res; ai && c->fd < 0; ai = ai->ai_next) {
 		socklen_t len = sizeof err;
 
@@ -1749,10 +1730,8 @@ static int conn_open(struct conn *c, const struct url *u)
 	}
 	tls_init(c->tls);
 	br_ssl_engine_set_buffer(&c->tls->sc.eng, c->tls->iobuf, sizeof c->tls->iobuf, 0);
-	if (!br_ssl_client_reset(&c->tls->sc, u->host, 0)) {
-		c->why = tls_error(br_ssl_engine_last_error(&c->tls->sc.eng));
-		return -1;
-	}
+	if (!br_ssl_client_reset(&c->tls->sc, u->host, 0))
+		return conn_error(c, tls_error(br_ssl_engine_last_error(&c->tls->sc.eng)));
 	br_sslio_init(&c->tls->io, &c->tls->sc.eng, tls_low_read, c, tls_low_write, c);
 	c->read = tls_read;
 	return 0;
@@ -1760,14 +1739,19 @@ static int conn_open(struct conn *c, const struct url *u)
 
 /* ---- reading a response ---- */
 
-/* Makes sure a byte is buffered: 1, 0 at the end of the stream, -1 on error. */
-static int conn_fill(struct conn *c)
+/*
+ * Makes sure a byte is buffered: 1, 0 at the end of the stream, -1 on error.
+ * Where the stream may not end yet, at_end says why its end is an error.
+ */
+static int conn_fill(struct conn *c, const char *at_end)
 {
 	int n;
 
 	if (c->inpos < c->inlen)
 		return 1;
-	if ((n = c->read(c, c->in, sizeof c->in)) <= 0)
+	if ((n = c->read(c, c->in, sizeof c->in)) == 0 && at_end)
+		return conn_error(c, at_end);
+	if (n <= 0)
 		return n;
 	c->inpos = 0;
 	c->inlen = (size_t)n;
@@ -1781,23 +1765,18 @@ static int conn_line(struct conn *c, char *line, size_t cap)
 	size_t n = 0;
 
 	for (;;) {
-		int r = conn_fill(c);
 		char ch;
 
-		if (r <= 0) {
-			if (r == 0)
-				c->why = "connection closed in the middle of the headers";
+		if (conn_fill(c, "connection closed in the middle of the headers") < 0)
 			return -1;
-		}
 		ch = (char)c->in[c->inpos++];
 		if (ch == '\n' && n > 0 && line[n - 1] == '\r') {
 			line[--n] = 0;
 			return (int)n;
 		}
-		if (ch == '\n' || ch == 0 || n + 1 >= cap) {
-			c->why = ch == '\n' ? "line without CR" : ch ? "header line too long" : "NUL in header";
-			return -1;
-		}
+		if (ch == '\n' || ch == 0 || n + 1 >= cap)
+			return conn_error(c, ch == '\n' ? "line without CR" :
+					  ch ? "header line too long" : "NUL in header");
 		line[n++] = ch;
 	}
 }
@@ -1806,14 +1785,11 @@ static int conn_line(struct conn *c, char *line, size_t cap)
 static int conn_take(struct conn *c, struct buf *body, size_t n)
 {
 	while (n > 0) {
-		int r = conn_fill(c);
-		size_t k = c->inlen - c->inpos;
+		size_t k;
 
-		if (r <= 0) {
-			if (r == 0)
-				c->why = "connection closed in the middle of the body";
+		if (conn_fill(c, "connection closed in the middle of the body") < 0)
 			return -1;
-		}
+		k = c->inlen - c->inpos;
 		k = k < n ? k : n;
 		buf_add(body, c->in + c->inpos, k);
 		c->inpos += k;
@@ -1842,10 +1818,8 @@ static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, 
 	char *v = strchr(line, ':'), *e;
 	size_t n = v ? (size_t)(v - line) : 0;
 
-	if (!n || strcspn(line, " \t") < n) {
-		c->why = "malformed header line";
-		return -1;
-	}
+	if (!n || strcspn(line, " \t") < n)
+		return conn_error(c, "malformed header line");
 	*v++ = 0;
 	v += strspn(v, " \t");
 	for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t');)
@@ -1853,24 +1827,19 @@ static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, 
 	if (!strcasecmp(line, "content-length")) {
 		size_t d = strspn(v, "0123456789");
 		long x = atol(v);
-		if (!d || v[d] || d > 9 || (*clen >= 0 && *clen != x)) {
-			c->why = "malformed Content-Length";
-			return -1;
-		}
+		if (!d || v[d] || d > 9 || (*clen >= 0 && *clen != x))
+			return conn_error(c, "malformed Content-Length");
 		*clen = x;
 	} else if (!strcasecmp(line, "transfer-encoding")) {
-		if (strcasecmp(v, "chunked")) {
-			c->why = "unsupported Transfer-Encoding";
-			return -1;
-		}
+		if (strcasecmp(v, "chunked"))
+			return conn_error(c, "unsupported Transfer-Encoding");
 		*chunked = 1;
 	} else if (!strcasecmp(line, "connection")) {
 		r->close |= !strcasecmp(v, "close");
 	} else if (!strcasecmp(line, "replay-nonce") && is_b64url(v, sizeof r->nonce - 1)) {
 		strcpy(r->nonce, v);
 	} else if (!strcasecmp(line, "location") && copy_str(r->location, sizeof r->location, v, strlen(v))) {
-		c->why = "Location header too long";
-		return -1;
+		return conn_error(c, "Location header too long");
 	} else if (!strcasecmp(line, "retry-after") && strspn(v, PRINTABLE) == strlen(v)) {
 		copy_str(r->retry_after, sizeof r->retry_after, v, strlen(v));
 	}
@@ -1889,26 +1858,19 @@ static int read_head(struct conn *c, struct resp *r, long *clen, int *chunked)
 		return -1;
 	if ((strncmp(line, "HTTP/1.1 ", 9) && strncmp(line, "HTTP/1.0 ", 9)) ||
 	    strspn(line + 9, "0123456789") != 3 || (line[12] && line[12] != ' ') ||
-	    (r->status = atoi(line + 9)) < 200) {
-		c->why = "malformed or unexpected status line";
-		return -1;
-	}
+	    (r->status = atoi(line + 9)) < 200)
+		return conn_error(c, "malformed or unexpected status line");
 	r->close = line[7] == '0';
 	for (count = 0; (n = conn_line(c, line, sizeof line)) != 0; count++) {
-		if (n < 0 || count == MAX_HEADERS || parse_header(c, line, r, clen, chunked)) {
-			if (count == MAX_HEADERS)
-				c->why = "too many header lines";
+		if (count == MAX_HEADERS)
+			return conn_error(c, "too many header lines");
+		if (n < 0 || parse_header(c, line, r, clen, chunked))
 			return -1;
-		}
 	}
-	if (*chunked && *clen >= 0) {
-		c->why = "both Content-Length and chunked";
-		return -1;
-	}
-	if (*clen > MAX_BODY) {
-		c->why = TOO_LARGE;
-		return -1;
-	}
+	if (*chunked && *clen >= 0)
+		return conn_error(c, "both Content-Length and chunked");
+	if (*clen > MAX_BODY)
+		return conn_error(c, TOO_LARGE);
 	return 0;
 }
 
@@ -1925,28 +1887,23 @@ static int read_chunked(struct conn *c, struct buf *body)
 			return -1;
 		for (k = 0; hex_digit(line[k]) >= 0 && k < 8; k++)
 			size = size * 16 + (size_t)hex_digit(line[k]);
-		if (!k || (line[k] && line[k] != ';' && line[k] != ' ' && line[k] != '\t')) {
-			c->why = "malformed chunk size";
-			return -1;
-		}
-		if (size > MAX_BODY - body->len) {
-			c->why = TOO_LARGE;
-			return -1;
-		}
+		if (!k || (line[k] && line[k] != ';' && line[k] != ' ' && line[k] != '\t'))
+			return conn_error(c, "malformed chunk size");
+		if (size > MAX_BODY - body->len)
+			return conn_error(c, TOO_LARGE);
 		if (!size)
 			break;
 		if (conn_take(c, body, size) || (n = conn_line(c, line, sizeof line)) < 0)
 			return -1;
-		if (n) {
-			c->why = "chunk longer than its size";
-			return -1;
-		}
+		if (n)
+			return conn_error(c, "chunk longer than its size");
 	}
-	for (count = 0; (n = conn_line(c, line, sizeof line)) != 0; count++)
-		if (n < 0 || count == MAX_HEADERS) {
-			c->why = n < 0 ? c->why : "too many trailer lines";
+	for (count = 0; (n = conn_line(c, line, sizeof line)) != 0; count++) {
+		if (n < 0)
 			return -1;
-		}
+		if (count == MAX_HEADERS)
+			return conn_error(c, "too many trailer lines");
+	}
 	return 0;
 }
 
@@ -1955,12 +1912,11 @@ static int read_to_close(struct conn *c, struct buf *body)
 {
 	int r;
 
-	while ((r = conn_fill(c)) > 0) {
+	while ((r = conn_fill(c, NULL)) > 0) {
 		size_t k = c->inlen - c->inpos;
-		if (k > MAX_BODY - body->len) {
-			c->why = TOO_LARGE;
-			return -1;
-		}
+
+		if (k > MAX_BODY - body->len)
+			return conn_error(c, TOO_LARGE);
 		buf_add(body, c->in + c->inpos, k);
 		c->inpos = c->inlen;
 	}
@@ -2027,10 +1983,8 @@ static int http_try(struct conn *c, const char *method, const char *url,
 	int attempt;
 
 	c->why = NULL;
-	if (url_parse(url, &u) || u.https != (c->tls != NULL)) {
-		c->why = c->tls ? "not an https URL" : "not an http URL";
-		return -1;
-	}
+	if (url_parse(url, &u) || u.https != (c->tls != NULL))
+		return conn_error(c, c->tls ? "not an https URL" : "not an http URL");
 	c->deadline = now_ms() + opt.timeout * 1000LL;
 	for (attempt = 0; attempt < 2; attempt++) {
 		int reused = c->fd >= 0 && !strcmp(c->host, u.host) && !strcmp(c->port, u.port);
@@ -2132,8 +2086,6 @@ struct run {
 	int n_contacts, disable_check, stats, create_account_key;
 };
 
-#define BAD_NONCE "urn:ietf:params:acme:error:badNonce"
-
 /* "type: detail" of the problem document (RFC 7807) at token p. */
 static const char *problem_text(const struct json *j, int p, char *out, size_t cap)
 {
@@ -2165,7 +2117,8 @@ static int is_bad_nonce(const struct resp *r)
 	struct json j = { 0 };
 	char type[64];
 	int bad = r->status == 400 && !json_parse(&j, r->body.p, r->body.len) &&
-		  json_get_str(&j, 0, "type", type, sizeof type) && !strcmp(type, BAD_NONCE);
+		  json_get_str(&j, 0, "type", type, sizeof type) &&
+		  !strcmp(type, "urn:ietf:params:acme:error:badNonce");
 
 	json_free(&j);
 	return bad;
@@ -2245,16 +2198,17 @@ static void acme_directory(struct acme *a, const char *url)
 	info("Directory found!");
 }
 
-static void add_contacts(struct buf *b, char *const *contacts, int n)
+/* Appends before, then the "contact" list and the } that ends the payload. */
+static void add_contacts(struct buf *b, const char *before, const struct run *run)
 {
 	int k;
 
-	buf_str(b, "\"contact\":[");
-	for (k = 0; k < n; k++) {
+	buf_cat(b, before, "\"contact\":[", NULL);
+	for (k = 0; k < run->n_contacts; k++) {
 		buf_str(b, k ? "," : "");
-		buf_json_str(b, contacts[k]);
+		buf_json_str(b, run->contacts[k]);
 	}
-	buf_str(b, "]");
+	buf_str(b, "]}");
 }
 
 /* newAccount finds or creates the account; its URL becomes our "kid". */
@@ -2264,21 +2218,17 @@ static void acme_account(struct acme *a, const struct run *run)
 	struct resp r = { 0 };
 
 	info("Registering account...");
-	buf_str(&p, "{\"termsOfServiceAgreed\":true");
-	if (run->n_contacts) {
-		buf_str(&p, ",");
-		add_contacts(&p, run->contacts, run->n_contacts);
-	}
-	buf_str(&p, "}");
+	if (run->n_contacts)
+		add_contacts(&p, "{\"termsOfServiceAgreed\":true,", run);
+	else
+		buf_str(&p, "{\"termsOfServiceAgreed\":true}");
 	acme_post(a, a->new_account, p.p, &r, "newAccount");
 	if (copy_str(a->kid, sizeof a->kid, r.location, strlen(r.location)) || !a->kid[0])
 		fail("newAccount: the server sent no Location for the account");
 	info(r.status == 201 ? "Registered!" : "Already registered!");
 	if (run->n_contacts && r.status != 201) {
 		p.len = 0;
-		buf_str(&p, "{");
-		add_contacts(&p, run->contacts, run->n_contacts);
-		buf_str(&p, "}");
+		add_contacts(&p, "{", run);
 		acme_post(a, a->kid, p.p, &r, "account update");
 		info("Updated contact details");
 	}
@@ -2404,20 +2354,10 @@ static void self_check(const struct ident *id, const char *port, const char *tok
 		fail("Wrote file to %s, but couldn't download %s: %s", chal_path, url, why);
 }
 
-/* Is this identifier one of ours? A CA must not make us serve other names. */
-static const struct ident *our_ident(const struct names *ns, const char *type, const char *value)
-{
-	int k;
-
-	for (k = 0; k < ns->n; k++)
-		if (!strcmp(ns->id[k].type, type) && !strcmp(ns->id[k].value, value))
-			return &ns->id[k];
-	return NULL;
-}
-
 /*
- * One authorization (RFC 8555 7.5): nothing to do if valid; if pending,
- * serve the http-01 key authorization, check it, tell the CA, and poll.
+ * One authorization (RFC 8555 7.5), for one of our names: a CA must not make
+ * us serve others. Nothing to do if valid; if pending, serve the http-01 key
+ * authorization, check it, tell the CA, and poll.
  */
 static void acme_authorize(struct acme *a, const char *url, const struct run *run,
 			   const struct names *ns)
@@ -2525,7 +2465,7 @@ static void acme_finalize(struct acme *a, struct resp *order, const char *order_
 	info("Certificate signed!");
 }
 
-/* The whole issuance, in acme_tiny.py's order. The chain ends up in chain. */
+/* The whole issuance, in acme_tiny.py's order. The chain ends up in order->body. */
 static void issue(struct acme *a, const struct run *run, const struct names *ns,
 		  const struct buf *csr, struct resp *order)
 {
@@ -2583,8 +2523,7 @@ static const char USAGE[] =
 "\n"
 "Exit status: 0 on success, 1 on failure (one line on stderr says why), 2 on usage errors.\n";
 
-static void usage_error(const char *what, const char *arg) __attribute__((noreturn));
-static void usage_error(const char *what, const char *arg)
+static __attribute__((noreturn)) void usage_error(const char *what, const char *arg)
 {
 	fprintf(stderr, "acme-tiny: %s%s\nTry 'acme-tiny --help'.\n", what, arg);
 	exit(2);
@@ -2631,9 +2570,8 @@ static void parse_args(int argc, char **argv, struct run *run)
 			   flag(argv, &i, "--csr", &run->csr) ||
 			   flag(argv, &i, "--acme-dir", &run->acme_dir) ||
 			   flag(argv, &i, "--directory-url", &run->directory) ||
-			   flag(argv, &i, "--ca-file", &run->ca_file)) {
-			continue;
-		} else if (flag(argv, &i, "--domains", &run->domains) ||
+			   flag(argv, &i, "--ca-file", &run->ca_file) ||
+			   flag(argv, &i, "--domains", &run->domains) ||
 			   flag(argv, &i, "--domain-key", &run->domain_key)) {
 			continue;
 		} else if (flag(argv, &i, "--key-type", &v)) {
@@ -2673,9 +2611,8 @@ static void parse_args(int argc, char **argv, struct run *run)
 
 static void catch_signals(void)
 {
-	struct sigaction sa;
+	struct sigaction sa = { 0 };
 
-	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -2741,10 +2678,8 @@ static void names_and_csr(const struct run *run, struct names *ns, struct buf *c
 			fail("CSR %s: malformed, or without DNS names or IP addresses (at most %d)",
 			     run->csr, MAX_NAMES);
 	}
-	for (k = 0; k < ns->n; k++) {
-		buf_str(&found, k ? ", " : "");
-		buf_str(&found, ns->id[k].value);
-	}
+	for (k = 0; k < ns->n; k++)
+		buf_cat(&found, k ? ", " : "", ns->id[k].value, NULL);
 	info("Found domains: %s", found.p);
 	buf_free(&found);
 }
