@@ -72,7 +72,8 @@ static struct {
 
 /*
  * The one challenge file that may exist at any time. The signal handler
- * reads it, so it is a fixed array and a flag, set before the file is made.
+ * reads it, so it is a fixed array and a flag, set with signals held off
+ * between making the file and noting it.
  */
 static char chal_path[4096];
 static volatile sig_atomic_t chal_live;
@@ -83,6 +84,19 @@ static void remove_challenge(void)
 		unlink(chal_path);
 		chal_live = 0;
 	}
+}
+
+/* Holds off SIGINT, SIGTERM and SIGHUP (hold), or lets them in again. */
+static void hold_signals(int hold)
+{
+	static sigset_t old;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(hold ? SIG_BLOCK : SIG_SETMASK, hold ? &set : &old, hold ? &old : NULL);
 }
 
 static void on_signal(int sig)
@@ -130,9 +144,23 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 }
 
 /*
+ * Is this UTF-8 sequence one that can hide or reorder text on a terminal:
+ * zero-width, bidirectional and separator characters (U+061C, U+200B-200F,
+ * U+2028-202E, U+2066-2069, U+FEFF)?
+ */
+static int invisible(const unsigned char *p, size_t k)
+{
+	long u = k == 2 ? (p[0] & 0x1F) << 6 | (p[1] & 0x3F)
+	       : k == 3 ? (p[0] & 0x0F) << 12 | (p[1] & 0x3F) << 6 | (p[2] & 0x3F) : 0;
+
+	return u == 0x061C || (u >= 0x200B && u <= 0x200F) || (u >= 0x2028 && u <= 0x202E) ||
+	       (u >= 0x2066 && u <= 0x2069) || u == 0xFEFF;
+}
+
+/*
  * Writes the message as one line on stderr. It may hold text from a server:
- * so that such text cannot drive the terminal, C0 and C1 controls, DEL and
- * bytes that are not UTF-8 become '?'.
+ * so that such text cannot drive the terminal, C0 and C1 controls, DEL,
+ * invisible characters and bytes that are not UTF-8 become '?'.
  */
 static void put_clean(const char *fmt, va_list ap)
 {
@@ -143,7 +171,8 @@ static void put_clean(const char *fmt, va_list ap)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	for (n = strlen(msg); n; p += k, n -= k) {
 		k = utf8_seq(p, n);
-		if (!k || p[0] < 0x20 || p[0] == 0x7F || (p[0] == 0xC2 && p[1] < 0xA0)) {
+		if (!k || p[0] < 0x20 || p[0] == 0x7F || (p[0] == 0xC2 && p[1] < 0xA0) ||
+		    invisible(p, k)) {
 			fputc('?', stderr);
 			k = k ? k : 1;
 		} else {
@@ -257,6 +286,7 @@ static void buf_free(struct buf *b)
 
 static const char B64URL[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+#define B64 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
 /* Appends base64url without padding (RFC 7515, appendix C). */
 static void buf_b64url(struct buf *b, const void *data, size_t n)
@@ -765,7 +795,7 @@ static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
 /*
  * A private key (the account key, or a domain key for --domains) with what
  * JWS and CSRs need of it. BearSSL's key decoder keeps the key inside its
- * context, so the context lives in here. BearSSL 0.6 can write up to 17
+ * context, so the context lives in here. BearSSL 0.6 can write up to 24
  * bytes past that context on a crafted key file: `spare` takes those writes.
  */
 struct key {
@@ -950,7 +980,7 @@ static int add_name(struct names *ns, const unsigned char *s, size_t len, int ra
 			return -1;
 		af = len == 4 ? AF_INET : AF_INET6;
 		memcpy(ip, s, len);
-	} else if (len < 1 || len > MAX_NAME) {
+	} else if (len < 1 || len > MAX_NAME || memchr(s, 0, len)) {
 		return -1;
 	} else {
 		memcpy(id.value, s, len);
@@ -1079,19 +1109,24 @@ static const struct key_type {
 static void create_file(const char *path, const void *data, size_t len)
 {
 	char tmp[4096];
+	ssize_t n;
 	int fd, err;
 
 	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp)
 		fail("path too long: %s", path);
+	hold_signals(1);                /* no signal may leave the temporary file */
 	if ((fd = mkstemp(tmp)) < 0)    /* mkstemp makes it 0600 */
 		fail("cannot create %s: %s", tmp, strerror(errno));
-	err = write(fd, data, len) != (ssize_t)len || fsync(fd) ? errno : 0;
-	if (close(fd) || err || link(tmp, path)) {
-		err = err ? err : errno;
-		unlink(tmp);
-		fail("cannot create %s: %s", path, strerror(err));
-	}
+	n = write(fd, data, len);
+	err = n < 0 ? errno : (size_t)n != len ? EIO : fsync(fd) ? errno : 0;
+	if (close(fd) && !err)
+		err = errno;
+	if (!err && link(tmp, path))
+		err = errno;
 	unlink(tmp);
+	hold_signals(0);
+	if (err)
+		fail("cannot create %s: %s", path, strerror(err));
 }
 
 /* Makes a new private key of type t in path: PKCS#8 PEM, mode 0600. */
@@ -1507,6 +1542,7 @@ struct conn {
 	struct tls *tls;             /* NULL for plain HTTP */
 	char host[256], port[6];     /* where fd goes */
 	long long deadline;          /* ms: the current exchange ends by then */
+	long long give_up;           /* ms: if set, no exchange ends later (polling) */
 	const char *why;             /* why the last step failed */
 	size_t got;                  /* bytes received in the current exchange */
 	int (*read)(struct conn *, unsigned char *, size_t);   /* >0, 0 at the end, -1 */
@@ -1645,6 +1681,21 @@ static void conn_close(struct conn *c)
 	c->inpos = c->inlen = 0;
 }
 
+/* Finishes a non-blocking connect(): 0 once connected, or -1 with why. */
+static int connect_wait(struct conn *c)
+{
+	int err = errno;
+	socklen_t len = sizeof err;
+
+	if (err == EINPROGRESS) {
+		if (sock_wait(c, POLLOUT))
+			return -1;
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len))
+			err = errno;
+	}
+	return err ? conn_error(c, strerror(err)) : 0;
+}
+
 /* Connects to the first address of host that answers before the deadline. */
 static int tcp_connect(struct conn *c, const struct url *u)
 {
@@ -1657,21 +1708,14 @@ static int tcp_connect(struct conn *c, const struct url *u)
 	if ((err = getaddrinfo(u->host, u->port, &hints, &res)))
 		return conn_error(c, gai_strerror(err));
 	for (ai = res; ai && c->fd < 0; ai = ai->ai_next) {
-		socklen_t len = sizeof err;
-
 		if ((c->fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol)) < 0) {
 			c->why = strerror(errno);
 			continue;
 		}
 		fcntl(c->fd, F_SETFD, FD_CLOEXEC);
 		fcntl(c->fd, F_SETFL, O_NONBLOCK);
-		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) &&
-		    (errno != EINPROGRESS || sock_wait(c, POLLOUT) ||
-		     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) || (errno = err))) {
-			if (errno)
-				c->why = strerror(errno);
+		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) && connect_wait(c))
 			conn_close(c);
-		}
 	}
 	freeaddrinfo(res);
 	return c->fd < 0 ? -1 : 0;
@@ -1983,9 +2027,13 @@ static int http_try(struct conn *c, const char *method, const char *url,
 	int attempt;
 
 	c->why = NULL;
-	if (url_parse(url, &u) || u.https != (c->tls != NULL))
+	if (url_parse(url, &u))
+		return conn_error(c, "malformed URL");
+	if (u.https != (c->tls != NULL))
 		return conn_error(c, c->tls ? "not an https URL" : "not an http URL");
 	c->deadline = now_ms() + opt.timeout * 1000LL;
+	if (c->give_up && c->give_up < c->deadline)
+		c->deadline = c->give_up;
 	for (attempt = 0; attempt < 2; attempt++) {
 		int reused = c->fd >= 0 && !strcmp(c->host, u.host) && !strcmp(c->port, u.port);
 
@@ -2131,6 +2179,16 @@ static void parse_object(const struct resp *r, struct json *j, const char *step)
 		fail("%s: the server's answer is not a JSON object", step);
 }
 
+/* The Location the protocol requires (the account's "kid", an order), as an https URL. */
+static void need_location(const struct resp *r, char *out, const char *step)
+{
+	struct url u;
+
+	if (!r->location[0] || url_parse(r->location, &u) || !u.https)
+		fail("%s: the server sent no usable Location (an https URL)", step);
+	strcpy(out, r->location);
+}
+
 /* A string member the protocol requires. */
 static void need_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
 		     const char *step)
@@ -2223,8 +2281,7 @@ static void acme_account(struct acme *a, const struct run *run)
 	else
 		buf_str(&p, "{\"termsOfServiceAgreed\":true}");
 	acme_post(a, a->new_account, p.p, &r, "newAccount");
-	if (copy_str(a->kid, sizeof a->kid, r.location, strlen(r.location)) || !a->kid[0])
-		fail("newAccount: the server sent no Location for the account");
+	need_location(&r, a->kid, "newAccount");
 	info(r.status == 201 ? "Registered!" : "Already registered!");
 	if (run->n_contacts && r.status != 201) {
 		p.len = 0;
@@ -2253,9 +2310,7 @@ static void acme_new_order(struct acme *a, const struct names *ns, struct resp *
 	}
 	buf_str(&p, "]}");
 	acme_post(a, a->new_order, p.p, order, "newOrder");
-	if (!order->location[0])
-		fail("newOrder: the server sent no Location for the order");
-	strcpy(order_url, order->location);
+	need_location(order, order_url, "newOrder");
 	buf_free(&p);
 	info("Order created!");
 }
@@ -2286,7 +2341,9 @@ static void acme_wait(struct acme *a, const char *url, struct resp *r, struct js
 			fail("%s: still %s after --max-wait %d s", what, status, opt.max_wait);
 		sleep_ms(wait);
 		delay = delay * 2 < MAX_POLL_DELAY ? delay * 2 : MAX_POLL_DELAY;
+		a->conn.give_up = give_up;      /* the polls count against --max-wait too */
 		acme_post(a, url, NULL, r, what);
+		a->conn.give_up = 0;
 		parse_object(r, j, what);
 	}
 }
@@ -2305,27 +2362,43 @@ static int find_http01(const struct json *j)
 	return -1;
 }
 
-/* Writes the key authorization where the web server serves it (RFC 8555 8.3). */
+/* Is path a plain file holding exactly keyauth: ours, left by a run that was killed? */
+static int our_leftover(const char *path, const char *keyauth)
+{
+	char buf[MAX_TOKEN + 64];
+	struct stat st;
+	ssize_t n = -1;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_nlink == 1)
+		n = read(fd, buf, sizeof buf);
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)strlen(keyauth) && !memcmp(buf, keyauth, (size_t)n);
+}
+
+/*
+ * Writes the key authorization where the web server serves it (RFC 8555
+ * 8.3). The file must be new (O_EXCL, O_NOFOLLOW): a CA naming a token
+ * after a file that is there cannot make us overwrite it, delete it later,
+ * or hang on a FIFO. The one exception is our own leftover for this token.
+ */
 static void write_challenge(const char *dir, const char *token, const char *keyauth)
 {
-	sigset_t block, old;
 	size_t len = strlen(keyauth);
-	int fd;
+	int fd, err;
 
 	if ((size_t)snprintf(chal_path, sizeof chal_path, "%s/%s", dir, token) >= sizeof chal_path)
 		fail("--acme-dir path too long");
-	/* a signal must not come between creating the file and noting it */
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGHUP);
-	sigprocmask(SIG_BLOCK, &block, &old);
-	fd = open(chal_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-	chal_live = fd >= 0;
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (fd < 0)
-		fail("cannot write challenge file %s: %s", chal_path, strerror(errno));
-	if (write(fd, keyauth, len) != (ssize_t)len || close(fd))
+	hold_signals(1);                /* none between making the file and noting it */
+	fd = open(chal_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	err = errno;
+	chal_live = fd >= 0 || (err == EEXIST && our_leftover(chal_path, keyauth));
+	hold_signals(0);
+	if (!chal_live)
+		fail("cannot create challenge file %s: %s", chal_path,
+		     err == EEXIST ? "a file of that name is there already" : strerror(err));
+	if (fd >= 0 && (write(fd, keyauth, len) != (ssize_t)len || close(fd)))
 		fail("cannot write challenge file %s: %s", chal_path, strerror(errno));
 }
 
@@ -2412,15 +2485,29 @@ static void ignore_dn(void *ctx, const void *data, size_t len)
 	(void)len;
 }
 
-/* A certificate chain (RFC 8555 7.4.2): PEM certificates and nothing else. */
+/*
+ * A certificate chain (RFC 8555 7.4.2): PEM certificates and nothing else,
+ * since it goes to stdout as it is: no text between or around the blocks,
+ * only base64 inside them, and each one a certificate BearSSL can decode.
+ */
 static int check_chain(const struct buf *pem)
 {
+	static const char begin[] = "-----BEGIN CERTIFICATE-----", end[] = "-----END CERTIFICATE-----";
 	struct buf der = { 0 };
+	const char *p = pem->p, *e;
 	size_t pos = 0;
 	char name[32];
 	int r, n = 0;
 
-	if (!pem->p || strncmp(pem->p, "-----BEGIN CERTIFICATE-----", 27))
+	while (p && (p += strspn(p, "\r\n")) < pem->p + pem->len) {
+		if (strncmp(p, begin, sizeof begin - 1) || !(e = strstr(p, end)))
+			return -1;
+		p += sizeof begin - 1;
+		if (strspn(p, B64 "\r\n") != (size_t)(e - p))
+			return -1;
+		p = e + sizeof end - 1;
+	}
+	if (!p || p != pem->p + pem->len)
 		return -1;
 	while ((r = pem_next(pem, &pos, name, sizeof name, &der)) > 0) {
 		br_x509_decoder_context dc;
@@ -2583,7 +2670,8 @@ static void parse_args(int argc, char **argv, struct run *run)
 		} else if (flag(argv, &i, "--create-account-key", NULL)) {
 			run->create_account_key = 1;
 		} else if (flag(argv, &i, "--check-port", &run->check_port)) {
-			seconds_arg(run->check_port, "--check-port");
+			if (seconds_arg(run->check_port, "--check-port") > 65535)
+				usage_error("a port is 1 to 65535: --check-port ", run->check_port);
 		} else if (flag(argv, &i, "--timeout", &v)) {
 			opt.timeout = seconds_arg(v, "--timeout");
 		} else if (flag(argv, &i, "--max-wait", &v)) {
@@ -2597,6 +2685,7 @@ static void parse_args(int argc, char **argv, struct run *run)
 		} else if (!strcmp(argv[i], "--contact")) {
 			/* like acme_tiny.py: every following argument up to the next option */
 			run->contacts = argv + i + 1;
+			run->n_contacts = 0;            /* given twice, the last one counts */
 			while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
 				run->n_contacts++, i++;
 		} else {
@@ -2638,6 +2727,20 @@ static void print_stats(void)
 }
 
 static const char *const CSR_LABELS[] = { "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", NULL };
+
+/* A closed stdin, stdout or stderr would be taken by the first file or socket we open. */
+static void guard_std_fds(void)
+{
+	int stdout_closed = fcntl(1, F_GETFD) < 0, fd;
+
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd < 3) {
+		/* each takes the lowest closed one of 0, 1, 2 */
+	}
+	if (fd >= 3)
+		close(fd);
+	if (stdout_closed)
+		fail("stdout is closed: nowhere to write the certificate");
+}
 
 #ifdef ACME_TINY_TEST
 #define main acme_tiny_main     /* tests and fuzzers bring their own main */
@@ -2693,6 +2796,7 @@ int main(int argc, char **argv)
 	struct buf key = { 0 }, csr = { 0 };
 	struct resp order = { 0 };
 
+	guard_std_fds();
 	parse_args(argc, argv, &run);
 	catch_signals();
 	load_trust_anchors(run.ca_file);

@@ -620,6 +620,19 @@ def _http_order_directory(ca, req, normal):
     return Reply(200, d, nonce=False)
 
 
+def _slow_bad_nonce(ca, req, normal):
+    """Every poll of the authorization: 2 s of silence, then badNonce."""
+    normal()
+    def fn(ca, conn, req):
+        if not conn.wait(2):
+            return False
+        body = json.dumps({"type": P + "badNonce", "detail": "evil CA: stale nonce"}).encode()
+        conn.send(ca.head("400 Bad Request", ctype="application/problem+json", length=len(body)))
+        conn.send(body)
+        return True
+    return Raw(fn)
+
+
 SCENARIOS = {
     "normal": {},
     # challenge tokens
@@ -631,6 +644,9 @@ SCENARIOS = {
     "token_nul": {"authz": with_token("abc\x00def")},
     "token_empty": {"authz": with_token("")},
     "token_5000": {"authz": with_token("A" * 5000)},
+    "token_existing_file": {"authz": with_token("index")},
+    "token_hardlink": {"authz": with_token("outside")},
+    "token_fifo": {"authz": with_token("fifo")},
     # HTTP
     "http_header_line_1m": {"directory": raw(_huge_header_line)},
     "http_headers_100000": {"newAccount": raw(_many_headers)},
@@ -678,6 +694,9 @@ SCENARIOS = {
     "proto_cert_empty": {"cert": body(b"", ctype="application/pem-certificate-chain")},
     "proto_cert_html": {"cert": body("<!DOCTYPE html>\n<html><body>Your certificate is ready"
                                      "</body></html>\n", ctype="text/html")},
+    "proto_cert_trailing_escape": {"cert": lambda ca, req, normal: (
+        lambda r: (setattr(r, "body", r.body + b"\x1b]0;pwned by CA\x07\x1b[2J\n"), r)[1])(normal())},
+    "proto_slow_polls": {"authzPoll": _slow_bad_nonce},
     "proto_redirect_new_order": {"newOrder": _redirect},
     "proto_http_new_order": {"directory": _http_order_directory},
     # an IMF-fixdate Retry-After whose day name is raw 8-bit C1 bytes

@@ -121,15 +121,18 @@ class Suite:
         self.baseline_kib = None
         self.launcher = build_launcher(tmp)
 
-    def run_client(self, ca, on_tick=None):
+    def run_client(self, ca, on_tick=None, prepare=None):
         """Runs the client against ca in a fresh directory, through the launcher
-        (whose wait4 gives the exit status and the peak RSS). on_tick(pid,
-        case_dir, ca) runs every 5 ms while the client runs."""
+        (whose wait4 gives the exit status and the peak RSS). prepare(acme_dir)
+        may put files there first; on_tick(pid, case_dir, ca) runs every 5 ms
+        while the client runs."""
         self.n += 1
         case_dir = os.path.join(self.cases, f"case-{self.n}")
         os.makedirs(os.path.join(case_dir, ACME_DIR))
         # so that the traversal token ../../etc/x would land in an existing directory
         os.makedirs(os.path.join(case_dir, "www", "etc"))
+        if prepare:
+            prepare(os.path.join(case_dir, ACME_DIR))
         argv = [self.bin, "--account-key", self.account_key, "--csr", self.csr,
                 "--acme-dir", ACME_DIR, "--directory-url", ca.directory,
                 "--ca-file", self.ca_file, "--disable-check", "--quiet",
@@ -174,7 +177,7 @@ class Suite:
             stderr = f.read()
         return SimpleNamespace(
             returncode=rc, stdout=stdout, stderr=stderr, elapsed=end - start, end=end,
-            hung=hung, maxrss_kib=maxrss, case_dir=case_dir,
+            hung=hung, maxrss_kib=maxrss, case_dir=case_dir, prepared=prepare is not None,
             acme_dir=os.path.join(case_dir, ACME_DIR), before=before,
             after=snapshot(case_dir), tmp_before=tmp_before, tmp_after=os.listdir(self.tmp),
             cases_new=set(os.listdir(self.cases)) - cases_before - {f"case-{self.n}"},
@@ -288,7 +291,8 @@ def check_common(res, pattern, ca=None):
     assert "AddressSanitizer" not in err and "runtime error:" not in err, f"sanitizer: {err[-3000:]}"
     bad = raw_control(res.stderr)
     assert not bad, f"raw control byte {bad!r} on stderr: {res.stderr[-600:]!r}"
-    line = check_failure(res, res.acme_dir, pattern)
+    # files put in --acme-dir beforehand must stay as they were: the snapshot checks
+    line = check_failure(res, None if res.prepared else res.acme_dir, pattern)
     added = sorted(set(res.after) - set(res.before))
     removed = sorted(set(res.before) - set(res.after))
     changed = sorted(k for k in res.before if k in res.after and res.before[k] != res.after[k])
@@ -308,12 +312,12 @@ def check_common(res, pattern, ca=None):
 
 
 def expect_failure(suite, scenario, pattern, *, cert="tls", min_s=None, max_s=None,
-                   after=None, on_tick=None, **opts):
+                   after=None, on_tick=None, prepare=None, **opts):
     """Runs the client against scenario; everything must hold (check_common),
     the run must take between min_s and max_s, and after(ca, res) may check
     what the server saw."""
     with EvilCA(scenario, suite.keys, cert=cert, **opts) as ca:
-        res = suite.run_client(ca, on_tick)
+        res = suite.run_client(ca, on_tick, prepare)
         if after:
             after(ca, res)
         check_common(res, pattern, ca)
@@ -369,6 +373,34 @@ def token_case(scenario):
     def case(suite):
         expect_failure(suite, scenario, TOKEN_REFUSED)
     return case
+
+
+EXISTS = (r"^acme-tiny: cannot create challenge file www/\.well-known/acme-challenge/{}: "
+          r"a file of that name is there already$")
+
+
+def token_existing_file(suite):
+    # a token named after a file in --acme-dir: it is neither overwritten nor removed
+    def prepare(d):
+        with open(os.path.join(d, "index"), "w") as f:
+            f.write("keep me\n")
+    expect_failure(suite, "token_existing_file", EXISTS.format("index"), prepare=prepare)
+
+
+def token_hardlink(suite):
+    # ... nor is a file elsewhere that is hard-linked into --acme-dir
+    def prepare(d):
+        outside = os.path.join(d, "..", "..", "outside.txt")
+        with open(outside, "w") as f:
+            f.write("keep me\n")
+        os.link(outside, os.path.join(d, "outside"))
+    expect_failure(suite, "token_hardlink", EXISTS.format("outside"), prepare=prepare)
+
+
+def token_fifo(suite):
+    # a FIFO of that name must not hang the run
+    expect_failure(suite, "token_fifo", EXISTS.format("fifo"), max_s=5,
+                   prepare=lambda d: os.mkfifo(os.path.join(d, "fifo")))
 
 
 def token_nul(suite):
@@ -516,12 +548,12 @@ def proto_bad_nonce_forever(suite):
 
 def proto_account_no_location(suite):
     expect_failure(suite, "proto_account_no_location",
-                   r"^acme-tiny: newAccount: the server sent no Location for the account$")
+                   r"^acme-tiny: newAccount: the server sent no usable Location \(an https URL\)$")
 
 
 def proto_order_no_location(suite):
     expect_failure(suite, "proto_order_no_location",
-                   r"^acme-tiny: newOrder: the server sent no Location for the order$")
+                   r"^acme-tiny: newOrder: the server sent no usable Location \(an https URL\)$")
 
 
 def proto_pending_retry_0(suite):
@@ -565,6 +597,20 @@ def proto_challenge_invalid(suite):
 def proto_cert_empty(suite):
     expect_failure(suite, "proto_cert_empty",
                    r"^acme-tiny: certificate download: the answer is not a PEM certificate chain$")
+
+
+def proto_cert_trailing_escape(suite):
+    # a chain with terminal escapes after the last block must not reach stdout
+    expect_failure(suite, "proto_cert_trailing_escape",
+                   r"^acme-tiny: certificate download: the answer is not a PEM certificate chain$")
+
+
+def proto_slow_polls(suite):
+    # each poll answers after 2 s with badNonce many times: the polls themselves
+    # count against --max-wait 4, so the run ends in about 4 s, not 16 x 2 s
+    expect_failure(suite, "proto_slow_polls",
+                   r"^acme-tiny: authorization: POST https://localhost:\d+/authz/\S+: timed out$",
+                   max_s=8)
 
 
 def proto_cert_html(suite):
@@ -679,6 +725,9 @@ def signal_before_challenge(suite):
 CASES = [
     ("evil_baseline_success", baseline),
     ("evil_token_dotdot", token_case("token_dotdot")),
+    ("evil_token_existing_file", token_existing_file),
+    ("evil_token_hardlink", token_hardlink),
+    ("evil_token_fifo", token_fifo),
     ("evil_token_dotdot2", token_case("token_dotdot2")),
     ("evil_token_absolute", token_case("token_absolute")),
     ("evil_token_slash", token_case("token_slash")),
@@ -722,6 +771,8 @@ CASES = [
     ("evil_proto_challenge_invalid", proto_challenge_invalid),
     ("evil_proto_cert_empty", proto_cert_empty),
     ("evil_proto_cert_html", proto_cert_html),
+    ("evil_proto_cert_trailing_escape", proto_cert_trailing_escape),
+    ("evil_proto_slow_polls", proto_slow_polls),
     ("evil_proto_redirect_new_order", proto_redirect_new_order),
     ("evil_proto_http_new_order", proto_http_new_order),
     ("evil_problem_rate_limited", problem_rate_limited),

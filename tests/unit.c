@@ -2075,6 +2075,59 @@ static void test_generated_keys(void)
 	context[0] = 0;
 }
 
+/* The audit's findings, kept fixed. */
+static void test_audit_fixes(void)
+{
+	static struct names ns;
+	static struct run run;
+	struct buf b = { 0 };
+	char *argv[] = { "acme-tiny", "--account-key", "k", "--csr", "c", "--acme-dir", "d",
+			 "--contact", "mailto:a@x", "mailto:b@x", "--contact", "mailto:c@x", NULL };
+	static const char cert[] = "-----BEGIN CERTIFICATE-----\n";
+
+	set_context("our_leftover");
+	CHECK(spit("tok", "tok.thumb", 9) == 0);
+	CHECK(our_leftover(tpath("tok"), "tok.thumb"));
+	CHECK(!our_leftover(tpath("tok"), "tok.other"));
+	CHECK(!our_leftover(tpath("tok"), "tok.thum"));
+	CHECK(sh("ln tok tok-link") == 0);
+	CHECK(!our_leftover(tpath("tok"), "tok.thumb"));            /* two links: not ours */
+	CHECK(sh("mkfifo fifo && ln -s tok-link sym") == 0);
+	CHECK(!our_leftover(tpath("fifo"), "tok.thumb"));           /* no hang, no */
+	CHECK(!our_leftover(tpath("sym"), "tok.thumb"));
+
+	set_context("parse_args --contact twice");
+	parse_args(12, argv, &run);
+	CHECK_INT(run.n_contacts, 1);
+	CHECK_STR(run.contacts[0], "mailto:c@x");
+
+	set_context("add_name with NUL");
+	ns.n = 0;
+	CHECK(add_name(&ns, (const unsigned char *)"1.2.3.4\0junk", 12, 0) < 0);
+
+	set_context("invisible");
+	CHECK(invisible((const unsigned char *)"\xe2\x80\xae", 3));      /* U+202E */
+	CHECK(invisible((const unsigned char *)"\xe2\x80\x8b", 3));      /* U+200B */
+	CHECK(invisible((const unsigned char *)"\xef\xbb\xbf", 3));      /* U+FEFF */
+	CHECK(invisible((const unsigned char *)"\xd8\x9c", 2));          /* U+061C */
+	CHECK(!invisible((const unsigned char *)"\xc3\xa9", 2));         /* U+00E9 */
+	CHECK(!invisible((const unsigned char *)"\xe2\x82\xac", 3));     /* U+20AC */
+
+#ifndef UNIT_NO_BEARSSL
+	set_context("check_chain");
+	CHECK(check_chain(&b) < 0);
+	buf_str(&b, cert);
+	CHECK(check_chain(&b) < 0);                 /* no END */
+	b.len = 0;
+	buf_str(&b, "junk\n");
+	CHECK(check_chain(&b) < 0);
+#else
+	(void)cert;
+#endif
+	context[0] = 0;
+	buf_free(&b);
+}
+
 static void test_names_from_list(void)
 {
 	static struct names ns;
@@ -2132,6 +2185,7 @@ int main(void)
 	test_generated_keys();
 #endif
 	test_names_from_list();
+	test_audit_fixes();
 
 	sh("cd / && rm -rf '%s'", tmpdir);
 	if (access(tmpdir, F_OK) == 0)
