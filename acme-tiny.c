@@ -54,6 +54,7 @@ enum {
 	MAX_TOKENS = 8192,        /* JSON values in one response */
 	MAX_DEPTH = 32,           /* JSON nesting */
 	MAX_TOKEN = 256,          /* an http-01 token, base64url */
+	MAX_STATUS = 32,          /* an ACME object's "status" */
 	MAX_NONCE_TRIES = 16,     /* sends of one request while badNonce */
 	MAX_POLL_DELAY = 8000,    /* ms between polls without Retry-After */
 	FIRST_POLL_DELAY = 100    /* ms before the first poll */
@@ -2334,7 +2335,7 @@ static void acme_wait(struct acme *a, const char *url, struct resp *r, struct js
 	for (;;) {
 		long long wait = retry_after_ms(r->retry_after);
 
-		need_str(j, 0, "status", status, 32, what);
+		need_str(j, 0, "status", status, MAX_STATUS, what);
 		if (strcmp(status, "pending") && strcmp(status, "processing"))
 			return;
 		if (wait > opt.max_wait * 1000LL)
@@ -2414,7 +2415,7 @@ static void self_check(const struct ident *id, const char *port, const char *tok
 	struct conn plain = { .fd = -1 };
 	struct resp r = { 0 };
 	char url[600], why[64];
-	int v6 = strchr(id->value, ':') != NULL;
+	int v6 = strchr(id->value, ':') != NULL, ok = 0;
 
 	snprintf(url, sizeof url, "http://%s%s%s%s%s/.well-known/acme-challenge/%s", v6 ? "[" : "",
 		 id->value, v6 ? "]" : "", port ? ":" : "", port ? port : "", token);
@@ -2423,12 +2424,13 @@ static void self_check(const struct ident *id, const char *port, const char *tok
 	} else {
 		while (r.body.len && strchr(" \t\r\n", r.body.p[r.body.len - 1]))
 			r.body.p[--r.body.len] = 0;
-		snprintf(why, sizeof why, "HTTP %d%s", r.status, r.status != 200 ? "" :
-			 r.body.p && !strcmp(r.body.p, keyauth) ? "ok" : " with other content");
+		ok = r.status == 200 && r.body.p && !strcmp(r.body.p, keyauth);
+		snprintf(why, sizeof why, "HTTP %d%s", r.status,
+			 r.status == 200 ? " with other content" : "");
 	}
 	conn_close(&plain);
 	buf_free(&r.body);
-	if (strcmp(why, "HTTP 200ok"))
+	if (!ok)
 		fail("Wrote file to %s, but couldn't download %s: %s", chal_path, url, why);
 }
 
@@ -2443,7 +2445,7 @@ static void acme_authorize(struct acme *a, const char *url, const struct run *ru
 	struct resp r = { 0 }, rc = { 0 };
 	struct json j = { 0 };
 	const struct ident *id;
-	char type[8], value[MAX_NAME + 1], status[32], token[MAX_TOKEN + 1], chal[MAX_URL];
+	char type[8], value[MAX_NAME + 1], status[MAX_STATUS], token[MAX_TOKEN + 1], chal[MAX_URL];
 	char keyauth[MAX_TOKEN + 64], err[1400];
 	int c, idt;
 
@@ -2535,7 +2537,7 @@ static void acme_finalize(struct acme *a, struct resp *order, const char *order_
 {
 	struct json j = { 0 };
 	struct buf p = { 0 };
-	char url[MAX_URL], status[32], err[1400];
+	char url[MAX_URL], status[MAX_STATUS], err[1400];
 
 	info("Signing certificate...");
 	parse_object(order, &j, "order");
