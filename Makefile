@@ -119,10 +119,10 @@ check: acme-tiny tests/unit acme-tiny-asan tests/unit-asan $(FUZZERS) cross
 		--fuzz-seconds $(FUZZ_SECONDS) --valgrind $(CROSS_TESTS)
 
 # Side by side with acme_tiny.py and uacme (Debian's packages, installed here).
-BENCH_PACKAGES = acme-tiny uacme strace time musl-tools pebble openssl libbearssl-dev python3
+BENCH_PACKAGES = acme-tiny uacme strace gcc musl-tools pebble openssl libbearssl-dev python3
 bench:
-	@command -v acme-tiny uacme strace pebble openssl musl-gcc >/dev/null && \
-		[ -x /usr/bin/time ] && [ -f /usr/include/bearssl.h ] || \
+	@command -v acme-tiny uacme strace pebble openssl gcc musl-gcc >/dev/null && \
+		[ -f /usr/include/bearssl.h ] || \
 		{ $(SUDO) apt-get update; $(SUDO) apt-get install -y --no-install-recommends $(BENCH_PACKAGES); }
 	$(MAKE) acme-tiny acme-tiny-static
 	$(PYTHON) bench/bench.py ./acme-tiny ./acme-tiny-static

@@ -262,6 +262,12 @@ static void buf_add(struct buf *b, const void *data, size_t n)
 	b->p[b->len] = 0;
 }
 
+/* buf_add in the shape of BearSSL's output callbacks */
+static void buf_append(void *b, const void *data, size_t n)
+{
+	buf_add(b, data, n);
+}
+
 static void buf_str(struct buf *b, const char *s)
 {
 	buf_add(b, s, strlen(s));
@@ -287,8 +293,6 @@ static void buf_free(struct buf *b)
 
 static const char B64URL[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-#define B64 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-
 /* Appends base64url without padding (RFC 7515, appendix C). */
 static void buf_b64url(struct buf *b, const void *data, size_t n)
 {
@@ -308,6 +312,56 @@ static void buf_b64url(struct buf *b, const void *data, size_t n)
 			q[k] = B64URL[(v >> (18 - 6 * k)) & 63];
 		buf_add(b, q, left >= 3 ? 4 : left + 1);
 	}
+}
+
+/* The value of a base64 character (RFC 4648, section 4), or -1. */
+static int b64_value(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/*
+ * Appends the bytes of base64 text (s, n) to out. Line breaks may come
+ * anywhere; padding must make whole groups of four and end the text.
+ * Returns 0, or -1 for anything else.
+ */
+static int b64_decode(const char *s, size_t n, struct buf *out)
+{
+	unsigned char bytes[3];
+	uint32_t acc = 0;
+	size_t i, chars = 0, pad = 0;
+
+	for (i = 0; i < n; i++) {
+		int v = b64_value((unsigned char)s[i]);
+
+		if (s[i] == '\r' || s[i] == '\n')
+			continue;
+		if (s[i] == '=' && pad < 2 && chars % 4 >= 2) {
+			pad++;
+			continue;
+		}
+		if (v < 0 || pad)
+			return -1;
+		acc = acc << 6 | (uint32_t)v;
+		if (++chars % 4 == 0) {
+			bytes[0] = (unsigned char)(acc >> 16);
+			bytes[1] = (unsigned char)(acc >> 8);
+			bytes[2] = (unsigned char)acc;
+			buf_add(out, bytes, 3);
+		}
+	}
+	if ((chars + pad) % 4)
+		return -1;
+	bytes[0] = (unsigned char)(acc >> (chars % 4 == 3 ? 10 : 4));
+	bytes[1] = (unsigned char)(acc >> 2);
+	buf_add(out, bytes, pad ? 3 - pad : 0);
+	return 0;
 }
 
 /* True for 1 to max characters, all of the base64url alphabet. */
@@ -679,43 +733,39 @@ static void buf_json_str(struct buf *b, const char *s)
 
 /* ===================== 4. Keys and DER ===================== */
 
-static void pem_collect(void *ctx, const void *data, size_t len)
-{
-	buf_add(ctx, data, len);
-}
-
 /*
- * Decodes the next PEM object of in from *pos: its label into name and
- * its bytes into der. Returns 1, 0 when there is none, -1 if malformed.
+ * Decodes the next PEM block (RFC 7468) of in from *pos: its label into
+ * label and its bytes into der. Text before a block is skipped (CA bundles
+ * have comments); inside one, only base64 and line breaks may appear.
+ * Returns 1, 0 when there is none, -1 if malformed.
  */
-static int pem_next(const struct buf *in, size_t *pos, char *name, size_t namecap,
+static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
 		    struct buf *der)
 {
-	br_pem_decoder_context pc;
-	int inside = 0;
+	const char *s = in->p + *pos, *body, *end;
+	size_t n;
 
-	br_pem_decoder_init(&pc);
-	der->len = 0;
-	while (*pos <= in->len) {
-		/* a last newline flushes a file whose last line has none */
-		int tail = *pos == in->len;
-		*pos += br_pem_decoder_push(&pc, tail ? "\n" : in->p + *pos,
-					    tail ? 1 : in->len - *pos);
-		switch (br_pem_decoder_event(&pc)) {
-		case BR_PEM_BEGIN_OBJ:
-			snprintf(name, namecap, "%s", br_pem_decoder_name(&pc));
-			/* with CRLF lines, BearSSL 0.6 leaves the closing dashes on the label */
-			name[strcspn(name, "-")] = 0;
-			br_pem_decoder_setdest(&pc, pem_collect, der);
-			inside = 1;
+	for (;; s++) {          /* a block begins at *pos or at a line start */
+		if (!(s = strstr(s, "-----BEGIN ")))
+			return 0;
+		if (s == in->p + *pos || s[-1] == '\n')
 			break;
-		case BR_PEM_END_OBJ:
-			return 1;
-		case BR_PEM_ERROR:
-			return -1;
-		}
 	}
-	return inside ? -1 : 0;
+	s += strlen("-----BEGIN ");
+	n = strcspn(s, "\r\n");
+	if (n < 5 || n - 5 >= cap || strncmp(s + n - 5, "-----", 5))
+		return -1;
+	memcpy(label, s, n - 5);
+	label[n - 5] = 0;
+	body = s + n;
+	if (!(end = strstr(body, "-----END ")) || end[-1] != '\n' ||
+	    strncmp(end + 9, label, n - 5) || strncmp(end + 9 + n - 5, "-----", 5))
+		return -1;
+	der->len = 0;
+	if (b64_decode(body, (size_t)(end - body), der))
+		return -1;
+	*pos = (size_t)(end + 9 + n - 5 + 5 - in->p);
+	return 1;
 }
 
 /*
@@ -1470,7 +1520,7 @@ static int add_anchor(const struct buf *der)
 	br_x509_trust_anchor *ta;
 	br_x509_pkey *pk;
 
-	br_x509_decoder_init(&dc, pem_collect, &dn);
+	br_x509_decoder_init(&dc, buf_append, &dn);
 	br_x509_decoder_push(&dc, der->p, der->len);
 	if (!(pk = br_x509_decoder_get_pkey(&dc))) {
 		buf_free(&dn);
@@ -2499,36 +2549,27 @@ static void ignore_dn(void *ctx, const void *data, size_t len)
  */
 static int check_chain(const struct buf *pem)
 {
-	static const char begin[] = "-----BEGIN CERTIFICATE-----", end[] = "-----END CERTIFICATE-----";
 	struct buf der = { 0 };
-	const char *p = pem->p, *e;
 	size_t pos = 0;
-	char name[32];
-	int r, n = 0;
+	char label[32];
+	int n = 0, ok = 1;
 
-	while (p && (p += strspn(p, "\r\n")) < pem->p + pem->len) {
-		if (strncmp(p, begin, sizeof begin - 1) || !(e = strstr(p, end)))
-			return -1;
-		p += sizeof begin - 1;
-		if (strspn(p, B64 "\r\n") != (size_t)(e - p))
-			return -1;
-		p = e + sizeof end - 1;
-	}
-	if (!p || p != pem->p + pem->len)
-		return -1;
-	while ((r = pem_next(pem, &pos, name, sizeof name, &der)) > 0) {
+	while (ok && pem->len && (pos += strspn(pem->p + pos, "\r\n")) < pem->len) {
 		br_x509_decoder_context dc;
 
-		br_x509_decoder_init(&dc, ignore_dn, NULL);
-		br_x509_decoder_push(&dc, der.p, der.len);
-		if (strcmp(name, "CERTIFICATE") || br_x509_decoder_last_error(&dc)) {
-			r = -1;
-			break;
+		/* pem_next takes a block that begins right at pos */
+		ok = !strncmp(pem->p + pos, "-----BEGIN ", 11) &&
+		     pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
+		     !strcmp(label, "CERTIFICATE");
+		if (ok) {
+			br_x509_decoder_init(&dc, ignore_dn, NULL);
+			br_x509_decoder_push(&dc, der.p, der.len);
+			ok = !br_x509_decoder_last_error(&dc);
+			n++;
 		}
-		n++;
 	}
 	buf_free(&der);
-	return r == 0 && n > 0 ? 0 : -1;
+	return ok && n > 0 ? 0 : -1;
 }
 
 /* Finalize with the CSR, wait for the order, download the chain into order->body. */

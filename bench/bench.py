@@ -4,12 +4,15 @@ acme-tiny and uacme), each issuing certificates from the same account key and
 CSR against one local Pebble (PEBBLE_VA_NOSLEEP=1, no nonce rejection, no
 authorization reuse). Not a test: it prints numbers.
 
-Per client: wall and CPU (user+sys) time of the client process, peak memory,
-HTTP requests (Pebble logs one line per request) and TCP connections to
-Pebble (connect() calls seen by strace, in a separate run), and size on disk.
-Peak memory is VmHWM (acme-tiny's --stats) for acme-tiny; for the others it
-is /usr/bin/time's maximum RSS, which includes the forked child before exec
-and so cannot show less than about a megabyte.
+Per client: wall time, and the CPU time (user+sys) and peak RSS of the client
+process itself with the children it waits for (uacme's hook), as wait4()
+gives them to tests/launcher.c, a small static program that starts the
+client: Python, unshare and sh are not counted. Peak memory is
+VmHWM (acme-tiny's --stats) for acme-tiny, the launcher's ru_maxrss for the
+others (the same figure, but it also counts the launcher's few dozen KiB
+before exec). HTTP requests are counted in Pebble's log (one line per
+request), TCP connections to Pebble with strace (connect() calls, in a
+separate run); size on disk is the stripped binary or the installed packages.
 """
 import os
 import re
@@ -36,35 +39,42 @@ def pebble_requests(p):
         return len(REQUEST_LINE.findall(f.read()))
 
 
+def build_launcher(work):
+    """tests/launcher.c, static so that its child's peak RSS starts near zero."""
+    exe = os.path.join(work, "launcher")
+    for cc in ("musl-gcc", "cc"):
+        if shutil.which(cc) and subprocess.run(
+                [cc, "-static", "-O2", "-o", exe, os.path.join(HERE, "..", "tests", "launcher.c")],
+                capture_output=True).returncode == 0:
+            return exe
+    sys.exit("bench: cannot build tests/launcher.c (no musl-gcc or static libc)")
+
+
 class Client:
-    def __init__(self, name, argv, package=None, files=(), vmhwm=False):
-        self.name, self.argv, self.package, self.files, self.vmhwm = name, argv, package, files, vmhwm
+    def __init__(self, name, argv, package=None, prefix=(), vmhwm=False):
+        """argv runs the client; prefix (a namespace wrapper) goes before the launcher."""
+        self.name, self.argv, self.package, self.prefix, self.vmhwm = name, argv, package, prefix, vmhwm
         self.samples = []
 
-    def run(self, timed=True):
-        """One issuance: wall, cpu, peak kB, or raises."""
-        out = tempfile.NamedTemporaryFile(prefix="bench-time-", delete=False).name
-        argv = ["/usr/bin/time", "-f", "%M", "-o", out, *self.argv] if timed else self.argv
+    def run(self, launcher):
+        """One issuance: wall s, CPU s, peak kB; or raises."""
+        report = tempfile.NamedTemporaryFile(prefix="bench-rusage-", delete=False).name
         start = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([*self.prefix, launcher, report, *self.argv], capture_output=True)
         wall = time.monotonic() - start
-        stdout, stderr = proc.stdout.read(), proc.stderr.read().decode(errors="replace")
-        proc.stdout.close()
-        proc.stderr.close()
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(f"{self.name} failed: {stderr[-2000:]}")
-        peak = int(open(out).read().split()[-1]) if timed else 0
-        os.unlink(out)
-        m = re.search(r"VmHWM\) (\d+) kB", stderr)
-        if self.vmhwm and m:
-            peak = int(m[1])
-        return wall, usage.ru_utime + usage.ru_stime, peak
+        lines = open(report).read().split("\n")
+        os.unlink(report)
+        if proc.returncode or len(lines) < 3 or lines[1].split()[0] != "0":
+            raise RuntimeError(f"{self.name} failed: {proc.stderr.decode(errors='replace')[-2000:]}")
+        _, maxrss, cpu_us = lines[1].split()
+        m = re.search(r"VmHWM\) (\d+) kB", proc.stderr.decode(errors="replace"))
+        peak = int(m[1]) if self.vmhwm and m else int(maxrss)
+        return wall, int(cpu_us) / 1e6, peak
 
     def connections(self, port):
         with tempfile.NamedTemporaryFile(prefix="bench-strace-") as log:
             subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", log.name,
-                            *self.argv], check=True, capture_output=True)
+                            *self.prefix, *self.argv], check=True, capture_output=True)
             text = open(log.name).read()
         return len(re.findall(rf"htons\({port}\)", text))
 
@@ -144,15 +154,16 @@ esac
                    [static, *common, "--ca-file", p.ca_file, "--quiet", "--stats"], vmhwm=True),
             Client("acme_tiny.py", ["env", f"SSL_CERT_FILE={p.ca_file}", "acme-tiny", *common],
                    package="acme-tiny"),
-            Client("uacme", [*ns, *uacme, "-f", "-o", "issue", uacme_csr], package="uacme"),
+            Client("uacme", [*uacme, "-f", "-o", "issue", uacme_csr], package="uacme", prefix=ns),
         ]
         subprocess.run([*ns, *uacme, "new"], check=True, capture_output=True)
+        launcher = build_launcher(work)
         for c in clients:
-            c.run(timed=False)                   # the account exists from here on
+            c.run(launcher)                      # the account exists from here on
         for _ in range(RUNS):                    # interleaved, so drift hits all alike
             for c in clients:
                 before = pebble_requests(p)
-                wall, cpu, peak = c.run()
+                wall, cpu, peak = c.run(launcher)
                 c.samples.append((wall, cpu, peak, pebble_requests(p) - before))
         for c in clients:
             c.conns = c.connections(p.port)

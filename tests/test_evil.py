@@ -19,7 +19,7 @@ x86-64 Linux (measured first, printed as "evil: normal run peak RSS ..."),
 and no hostile case here goes above 2.5 MiB; 16 MiB leaves room for other
 libcs and allocators while still catching a client that buffers a 200 MiB
 body (or a tenth of it). The peak comes from a small C launcher: see
-LAUNCHER_C for why wait4 on a child of this Python process cannot give it.
+tests/launcher.c for why wait4 on a child of this Python process cannot give it.
 
 The cases run one after another, each with its own server: a few depend on
 timing (drip, polling, signals), and the whole suite takes about 25 s.
@@ -39,6 +39,7 @@ from evil_ca import DOMAIN, EvilCA
 from helpers import check_failure, check_success, make_csr, make_key
 from pebble_env import make_tls_cert
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 DEADLINE = 20                # s: a client still running then hangs
 MEM_BOUND_KIB = 16 * 1024    # peak RSS of the client, see above
 def sanitized():
@@ -184,51 +185,9 @@ class Suite:
             abs_before=abs_before, abs_after={p: file_state(p) for p in ABS_TARGETS})
 
 
-# ru_maxrss on Linux is kept across execve(): a process started from this
-# Python process reports at least Python's own peak RSS (tens of MiB), whether
-# it was measured with os.wait4 on its pid or with RUSAGE_CHILDREN deltas. So
-# the client is started by a tiny C launcher, built here with the compiler
-# that builds acme-tiny: the launcher forks (the child's peak starts from the
-# launcher's few hundred KiB), execs the client, reports the client's pid as
-# soon as it has it, and then its wait4() status and ru_maxrss.
-LAUNCHER_C = r"""
-#include <errno.h>
-#include <stdio.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-int main(int argc, char **argv)
-{
-	struct rusage ru;
-	int status;
-	pid_t pid;
-	FILE *report;
-
-	if (argc < 3 || !(report = fopen(argv[1], "w")))
-		return 125;
-	if ((pid = fork()) == 0) {
-		execv(argv[2], argv + 2);
-		fprintf(stderr, "launcher: cannot run %s\n", argv[2]);
-		_exit(127);
-	}
-	if (pid < 0)
-		return 125;
-	fprintf(report, "%d\n", (int)pid);
-	fflush(report);
-	while (wait4(pid, &status, 0, &ru) < 0)
-		if (errno != EINTR)
-			return 125;
-	fprintf(report, "%d %ld\n", status, ru.ru_maxrss);
-	return fclose(report) ? 125 : 0;
-}
-"""
-
-
 def build_launcher(tmp):
-    src, exe = os.path.join(tmp, "launcher.c"), os.path.join(tmp, "launcher")
-    with open(src, "w") as f:
-        f.write(LAUNCHER_C)
+    """tests/launcher.c, built with the compiler that builds acme-tiny (see there for why)."""
+    src, exe = os.path.join(HERE, "launcher.c"), os.path.join(tmp, "launcher")
     for cc in filter(None, [os.environ.get("CC"), "cc", "gcc"]):
         try:
             if subprocess.run([cc, "-O1", "-o", exe, src], capture_output=True).returncode == 0:
@@ -249,7 +208,7 @@ def read_report(path, line):
         return None
     if line == 0:
         return int(lines[0])
-    status, maxrss = lines[1].split()
+    status, maxrss, _cpu = lines[1].split()
     return int(status), int(maxrss)
 
 

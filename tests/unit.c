@@ -341,6 +341,85 @@ static void test_base64(void)
 	context[0] = 0;
 }
 
+/* b64_decode of s: the bytes as a string (NUL-free cases only), or NULL if refused. */
+static const char *b64_of(const char *s)
+{
+	static struct buf b;
+
+	b.len = 0;
+	buf_add(&b, "", 0);
+	return b64_decode(s, strlen(s), &b) ? NULL : b.p;
+}
+
+/* pem_next of text from pos 0: its result, with the label and the bytes as a string. */
+static int pem_of(const char *text, char *label, size_t cap, struct buf *der, size_t *pos)
+{
+	struct buf in = { 0 };
+	int r;
+
+	*pos = 0;
+	buf_str(&in, text);
+	r = pem_next(&in, pos, label, cap, der);
+	buf_add(der, "", 0);
+	buf_free(&in);
+	return r;
+}
+
+static void test_pem(void)
+{
+	static const char block[] = "-----BEGIN X-----\nZm9v\nYmFy\n-----END X-----\n";
+	struct buf der = { 0 };
+	char label[16];
+	size_t pos;
+
+	set_context("b64_decode");
+	CHECK_STR(b64_of(""), "");                          /* RFC 4648, section 10 */
+	CHECK_STR(b64_of("Zg=="), "f");
+	CHECK_STR(b64_of("Zm8="), "fo");
+	CHECK_STR(b64_of("Zm9v"), "foo");
+	CHECK_STR(b64_of("Zm9vYg=="), "foob");
+	CHECK_STR(b64_of("Zm9vYmE="), "fooba");
+	CHECK_STR(b64_of("Zm9vYmFy"), "foobar");
+	CHECK_STR(b64_of("Zm9v\r\nYmE=\n"), "fooba");       /* line breaks anywhere */
+	CHECK_STR(b64_of("Zm\n9vYmE\n=\n"), "fooba");
+	CHECK_STR(b64_of("+/+/"), "\xfb\xff\xbf");
+	CHECK(!b64_of("Zg"));                               /* padding is required */
+	CHECK(!b64_of("Zm8"));
+	CHECK(!b64_of("Zg="));
+	CHECK(!b64_of("Z==="));
+	CHECK(!b64_of("Zm9v="));
+	CHECK(!b64_of("Zg==Zg=="));                         /* padding only at the end */
+	CHECK(!b64_of("Zm8=Zg=="));
+	CHECK(!b64_of("Zm 9v"));                            /* no spaces, no url alphabet */
+	CHECK(!b64_of("Zm-_"));
+	CHECK(!b64_of("Zm9v\x80"));
+
+	set_context("pem_next");
+	CHECK_INT(pem_of(block, label, sizeof label, &der, &pos), 1);
+	CHECK_STR(label, "X");
+	CHECK_STR(der.p, "foobar");
+	CHECK_INT(pos, strlen(block) - 1);
+	CHECK_INT(pem_of("comment -----BEGIN X-----\n-----BEGIN Y Z-----\r\nZm9v\r\n-----END Y Z-----\r\n",
+			 label, sizeof label, &der, &pos), 1);   /* text before it skipped */
+	CHECK_STR(label, "Y Z");
+	CHECK_STR(der.p, "foo");
+	CHECK_INT(pem_of("-----BEGIN ABCDEFGHIJKLMNO-----\nZm9v\n-----END ABCDEFGHIJKLMNO-----\n",
+			 label, sizeof label, &der, &pos), 1);   /* a label of cap - 1 */
+	CHECK_INT(pem_of("no block here\n", label, sizeof label, &der, &pos), 0);
+	CHECK_INT(pem_of("", label, sizeof label, &der, &pos), 0);
+	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v\n", label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v\n-----END Y-----\n", label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v-----END X-----\n", label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN X----\nZm9v\n-----END X----\n", label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN X-----\nProc-Type: 4,ENCRYPTED\nZm9v\n-----END X-----\n",
+			 label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN LABEL LONGER THAN ITS CAP-----\nZm9v\n-----END LABEL LONGER THAN ITS CAP-----\n",
+			 label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v\n-----END X", label, sizeof label, &der, &pos), -1);
+	context[0] = 0;
+	buf_free(&der);
+}
+
 /* ===================== 2. JSON ===================== */
 
 /*
@@ -2080,7 +2159,7 @@ static void test_audit_fixes(void)
 {
 	static struct names ns;
 	static struct run run;
-	struct buf b = { 0 };
+	struct buf b = { 0 }, pem = { 0 };
 	char *argv[] = { "acme-tiny", "--account-key", "k", "--csr", "c", "--acme-dir", "d",
 			 "--contact", "mailto:a@x", "mailto:b@x", "--contact", "mailto:c@x", NULL };
 	static const char cert[] = "-----BEGIN CERTIFICATE-----\n";
@@ -2121,8 +2200,38 @@ static void test_audit_fixes(void)
 	b.len = 0;
 	buf_str(&b, "junk\n");
 	CHECK(check_chain(&b) < 0);
+	if (CHECK_INT(sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+			 "-keyout cc.key -out cc.pem -subj /CN=chain.test -days 1"), 0) &&
+	    CHECK_INT(slurp("cc.pem", &pem), 0)) {
+		static const char bad_der[] = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n";
+		static const struct { const char *before, *between, *after; int want; } cases[] = {
+			{ "", NULL, "", 0 }, { "", "", "", 0 }, { "\n", "\n\n", "\r\n", 0 },
+			{ "text\n", NULL, "", -1 }, { "", "text\n", "", -1 }, { "", NULL, "text", -1 },
+			{ "", bad_der, "", -1 }, { "", NULL, bad_der, -1 },
+			{ "-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n", NULL, "", -1 },
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			set_context("check_chain case %zu", i);
+			b.len = 0;
+			buf_cat(&b, cases[i].before, pem.p, NULL);
+			if (cases[i].between)
+				buf_cat(&b, cases[i].between, pem.p, NULL);
+			buf_str(&b, cases[i].after);
+			CHECK_INT(check_chain(&b), cases[i].want);
+		}
+		set_context("check_chain with CRLF");
+		CHECK_INT(sh("sed 's/$/\\r/' cc.pem > cc-crlf.pem"), 0);
+		CHECK_INT(slurp("cc-crlf.pem", &b), 0);
+		CHECK_INT(check_chain(&b), 0);
+		b.p[b.len / 2] = ' ';                   /* a space inside the base64 */
+		CHECK_INT(check_chain(&b), -1);
+	}
+	buf_free(&pem);
 #else
 	(void)cert;
+	(void)pem;
 #endif
 	context[0] = 0;
 	buf_free(&b);
@@ -2163,6 +2272,7 @@ int main(void)
 		return 2;
 	}
 	test_base64();
+	test_pem();
 	test_json_valid();
 	test_json_invalid();
 	test_json_small_buffers();
