@@ -55,7 +55,7 @@ enum {
 	MAX_DEPTH = 32,           /* JSON nesting */
 	MAX_TOKEN = 256,          /* an http-01 token, base64url */
 	MAX_STATUS = 32,          /* an ACME object's "status" */
-	MAX_NONCE_TRIES = 16,     /* sends of one request while badNonce */
+	MAX_POST_TRIES = 16,      /* sends of one request, for badNonce or a busy CA */
 	MAX_POLL_DELAY = 8000,    /* ms between polls without Retry-After */
 	FIRST_POLL_DELAY = 100    /* ms before the first poll */
 };
@@ -2267,16 +2267,36 @@ static void fetch_nonce(struct acme *a)
 }
 
 /*
+ * A 503 or 429 with Retry-After: the CA is busy or limits this endpoint's
+ * rate. Waits as asked and says 1, while this request's waits stay within
+ * --max-wait; 0 when it has failed for good.
+ */
+static int waited_if_busy(const struct resp *r, const char *step, long long *waited)
+{
+	long long ms = retry_after_ms(r->retry_after);
+
+	if ((r->status != 503 && r->status != 429) || ms < 0 || *waited + ms > opt.max_wait * 1000LL)
+		return 0;
+	info("%s: the CA is busy (HTTP %d); trying again in %lld s", step, r->status,
+	     (ms + 999) / 1000);
+	sleep_ms(ms);
+	*waited += ms;
+	return 1;
+}
+
+/*
  * A signed POST (RFC 8555 6.2); payload NULL is a POST-as-GET. Each
  * response's Replay-Nonce signs the next request, so newNonce is asked
  * only when a response came without one. badNonce is retried with the
- * nonce of the error, a bounded number of times; any other error status
- * (including redirects, which are not followed) ends the run.
+ * nonce of the error, and a busy CA after the wait it asks for, a bounded
+ * number of times; any other error status (including redirects, which are
+ * not followed) ends the run.
  */
 static void acme_post(struct acme *a, const char *url, const char *payload, struct resp *r,
 		      const char *step)
 {
 	struct buf jws = { 0 };
+	long long waited = 0;
 	int tries;
 
 	for (tries = 1;; tries++) {
@@ -2287,7 +2307,7 @@ static void acme_post(struct acme *a, const char *url, const char *payload, stru
 		strcpy(a->nonce, r->nonce);
 		if (r->status >= 200 && r->status < 300)
 			break;
-		if (tries == MAX_NONCE_TRIES || !is_bad_nonce(r))
+		if (tries == MAX_POST_TRIES || !(is_bad_nonce(r) || waited_if_busy(r, step, &waited)))
 			fail_problem(step, r);
 	}
 	buf_free(&jws);

@@ -703,6 +703,11 @@ SCENARIOS = {
     "proto_retry_date_c1": {"authzPoll": retry_after("\x9b\x9b\x9b, 01 Jan 2099 00:00:00 GMT",
                                                      "pending")},
     # problem documents
+    # a busy CA: 503 + Retry-After once (then served), or every time
+    "busy_once": {"newOrder": lambda ca, req, normal: normal() if ca.count("newOrder") > 1 else
+                  problem(503, "serverInternal", "evil CA: busy", headers=["Retry-After: 1"])},
+    "busy_forever": {"newOrder": lambda ca, req, normal: problem(
+        503, "serverInternal", "evil CA: busy", headers=["Retry-After: 1"])},
     "problem_rate_limited": {"newOrder": lambda ca, req, normal: problem(
         429, "rateLimited", "evil CA: too many new orders recently",
         headers=["Retry-After: 3600"])},

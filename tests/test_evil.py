@@ -596,10 +596,30 @@ def proto_http_new_order(suite):
         assert not ready, "the client connected to the http:// newOrder URL"
 
 
+def busy_once(suite):
+    # 503 with Retry-After: 1 from newOrder: the client waits a second and sends it again
+    with EvilCA("busy_once", suite.keys) as ca:
+        res = suite.run_client(ca)
+        check_success(res, res.acme_dir)
+        assert ca.count("newOrder") == 2, f"{ca.count('newOrder')} newOrder requests"
+        assert res.elapsed >= 1, f"no wait: {res.elapsed:.2f} s"
+
+
+def busy_forever(suite):
+    # 503 with Retry-After: 1 each time: the waits stop at --max-wait (4 s)
+    def after(ca, res):
+        posts = ca.count("newOrder")
+        assert 4 <= posts <= 6, f"{posts} newOrder requests"
+    expect_failure(suite, "busy_forever",
+                   r"^acme-tiny: newOrder failed: HTTP 503 urn:ietf:params:acme:error:serverInternal: "
+                   r"evil CA: busy; retry after 1$", min_s=3.5, max_s=8, after=after)
+
+
 def problem_rate_limited(suite):
+    # Retry-After beyond --max-wait: fails at once, saying when to come back
     expect_failure(suite, "problem_rate_limited",
                    r"^acme-tiny: newOrder failed: HTTP 429 urn:ietf:params:acme:error:rateLimited: "
-                   r"evil CA: too many new orders recently; retry after 3600$")
+                   r"evil CA: too many new orders recently; retry after 3600$", max_s=2)
 
 
 def problem_unauthorized(suite):
@@ -734,6 +754,8 @@ CASES = [
     ("evil_proto_slow_polls", proto_slow_polls),
     ("evil_proto_redirect_new_order", proto_redirect_new_order),
     ("evil_proto_http_new_order", proto_http_new_order),
+    ("evil_busy_once", busy_once),
+    ("evil_busy_forever", busy_forever),
     ("evil_problem_rate_limited", problem_rate_limited),
     ("evil_problem_unauthorized", problem_unauthorized),
     ("evil_problem_malformed", problem_malformed),

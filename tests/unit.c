@@ -420,6 +420,42 @@ static void test_pem(void)
 	buf_free(&der);
 }
 
+/* Every certificate of the system's CA bundle, decoded by pem_next and by Python. */
+static void test_pem_bundle(void)
+{
+	static const char bundle[] = "/etc/ssl/certs/ca-certificates.crt";
+	struct buf in = { 0 }, der = { 0 }, all = { 0 }, want = { 0 };
+	size_t pos = 0;
+	char label[32];
+	int n = 0;
+
+	set_context("pem_next on %s", bundle);
+	if (access(bundle, R_OK) || !CHECK_INT(sh("python3 -c 'import re, ssl, sys\n"
+		"for b in re.findall(\"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\","
+		" open(\"%s\").read(), re.S):\n"
+		"    sys.stdout.buffer.write(ssl.PEM_cert_to_DER_cert(b))' > bundle.der", bundle), 0))
+		return;
+	read_file(bundle, "CA file", &in);
+	while (pem_next(&in, &pos, label, sizeof label, &der) == 1 && !strcmp(label, "CERTIFICATE")) {
+		buf_add(&all, der.p, der.len);
+		n++;
+	}
+	CHECK_INT(pos, in.len - 1);          /* the whole file, up to its last newline */
+	CHECK_INT(slurp("bundle.der", &want), 0);
+	CHECK_MEM(all.p, all.len, want.p, want.len);
+	CHECK(n > 100);
+#ifndef UNIT_NO_BEARSSL
+	load_trust_anchors(bundle);
+	CHECK_INT(n_anchors, n);
+	free_trust_anchors();
+#endif
+	context[0] = 0;
+	buf_free(&in);
+	buf_free(&der);
+	buf_free(&all);
+	buf_free(&want);
+}
+
 /* ===================== 2. JSON ===================== */
 
 /*
@@ -2273,6 +2309,7 @@ int main(void)
 	}
 	test_base64();
 	test_pem();
+	test_pem_bundle();
 	test_json_valid();
 	test_json_invalid();
 	test_json_small_buffers();
