@@ -607,9 +607,7 @@ static int jp_container(struct json *j, size_t *i, int depth)
 		return -1;
 	++*i;
 	skip_ws(j, i);
-	if (*i < j->len && j->s[*i] == close) {
-		++*i;
-	} else {
+	if (*i >= j->len || j->s[*i] != close) {       /* not empty */
 		for (;;) {
 			if (close == '}') {
 				skip_ws(j, i);
@@ -629,8 +627,8 @@ static int jp_container(struct json *j, size_t *i, int depth)
 			if (j->s[(*i)++] != ',')
 				return -1;
 		}
-		++*i;
 	}
+	++*i;                   /* past the close */
 	j->t[self].end = (int)*i;
 	j->t[self].next = j->n;
 	return self;
