@@ -251,8 +251,7 @@ static void buf_add(struct buf *b, const void *data, size_t n)
 
 		while (cap < b->len + n + 1)
 			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p)
+		if (!(p = realloc(b->p, cap)))
 			fail("out of memory");
 		b->p = p;
 		b->cap = cap;
@@ -428,8 +427,7 @@ static int json_add(struct json *j, int type, size_t start, size_t end)
 
 		if (j->n >= MAX_TOKENS)
 			return -1;
-		t = realloc(j->t, (size_t)cap * sizeof *t);
-		if (!t)
+		if (!(t = realloc(j->t, (size_t)cap * sizeof *t)))
 			fail("out of memory");
 		j->t = t;
 		j->cap = cap;
