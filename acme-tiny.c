@@ -1751,12 +1751,10 @@ static int connect_wait(struct conn *c)
 /* Connects to the first address of host that answers before the deadline. */
 static int tcp_connect(struct conn *c, const struct url *u)
 {
-	struct addrinfo hints = { 0 }, *res, *ai;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV }, *res, *ai;
 	int err;
 
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
 	if ((err = getaddrinfo(u->host, u->port, &hints, &res)))
 		return conn_error(c, gai_strerror(err));
 	for (ai = res; ai && c->fd < 0; ai = ai->ai_next) {
@@ -2757,9 +2755,8 @@ static void parse_args(int argc, char **argv, struct run *run)
 
 static void catch_signals(void)
 {
-	struct sigaction sa = { 0 };
+	struct sigaction sa = { .sa_handler = on_signal };
 
-	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
