@@ -1445,9 +1445,7 @@ static int names_from_list(const char *list, struct names *ns)
 
 struct url {
 	int https;
-	char host[256];
-	char port[6];
-	char path[MAX_URL];
+	char host[256], port[6], path[MAX_URL];
 };
 
 /*
@@ -1897,8 +1895,7 @@ struct resp {
 	int status;
 	int close;                   /* the connection ends after this response */
 	char nonce[256];             /* Replay-Nonce, kept only if base64url */
-	char location[MAX_URL];
-	char retry_after[64];
+	char location[MAX_URL], retry_after[64];
 	struct buf body;
 };
 
