@@ -107,8 +107,7 @@ static void on_signal(int sig)
 	int had_file = chal_live;
 
 	(void)sig;
-	if (had_file)
-		unlink(chal_path);
+	remove_challenge();     /* async-signal-safe: unlink and a sig_atomic_t */
 	if (write(2, had_file ? removed : plain, had_file ? sizeof removed - 1 : sizeof plain - 1) < 0) {
 		/* nothing more we can do */
 	}
