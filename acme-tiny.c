@@ -2187,8 +2187,7 @@ static const char *problem_text(const struct json *j, int p, char *out, size_t c
 
 	if (!json_get_str(j, p, "type", type, sizeof type))
 		strcpy(type, "(no problem type)");
-	if (!json_get_str(j, p, "detail", detail, sizeof detail))
-		detail[0] = 0;
+	json_get_str(j, p, "detail", detail, sizeof detail);      /* "" if there is none */
 	snprintf(out, cap, "%s%s%s", type, detail[0] ? ": " : "", detail);
 	return out;
 }
