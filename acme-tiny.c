@@ -2020,8 +2020,7 @@ static int read_response(struct conn *c, struct resp *r, int head)
 	int chunked;
 
 	r->body.len = 0;
-	if (r->body.p)
-		r->body.p[0] = 0;
+	buf_add(&r->body, "", 0);       /* an empty body still gives a string */
 	r->nonce[0] = r->location[0] = r->retry_after[0] = 0;
 	if (read_head(c, r, &clen, &chunked))
 		return -1;
@@ -2483,7 +2482,7 @@ static void self_check(const struct ident *id, const char *port, const char *tok
 	} else {
 		while (r.body.len && strchr(" \t\r\n", r.body.p[r.body.len - 1]))
 			r.body.p[--r.body.len] = 0;
-		ok = r.status == 200 && r.body.p && !strcmp(r.body.p, keyauth);
+		ok = r.status == 200 && !strcmp(r.body.p, keyauth);
 		snprintf(why, sizeof why, "HTTP %d%s", r.status,
 			 r.status == 200 ? " with other content" : "");
 	}
