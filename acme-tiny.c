@@ -748,10 +748,8 @@ static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
 	}
 	s += strlen("-----BEGIN ");
 	n = strcspn(s, "\r\n");
-	if (n < 5 || n - 5 >= cap || strncmp(s + n - 5, "-----", 5))
+	if (n < 5 || strncmp(s + n - 5, "-----", 5) || copy_str(label, cap, s, n - 5))
 		return -1;
-	memcpy(label, s, n - 5);
-	label[n - 5] = 0;
 	body = s + n;
 	if (!(end = strstr(body, "-----END ")) || end[-1] != '\n' ||
 	    strncmp(end + 9, label, n - 5) || strncmp(end + 9 + n - 5, "-----", 5))
@@ -759,7 +757,7 @@ static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
 	der->len = 0;
 	if (b64_decode(body, (size_t)(end - body), der))
 		return -1;
-	*pos = (size_t)(end + 9 + n - 5 + 5 - in->p);
+	*pos = (size_t)(end + 9 + n - in->p);
 	return 1;
 }
 
