@@ -2689,10 +2689,8 @@ static void parse_args(int argc, char **argv, struct run *run)
 	const char *v;
 	int i;
 
-	memset(run, 0, sizeof *run);
-	run->key_type = KEY_TYPES;
-	run->directory = DEFAULT_DIRECTORY;
-	run->ca_file = DEFAULT_CA_FILE;
+	*run = (struct run){ .directory = DEFAULT_DIRECTORY, .ca_file = DEFAULT_CA_FILE,
+			     .key_type = KEY_TYPES };
 	for (i = 1; i < argc; i++) {
 		if (flag(argv, &i, "--help", NULL)) {
 			fputs(USAGE, stdout);
