@@ -2834,7 +2834,7 @@ static void names_and_csr(const struct run *run, struct names *ns, struct buf *c
 int main(int argc, char **argv)
 {
 	static struct tls tls;
-	static struct acme a;
+	static struct acme a = { .conn = { .fd = -1, .tls = &tls } };
 	static struct names ns;
 	struct run run;
 	struct buf key = { 0 }, csr = { 0 };
@@ -2849,8 +2849,6 @@ int main(int argc, char **argv)
 	info("Parsing account key...");
 	load_key(run.account_key, "account key", &a.key, &key);
 	names_and_csr(&run, &ns, &csr);
-	a.conn.fd = -1;
-	a.conn.tls = &tls;
 	issue(&a, &run, &ns, &csr, &order);
 	if (fwrite(order.body.p, 1, order.body.len, stdout) != order.body.len || fflush(stdout))
 		fail("cannot write the certificate to stdout: %s", strerror(errno));
