@@ -394,6 +394,39 @@ static void read_file(const char *path, const char *what, struct buf *b)
 	close(fd);
 }
 
+/*
+ * Writes a whole file through a temporary one beside it, synced before it
+ * takes the name, so that a crash or a power cut leaves the old file or the
+ * new one, never part of one. A key (replace 0) gets mode 0600 and is
+ * linked into place: an existing file is never replaced (rename would). A
+ * certificate (replace 1) is renamed over the old one and keeps its mode,
+ * 0644 for a new file.
+ */
+static void write_file(const char *path, const void *data, size_t len, int replace)
+{
+	char tmp[4096];
+	struct stat st;
+	mode_t mode = replace ? (stat(path, &st) ? 0644 : st.st_mode & 07777) : 0600;
+	ssize_t n;
+	int fd, err;
+
+	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp)
+		fail("path too long: %s", path);
+	hold_signals(1);                /* no signal may leave the temporary file */
+	if ((fd = mkstemp(tmp)) < 0)
+		fail("cannot create %s: %s", tmp, strerror(errno));
+	n = write(fd, data, len);
+	err = n < 0 ? errno : (size_t)n != len ? EIO : fchmod(fd, mode) || fsync(fd) ? errno : 0;
+	if (close(fd) && !err)
+		err = errno;
+	if (!err && (replace ? rename(tmp, path) : link(tmp, path)))
+		err = errno;
+	unlink(tmp);                    /* after link; gone already after rename */
+	hold_signals(0);
+	if (err)
+		fail("cannot %s %s: %s", replace ? "write" : "create", path, strerror(err));
+}
+
 /* ===================== 3. JSON ===================== */
 
 /*
@@ -1145,34 +1178,6 @@ static const struct key_type {
 	{ "rsa2048", 0, 2048 }, { "rsa3072", 0, 3072 }, { "rsa4096", 0, 4096 }, { NULL, 0, 0 }
 };
 
-/*
- * Creates path holding data, mode 0600, and never replaces a file: the data
- * goes to a temporary file beside it, which link() then gives its name
- * (link fails if the name exists, where rename would replace it).
- */
-static void create_file(const char *path, const void *data, size_t len)
-{
-	char tmp[4096];
-	ssize_t n;
-	int fd, err;
-
-	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp)
-		fail("path too long: %s", path);
-	hold_signals(1);                /* no signal may leave the temporary file */
-	if ((fd = mkstemp(tmp)) < 0)    /* mkstemp makes it 0600 */
-		fail("cannot create %s: %s", tmp, strerror(errno));
-	n = write(fd, data, len);
-	err = n < 0 ? errno : (size_t)n != len ? EIO : fsync(fd) ? errno : 0;
-	if (close(fd) && !err)
-		err = errno;
-	if (!err && link(tmp, path))
-		err = errno;
-	unlink(tmp);
-	hold_signals(0);
-	if (err)
-		fail("cannot create %s: %s", path, strerror(err));
-}
-
 /* Makes a new private key of type t in path: PKCS#8 PEM, mode 0600. */
 static void generate_key(const char *path, const struct key_type *t)
 {
@@ -1202,7 +1207,7 @@ static void generate_key(const char *path, const struct key_type *t)
 		len = br_encode_rsa_pkcs8_der(der, &sk, &pk, d, dlen);
 	}
 	len = br_pem_encode(pem, der, len, "PRIVATE KEY", BR_PEM_LINE64);
-	create_file(path, pem, len);
+	write_file(path, pem, len, 0);
 	memset(priv, 0, sizeof priv);
 	memset(d, 0, sizeof d);
 	memset(der, 0, sizeof der);
@@ -2172,6 +2177,8 @@ struct acme {
 struct run {
 	const char *account_key, *csr, *acme_dir, *directory, *ca_file, *check_port;
 	const char *domains, *domain_key;     /* instead of csr: we build the CSR */
+	const char *output;                   /* instead of stdout */
+	const char *profile;                  /* the CA's certificate profile, by name */
 	const struct key_type *key_type;      /* for keys we make */
 	char **contacts;
 	int n_contacts, disable_check, stats, create_account_key;
@@ -2299,7 +2306,27 @@ static void acme_post(struct acme *a, const char *url, const char *payload, stru
 	buf_free(&jws);
 }
 
-static void acme_directory(struct acme *a, const char *url)
+/*
+ * --profile (draft-ietf-acme-profiles) must be one the directory lists in
+ * meta.profiles: a CA that knows no profiles ignores the field, and would
+ * issue something other than what was asked for.
+ */
+static void check_profile(const struct json *j, const char *profile)
+{
+	int list = json_get(j, json_get(j, 0, "meta"), "profiles"), k;
+	struct buf offered = { 0 };
+	char name[64];
+
+	if (json_get(j, list, profile) >= 0)
+		return;
+	for (k = list + 1; list >= 0 && j->t[list].type == J_OBJ && k < j->t[list].next;
+	     k = j->t[k + 1].next)
+		if (!json_str(j, k, name, sizeof name))
+			buf_cat(&offered, offered.len ? ", " : "only ", name, NULL);
+	fail("--profile %s: the CA offers %s", profile, offered.len ? offered.p : "no profiles");
+}
+
+static void acme_directory(struct acme *a, const char *url, const char *profile)
 {
 	struct resp r = { 0 };
 	struct json j = { 0 };
@@ -2312,6 +2339,8 @@ static void acme_directory(struct acme *a, const char *url)
 	need_str(&j, 0, "newNonce", a->new_nonce, sizeof a->new_nonce, "directory");
 	need_str(&j, 0, "newAccount", a->new_account, sizeof a->new_account, "directory");
 	need_str(&j, 0, "newOrder", a->new_order, sizeof a->new_order, "directory");
+	if (profile)
+		check_profile(&j, profile);
 	strcpy(a->nonce, r.nonce);
 	json_free(&j);
 	buf_free(&r.body);
@@ -2355,8 +2384,8 @@ static void acme_account(struct acme *a, const struct run *run)
 	buf_free(&r.body);
 }
 
-static void acme_new_order(struct acme *a, const struct names *ns, struct resp *order,
-			   char *order_url)
+static void acme_new_order(struct acme *a, const struct names *ns, const char *profile,
+			   struct resp *order, char *order_url)
 {
 	struct buf p = { 0 };
 	int k;
@@ -2370,7 +2399,12 @@ static void acme_new_order(struct acme *a, const struct names *ns, struct resp *
 		buf_json_str(&p, ns->id[k].value);
 		buf_str(&p, "}");
 	}
-	buf_str(&p, "]}");
+	buf_str(&p, "]");
+	if (profile) {
+		buf_str(&p, ",\"profile\":");
+		buf_json_str(&p, profile);
+	}
+	buf_str(&p, "}");
 	acme_post(a, a->new_order, p.p, order, "newOrder");
 	need_location(order, order_url, "newOrder");
 	buf_free(&p);
@@ -2607,9 +2641,9 @@ static void issue(struct acme *a, const struct run *run, const struct names *ns,
 	char order_url[MAX_URL], authz[MAX_URL];
 	int list, k, n = 0;
 
-	acme_directory(a, run->directory);
+	acme_directory(a, run->directory, run->profile);
 	acme_account(a, run);
-	acme_new_order(a, ns, order, order_url);
+	acme_new_order(a, ns, run->profile, order, order_url);
 	parse_object(order, &j, "newOrder");
 	list = json_get(&j, 0, "authorizations");
 	if (list < 0 || j.t[list].type != J_ARR)
@@ -2647,6 +2681,10 @@ static const char USAGE[] =
 "  --contact URI ...     contact URIs for the account, e.g. mailto:you@example.com\n"
 "  --disable-check       skip fetching each challenge file before the CA does\n"
 "  --check-port PORT     port for that self-check (default 80)\n"
+"  --output FILE         write the chain to FILE instead of stdout: a temporary file,\n"
+"                        synced, renamed over FILE only when the run succeeded\n"
+"  --profile NAME        a certificate profile the CA lists in its directory,\n"
+"                        e.g. Let's Encrypt's shortlived (needed for IP addresses)\n"
 "  --ca-file FILE        CA certificates to trust for the ACME server, PEM\n"
 "                        (default " DEFAULT_CA_FILE ")\n"
 "  --timeout SECONDS     for one HTTP exchange, connecting included (default 30)\n"
@@ -2704,7 +2742,9 @@ static void parse_args(int argc, char **argv, struct run *run)
 			   flag(argv, &i, "--directory-url", &run->directory) ||
 			   flag(argv, &i, "--ca-file", &run->ca_file) ||
 			   flag(argv, &i, "--domains", &run->domains) ||
-			   flag(argv, &i, "--domain-key", &run->domain_key)) {
+			   flag(argv, &i, "--domain-key", &run->domain_key) ||
+			   flag(argv, &i, "--output", &run->output) ||
+			   flag(argv, &i, "--profile", &run->profile)) {
 			continue;
 		} else if (flag(argv, &i, "--key-type", &v)) {
 			for (run->key_type = KEY_TYPES; run->key_type->name; run->key_type++)
@@ -2791,6 +2831,20 @@ static void guard_std_fds(void)
 int acme_tiny_main(int argc, char **argv);
 #endif
 
+/*
+ * Fails before the CA is asked for anything if --output cannot be written:
+ * a certificate thrown away still counts against the CA's rate limits.
+ */
+static void check_output_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[4096];
+
+	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path + 1) : 1, slash ? path : ".");
+	if (access(dir, W_OK))
+		fail("--output %s: cannot write in %s: %s", path, dir, strerror(errno));
+}
+
 /* Makes the key at path unless a file is there already. */
 static void create_key_if_missing(const char *path, const char *what, const struct key_type *t)
 {
@@ -2849,8 +2903,12 @@ int main(int argc, char **argv)
 	info("Parsing account key...");
 	load_key(run.account_key, "account key", &a.key, &key);
 	names_and_csr(&run, &ns, &csr);
+	if (run.output)
+		check_output_dir(run.output);
 	issue(&a, &run, &ns, &csr, &order);
-	if (fwrite(order.body.p, 1, order.body.len, stdout) != order.body.len || fflush(stdout))
+	if (run.output)
+		write_file(run.output, order.body.p, order.body.len, 1);
+	else if (fwrite(order.body.p, 1, order.body.len, stdout) != order.body.len || fflush(stdout))
 		fail("cannot write the certificate to stdout: %s", strerror(errno));
 	if (run.stats)
 		print_stats();

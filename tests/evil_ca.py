@@ -189,6 +189,7 @@ class EvilCA:
         self.bytes_sent = 0
         self.challenged = self.finalized = False
         self.identifier = {"type": "dns", "value": DOMAIN}
+        self.order_payload = None
         self.token = b64u(secrets.token_bytes(32))
 
     # ---- lifecycle ----
@@ -384,6 +385,7 @@ class EvilCA:
                      headers=[f"Location: {self.base}/acct/1"])
 
     def _newOrder(self, req):
+        self.order_payload = req.payload
         try:
             self.identifier = json.loads(req.payload)["identifiers"][0]
         except (TypeError, ValueError, KeyError, IndexError):
@@ -703,6 +705,10 @@ SCENARIOS = {
     "proto_retry_date_c1": {"authzPoll": retry_after("\x9b\x9b\x9b, 01 Jan 2099 00:00:00 GMT",
                                                      "pending")},
     # problem documents
+    # a directory that lists certificate profiles (draft-ietf-acme-profiles)
+    "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(
+        ca.directory_obj(), meta={"profiles": {"classic": "90 days", "shortlived": "160 hours"}}),
+        nonce=False)},
     # a busy CA: 503 + Retry-After once (then served), or every time
     "busy_once": {"newOrder": lambda ca, req, normal: normal() if ca.count("newOrder") > 1 else
                   problem(503, "serverInternal", "evil CA: busy", headers=["Retry-After: 1"])},

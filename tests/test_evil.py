@@ -24,6 +24,7 @@ tests/launcher.c for why wait4 on a child of this Python process cannot give it.
 The cases run one after another, each with its own server: a few depend on
 timing (drip, polling, signals), and the whole suite takes about 25 s.
 """
+import json
 import os
 import re
 import select
@@ -122,7 +123,7 @@ class Suite:
         self.baseline_kib = None
         self.launcher = build_launcher(tmp)
 
-    def run_client(self, ca, on_tick=None, prepare=None):
+    def run_client(self, ca, on_tick=None, prepare=None, args=()):
         """Runs the client against ca in a fresh directory, through the launcher
         (whose wait4 gives the exit status and the peak RSS). prepare(acme_dir)
         may put files there first; on_tick(pid, case_dir, ca) runs every 5 ms
@@ -137,7 +138,7 @@ class Suite:
         argv = [self.bin, "--account-key", self.account_key, "--csr", self.csr,
                 "--acme-dir", ACME_DIR, "--directory-url", ca.directory,
                 "--ca-file", self.ca_file, "--disable-check", "--quiet",
-                "--timeout", "5", "--max-wait", "4"]
+                "--timeout", "5", "--max-wait", "4", *args]
         before = snapshot(case_dir)
         tmp_before, cases_before = os.listdir(self.tmp), set(os.listdir(self.cases))
         abs_before = {p: file_state(p) for p in ABS_TARGETS}
@@ -271,12 +272,12 @@ def check_common(res, pattern, ca=None):
 
 
 def expect_failure(suite, scenario, pattern, *, cert="tls", min_s=None, max_s=None,
-                   after=None, on_tick=None, prepare=None, **opts):
+                   after=None, on_tick=None, prepare=None, args=(), **opts):
     """Runs the client against scenario; everything must hold (check_common),
     the run must take between min_s and max_s, and after(ca, res) may check
     what the server saw."""
     with EvilCA(scenario, suite.keys, cert=cert, **opts) as ca:
-        res = suite.run_client(ca, on_tick, prepare)
+        res = suite.run_client(ca, on_tick, prepare, args)
         if after:
             after(ca, res)
         check_common(res, pattern, ca)
@@ -596,6 +597,25 @@ def proto_http_new_order(suite):
         assert not ready, "the client connected to the http:// newOrder URL"
 
 
+def profile_sent(suite):
+    # --profile NAME that the directory lists goes into newOrder; without it, no field
+    for args, want in ((["--profile", "shortlived"], "shortlived"), ([], None)):
+        with EvilCA("profiles", suite.keys) as ca:
+            res = suite.run_client(ca, args=args)
+            check_success(res, res.acme_dir)
+            assert json.loads(ca.order_payload).get("profile") == want, ca.order_payload
+
+
+def profile_not_offered(suite):
+    # a profile the directory does not list fails before any account or order
+    def after(ca, res):
+        assert ca.count(method="POST") == 0, ca.steps()
+    expect_failure(suite, "profiles", r"^acme-tiny: --profile tlsserver: the CA offers only "
+                   r"classic, shortlived$", args=["--profile", "tlsserver"], after=after)
+    expect_failure(suite, "normal", r"^acme-tiny: --profile shortlived: the CA offers no profiles$",
+                   args=["--profile", "shortlived"], after=after)
+
+
 def busy_once(suite):
     # 503 with Retry-After: 1 from newOrder: the client waits a second and sends it again
     with EvilCA("busy_once", suite.keys) as ca:
@@ -754,6 +774,8 @@ CASES = [
     ("evil_proto_slow_polls", proto_slow_polls),
     ("evil_proto_redirect_new_order", proto_redirect_new_order),
     ("evil_proto_http_new_order", proto_http_new_order),
+    ("evil_profile_sent", profile_sent),
+    ("evil_profile_not_offered", profile_not_offered),
     ("evil_busy_once", busy_once),
     ("evil_busy_forever", busy_forever),
     ("evil_problem_rate_limited", problem_rate_limited),

@@ -209,6 +209,39 @@ def usage_errors(env):
     assert res.returncode == 0 and b"--account-key" in res.stdout
 
 
+def output_file(env):
+    # --output: the chain goes to the file, nothing to stdout; the old file is
+    # replaced whole and keeps its mode; a failed run leaves it as it was; no
+    # temporary file stays beside it; an unwritable place fails before the CA
+    # is asked for anything
+    d = tempfile.mkdtemp(dir=env.tmp)
+    out = os.path.join(d, "chain.pem")
+    with open(out, "w") as f:
+        f.write("old\n")
+    os.chmod(out, 0o640)
+    key = make_key(env.tmp, "p256", "output")
+    csr = make_csr(env.tmp, "output", "output.example.test")
+    res = env.run(key, csr, "--output", out, quiet=True)
+    assert res.returncode == 0 and res.stdout == b"" and res.stderr == b"", res.stderr
+    with open(out) as f:
+        chain = f.read()
+    env.verify_chain(chain, ["output.example.test"])
+    assert os.stat(out).st_mode & 0o777 == 0o640
+    assert os.listdir(d) == ["chain.pem"], os.listdir(d)
+
+    unserved = tempfile.mkdtemp(dir=env.tmp)
+    res = env.run(key, make_csr(env.tmp, "output-fail", "output-fail.example.test"),
+                  "--output", out, acme_dir=unserved, quiet=True)
+    check_failure(res, unserved, r"output-fail\.example\.test: challenge did not pass")
+    with open(out) as f:
+        assert f.read() == chain, "a failed run changed the --output file"
+    assert os.listdir(d) == ["chain.pem"], os.listdir(d)
+
+    res = env.run(key, csr, "--output", os.path.join(d, "no-such-dir", "chain.pem"), quiet=True)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/no-such-dir/chain\.pem: "
+                  r"cannot write in .*/no-such-dir/: No such file or directory$")
+
+
 def sha256_of(path):
     import hashlib
     with open(path, "rb") as f:
@@ -286,5 +319,5 @@ def nonce_reject_50(env):
 TESTS = [(f"pebble_{f.__name__}", f) for f in (
     issue_rsa2048, issue_rsa4096, issue_p256, issue_p384, three_names_one_ip, der_csr,
     existing_account, existing_account_new_contact, contact_with_quote, self_check_passes, self_check_fails,
-    validation_fails, untrusted_server, bad_account_key, usage_errors, from_nothing,
+    validation_fails, untrusted_server, bad_account_key, usage_errors, output_file, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors)]

@@ -2107,23 +2107,44 @@ static void test_retry_after(void)
 
 static void create_again(const char *path)
 {
-	create_file(path, "other", 5);
+	write_file(path, "other", 5, 0);
 }
 
-/* create_file: mode 0600, and an existing file is never replaced. */
-static void test_create_file(void)
+static void replace_in(const char *path)
+{
+	write_file(path, "new", 3, 1);
+}
+
+/*
+ * write_file: a key is made 0600 and an existing file is never replaced; a
+ * certificate replaces the old file and keeps its mode (0644 when new).
+ * Neither leaves a temporary file, and a failure leaves the old file.
+ */
+static void test_write_file(void)
 {
 	struct stat st;
 	struct buf b = { 0 };
 
-	set_context("create_file");
-	create_file(tpath("made.key"), "secret", 6);
+	set_context("write_file, a key");
+	write_file(tpath("made.key"), "secret", 6, 0);
 	CHECK(stat(tpath("made.key"), &st) == 0 && (st.st_mode & 0777) == 0600);
 	CHECK(slurp("made.key", &b) == 0 && b.len == 6 && !memcmp(b.p, "secret", 6));
 	CHECK_INT(in_child(create_again, tpath("made.key")), 1);   /* fail() */
 	CHECK(slurp("made.key", &b) == 0 && b.len == 6 && !memcmp(b.p, "secret", 6));
 	CHECK_INT(sh("ls | grep -q tmp-"), 1);                      /* no temp file left */
 	CHECK_INT(in_child(create_again, tpath("no-such-dir/x.key")), 1);
+
+	set_context("write_file, a certificate");
+	CHECK_INT(in_child(replace_in, tpath("chain.pem")), 0);
+	CHECK(stat(tpath("chain.pem"), &st) == 0 && (st.st_mode & 0777) == 0644);
+	CHECK_INT(sh("printf old > old.pem && chmod 640 old.pem"), 0);
+	CHECK_INT(in_child(replace_in, tpath("old.pem")), 0);
+	CHECK(stat(tpath("old.pem"), &st) == 0 && (st.st_mode & 0777) == 0640);
+	CHECK(slurp("old.pem", &b) == 0 && b.len == 3 && !memcmp(b.p, "new", 3));
+	CHECK_INT(sh("mkdir -p dir.pem/x"), 0);                   /* rename fails, even for root */
+	CHECK_INT(in_child(replace_in, tpath("dir.pem")), 1);
+	CHECK_INT(sh("test -d dir.pem/x"), 0);
+	CHECK_INT(sh("ls | grep -q tmp-"), 1);
 	buf_free(&b);
 	context[0] = 0;
 }
@@ -2327,7 +2348,7 @@ int main(void)
 	test_http_limits();
 	test_url();
 	test_retry_after();
-	test_create_file();
+	test_write_file();
 #ifndef UNIT_NO_BEARSSL
 	test_generated_keys();
 #endif
