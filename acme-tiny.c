@@ -2888,7 +2888,7 @@ static void names_and_csr(const struct run *run, struct names *ns, struct buf *c
 int main(int argc, char **argv)
 {
 	static struct tls tls;
-	static struct acme a = { .conn = { .fd = -1, .tls = &tls } };
+	static struct acme a;   /* zeroed in .bss: an initializer would put its 16 kB in the file */
 	static struct names ns;
 	struct run run;
 	struct buf key = { 0 }, csr = { 0 };
@@ -2903,6 +2903,8 @@ int main(int argc, char **argv)
 	info("Parsing account key...");
 	load_key(run.account_key, "account key", &a.key, &key);
 	names_and_csr(&run, &ns, &csr);
+	a.conn.fd = -1;
+	a.conn.tls = &tls;
 	if (run.output)
 		check_output_dir(run.output);
 	issue(&a, &run, &ns, &csr, &order);
