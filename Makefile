@@ -73,6 +73,7 @@ cross: $(CROSS) $(CROSS:acme-tiny-%=tests/unit-%) tests/unit-mips
 # Unit tests of every router build under qemu-user, and issuance with the
 # mipsel (little-endian) and s390x (big-endian) builds against Pebble.
 CROSS_TESTS = \
+	--size-limit "acme-tiny-static=200000" \
 	--cross-unit "static=tests/unit-static" \
 	--cross-unit "mipsel=qemu-mipsel-static tests/unit-mipsel" \
 	--cross-unit "armhf=qemu-arm-static tests/unit-armhf" \

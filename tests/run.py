@@ -71,6 +71,15 @@ def name_and_command(arg):
     return name, command
 
 
+def check_size(path, limit):
+    """The stripped binary stays under limit bytes (issue 4: flash is scarce)."""
+    with tempfile.NamedTemporaryFile() as t:
+        subprocess.run(["strip", "-o", t.name, path], check=True)
+        size = os.path.getsize(t.name)
+    print(f"size: {path} stripped {size} bytes (limit {limit})", flush=True)
+    assert size < limit, f"{path} stripped is {size} bytes, over {limit}"
+
+
 def run_fuzzer(name, seconds):
     """One libFuzzer target for a bounded time, from the seed corpus in the repo;
     what it finds new goes to a temporary directory, crashes to fuzz/."""
@@ -96,6 +105,8 @@ def main():
                     help="run unit tests built for another architecture, e.g. under qemu")
     ap.add_argument("--cross-bin", action="append", default=[], metavar="NAME=COMMAND",
                     help="issue certificates with a binary for another architecture")
+    ap.add_argument("--size-limit", action="append", default=[], metavar="BINARY=BYTES",
+                    help="fail if the stripped binary is not smaller than BYTES")
     ap.add_argument("--only", help="run only the suites or tests whose name contains this")
     ap.add_argument("--no-suites", action="store_true", help="skip the unit and suite tests")
     args = ap.parse_args()
@@ -113,6 +124,8 @@ def main():
             del os.environ[k]
     for name in FUZZERS if args.fuzz_seconds else []:
         report.check(f"fuzz_{name}", run_fuzzer, name, args.fuzz_seconds)
+    for path, limit in map(name_and_command, args.size_limit):
+        report.check(f"size_{os.path.basename(path)}", check_size, path, int(limit))
     for name, command in map(name_and_command, args.cross_unit):
         report.prefix = name + " "
         run_unit(command, report)
