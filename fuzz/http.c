@@ -1,6 +1,7 @@
 /*
  * libFuzzer target: HTTP response parsing (status line, headers, chunked,
- * Content-Length and close-delimited bodies). The first byte sets how many
+ * Content-Length and close-delimited bodies), and the URL and Retry-After
+ * parsers on the headers that carry them. The first byte sets how many
  * bytes each read hands over, so the input is also split in odd places.
  */
 #define ACME_TINY_TEST
@@ -26,6 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct conn c = { .fd = -1, .read = fuzz_read };
 	struct resp r = { 0 };
+	struct url u;
 
 	if (size < 1)
 		return 0;
@@ -35,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c.deadline = now_ms() + 60000;
 	read_response(&c, &r, data[0] >= 0xF0);
 	retry_after_ms(r.retry_after);
+	url_parse(r.location, &u);
 	buf_free(&r.body);
 	return 0;
 }
