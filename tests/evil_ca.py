@@ -369,8 +369,11 @@ class EvilCA:
     def authz_obj(self, status):
         return {"identifier": self.identifier, "status": status,
                 "expires": "2099-01-01T00:00:00Z",
+                # types the client must skip, one without a token (dns-persist-01)
                 "challenges": [{"type": "dns-01", "url": self.base + "/chal/2",
                                 "status": "pending", "token": b64u(b"dns" * 8)},
+                               {"type": "dns-persist-01", "url": self.base + "/chal/3",
+                                "status": "pending", "issuer-domain-names": ["ca.example"]},
                                self.challenge_obj("valid" if status == "valid" else "pending")]}
 
     def _directory(self, req):
@@ -598,7 +601,7 @@ def _redirect(ca, req, normal):
 def _challenge_invalid(ca, req, normal):
     normal()
     a = ca.authz_obj("invalid")
-    a["challenges"][1].update(status="invalid", error={
+    next(c for c in a["challenges"] if c["type"] == "http-01").update(status="invalid", error={
         "type": P + "connection", "status": 400,
         "detail": "evil CA could not connect to 192.0.2.1:80"})
     return Reply(200, a)
@@ -705,6 +708,13 @@ SCENARIOS = {
     "proto_retry_date_c1": {"authzPoll": retry_after("\x9b\x9b\x9b, 01 Jan 2099 00:00:00 GMT",
                                                      "pending")},
     # problem documents
+    # RFC 8555 erratum 5732: a challenge may carry an error and still be
+    # processing (the CA retries); the client must keep polling
+    "retrying_with_error": {"authzPoll": lambda ca, req, normal: normal() if ca.count("authzPoll") > 2
+                            else Reply(200, dict(ca.authz_obj("pending"), challenges=[dict(
+                                ca.challenge_obj("processing"), error={
+                                    "type": "urn:ietf:params:acme:error:connection",
+                                    "detail": "evil CA: first try failed, retrying"})]))},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)
     "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(
         ca.directory_obj(), meta={"profiles": {"classic": "90 days", "shortlived": "160 hours"}}),

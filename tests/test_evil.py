@@ -597,6 +597,14 @@ def proto_http_new_order(suite):
         assert not ready, "the client connected to the http:// newOrder URL"
 
 
+def retrying_with_error(suite):
+    # two polls show the challenge processing with an error (erratum 5732): not a failure
+    with EvilCA("retrying_with_error", suite.keys) as ca:
+        res = suite.run_client(ca)
+        check_success(res, res.acme_dir)
+        assert ca.count("authzPoll") == 3, ca.steps()
+
+
 def profile_sent(suite):
     # --profile NAME that the directory lists goes into newOrder; without it, no field
     for args, want in ((["--profile", "shortlived"], "shortlived"), ([], None)):
@@ -774,6 +782,7 @@ CASES = [
     ("evil_proto_slow_polls", proto_slow_polls),
     ("evil_proto_redirect_new_order", proto_redirect_new_order),
     ("evil_proto_http_new_order", proto_http_new_order),
+    ("evil_retrying_with_error", retrying_with_error),
     ("evil_profile_sent", profile_sent),
     ("evil_profile_not_offered", profile_not_offered),
     ("evil_busy_once", busy_once),
