@@ -2839,7 +2839,10 @@ static void check_output_dir(const char *path)
 {
 	const char *slash = strrchr(path, '/');
 	char dir[4096];
+	struct stat st;
 
+	if (!stat(path, &st) && S_ISDIR(st.st_mode))
+		fail("--output %s: is a directory", path);
 	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path + 1) : 1, slash ? path : ".");
 	if (access(dir, W_OK))
 		fail("--output %s: cannot write in %s: %s", path, dir, strerror(errno));

@@ -240,6 +240,8 @@ def output_file(env):
     res = env.run(key, csr, "--output", os.path.join(d, "no-such-dir", "chain.pem"), quiet=True)
     check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/no-such-dir/chain\.pem: "
                   r"cannot write in .*/no-such-dir/: No such file or directory$")
+    res = env.run(key, csr, "--output", d, quiet=True)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*: is a directory$")
 
 
 def sha256_of(path):
