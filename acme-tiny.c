@@ -16,12 +16,13 @@
  * Everything that arrives from the network is treated as hostile: sizes
  * are bounded, loops are bounded, reads have deadlines, parsing is strict.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700       /* POSIX 2008 with XSI: realpath */
 #include <bearssl.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
@@ -326,20 +327,27 @@ static int b64_value(int c)
 
 /*
  * Appends the bytes of base64 text (s, n) to out. Line breaks may come
- * anywhere; padding must make whole groups of four and end the text.
- * Returns 0, or -1 for anything else.
+ * anywhere but one after another (a blank line, which openssl refuses);
+ * padding must make whole groups of four and end the text. Returns 0, or
+ * -1 for anything else.
  */
 static int b64_decode(const char *s, size_t n, struct buf *out)
 {
 	unsigned char bytes[3];
 	uint32_t acc = 0;
 	size_t i, chars = 0, pad = 0;
+	int blank = 0;          /* nothing yet on the line that a '\n' would end */
 
 	for (i = 0; i < n; i++) {
 		int v = b64_value((unsigned char)s[i]);
 
-		if (s[i] == '\r' || s[i] == '\n')
+		if (s[i] == '\n' && blank)
+			return -1;
+		if (s[i] == '\r' || s[i] == '\n') {
+			blank = s[i] == '\n' || blank;
 			continue;
+		}
+		blank = 0;
 		if (s[i] == '=' && pad < 2 && chars % 4 >= 2) {
 			pad++;
 			continue;
@@ -395,28 +403,42 @@ static void read_file(const char *path, const char *what, struct buf *b)
 }
 
 /*
+ * Creates path.tmp-XXXXXX beside path, mode 0600, and holds signals off
+ * until the caller lets them in again: no signal may leave it behind.
+ */
+static int create_temp(const char *path, char *tmp, size_t cap)
+{
+	int fd;
+
+	if ((size_t)snprintf(tmp, cap, "%s.tmp-XXXXXX", path) >= cap)
+		fail("path too long: %s", path);
+	hold_signals(1);
+	if ((fd = mkstemp(tmp)) < 0)
+		fail("cannot create %s: %s", tmp, strerror(errno));
+	return fd;
+}
+
+/*
  * Writes a whole file through a temporary one beside it, synced before it
  * takes the name, so that a crash or a power cut leaves the old file or the
  * new one, never part of one. A key (replace 0) gets mode 0600 and is
  * linked into place: an existing file is never replaced (rename would). A
- * certificate (replace 1) is renamed over the old one and keeps its mode,
- * 0644 for a new file.
+ * certificate (replace 1) is renamed over the old one and keeps its mode
+ * and, where we may, its owner; a new one is 0644.
  */
 static void write_file(const char *path, const void *data, size_t len, int replace)
 {
 	char tmp[4096];
 	struct stat st;
-	mode_t mode = replace ? (stat(path, &st) ? 0644 : st.st_mode & 07777) : 0600;
-	ssize_t n;
-	int fd, err;
+	int keep = replace && !stat(path, &st), fd = create_temp(path, tmp, sizeof tmp), err;
+	ssize_t n = write(fd, data, len);
 
-	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp)
-		fail("path too long: %s", path);
-	hold_signals(1);                /* no signal may leave the temporary file */
-	if ((fd = mkstemp(tmp)) < 0)
-		fail("cannot create %s: %s", tmp, strerror(errno));
-	n = write(fd, data, len);
-	err = n < 0 ? errno : (size_t)n != len ? EIO : fchmod(fd, mode) || fsync(fd) ? errno : 0;
+	err = n < 0 ? errno : (size_t)n != len ? EIO : 0;
+	if (!err && keep && fchown(fd, st.st_uid, st.st_gid)) {
+		/* only root may give a file away: it stays ours then */
+	}
+	if (!err && (fchmod(fd, keep ? st.st_mode & 0777 : replace ? 0644 : 0600) || fsync(fd)))
+		err = errno;
 	if (close(fd) && !err)
 		err = errno;
 	if (!err && (replace ? rename(tmp, path) : link(tmp, path)))
@@ -2262,13 +2284,15 @@ static void fetch_nonce(struct acme *a)
 /*
  * A 503 or 429 with Retry-After: the CA is busy or limits this endpoint's
  * rate. Waits as asked and says 1, while this request's waits stay within
- * --max-wait; 0 when it has failed for good.
+ * --max-wait and a poll's within its give_up time; 0 when it has failed.
  */
-static int waited_if_busy(const struct resp *r, const char *step, long long *waited)
+static int waited_if_busy(const struct resp *r, const char *step, long long *waited,
+			  long long give_up)
 {
 	long long ms = retry_after_ms(r->retry_after);
 
-	if ((r->status != 503 && r->status != 429) || ms < 0 || *waited + ms > opt.max_wait * 1000LL)
+	if ((r->status != 503 && r->status != 429) || ms < 0 ||
+	    *waited + ms > opt.max_wait * 1000LL || (give_up && now_ms() + ms >= give_up))
 		return 0;
 	info("%s: the CA is busy (HTTP %d); trying again in %lld s", step, r->status,
 	     (ms + 999) / 1000);
@@ -2300,7 +2324,8 @@ static void acme_post(struct acme *a, const char *url, const char *payload, stru
 		strcpy(a->nonce, r->nonce);
 		if (r->status >= 200 && r->status < 300)
 			break;
-		if (tries == MAX_POST_TRIES || !(is_bad_nonce(r) || waited_if_busy(r, step, &waited)))
+		if (tries == MAX_POST_TRIES ||
+		    !(is_bad_nonce(r) || waited_if_busy(r, step, &waited, a->conn.give_up)))
 			fail_problem(step, r);
 	}
 	buf_free(&jws);
@@ -2593,7 +2618,8 @@ static int check_chain(const struct buf *pem)
 		/* pem_next takes a block that begins right at pos */
 		ok = !strncmp(pem->p + pos, "-----BEGIN ", 11) &&
 		     pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
-		     !strcmp(label, "CERTIFICATE");
+		     !strcmp(label, "CERTIFICATE") &&
+		     (pos == pem->len || pem->p[pos] == '\r' || pem->p[pos] == '\n');
 		if (ok) {
 			br_x509_decoder_init(&dc, NULL, NULL);   /* NULL: the DN is not kept */
 			br_x509_decoder_push(&dc, der.p, der.len);
@@ -2812,8 +2838,11 @@ static void print_stats(void)
 
 static const char *const CSR_LABELS[] = { "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", NULL };
 
-/* A closed stdin, stdout or stderr would be taken by the first file or socket we open. */
-static void guard_std_fds(void)
+/*
+ * A closed stdin, stdout or stderr would be taken by the first file or
+ * socket we open: /dev/null takes its place. Says whether stdout was closed.
+ */
+static int guard_std_fds(void)
 {
 	int stdout_closed = fcntl(1, F_GETFD) < 0, fd;
 
@@ -2822,8 +2851,7 @@ static void guard_std_fds(void)
 	}
 	if (fd >= 3)
 		close(fd);
-	if (stdout_closed)
-		fail("stdout is closed: nowhere to write the certificate");
+	return stdout_closed;
 }
 
 #ifdef ACME_TINY_TEST
@@ -2832,20 +2860,24 @@ int acme_tiny_main(int argc, char **argv);
 #endif
 
 /*
- * Fails before the CA is asked for anything if --output cannot be written:
- * a certificate thrown away still counts against the CA's rate limits.
+ * The file --output names, followed through symlinks so that a link stays a
+ * link, and tried the way write_file will write it before the CA is asked
+ * for anything: a certificate thrown away still counts against rate limits.
  */
-static void check_output_dir(const char *path)
+static const char *check_output(const char *path)
 {
-	const char *slash = strrchr(path, '/');
-	char dir[4096];
+	static char real[PATH_MAX];
+	char tmp[4096];
 	struct stat st;
 
-	if (!stat(path, &st) && S_ISDIR(st.st_mode))
-		fail("--output %s: is a directory", path);
-	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path + 1) : 1, slash ? path : ".");
-	if (access(dir, W_OK))
-		fail("--output %s: cannot write in %s: %s", path, dir, strerror(errno));
+	if (!stat(path, &st) && realpath(path, real))
+		path = real;
+	if (!path[0] || path[strlen(path) - 1] == '/' || (!stat(path, &st) && !S_ISREG(st.st_mode)))
+		fail("--output %s: not a regular file", path);
+	close(create_temp(path, tmp, sizeof tmp));
+	unlink(tmp);
+	hold_signals(0);
+	return path;
 }
 
 /* Makes the key at path unless a file is there already. */
@@ -2896,9 +2928,11 @@ int main(int argc, char **argv)
 	struct run run;
 	struct buf key = { 0 }, csr = { 0 };
 	struct resp order = { 0 };
+	int stdout_closed = guard_std_fds();
 
-	guard_std_fds();
 	parse_args(argc, argv, &run);
+	if (stdout_closed && !run.output)
+		fail("stdout is closed: nowhere to write the certificate");
 	catch_signals();
 	load_trust_anchors(run.ca_file);
 	if (run.create_account_key)
@@ -2909,7 +2943,7 @@ int main(int argc, char **argv)
 	a.conn.fd = -1;
 	a.conn.tls = &tls;
 	if (run.output)
-		check_output_dir(run.output);
+		run.output = check_output(run.output);
 	issue(&a, &run, &ns, &csr, &order);
 	if (run.output)
 		write_file(run.output, order.body.p, order.body.len, 1);

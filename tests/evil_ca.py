@@ -722,6 +722,10 @@ SCENARIOS = {
     # a busy CA: 503 + Retry-After once (then served), or every time
     "busy_once": {"newOrder": lambda ca, req, normal: normal() if ca.count("newOrder") > 1 else
                   problem(503, "serverInternal", "evil CA: busy", headers=["Retry-After: 1"])},
+    # pending with Retry-After 3, then 503 with Retry-After 4: past --max-wait 4
+    "busy_while_polling": {"authzPoll": lambda ca, req, normal: problem(
+        503, "serverInternal", "evil CA: busy", headers=["Retry-After: 4"])
+        if ca.count("authzPoll") > 1 else retry_after(3, "pending")(ca, req, normal)},
     "busy_forever": {"newOrder": lambda ca, req, normal: problem(
         503, "serverInternal", "evil CA: busy", headers=["Retry-After: 1"])},
     "problem_rate_limited": {"newOrder": lambda ca, req, normal: problem(

@@ -643,6 +643,13 @@ def busy_forever(suite):
                    r"evil CA: busy; retry after 1$", min_s=3.5, max_s=8, after=after)
 
 
+def busy_while_polling(suite):
+    # a 503 whose Retry-After would take a poll past --max-wait fails as that 503, at once
+    expect_failure(suite, "busy_while_polling",
+                   r"^acme-tiny: authorization failed: HTTP 503 urn:ietf:params:acme:error:"
+                   r"serverInternal: evil CA: busy; retry after 4$", min_s=2.5, max_s=4.5)
+
+
 def problem_rate_limited(suite):
     # Retry-After beyond --max-wait: fails at once, saying when to come back
     expect_failure(suite, "problem_rate_limited",
@@ -787,6 +794,7 @@ CASES = [
     ("evil_profile_not_offered", profile_not_offered),
     ("evil_busy_once", busy_once),
     ("evil_busy_forever", busy_forever),
+    ("evil_busy_while_polling", busy_while_polling),
     ("evil_problem_rate_limited", problem_rate_limited),
     ("evil_problem_unauthorized", problem_unauthorized),
     ("evil_problem_malformed", problem_malformed),

@@ -210,24 +210,35 @@ def usage_errors(env):
 
 
 def output_file(env):
-    # --output: the chain goes to the file, nothing to stdout; the old file is
-    # replaced whole and keeps its mode; a failed run leaves it as it was; no
-    # temporary file stays beside it; an unwritable place fails before the CA
-    # is asked for anything
+    # --output: the chain goes to the file, nothing to stdout (which may be
+    # closed); the old file is replaced whole and keeps its mode (and owner,
+    # where we may); a symlink stays a symlink; a failed run leaves the file as
+    # it was; no temporary file stays beside it; an unusable --output fails
+    # before the CA is asked for anything
     d = tempfile.mkdtemp(dir=env.tmp)
     out = os.path.join(d, "chain.pem")
     with open(out, "w") as f:
         f.write("old\n")
     os.chmod(out, 0o640)
+    if os.geteuid() == 0:
+        os.chown(out, 65534, 65534)
+    os.symlink("chain.pem", os.path.join(d, "link.pem"))
     key = make_key(env.tmp, "p256", "output")
     csr = make_csr(env.tmp, "output", "output.example.test")
-    res = env.run(key, csr, "--output", out, quiet=True)
-    assert res.returncode == 0 and res.stdout == b"" and res.stderr == b"", res.stderr
+    argv = [*env.cmd, "--account-key", key, "--csr", csr, "--acme-dir", env.p.acme_dir,
+            "--directory-url", env.p.directory, "--ca-file", env.p.ca_file, "--disable-check",
+            "--quiet", "--output", os.path.join(d, "link.pem")]
+    res = subprocess.run(argv, capture_output=True, timeout=120, preexec_fn=lambda: os.close(1))
+    assert res.returncode == 0 and res.stderr == b"", res.stderr
     with open(out) as f:
         chain = f.read()
     env.verify_chain(chain, ["output.example.test"])
-    assert os.stat(out).st_mode & 0o777 == 0o640
-    assert os.listdir(d) == ["chain.pem"], os.listdir(d)
+    st = os.stat(out)
+    assert st.st_mode & 0o777 == 0o640, oct(st.st_mode)
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (65534, 65534), (st.st_uid, st.st_gid)
+    assert os.readlink(os.path.join(d, "link.pem")) == "chain.pem"
+    assert sorted(os.listdir(d)) == ["chain.pem", "link.pem"], os.listdir(d)
 
     unserved = tempfile.mkdtemp(dir=env.tmp)
     res = env.run(key, make_csr(env.tmp, "output-fail", "output-fail.example.test"),
@@ -235,13 +246,18 @@ def output_file(env):
     check_failure(res, unserved, r"output-fail\.example\.test: challenge did not pass")
     with open(out) as f:
         assert f.read() == chain, "a failed run changed the --output file"
-    assert os.listdir(d) == ["chain.pem"], os.listdir(d)
+    assert sorted(os.listdir(d)) == ["chain.pem", "link.pem"], os.listdir(d)
 
-    res = env.run(key, csr, "--output", os.path.join(d, "no-such-dir", "chain.pem"), quiet=True)
-    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/no-such-dir/chain\.pem: "
-                  r"cannot write in .*/no-such-dir/: No such file or directory$")
-    res = env.run(key, csr, "--output", d, quiet=True)
-    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*: is a directory$")
+    for where, pattern in ((os.path.join(d, "no-such-dir", "chain.pem"),
+                            r"cannot create .*/no-such-dir/chain\.pem\.tmp-\w+: No such file or directory"),
+                           (d, r"--output .*: not a regular file"),
+                           ("", r"--output : not a regular file")):
+        # a CA that cannot be reached: only a check made first can fail this way
+        res = env.run(key, csr, "--output", where, "--directory-url", "https://127.0.0.1:9/dir",
+                      quiet=True)
+        check_failure(res, env.p.acme_dir, "^acme-tiny: " + pattern + "$")
+    res = subprocess.run(argv[:-2], capture_output=True, timeout=60, preexec_fn=lambda: os.close(1))
+    check_failure(res, None, r"^acme-tiny: stdout is closed: nowhere to write the certificate$")
 
 
 def sha256_of(path):

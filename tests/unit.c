@@ -393,6 +393,9 @@ static void test_pem(void)
 	CHECK(!b64_of("Zm 9v"));                            /* no spaces, no url alphabet */
 	CHECK(!b64_of("Zm-_"));
 	CHECK(!b64_of("Zm9v\x80"));
+	CHECK(!b64_of("Zm9v\n\nYmFy"));                    /* no blank lines, as openssl */
+	CHECK(!b64_of("Zm9v\r\n\r\nYmFy"));
+	CHECK(!b64_of("\n\nZm9v"));
 
 	set_context("pem_next");
 	CHECK_INT(pem_of(block, label, sizeof label, &der, &pos), 1);
@@ -2267,7 +2270,7 @@ static void test_audit_fixes(void)
 			{ "", bad_der, "", -1 }, { "", NULL, bad_der, -1 },
 			{ "-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n", NULL, "", -1 },
 		};
-		size_t i;
+		size_t i, k;
 
 		for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 			set_context("check_chain case %zu", i);
@@ -2278,6 +2281,17 @@ static void test_audit_fixes(void)
 			buf_str(&b, cases[i].after);
 			CHECK_INT(check_chain(&b), cases[i].want);
 		}
+		set_context("check_chain, two blocks on one line");
+		b.len = 0;
+		buf_add(&b, pem.p, pem.len - 1);            /* without its last newline */
+		buf_str(&b, pem.p);
+		CHECK_INT(check_chain(&b), -1);
+		set_context("check_chain, a blank line inside");
+		b.len = 0;
+		k = (size_t)(strchr(strchr(pem.p, '\n') + 1, '\n') + 1 - pem.p);   /* after line 2 */
+		buf_add(&b, pem.p, k);
+		buf_cat(&b, "\n", pem.p + k, NULL);
+		CHECK_INT(check_chain(&b), -1);
 		set_context("check_chain with CRLF");
 		CHECK_INT(sh("sed 's/$/\\r/' cc.pem > cc-crlf.pem"), 0);
 		CHECK_INT(slurp("cc-crlf.pem", &b), 0);
