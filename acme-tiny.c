@@ -4,7 +4,7 @@
  *
  * Map of this file, in the order data flows:
  *   1. Limits, messages and cleanup: every failure ends in fail()
- *   2. Bytes: growing buffers, base64url, reading files
+ *   2. Bytes: growing buffers, base64, reading and writing whole files
  *   3. JSON: a strict tokenizer, lookups, writing escaped strings
  *   4. Keys and DER: PEM, keys and their JWK, the CSR's names, new keys
  *   5. Signatures: JWS requests, and CSRs for --domains
