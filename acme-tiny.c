@@ -115,71 +115,20 @@ static void on_signal(int sig)
 	_exit(1);
 }
 
-/* Length of one valid UTF-8 sequence at p (RFC 3629), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned lo = 0x80, hi = 0xBF;
-	size_t len, k;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-		len = 2;
-	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-		len = 3;
-		lo = p[0] == 0xE0 ? 0xA0 : 0x80;
-		hi = p[0] == 0xED ? 0x9F : 0xBF;
-	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-		len = 4;
-		lo = p[0] == 0xF0 ? 0x90 : 0x80;
-		hi = p[0] == 0xF4 ? 0x8F : 0xBF;
-	} else {
-		return 0;
-	}
-	if (n < len || p[1] < lo || p[1] > hi)
-		return 0;
-	for (k = 2; k < len; k++)
-		if ((p[k] & 0xC0) != 0x80)
-			return 0;
-	return len;
-}
-
-/*
- * Is this UTF-8 sequence one that can hide or reorder text on a terminal:
- * zero-width, bidirectional and separator characters (U+061C, U+200B-200F,
- * U+2028-202E, U+2066-2069, U+FEFF)?
- */
-static int invisible(const unsigned char *p, size_t k)
-{
-	long u = k == 2 ? (p[0] & 0x1F) << 6 | (p[1] & 0x3F)
-	       : k == 3 ? (p[0] & 0x0F) << 12 | (p[1] & 0x3F) << 6 | (p[2] & 0x3F) : 0;
-
-	return u == 0x061C || (u >= 0x200B && u <= 0x200F) || (u >= 0x2028 && u <= 0x202E) ||
-	       (u >= 0x2066 && u <= 0x2069) || u == 0xFEFF;
-}
-
 /*
  * Writes the message as one line on stderr. It may hold text from a server:
- * so that such text cannot drive the terminal, C0 and C1 controls, DEL,
- * invisible characters and bytes that are not UTF-8 become '?'.
+ * so that such text can neither drive nor fool the terminal, every byte
+ * that is not printable ASCII becomes '?': controls, DEL, and all of UTF-8,
+ * where invisible, bidirectional and look-alike characters hide.
  */
 static void put_clean(const char *fmt, va_list ap)
 {
-	char msg[2048];
-	const unsigned char *p = (const unsigned char *)msg;
-	size_t n, k;
+	unsigned char msg[2048];
+	size_t k;
 
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	for (n = strlen(msg); n; p += k, n -= k) {
-		k = utf8_seq(p, n);
-		if (!k || p[0] < 0x20 || p[0] == 0x7F || (p[0] == 0xC2 && p[1] < 0xA0) ||
-		    invisible(p, k)) {
-			fputc('?', stderr);
-			k = k ? k : 1;
-		} else {
-			fwrite(p, 1, k, stderr);
-		}
-	}
+	vsnprintf((char *)msg, sizeof msg, fmt, ap);
+	for (k = 0; msg[k]; k++)
+		fputc(msg[k] >= 0x20 && msg[k] < 0x7F ? msg[k] : '?', stderr);
 	fputc('\n', stderr);
 }
 
@@ -545,6 +494,35 @@ static size_t unicode_escape(const char *s, size_t n, long *u)
 		return 0;
 	*u = 0x10000 + ((*u - 0xD800) << 10) + (lo - 0xDC00);
 	return 12;
+}
+
+/* Length of one valid UTF-8 sequence at p (RFC 3629), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned lo = 0x80, hi = 0xBF;
+	size_t len, k;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+		len = 2;
+	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+		len = 3;
+		lo = p[0] == 0xE0 ? 0xA0 : 0x80;
+		hi = p[0] == 0xED ? 0x9F : 0xBF;
+	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+		len = 4;
+		lo = p[0] == 0xF0 ? 0x90 : 0x80;
+		hi = p[0] == 0xF4 ? 0x8F : 0xBF;
+	} else {
+		return 0;
+	}
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (k = 2; k < len; k++)
+		if ((p[k] & 0xC0) != 0x80)
+			return 0;
+	return len;
 }
 
 /*
@@ -2193,6 +2171,7 @@ struct acme {
 	char new_nonce[MAX_URL], new_account[MAX_URL], new_order[MAX_URL];
 	char nonce[256];             /* the last Replay-Nonce, unused yet */
 	char kid[MAX_URL];           /* the account URL, once we know it */
+	char host[256], port[6];     /* the directory's: every URL of the CA's is there */
 };
 
 /* What the user asked for, from the command line. */
@@ -2268,10 +2247,24 @@ static void need_str(const struct json *j, int obj, const char *key, char *out, 
 		fail("%s: the server's answer has no usable \"%s\"", step, key);
 }
 
+/*
+ * Every URL the CA hands us must be on the directory's host and port, or a
+ * hostile CA could point us, and our signed requests, at other machines.
+ */
+static void need_ca_host(const struct acme *a, const char *url, const char *step)
+{
+	struct url u;
+
+	/* a malformed or http:// URL is refused as such when it is sent */
+	if (!url_parse(url, &u) && u.https && (strcmp(u.host, a->host) || strcmp(u.port, a->port)))
+		fail("%s: %s is not on the directory's host and port", step, url);
+}
+
 static void fetch_nonce(struct acme *a)
 {
 	struct resp r = { 0 };
 
+	need_ca_host(a, a->new_nonce, "newNonce");
 	http_request(&a->conn, "HEAD", a->new_nonce, NULL, &r, "newNonce");
 	if (r.status != 200 && r.status != 204)
 		fail_problem("newNonce", &r);
@@ -2316,6 +2309,7 @@ static void acme_post(struct acme *a, const char *url, const char *payload, stru
 	long long waited = 0;
 	int tries;
 
+	need_ca_host(a, url, step);
 	for (tries = 1;; tries++) {
 		if (!a->nonce[0])
 			fetch_nonce(a);
@@ -2355,9 +2349,13 @@ static void acme_directory(struct acme *a, const char *url, const char *profile)
 {
 	struct resp r = { 0 };
 	struct json j = { 0 };
+	struct url u;
 
 	info("Getting directory...");
 	http_request(&a->conn, "GET", url, NULL, &r, "directory");
+	url_parse(url, &u);             /* it is well-formed: http_request took it */
+	strcpy(a->host, u.host);
+	strcpy(a->port, u.port);
 	if (r.status != 200)
 		fail_problem("directory", &r);
 	parse_object(&r, &j, "directory");
@@ -2738,6 +2736,8 @@ static int flag(char **argv, int *i, const char *name, const char **value)
 		*value = argv[*i] + n + 1;
 	else if (value && !(*value = argv[++*i]))
 		usage_error("missing value for ", name);
+	if (value && !**value)          /* an unset variable in a cron line: --acme-dir "" is / */
+		usage_error("empty value for ", name);
 	return 1;
 }
 
@@ -2863,17 +2863,24 @@ int acme_tiny_main(int argc, char **argv);
  * The file --output names, followed through symlinks so that a link stays a
  * link, and tried the way write_file will write it before the CA is asked
  * for anything: a certificate thrown away still counts against rate limits.
+ * It may not be a file the run reads: a key would be lost.
  */
-static const char *check_output(const char *path)
+static const char *check_output(const char *path, const struct run *run)
 {
+	const char *inputs[] = { run->account_key, run->csr, run->domain_key, run->ca_file };
 	static char real[PATH_MAX];
 	char tmp[4096];
-	struct stat st;
+	struct stat st, in;
+	size_t k;
 
 	if (!stat(path, &st) && realpath(path, real))
 		path = real;
 	if (!path[0] || path[strlen(path) - 1] == '/' || (!stat(path, &st) && !S_ISREG(st.st_mode)))
 		fail("--output %s: not a regular file", path);
+	for (k = 0; k < sizeof inputs / sizeof inputs[0]; k++)
+		if (inputs[k] && !stat(path, &st) && !stat(inputs[k], &in) &&
+		    st.st_dev == in.st_dev && st.st_ino == in.st_ino)
+			fail("--output %s: that is %s, which this run reads", path, inputs[k]);
 	close(create_temp(path, tmp, sizeof tmp));
 	unlink(tmp);
 	hold_signals(0);
@@ -2943,7 +2950,7 @@ int main(int argc, char **argv)
 	a.conn.fd = -1;
 	a.conn.tls = &tls;
 	if (run.output)
-		run.output = check_output(run.output);
+		run.output = check_output(run.output, &run);
 	issue(&a, &run, &ns, &csr, &order);
 	if (run.output)
 		write_file(run.output, order.body.p, order.body.len, 1);

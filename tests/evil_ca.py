@@ -704,6 +704,13 @@ SCENARIOS = {
     "proto_slow_polls": {"authzPoll": _slow_bad_nonce},
     "proto_redirect_new_order": {"newOrder": _redirect},
     "proto_http_new_order": {"directory": _http_order_directory},
+    # URLs on another port of the same host (EvilCA(..., elsewhere="https://...")):
+    # a challenge, and a certificate, that would send us to another service
+    "proto_challenge_elsewhere": {"authz": lambda ca, req, normal: Reply(200, dict(
+        ca.authz_obj("pending"), challenges=[dict(ca.challenge_obj("pending"),
+                                                  url=ca.opts["elsewhere"] + "/chal/1")]))},
+    "proto_certificate_elsewhere": {"orderPoll": lambda ca, req, normal: Reply(200, dict(
+        ca.order_obj("valid"), certificate=ca.opts["elsewhere"] + "/cert/1"))},
     # an IMF-fixdate Retry-After whose day name is raw 8-bit C1 bytes
     "proto_retry_date_c1": {"authzPoll": retry_after("\x9b\x9b\x9b, 01 Jan 2099 00:00:00 GMT",
                                                      "pending")},

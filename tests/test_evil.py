@@ -597,6 +597,20 @@ def proto_http_new_order(suite):
         assert not ready, "the client connected to the http:// newOrder URL"
 
 
+def url_elsewhere(scenario, step):
+    def case(suite):
+        # a listener on another port of the same host: the client must not connect to it
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen(4)
+            elsewhere = f"https://localhost:{other.getsockname()[1]}"
+            expect_failure(suite, scenario, rf"^acme-tiny: {step}: {re.escape(elsewhere)}/\S+ "
+                           r"is not on the directory's host and port$", elsewhere=elsewhere)
+            ready, _, _ = select.select([other], [], [], 0)
+            assert not ready, f"the client connected to {elsewhere}"
+    return case
+
+
 def retrying_with_error(suite):
     # two polls show the challenge processing with an error (erratum 5732): not a failure
     with EvilCA("retrying_with_error", suite.keys) as ca:
@@ -789,6 +803,9 @@ CASES = [
     ("evil_proto_slow_polls", proto_slow_polls),
     ("evil_proto_redirect_new_order", proto_redirect_new_order),
     ("evil_proto_http_new_order", proto_http_new_order),
+    ("evil_challenge_elsewhere", url_elsewhere("proto_challenge_elsewhere", "challenge")),
+    ("evil_certificate_elsewhere", url_elsewhere("proto_certificate_elsewhere",
+                                                 "certificate download")),
     ("evil_retrying_with_error", retrying_with_error),
     ("evil_profile_sent", profile_sent),
     ("evil_profile_not_offered", profile_not_offered),

@@ -202,7 +202,9 @@ def bad_account_key(env):
 
 def usage_errors(env):
     for argv in ([], ["--csr"], ["--bogus"], ["--account-key", "k", "--csr", "c"],
-                 ["--account-key", "k", "--csr", "c", "--acme-dir", "d", "--timeout", "0"]):
+                 ["--account-key", "k", "--csr", "c", "--acme-dir", "d", "--timeout", "0"],
+                 ["--account-key", "k", "--csr", "c", "--acme-dir", ""],
+                 ["--account-key", "k", "--csr", "c", "--acme-dir=", "--output", "x"]):
         res = subprocess.run([*env.cmd, *argv], capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stdout == b"", f"{argv}: exit {res.returncode}"
     res = subprocess.run([*env.cmd, "--help"], capture_output=True, timeout=10)
@@ -251,11 +253,12 @@ def output_file(env):
     for where, pattern in ((os.path.join(d, "no-such-dir", "chain.pem"),
                             r"cannot create .*/no-such-dir/chain\.pem\.tmp-\w+: No such file or directory"),
                            (d, r"--output .*: not a regular file"),
-                           ("", r"--output : not a regular file")):
+                           (key, r"--output .*output\.key: that is .*output\.key, which this run reads")):
         # a CA that cannot be reached: only a check made first can fail this way
         res = env.run(key, csr, "--output", where, "--directory-url", "https://127.0.0.1:9/dir",
                       quiet=True)
         check_failure(res, env.p.acme_dir, "^acme-tiny: " + pattern + "$")
+    assert open(key).read().startswith("-----BEGIN"), "the account key was overwritten"
     res = subprocess.run(argv[:-2], capture_output=True, timeout=60, preexec_fn=lambda: os.close(1))
     check_failure(res, None, r"^acme-tiny: stdout is closed: nowhere to write the certificate$")
 
