@@ -1166,6 +1166,28 @@ static int csr_names(const unsigned char *p, size_t len, struct names *ns)
 	return ns->n ? 0 : -1;
 }
 
+/*
+ * The public key bits (subjectPublicKey) of a CSR (RFC 2986) or of a
+ * certificate (RFC 5280), which a CA copies from the one into the other.
+ * 0, or -1.
+ */
+static int public_key_of(const void *der, size_t len, int cert, struct der *key)
+{
+	struct der in = { der, len }, outer, info, spki, v;
+	int k;
+
+	if (der_expect(&in, 0x30, &outer) || der_expect(&outer, 0x30, &info))
+		return -1;
+	if (cert && info.len && info.p[0] == 0xA0 && der_next(&info, &v) < 0)
+		return -1;              /* the certificate's version */
+	/* a certificate's serial, signature, issuer, validity, subject; a CSR's version, subject */
+	for (k = 0; k < (cert ? 5 : 2); k++)
+		if (der_next(&info, &v) < 0)
+			return -1;
+	return der_expect(&info, 0x30, &spki) || der_next(&spki, &v) < 0 ||
+	       der_expect(&spki, 0x03, key) ? -1 : 0;
+}
+
 /* ---- new keys, for machines without openssl ---- */
 
 /* --key-type names; the first, EC P-256, is the default: quick on a router. */
@@ -2629,6 +2651,25 @@ static int check_chain(const struct buf *pem)
 	return ok && n > 0 ? 0 : -1;
 }
 
+/*
+ * The chain's first certificate is for the CSR's key: one for another key
+ * would break the server that loads it next to ours.
+ */
+static int chain_fits_csr(const struct buf *pem, const struct buf *csr)
+{
+	struct buf der = { 0 };
+	struct der cert_key, csr_key;
+	size_t pos = 0;
+	char label[32];
+	int ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
+		 !public_key_of(der.p, der.len, 1, &cert_key) &&
+		 !public_key_of(csr->p, csr->len, 0, &csr_key) && cert_key.len == csr_key.len &&
+		 !memcmp(cert_key.p, csr_key.p, csr_key.len);
+
+	buf_free(&der);
+	return ok;
+}
+
 /* Finalize with the CSR, wait for the order, download the chain into order->body. */
 static void acme_finalize(struct acme *a, struct resp *order, const char *order_url,
 			  const struct buf *csr)
@@ -2652,6 +2693,8 @@ static void acme_finalize(struct acme *a, struct resp *order, const char *order_
 	acme_post(a, url, NULL, order, "certificate download");
 	if (check_chain(&order->body))
 		fail("certificate download: the answer is not a PEM certificate chain");
+	if (!chain_fits_csr(&order->body, csr))
+		fail("certificate download: the certificate is not for the CSR's key");
 	json_free(&j);
 	buf_free(&p);
 	info("Certificate signed!");

@@ -178,8 +178,8 @@ class EvilCA:
         self.no_nonce = self.hooks.get("no_nonce", False)
         self.cert = f"{tls_dir}/{cert}.pem"
         self.key = f"{tls_dir}/{cert}.key"
-        with open(f"{tls_dir}/tls.pem") as f, open(f"{tls_dir}/ca.pem") as g:
-            self.chain = f.read() + g.read()
+        with open(f"{tls_dir}/leaf.pem") as f, open(f"{tls_dir}/ca.pem") as g:
+            self.chain = f.read() + g.read()     # leaf.pem: for the client's CSR
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.threads, self.socks = [], []
@@ -697,6 +697,10 @@ SCENARIOS = {
     "proto_processing_forever": {"orderPoll": retry_after(None, "processing")},
     "proto_challenge_invalid": {"authzPoll": _challenge_invalid},
     "proto_cert_empty": {"cert": body(b"", ctype="application/pem-certificate-chain")},
+    # a good chain from the trusted CA, but for another key (the server's own)
+    "proto_cert_other_key": {"cert": lambda ca, req, normal: Reply(
+        200, open(ca.cert).read() + ca.chain.split("-----END CERTIFICATE-----\n", 1)[1],
+        ctype="application/pem-certificate-chain")},
     "proto_cert_html": {"cert": body("<!DOCTYPE html>\n<html><body>Your certificate is ready"
                                      "</body></html>\n", ctype="text/html")},
     "proto_cert_trailing_escape": {"cert": lambda ca, req, normal: (

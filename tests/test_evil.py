@@ -119,6 +119,9 @@ class Suite:
         self.ca_file = os.path.join(self.keys, "ca.pem")
         self.account_key = make_key(self.keys, "p256")
         self.csr = make_csr(self.keys, "evil", DOMAIN)   # its key is keys/domain.key
+        # what the CA issues: a certificate for the CSR's key, by the test CA
+        openssl("x509", "-req", "-in", self.csr, "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", "leaf.pem", "-days", "2", cwd=self.keys)
         self.n = 0
         self.baseline_kib = None
         self.launcher = build_launcher(tmp)
@@ -573,6 +576,11 @@ def proto_slow_polls(suite):
                    max_s=8)
 
 
+def proto_cert_other_key(suite):
+    expect_failure(suite, "proto_cert_other_key",
+                   r"^acme-tiny: certificate download: the certificate is not for the CSR's key$")
+
+
 def proto_cert_html(suite):
     expect_failure(suite, "proto_cert_html",
                    r"^acme-tiny: certificate download: the answer is not a PEM certificate chain$")
@@ -799,6 +807,7 @@ CASES = [
     ("evil_proto_challenge_invalid", proto_challenge_invalid),
     ("evil_proto_cert_empty", proto_cert_empty),
     ("evil_proto_cert_html", proto_cert_html),
+    ("evil_proto_cert_other_key", proto_cert_other_key),
     ("evil_proto_cert_trailing_escape", proto_cert_trailing_escape),
     ("evil_proto_slow_polls", proto_slow_polls),
     ("evil_proto_redirect_new_order", proto_redirect_new_order),

@@ -2304,6 +2304,16 @@ static void test_audit_fixes(void)
 		buf_add(&b, pem.p, k);
 		buf_cat(&b, "\n", pem.p + k, NULL);
 		CHECK_INT(check_chain(&b), -1);
+		set_context("chain_fits_csr");
+		CHECK_INT(sh("openssl req -new -key cc.key -subj /CN=x -outform DER -out cc.der && "
+			     "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+			     "-keyout other.key -subj /CN=x -outform DER -out other.der"), 0);
+		CHECK_INT(slurp("cc.der", &b), 0);
+		CHECK(chain_fits_csr(&pem, &b));
+		b.len -= 10;                                /* truncated: no key to compare */
+		CHECK(!chain_fits_csr(&pem, &b));
+		CHECK_INT(slurp("other.der", &b), 0);
+		CHECK(!chain_fits_csr(&pem, &b));
 		set_context("check_chain with CRLF");
 		CHECK_INT(sh("sed 's/$/\\r/' cc.pem > cc-crlf.pem"), 0);
 		CHECK_INT(slurp("cc-crlf.pem", &b), 0);
