@@ -2914,15 +2914,15 @@ static const char *check_output(const char *path, const struct run *run)
 	static char real[PATH_MAX];
 	char tmp[4096];
 	struct stat st, in;
+	int exists = !stat(path, &st);  /* through symlinks */
 	size_t k;
 
-	if (!stat(path, &st) && realpath(path, real))
+	if (exists && realpath(path, real))
 		path = real;
-	if (!path[0] || path[strlen(path) - 1] == '/' || (!stat(path, &st) && !S_ISREG(st.st_mode)))
+	if (!path[0] || path[strlen(path) - 1] == '/' || (exists && !S_ISREG(st.st_mode)))
 		fail("--output %s: not a regular file", path);
-	for (k = 0; k < sizeof inputs / sizeof inputs[0]; k++)
-		if (inputs[k] && !stat(path, &st) && !stat(inputs[k], &in) &&
-		    st.st_dev == in.st_dev && st.st_ino == in.st_ino)
+	for (k = 0; exists && k < sizeof inputs / sizeof inputs[0]; k++)
+		if (inputs[k] && !stat(inputs[k], &in) && st.st_dev == in.st_dev && st.st_ino == in.st_ino)
 			fail("--output %s: that is %s, which this run reads", path, inputs[k]);
 	close(create_temp(path, tmp, sizeof tmp));
 	unlink(tmp);
