@@ -71,6 +71,18 @@ class Client:
         peak = int(m[1]) if self.vmhwm and m else int(maxrss)
         return wall, int(cpu_us) / 1e6, peak
 
+    def startup(self, launcher):
+        """CPU and peak RSS of starting and exiting alone (--version): the
+        part of a run that is the C library's and the kernel's, not the client's."""
+        runs = []
+        for _ in range(RUNS):
+            report = tempfile.NamedTemporaryFile(prefix="bench-rusage-", delete=False).name
+            subprocess.run([launcher, report, self.argv[0], "--version"], check=True, capture_output=True)
+            _, maxrss, cpu_us = open(report).read().split("\n")[1].split()
+            os.unlink(report)
+            runs.append((int(cpu_us) / 1e6, int(maxrss)))
+        return [statistics.median(x) for x in zip(*runs)]
+
     def connections(self, port):
         with tempfile.NamedTemporaryFile(prefix="bench-strace-") as log:
             subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", log.name,
@@ -167,6 +179,8 @@ esac
                 c.samples.append((wall, cpu, peak, pebble_requests(p) - before))
         for c in clients:
             c.conns = c.connections(p.port)
+        for c in clients[:2]:
+            c.start_cpu, c.start_rss = c.startup(launcher)
     shutil.rmtree(work, ignore_errors=True)
     report(clients, ours, static)
 
@@ -197,6 +211,25 @@ def report(clients, ours, static):
         print(f"  {c.name}: wall x{statistics.median(wall) / base['wall']:.1f}, "
               f"CPU x{statistics.median(cpu_s) / base['cpu']:.1f}, "
               f"peak memory x{statistics.median(peak) / base['peak']:.1f}")
+    targets(clients[:2])
+
+
+def targets(builds):
+    """Issue 6's targets for acme-tiny, checked on the medians above, with the
+    cost of starting and exiting alone beside CPU and memory."""
+    print("\ntargets (issue 6), medians; 'start-up' is the same binary run with --version:")
+    for c in builds:
+        wall, cpu_s, peak, reqs = (statistics.median(x) for x in zip(*c.samples))
+        checks = [
+            (f"{c.conns} TCP connection(s)", c.conns == 1, "1"),
+            (f"{reqs:.0f} requests", reqs <= 10, "at most 10"),
+            (f"CPU {cpu_s * 1000:.1f} ms (start-up {c.start_cpu * 1000:.1f})", cpu_s < 0.020, "under 20 ms"),
+            (f"wall {wall:.3f} s", wall < 0.5, "under 0.5 s"),
+            (f"peak RSS {peak:.0f} kB (start-up {c.start_rss:.0f})", peak < 1024, "under 1 MiB"),
+        ]
+        print(f"  {c.name}:")
+        for what, ok, goal in checks:
+            print(f"    {'met   ' if ok else 'MISSED'} {what}; target {goal}")
 
 
 if __name__ == "__main__":
