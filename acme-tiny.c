@@ -65,7 +65,8 @@ static struct {
 	int quiet;
 	int timeout;      /* seconds for one HTTP exchange, connect included */
 	int max_wait;     /* seconds of polling for one authorization or order */
-} opt = { 0, 30, 300 };
+	int max_time;     /* seconds for all of the talk with the CA: a cron job must end */
+} opt = { 0, 30, 300, 3600 };
 
 /* What --stats prints at the end: the cost of a run, for benchmarks. */
 static struct {
@@ -88,7 +89,7 @@ static void remove_challenge(void)
 	}
 }
 
-/* Holds off SIGINT, SIGTERM and SIGHUP (hold), or lets them in again. */
+/* Holds off SIGINT, SIGTERM, SIGHUP and SIGALRM (hold), or lets them in again. */
 static void hold_signals(int hold)
 {
 	static sigset_t old;
@@ -98,18 +99,20 @@ static void hold_signals(int hold)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGALRM);
 	sigprocmask(hold ? SIG_BLOCK : SIG_SETMASK, hold ? &set : &old, hold ? &old : NULL);
 }
 
+/* What SIGALRM, the end of --max-time, says; made before the alarm is set. */
+static char time_up[64];
+
 static void on_signal(int sig)
 {
-	static const char removed[] = "acme-tiny: interrupted; challenge file removed\n";
-	static const char plain[] = "acme-tiny: interrupted\n";
-	int had_file = chal_live;
+	const char *what = sig == SIGALRM ? time_up : "acme-tiny: interrupted";
+	const char *end = chal_live ? "; challenge file removed\n" : "\n";
 
-	(void)sig;
 	remove_challenge();     /* async-signal-safe: unlink and a sig_atomic_t */
-	if (write(2, had_file ? removed : plain, had_file ? sizeof removed - 1 : sizeof plain - 1) < 0) {
+	if (write(2, what, strlen(what)) < 0 || write(2, end, strlen(end)) < 0) {
 		/* nothing more we can do */
 	}
 	_exit(1);
@@ -2756,6 +2759,7 @@ static const char USAGE[] =
 "                        (default " DEFAULT_CA_FILE ")\n"
 "  --timeout SECONDS     for one HTTP exchange, connecting included (default 30)\n"
 "  --max-wait SECONDS    of polling for one authorization or order (default 300)\n"
+"  --max-time SECONDS    for all of the talk with the CA (default 3600)\n"
 "  --quiet               print errors only\n"
 "  --stats               at the end, print HTTP requests, connections, peak memory\n"
 "  --help, --version\n"
@@ -2830,6 +2834,8 @@ static void parse_args(int argc, char **argv, struct run *run)
 			opt.timeout = seconds_arg(v, "--timeout");
 		} else if (flag(argv, &i, "--max-wait", &v)) {
 			opt.max_wait = seconds_arg(v, "--max-wait");
+		} else if (flag(argv, &i, "--max-time", &v)) {
+			opt.max_time = seconds_arg(v, "--max-time");
 		} else if (flag(argv, &i, "--quiet", NULL)) {
 			opt.quiet = 1;
 		} else if (flag(argv, &i, "--disable-check", NULL)) {
@@ -2859,6 +2865,7 @@ static void catch_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGALRM, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 }
@@ -2994,7 +3001,11 @@ int main(int argc, char **argv)
 	a.conn.tls = &tls;
 	if (run.output)
 		run.output = check_output(run.output, &run);
+	/* however slowly a CA answers and however often it asks to wait */
+	snprintf(time_up, sizeof time_up, "acme-tiny: gave up after --max-time %d s", opt.max_time);
+	alarm((unsigned)opt.max_time);
 	issue(&a, &run, &ns, &csr, &order);
+	alarm(0);
 	if (run.output)
 		write_file(run.output, order.body.p, order.body.len, 1);
 	else if (fwrite(order.body.p, 1, order.body.len, stdout) != order.body.len || fflush(stdout))

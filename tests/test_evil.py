@@ -543,6 +543,21 @@ def proto_processing_forever(suite):
                    after=after)
 
 
+def max_time_polling(suite):
+    # an authorization pending for ever, with --max-wait far off: --max-time
+    # ends the run, and the challenge file goes with it
+    expect_failure(suite, "proto_pending_retry_0",
+                   r"^acme-tiny: gave up after --max-time 2 s; challenge file removed$",
+                   min_s=1.9, max_s=4, args=["--max-wait", "100", "--max-time", "2"])
+
+
+def max_time_busy(suite):
+    # a CA that is busy for ever, each answer asking for another second: 16
+    # sends would take 16 s, --max-time ends the run after 2
+    expect_failure(suite, "busy_forever", r"^acme-tiny: gave up after --max-time 2 s$",
+                   min_s=1.9, max_s=4, args=["--max-wait", "100", "--max-time", "2"])
+
+
 def proto_retry_date_c1(suite):
     # a Retry-After date whose day name is raw C1 bytes is no Retry-After at
     # all: the client ignores it and polls on until --max-wait
@@ -801,6 +816,8 @@ CASES = [
     ("evil_proto_account_no_location", proto_account_no_location),
     ("evil_proto_order_no_location", proto_order_no_location),
     ("evil_proto_pending_retry_0", proto_pending_retry_0),
+    ("evil_max_time_polling", max_time_polling),
+    ("evil_max_time_busy", max_time_busy),
     ("evil_proto_pending_retry_999999", proto_pending_retry_999999),
     ("evil_proto_processing_forever", proto_processing_forever),
     ("evil_proto_retry_date_c1", proto_retry_date_c1),
