@@ -140,6 +140,7 @@ static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt
 {
 	va_list ap;
 
+	hold_signals(1);        /* no signal's line may cut into this one */
 	remove_challenge();
 	fputs("acme-tiny: ", stderr);
 	va_start(ap, fmt);
