@@ -82,10 +82,12 @@ def check_size(path, limit):
 
 def run_fuzzer(name, seconds):
     """One libFuzzer target for a bounded time, from the seed corpus in the repo;
-    what it finds new goes to a temporary directory, crashes to fuzz/."""
+    what it finds new goes to a temporary directory, crashes to fuzz/. Inputs
+    may grow past the 128 KiB body and 8,192-token limits (libFuzzer's default
+    would stop at 4 KiB, short of every limit but the small ones)."""
     with tempfile.TemporaryDirectory() as new:
         p = subprocess.run([f"fuzz/{name}-fuzz", f"-max_total_time={seconds}",
-                            "-artifact_prefix=fuzz/", "-print_final_stats=1", new,
+                            "-max_len=140000", "-artifact_prefix=fuzz/", "-print_final_stats=1", new,
                             f"fuzz/corpus/{name}"], capture_output=True, text=True,
                            timeout=seconds + 120)
     runs = re.search(r"stat::number_of_executed_units:\s*(\d+)", p.stderr)
