@@ -390,6 +390,8 @@ static void test_pem(void)
 	CHECK(!b64_of("Zm9v="));
 	CHECK(!b64_of("Zg==Zg=="));                         /* padding only at the end */
 	CHECK(!b64_of("Zm8=Zg=="));
+	CHECK(!b64_of("Zg==Zm9v"));                         /* whole groups after padding */
+	CHECK(!b64_of("Zm8=Zm9v"));
 	CHECK(!b64_of("Zm 9v"));                            /* no spaces, no url alphabet */
 	CHECK(!b64_of("Zm-_"));
 	CHECK(!b64_of("Zm9v\x80"));
@@ -626,6 +628,12 @@ static void test_json_invalid(void)
 		"\"\\'\"", "\"\\U00e9\"", "tru", "nul", "True", "NULL", "NaN", "Infinity", "-Infinity",
 		"'a'", "[", "]", "{", "}", "{\"a\":1", "\"a\" : 1", "[1]]", "{\"a\":1}}",
 		"<html><body><h1>502 Bad Gateway</h1></body></html>", "HTTP/1.1 200 OK", "\xef\xbb\xbf{}",
+		/* the edges of each range: lone low surrogates, a high one before no low one */
+		"\"\\udc00\"", "\"\\udfff\"", "\"\\ud83d\\udbff\"", "\"\\udbff\\ue000\"",
+		/* a continuation byte that is none, in the third and the fourth place */
+		"\"\xe2\x82\xc0\"", "\"\xf0\x9f\x98\xff\"", "\"\xf0\x9f\xc0\x80\"",
+		/* a backslash before a raw control, and the last control, raw */
+		"\"a\\\nb\"", "\"\\\t\"", "\"\\\r\"", "\"\x1f\"",
 	};
 	struct json j = { 0 };
 	struct buf b = { 0 };
@@ -1877,7 +1885,7 @@ static void test_http_limits(void)
 	CHECK_INT(ret, 0);
 	b.len = 0;
 	buf_str(&b, "HTTP/1.1 200 OK\r\nX-Long: ");
-	while (b.len < 17 + MAX_LINE + 1)
+	while (b.len < 17 + MAX_LINE - 1)         /* with its CRLF, MAX_LINE + 1 bytes */
 		buf_str(&b, "a");
 	buf_str(&b, "\r\nContent-Length: 0\r\n\r\n");
 	ret = HTTP_CASE("header line longer than MAX_LINE", b.p, b.len, 0, 0, &r, &why);
@@ -1939,6 +1947,12 @@ static void test_http_limits(void)
 	ret = HTTP_CASE("Content-Length: MAX_BODY", b.p, b.len, 0, 0, &r, &why);
 	if (CHECK_INT(ret, 0))
 		CHECK_MEM(r.body.p, r.body.len, big.p, MAX_BODY);
+	b.len = 0;
+	buf_str(&b, "HTTP/1.1 200 OK\r\nContent-Length: 131073\r\n\r\n");
+	buf_add(&b, big.p, MAX_BODY + 1);
+	ret = HTTP_CASE("Content-Length: MAX_BODY + 1", b.p, b.len, 0, 0, &r, &why);
+	CHECK_INT(ret, -1);
+	CHECK_STR(why, TOO_LARGE);
 	b.len = 0;
 	buf_str(&b, "HTTP/1.1 200 OK\r\n\r\n");
 	buf_add(&b, big.p, MAX_BODY);
@@ -2245,6 +2259,8 @@ static void test_audit_fixes(void)
 	CHECK(our_leftover(tpath("tok"), "tok.thumb"));
 	CHECK(!our_leftover(tpath("tok"), "tok.other"));
 	CHECK(!our_leftover(tpath("tok"), "tok.thum"));
+	CHECK(spit("tokp", "tok.thu", 7) == 0);
+	CHECK(!our_leftover(tpath("tokp"), "tok.thumb"));          /* a prefix: not ours */
 	CHECK(sh("ln tok tok-link") == 0);
 	CHECK(!our_leftover(tpath("tok"), "tok.thumb"));            /* two links: not ours */
 	CHECK(sh("mkfifo fifo && ln -s tok-link sym") == 0);
@@ -2314,6 +2330,14 @@ static void test_audit_fixes(void)
 		CHECK(!chain_fits_csr(&pem, &b));
 		CHECK_INT(slurp("other.der", &b), 0);
 		CHECK(!chain_fits_csr(&pem, &b));
+		set_context("check_chain, a certificate under another label");
+		CHECK_INT(sh("sed 's/CERTIFICATE/TRUSTED CERTIFICATE/' cc.pem > cc-trusted.pem"), 0);
+		CHECK_INT(slurp("cc-trusted.pem", &b), 0);
+		buf_str(&pem, b.p);
+		CHECK_INT(check_chain(&pem), -1);
+		pem.len -= b.len;
+		pem.p[pem.len] = 0;
+		CHECK_INT(check_chain(&pem), 0);
 		set_context("check_chain with CRLF");
 		CHECK_INT(sh("sed 's/$/\\r/' cc.pem > cc-crlf.pem"), 0);
 		CHECK_INT(slurp("cc-crlf.pem", &b), 0);
@@ -2354,6 +2378,131 @@ static void test_names_from_list(void)
 	context[0] = 0;
 }
 
+/* Reads path as the CA file would be read; for in_child. */
+static void read_one(const char *path)
+{
+	struct buf b = { 0 };
+
+	read_file(path, "file", &b);
+	buf_free(&b);
+}
+
+/* der_next on bytes: its tag or -1. */
+static int tag_of(const char *bytes, size_t len)
+{
+	unsigned char *p = exact_copy(bytes, len);
+	struct der in = { p, len }, v;
+	int tag = der_next(&in, &v);
+
+	free(p);
+	return tag;
+}
+
+#ifndef UNIT_NO_BEARSSL
+/*
+ * A CSR and a certificate by hand, with subjectPublicKey bits csr_key and
+ * cert_key: as much of each as public_key_of reads. The certificate as PEM.
+ */
+static void key_pair_by_hand(const char *csr_key, size_t csr_len, const char *cert_key,
+			     size_t cert_len, struct buf *csr, struct buf *pem)
+{
+	static char text[2048];
+	struct buf cert = { 0 };
+	int k;
+
+	csr->len = 0;
+	der_add(csr, 0x02, "", 1);                      /* version */
+	der_add(csr, 0x30, "", 0);                      /* subject */
+	der_add(csr, 0x30, "", 0);                      /* algorithm */
+	der_add(csr, 0x03, csr_key, csr_len);
+	der_wrap(csr, csr->len - csr_len - 4, 0x30);    /* SubjectPublicKeyInfo */
+	der_wrap(csr, 0, 0x30);
+	der_wrap(csr, 0, 0x30);
+	der_add(&cert, 0xA0, "\x02\x01\x02", 3);        /* version 3 */
+	der_add(&cert, 0x02, "\x01", 1);                /* serial */
+	for (k = 0; k < 4; k++)                         /* signature, issuer, validity, subject */
+		der_add(&cert, 0x30, "", 0);
+	der_add(&cert, 0x30, "", 0);
+	der_add(&cert, 0x03, cert_key, cert_len);
+	der_wrap(&cert, cert.len - cert_len - 4, 0x30);
+	der_wrap(&cert, 0, 0x30);
+	der_wrap(&cert, 0, 0x30);
+	pem->len = 0;
+	buf_add(pem, text, br_pem_encode(text, cert.p, cert.len, "CERTIFICATE", 0));
+	buf_free(&cert);
+}
+#endif
+
+/* Each limit and check at its edge: one step inside passes, one past fails. */
+static void test_edges(void)
+{
+	static struct names ns;
+	static const unsigned char san[] = { 0x30, 0x08, 0x82, 0x06, 'a', '.', 't', 'e', 's', 't', 0x00 };
+	unsigned char p[64];
+	struct buf b = { 0 }, pem = { 0 };
+	char name[300];
+
+	set_context("read_file: MAX_FILE bytes, and one more");
+	memset(p, 'a', sizeof p);
+	for (b.len = 0; b.len < MAX_FILE;)
+		buf_add(&b, p, sizeof p);
+	CHECK(spit("max", b.p, MAX_FILE) == 0);
+	buf_add(&b, "a", 1);
+	CHECK(spit("max1", b.p, b.len) == 0);
+	CHECK_INT(in_child(read_one, tpath("max")), 0);
+	CHECK_INT(in_child(read_one, tpath("max1")), 1);
+
+	set_context("der_next edges");
+	CHECK_INT(tag_of("\x30\x00", 2), 0x30);
+	CHECK_INT(tag_of("\x30\x83\x00\x00\x00", 5), 0x30);     /* 3 length bytes: read */
+	CHECK_INT(tag_of("\x30\x84\x00\x00\x00\x00", 6), -1);   /* 4: not */
+	memset(name, 0, sizeof name);
+	name[0] = 0x30;
+	name[1] = (char)0x80;                                    /* indefinite, though */
+	CHECK_INT(tag_of(name, 2 + 0x80), -1);                   /* 0x80 bytes follow */
+	name[1] = 0x7F;
+	CHECK_INT(tag_of(name, 2 + 0x7F), 0x30);
+	CHECK_INT(tag_of("\x30\x82\x01", 3), -1);               /* length cut short */
+	CHECK_INT(tag_of("\x30\x81", 2), -1);
+	CHECK_INT(tag_of("\x1F\x00", 2), -1);                   /* high tag number form */
+	CHECK_INT(tag_of("\x3F\x00", 2), -1);
+
+	set_context("san_names: nothing may follow GeneralNames");
+	ns.n = 0;
+	CHECK_INT(san_names((struct der){ san, sizeof san - 1 }, &ns), 0);
+	CHECK_INT(ns.n, 1);
+	CHECK_INT(san_names((struct der){ san, sizeof san }, &ns), -1);
+
+	set_context("csr_names: nothing may follow the attributes");
+	memcpy(p, MINI_CSR, sizeof MINI_CSR);
+	p[1] += 2;
+	p[3] += 2;
+	p[sizeof MINI_CSR] = 0x05;
+	p[sizeof MINI_CSR + 1] = 0x00;
+	CHECK_INT(names_of(p, sizeof MINI_CSR + 2, &ns), -1);
+
+	set_context("names of MAX_NAME bytes, and one more");
+	memset(name, 'a', sizeof name);
+	name[MAX_NAME] = 0;
+	CHECK_INT(names_from_list(name, &ns), 0);
+	name[MAX_NAME] = 'a';
+	name[MAX_NAME + 1] = 0;
+	CHECK_INT(names_from_list(name, &ns), -1);
+
+#ifndef UNIT_NO_BEARSSL
+	set_context("chain_fits_csr: the key bits, all of them");
+	key_pair_by_hand("\x00\x04\x01\x02", 4, "\x00\x04\x01\x02", 4, &b, &pem);
+	CHECK(chain_fits_csr(&pem, &b));
+	key_pair_by_hand("\x00\x04\x01\x02", 4, "\x00\x04\x01\x02\x03", 5, &b, &pem);
+	CHECK(!chain_fits_csr(&pem, &b));
+	key_pair_by_hand("\x00\x04\x01\x02\x03", 5, "\x00\x04\x01\x02", 4, &b, &pem);
+	CHECK(!chain_fits_csr(&pem, &b));
+#endif
+	buf_free(&b);
+	buf_free(&pem);
+	context[0] = 0;
+}
+
 /* ===================== main ===================== */
 
 int main(void)
@@ -2390,6 +2539,7 @@ int main(void)
 #endif
 	test_names_from_list();
 	test_audit_fixes();
+	test_edges();
 
 	sh("cd / && rm -rf '%s'", tmpdir);
 	if (access(tmpdir, F_OK) == 0)
