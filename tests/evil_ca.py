@@ -594,6 +594,23 @@ def _without_location(ca, req, normal):
     return r
 
 
+def _extra_response(ca, conn, req):
+    """The directory, and straight after it a response nobody asked for: it
+    must not become the answer to the next request (a nonce planted ahead)."""
+    data = json.dumps(ca.directory_obj()).encode()
+    conn.send(ca.head("200 OK", length=len(data), nonce=False).encode() + data +
+              b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nReplay-Nonce: plantedNonce0\r\n\r\n")
+    return True
+
+
+def _cut_after_status(ca, conn, req):
+    """A status line, then the end of the kept-alive connection: the request
+    got there, and must not be sent a second time."""
+    conn.send("HTTP/1.1 201 Created\r\n")
+    conn.close_clean()
+    return False
+
+
 def _redirect(ca, req, normal):
     return Reply(302, b"", ctype=None, headers=[f"Location: {ca.base}/redirected"])
 
@@ -715,6 +732,20 @@ SCENARIOS = {
                                                   url=ca.opts["elsewhere"] + "/chal/1")]))},
     "proto_certificate_elsewhere": {"orderPoll": lambda ca, req, normal: Reply(200, dict(
         ca.order_obj("valid"), certificate=ca.opts["elsewhere"] + "/cert/1"))},
+    # a challenge URL on the directory's port, but another host name for this machine
+    "proto_challenge_other_host": {"authz": lambda ca, req, normal: Reply(200, dict(
+        ca.authz_obj("pending"), challenges=[dict(ca.challenge_obj("pending"),
+                                                  url=f"https://127.0.0.1:{ca.port}/chal/1")]))},
+    "proto_account_http_location": {"newAccount": lambda ca, req, normal: Reply(
+        201, {"status": "valid"}, headers=[f"Location: http://localhost:{ca.port}/acct/1"])},
+    # an identifier of another type with our name's value; one authorization twice
+    "proto_identifier_type": {"authz": lambda ca, req, normal: Reply(200, dict(
+        ca.authz_obj("pending"), identifier={"type": "foo", "value": ca.identifier["value"]}))},
+    "proto_authz_twice": {"newOrder": mutate(lambda o: json.dumps(
+        dict(o, authorizations=o["authorizations"] * 2)))},
+    "proto_authz_invalid": {"authz": lambda ca, req, normal: Reply(200, ca.authz_obj("invalid"))},
+    "http_extra_response": {"directory": raw(_extra_response)},
+    "http_cut_after_status": {"newAccount": raw(_cut_after_status)},
     # an IMF-fixdate Retry-After whose day name is raw 8-bit C1 bytes
     "proto_retry_date_c1": {"authzPoll": retry_after("\x9b\x9b\x9b, 01 Jan 2099 00:00:00 GMT",
                                                      "pending")},
@@ -737,6 +768,11 @@ SCENARIOS = {
     "busy_while_polling": {"authzPoll": lambda ca, req, normal: problem(
         503, "serverInternal", "evil CA: busy", headers=["Retry-After: 4"])
         if ca.count("authzPoll") > 1 else retry_after(3, "pending")(ca, req, normal)},
+    "busy_once_429": {"newOrder": lambda ca, req, normal: normal() if ca.count("newOrder") > 1 else
+                      problem(429, "rateLimited", "evil CA: slow down", headers=["Retry-After: 1"])},
+    # busy, but without saying when to come back: not a wait the client may guess
+    "busy_no_retry_after": {"newOrder": lambda ca, req, normal: problem(
+        503, "serverInternal", "evil CA: busy")},
     "busy_forever": {"newOrder": lambda ca, req, normal: problem(
         503, "serverInternal", "evil CA: busy", headers=["Retry-After: 1"])},
     "problem_rate_limited": {"newOrder": lambda ca, req, normal: problem(

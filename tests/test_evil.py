@@ -503,10 +503,66 @@ def proto_no_nonce(suite):
 def proto_bad_nonce_forever(suite):
     def after(ca, res):
         posts = ca.count(method="POST")
-        assert 1 <= posts <= 16 + 2, f"{posts} POSTs for one request under badNonce"
+        assert posts == 16, f"{posts} POSTs for one request under badNonce, not 16"
     expect_failure(suite, "proto_bad_nonce_forever",
                    r"^acme-tiny: newAccount failed: HTTP 400 urn:ietf:params:acme:error:badNonce: "
                    r"evil CA: JWS has an invalid anti-replay nonce$", after=after)
+
+
+def proto_account_http_location(suite):
+    expect_failure(suite, "proto_account_http_location",
+                   r"^acme-tiny: newAccount: the server sent no usable Location \(an https URL\)$")
+
+
+def proto_challenge_other_host(suite):
+    # the directory's port, but 127.0.0.1 for localhost: another host as written
+    expect_failure(suite, "proto_challenge_other_host",
+                   r"^acme-tiny: challenge: https://127\.0\.0\.1:\d+/chal/1 is not on the "
+                   r"directory's host and port$")
+
+
+def proto_identifier_type(suite):
+    def after(ca, res):
+        assert ca.count("challenge") == 0, ca.steps()
+    expect_failure(suite, "proto_identifier_type",
+                   r"^acme-tiny: authorization " + url("/authz/1") + ": not for a name in the CSR$",
+                   after=after)
+
+
+def proto_authz_twice(suite):
+    def after(ca, res):
+        assert ca.count("challenge") <= 1, ca.steps()
+    expect_failure(suite, "proto_authz_twice",
+                   r"^acme-tiny: newOrder: more authorizations than names, or one that is no URL$",
+                   after=after)
+
+
+def proto_authz_invalid(suite):
+    # an authorization that is invalid gets no challenge file and no challenge POST
+    def after(ca, res):
+        assert ca.count("challenge") == 0, ca.steps()
+    expect_failure(suite, "proto_authz_invalid",
+                   rf"^acme-tiny: authorization for {re.escape(DOMAIN)} is invalid$", after=after)
+
+
+def http_extra_response(suite):
+    # a response nobody asked for, behind the directory on the same connection:
+    # the client drops the connection, and the planted nonce is never used
+    with EvilCA("http_extra_response", suite.keys) as ca:
+        res = suite.run_client(ca)
+        check_success(res, res.acme_dir)
+        nonces = [h.get("nonce") for _, _, _, h in ca.log if h]
+        assert "plantedNonce0" not in nonces, nonces
+        assert ca.connections == 2, f"{ca.connections} connections"
+
+
+def http_cut_after_status(suite):
+    # part of an answer to newAccount, then the end: the POST is not sent again
+    def after(ca, res):
+        assert ca.count("newAccount") == 1, ca.steps()
+    expect_failure(suite, "http_cut_after_status",
+                   post("newAccount", "/acct", "connection closed in the middle of the headers"),
+                   after=after)
 
 
 def proto_account_no_location(suite):
@@ -670,6 +726,23 @@ def busy_once(suite):
         assert res.elapsed >= 1, f"no wait: {res.elapsed:.2f} s"
 
 
+def busy_once_429(suite):
+    # 429 with Retry-After: 1 (a rate limit on this endpoint): waited out too
+    with EvilCA("busy_once_429", suite.keys) as ca:
+        res = suite.run_client(ca)
+        check_success(res, res.acme_dir)
+        assert ca.count("newOrder") == 2, f"{ca.count('newOrder')} newOrder requests"
+
+
+def busy_no_retry_after(suite):
+    # 503 without Retry-After: fails at once, the request sent once
+    def after(ca, res):
+        assert ca.count("newOrder") == 1, f"{ca.count('newOrder')} newOrder requests"
+    expect_failure(suite, "busy_no_retry_after",
+                   r"^acme-tiny: newOrder failed: HTTP 503 urn:ietf:params:acme:error:serverInternal: "
+                   r"evil CA: busy$", max_s=2, after=after)
+
+
 def busy_forever(suite):
     # 503 with Retry-After: 1 each time: the waits stop at --max-wait (4 s)
     def after(ca, res):
@@ -816,6 +889,15 @@ CASES = [
     ("evil_proto_account_no_location", proto_account_no_location),
     ("evil_proto_order_no_location", proto_order_no_location),
     ("evil_proto_pending_retry_0", proto_pending_retry_0),
+    ("evil_busy_once_429", busy_once_429),
+    ("evil_busy_no_retry_after", busy_no_retry_after),
+    ("evil_proto_account_http_location", proto_account_http_location),
+    ("evil_proto_challenge_other_host", proto_challenge_other_host),
+    ("evil_proto_identifier_type", proto_identifier_type),
+    ("evil_proto_authz_twice", proto_authz_twice),
+    ("evil_proto_authz_invalid", proto_authz_invalid),
+    ("evil_http_extra_response", http_extra_response),
+    ("evil_http_cut_after_status", http_cut_after_status),
     ("evil_max_time_polling", max_time_polling),
     ("evil_max_time_busy", max_time_busy),
     ("evil_proto_pending_retry_999999", proto_pending_retry_999999),
