@@ -209,6 +209,16 @@ def usage_errors(env):
         assert res.returncode == 2 and res.stdout == b"", f"{argv}: exit {res.returncode}"
     res = subprocess.run([*env.cmd, "--help"], capture_output=True, timeout=10)
     assert res.returncode == 0 and b"--account-key" in res.stdout
+    # each bound at its edge: inside it, the run goes on (and fails later, with
+    # exit 1, on the missing key); one past it, a usage error
+    base = ["--account-key", "/nonexistent/k", "--csr", "c", "--acme-dir", "d"]
+    for extra, want in ((["--timeout", "999999"], 1), (["--timeout", "1000000"], 2),
+                        (["--max-time", "999999"], 1), (["--max-time", "0"], 2),
+                        (["--check-port", "65535"], 1), (["--check-port", "65536"], 2),
+                        (["--quiet"], 1), (["--quiet=yes"], 2), (["--disable-check=1"], 2)):
+        res = subprocess.run([*env.cmd, *base, *extra], capture_output=True, timeout=10)
+        assert res.returncode == want and res.stdout == b"", \
+            f"{extra}: exit {res.returncode}, not {want}: {res.stderr!r}"
 
 
 def output_file(env):
@@ -259,6 +269,20 @@ def output_file(env):
                       quiet=True)
         check_failure(res, env.p.acme_dir, "^acme-tiny: " + pattern + "$")
     assert open(key).read().startswith("-----BEGIN"), "the account key was overwritten"
+    # nor the CA file, nor --domains' domain key
+    res = env.run(key, csr, "--output", env.p.ca_file, "--directory-url", "https://127.0.0.1:9/dir",
+                  quiet=True)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*: that is .*, which this run reads$")
+    domain_key = make_key(env.tmp, "p256", "output-domain")
+    before = open(domain_key).read()
+    res = subprocess.run([*env.cmd, "--account-key", key, "--domains", "x.example.test",
+                          "--domain-key", domain_key, "--acme-dir", env.p.acme_dir,
+                          "--directory-url", "https://127.0.0.1:9/dir", "--ca-file", env.p.ca_file,
+                          "--quiet", "--output", domain_key], capture_output=True, timeout=60)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*: that is .*, which this run reads$")
+    assert open(domain_key).read() == before, "the domain key was overwritten"
+    with open(env.p.ca_file) as f:
+        assert f.read().startswith("-----BEGIN CERTIFICATE"), "the CA file was overwritten"
     res = subprocess.run(argv[:-2], capture_output=True, timeout=60, preexec_fn=lambda: os.close(1))
     check_failure(res, None, r"^acme-tiny: stdout is closed: nowhere to write the certificate$")
 
