@@ -56,31 +56,29 @@ class Client:
         self.name, self.argv, self.package, self.prefix, self.vmhwm = name, argv, package, prefix, vmhwm
         self.samples = []
 
-    def run(self, launcher):
-        """One issuance: wall s, CPU s, peak kB; or raises."""
+    def launch(self, launcher, argv, prefix=()):
+        """argv through the launcher: its result, wall s, CPU s, peak RSS kB; or raises."""
         report = tempfile.NamedTemporaryFile(prefix="bench-rusage-", delete=False).name
         start = time.monotonic()
-        proc = subprocess.run([*self.prefix, launcher, report, *self.argv], capture_output=True)
+        proc = subprocess.run([*prefix, launcher, report, *argv], capture_output=True)
         wall = time.monotonic() - start
         lines = open(report).read().split("\n")
         os.unlink(report)
         if proc.returncode or len(lines) < 3 or lines[1].split()[0] != "0":
             raise RuntimeError(f"{self.name} failed: {proc.stderr.decode(errors='replace')[-2000:]}")
         _, maxrss, cpu_us = lines[1].split()
+        return proc, wall, int(cpu_us) / 1e6, int(maxrss)
+
+    def run(self, launcher):
+        """One issuance: wall s, CPU s, peak kB; or raises."""
+        proc, wall, cpu, maxrss = self.launch(launcher, self.argv, self.prefix)
         m = re.search(r"VmHWM\) (\d+) kB", proc.stderr.decode(errors="replace"))
-        peak = int(m[1]) if self.vmhwm and m else int(maxrss)
-        return wall, int(cpu_us) / 1e6, peak
+        return wall, cpu, int(m[1]) if self.vmhwm and m else maxrss
 
     def startup(self, launcher):
         """CPU and peak RSS of starting and exiting alone (--version): the
         part of a run that is the C library's and the kernel's, not the client's."""
-        runs = []
-        for _ in range(RUNS):
-            report = tempfile.NamedTemporaryFile(prefix="bench-rusage-", delete=False).name
-            subprocess.run([launcher, report, self.argv[0], "--version"], check=True, capture_output=True)
-            _, maxrss, cpu_us = open(report).read().split("\n")[1].split()
-            os.unlink(report)
-            runs.append((int(cpu_us) / 1e6, int(maxrss)))
+        runs = [self.launch(launcher, [self.argv[0], "--version"])[2:] for _ in range(RUNS)]
         return [statistics.median(x) for x in zip(*runs)]
 
     def connections(self, port):
