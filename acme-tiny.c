@@ -1,20 +1,32 @@
 /*
- * acme-tiny: get a certificate from an ACME (RFC 8555) CA such as Let's
+ * acme-tiny: get certificates from an ACME (RFC 8555) CA such as Let's
  * Encrypt, in one C file over BearSSL. A drop-in for acme_tiny.py.
  *
- * Map of this file, in the order data flows:
- *   1. Limits, messages and cleanup: every failure ends in fail()
- *   2. Bytes: growing buffers, base64, reading and writing whole files
- *   3. JSON: a strict tokenizer, lookups, writing escaped strings
- *   4. Keys and DER: PEM, keys and their JWK, the CSR's names, new keys
- *   5. Signatures: JWS requests, and CSRs for --domains
- *   6. HTTP/1.1 over TCP or TLS: URLs, trust anchors, connections,
+ * Map of this file, top down: the protocol first, then what it stands on.
+ *   0. Types, limits, and the interfaces of the layers below
+ *   1. main: the run, step by step, as acme_tiny.py's get_crt
+ *   2. ACME steps (RFC 8555): directory, account, order, authorizations
+ *      and their http-01 files, finalize, the certificate chain
+ *   3. ACME requests: signed POSTs, nonces, polling, the CA's problems
+ *   4. Around the run: command line, signals, --output, the CSR and keys
+ *   5. HTTP/1.1 over TCP or TLS: URLs, trust anchors, connections,
  *      requests and responses, all with hard limits and deadlines
- *   7. ACME: directory, nonces, account, order, http-01, finalize
- *   8. main: the command line
+ *   6. JWS and CSRs: what we sign
+ *   7. Keys and DER: PEM, private keys and their JWK, names in CSRs
+ *   8. JSON: a strict tokenizer, lookups, escaped strings
+ *   9. Bytes, files, time and messages: buffers, base64, whole files,
+ *      dates, and fail(), where every failure ends
  *
- * Everything that arrives from the network is treated as hostile: sizes
- * are bounded, loops are bounded, reads have deadlines, parsing is strict.
+ * Conventions. A function whose name begins with x (xpost, xread_file)
+ * may end the run through fail() instead of returning; fail(),
+ * fail_problem() and usage_error() never return. Every other function
+ * returns its errors (-1, 0 or NULL, as its comment says), except that
+ * running out of memory ends the run wherever it happens. Deadlines are
+ * times of now_ms(), passed as parameters.
+ *
+ * Everything that arrives from the network is hostile: sizes and loops
+ * are bounded, reads have deadlines, parsing is strict, and nothing from a
+ * server reaches a file name, a request or the terminal unchecked.
  */
 #define _XOPEN_SOURCE 700       /* POSIX 2008 with XSI: realpath */
 #include <bearssl.h>
@@ -37,7 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ===================== 1. Limits, messages and cleanup ===================== */
+/* ===================== 0. Types, limits, and the interfaces of the layers ===================== */
 
 #define VERSION "0.1.0"
 #define USER_AGENT "acme-tiny/" VERSION
@@ -61,348 +73,16 @@ enum {
 	FIRST_POLL_DELAY = 100    /* ms before the first poll */
 };
 
-static struct {
-	int quiet;
-	int timeout;      /* seconds for one HTTP exchange, connect included */
-	int max_wait;     /* seconds of polling for one authorization or order */
-	int max_time;     /* seconds for all of the talk with the CA: a cron job must end */
-} opt = { 0, 30, 300, 3600 };
-
-/* What --stats prints at the end: the cost of a run, for benchmarks. */
-static struct {
-	int requests, connections;
-} stats;
-
-/*
- * The one challenge file that may exist at any time. The signal handler
- * reads it, so it is a fixed array and a flag, set with signals held off
- * between making the file and noting it.
- */
-static char chal_path[4096];
-static volatile sig_atomic_t chal_live;
-
-static void remove_challenge(void)
-{
-	if (chal_live) {
-		unlink(chal_path);
-		chal_live = 0;
-	}
-}
-
-/* Holds off SIGINT, SIGTERM, SIGHUP and SIGALRM (hold), or lets them in again. */
-static void hold_signals(int hold)
-{
-	static sigset_t old;
-	sigset_t set;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGALRM);
-	sigprocmask(hold ? SIG_BLOCK : SIG_SETMASK, hold ? &set : &old, hold ? &old : NULL);
-}
-
-/* What SIGALRM, the end of --max-time, says; made before the alarm is set. */
-static char time_up[64];
-
-static void on_signal(int sig)
-{
-	const char *what = sig == SIGALRM ? time_up : "acme-tiny: interrupted";
-	const char *end = chal_live ? "; challenge file removed\n" : "\n";
-
-	remove_challenge();     /* async-signal-safe: unlink and a sig_atomic_t */
-	if (write(2, what, strlen(what)) < 0 || write(2, end, strlen(end)) < 0) {
-		/* nothing more we can do */
-	}
-	_exit(1);
-}
-
-/*
- * Writes the message as one line on stderr. It may hold text from a server:
- * so that such text can neither drive nor fool the terminal, every byte
- * that is not printable ASCII becomes '?': controls, DEL, and all of UTF-8,
- * where invisible, bidirectional and look-alike characters hide.
- */
-static void put_clean(const char *fmt, va_list ap)
-{
-	unsigned char msg[2048];
-	size_t k;
-
-	vsnprintf((char *)msg, sizeof msg, fmt, ap);
-	for (k = 0; msg[k]; k++)
-		fputc(msg[k] >= 0x20 && msg[k] < 0x7F ? msg[k] : '?', stderr);
-	fputc('\n', stderr);
-}
-
-/* Ends the run: one line on stderr, the challenge file removed, exit 1. */
-static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	hold_signals(1);        /* no signal's line may cut into this one */
-	remove_challenge();
-	fputs("acme-tiny: ", stderr);
-	va_start(ap, fmt);
-	put_clean(fmt, ap);
-	va_end(ap);
-	exit(1);
-}
-
-/* Progress, as acme_tiny.py prints it; --quiet silences it. */
-static __attribute__((format(printf, 1, 2))) void info(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (opt.quiet)
-		return;
-	va_start(ap, fmt);
-	put_clean(fmt, ap);
-	va_end(ap);
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long long ms)
-{
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-		/* resume the rest of the wait */
-	}
-}
-
-/* Copies s into out only if it fits; returns 0 or -1. */
-static int copy_str(char *out, size_t cap, const char *s, size_t len)
-{
-	if (len >= cap)
-		return -1;
-	memcpy(out, s, len);
-	out[len] = 0;
-	return 0;
-}
-
-/* ===================== 2. Bytes ===================== */
-
 /* A growing byte buffer, always NUL-terminated. Callers bound its size. */
 struct buf {
 	char *p;
 	size_t len, cap;
 };
 
-static void buf_add(struct buf *b, const void *data, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if (!(p = realloc(b->p, cap)))
-			fail("out of memory");
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-/* buf_add in the shape of BearSSL's output callbacks */
-static void buf_append(void *b, const void *data, size_t n)
-{
-	buf_add(b, data, n);
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-/* Appends each string up to the NULL that ends the list. */
-static __attribute__((sentinel)) void buf_cat(struct buf *b, ...)
-{
-	const char *s;
-	va_list ap;
-
-	va_start(ap, b);
-	while ((s = va_arg(ap, const char *)))
-		buf_str(b, s);
-	va_end(ap);
-}
-
-static void buf_free(struct buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof *b);
-}
-
-static const char B64URL[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-/* Appends base64url without padding (RFC 7515, appendix C). */
-static void buf_b64url(struct buf *b, const void *data, size_t n)
-{
-	const unsigned char *p = data;
-	size_t i;
-
-	for (i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		size_t left = n - i, k;
-		char q[4];
-
-		if (left > 1)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (left > 2)
-			v |= p[i + 2];
-		for (k = 0; k < 4; k++)
-			q[k] = B64URL[(v >> (18 - 6 * k)) & 63];
-		buf_add(b, q, left >= 3 ? 4 : left + 1);
-	}
-}
-
-/* The value of a base64 character (RFC 4648, section 4), or -1. */
-static int b64_value(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/*
- * Appends the bytes of base64 text (s, n) to out. Line breaks may come
- * anywhere but one after another (a blank line, which openssl refuses);
- * padding must make whole groups of four and end the text. Returns 0, or
- * -1 for anything else.
- */
-static int b64_decode(const char *s, size_t n, struct buf *out)
-{
-	unsigned char bytes[3];
-	uint32_t acc = 0;
-	size_t i, chars = 0, pad = 0;
-	int blank = 0;          /* nothing yet on the line that a '\n' would end */
-
-	for (i = 0; i < n; i++) {
-		int v = b64_value((unsigned char)s[i]);
-
-		if (s[i] == '\n' && blank)
-			return -1;
-		if (s[i] == '\r' || s[i] == '\n') {
-			blank = s[i] == '\n' || blank;
-			continue;
-		}
-		blank = 0;
-		if (s[i] == '=' && pad < 2 && chars % 4 >= 2) {
-			pad++;
-			continue;
-		}
-		if (v < 0 || pad)
-			return -1;
-		acc = acc << 6 | (uint32_t)v;
-		if (++chars % 4 == 0) {
-			bytes[0] = (unsigned char)(acc >> 16);
-			bytes[1] = (unsigned char)(acc >> 8);
-			bytes[2] = (unsigned char)acc;
-			buf_add(out, bytes, 3);
-		}
-	}
-	if ((chars + pad) % 4)
-		return -1;
-	bytes[0] = (unsigned char)(acc >> (chars % 4 == 3 ? 10 : 4));
-	bytes[1] = (unsigned char)(acc >> 2);
-	buf_add(out, bytes, pad ? 3 - pad : 0);
-	return 0;
-}
-
-/* True for 1 to max characters, all of the base64url alphabet. */
-static int is_b64url(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-
-	return n >= 1 && n <= max && strspn(s, B64URL) == n;
-}
-
-/* Reads a whole file of at most MAX_FILE bytes into b; fails the run. */
-static void read_file(const char *path, const char *what, struct buf *b)
-{
-	char chunk[4096];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		fail("cannot open %s %s: %s", what, path, strerror(errno));
-	b->len = 0;
-	buf_add(b, "", 0);      /* an empty file still gives a string */
-	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || b->len + (size_t)n > MAX_FILE) {
-			close(fd);
-			fail("cannot read %s %s: %s", what, path,
-			     n < 0 ? strerror(errno) : "larger than 1 MiB");
-		}
-		buf_add(b, chunk, (size_t)n);
-	}
-	close(fd);
-}
-
-/*
- * Creates path.tmp-XXXXXX beside path, mode 0600, and holds signals off
- * until the caller lets them in again: no signal may leave it behind.
- */
-static int create_temp(const char *path, char *tmp, size_t cap)
-{
-	int fd;
-
-	if ((size_t)snprintf(tmp, cap, "%s.tmp-XXXXXX", path) >= cap)
-		fail("path too long: %s", path);
-	hold_signals(1);
-	if ((fd = mkstemp(tmp)) < 0)
-		fail("cannot create %s: %s", tmp, strerror(errno));
-	return fd;
-}
-
-/*
- * Writes a whole file through a temporary one beside it, synced before it
- * takes the name, so that a crash or a power cut leaves the old file or the
- * new one, never part of one. A key (replace 0) gets mode 0600 and is
- * linked into place: an existing file is never replaced (rename would). A
- * certificate (replace 1) is renamed over the old one and keeps its mode
- * and, where we may, its owner; a new one is 0644.
- */
-static void write_file(const char *path, const void *data, size_t len, int replace)
-{
-	char tmp[4096];
-	struct stat st;
-	int keep = replace && !stat(path, &st), fd = create_temp(path, tmp, sizeof tmp), err;
-	ssize_t n = write(fd, data, len);
-
-	err = n < 0 ? errno : (size_t)n != len ? EIO : 0;
-	if (!err && keep && fchown(fd, st.st_uid, st.st_gid)) {
-		/* only root may give a file away: it stays ours then */
-	}
-	if (!err && (fchmod(fd, keep ? st.st_mode & 0777 : replace ? 0644 : 0600) || fsync(fd)))
-		err = errno;
-	if (close(fd) && !err)
-		err = errno;
-	if (!err && (replace ? rename(tmp, path) : link(tmp, path)))
-		err = errno;
-	unlink(tmp);                    /* after link; gone already after rename */
-	hold_signals(0);
-	if (err)
-		fail("cannot %s %s: %s", replace ? "write" : "create", path, strerror(err));
-}
-
-/* ===================== 3. JSON ===================== */
+struct der {
+	const unsigned char *p;
+	size_t len;
+};
 
 /*
  * A strict RFC 8259 tokenizer. Values become tokens in document order;
@@ -424,6 +104,2406 @@ struct json {
 	struct jtok *t;
 	int n, cap;
 };
+
+/*
+ * A private key (the account key, or a domain key for --domains) with what
+ * JWS and CSRs need of it. BearSSL's key decoder keeps the key inside its
+ * context, so the context lives in here. BearSSL 0.6 can write up to 24
+ * bytes past that context on a crafted key file: `spare` takes those writes.
+ */
+struct key {
+	br_skey_decoder_context dc;
+	unsigned char spare[64];
+	int type;                          /* BR_KEYTYPE_RSA or BR_KEYTYPE_EC */
+	const br_rsa_private_key *rsa;
+	const br_ec_private_key *ec;
+	const char *alg;                   /* RS256, ES256 or ES384 */
+	struct der n, e;                   /* RSA public key, in the caller's DER */
+	unsigned char q[BR_EC_KBUF_PUB_MAX_SIZE];   /* EC public point */
+	size_t qlen;
+	char jwk[1024];                    /* RFC 7638 member order, no spaces */
+	char thumbprint[48];               /* base64url SHA-256 of jwk */
+};
+
+/* An ACME identifier (RFC 8555 7.1.4; type "ip" from RFC 8738). */
+struct ident {
+	char type[4];        /* "dns" or "ip" */
+	char value[MAX_NAME + 1];
+};
+
+struct names {
+	int n;
+	struct ident id[MAX_NAMES];
+};
+
+/* --key-type names; the first, EC P-256, is the default: quick on a router. */
+static const struct key_type {
+	const char *name;
+	int curve;           /* for EC */
+	unsigned bits;       /* for RSA */
+} KEY_TYPES[] = {
+	{ "p256", BR_EC_secp256r1, 0 }, { "p384", BR_EC_secp384r1, 0 },
+	{ "rsa2048", 0, 2048 }, { "rsa3072", 0, 3072 }, { "rsa4096", 0, 4096 }, { NULL, 0, 0 }
+};
+
+struct url {
+	int https;
+	char host[256], port[6], path[MAX_URL];
+};
+
+struct tls {
+	br_ssl_client_context sc;
+	br_x509_minimal_context xc;
+	br_sslio_context io;
+	unsigned char iobuf[BR_SSL_BUFSIZE_MONO];   /* half-duplex: HTTP takes turns */
+};
+
+struct conn {
+	int fd;                      /* -1 while not connected */
+	struct tls *tls;             /* NULL for plain HTTP */
+	char host[256], port[6];     /* where fd goes */
+	long long deadline;          /* ms: the current exchange ends by then */
+	const char *why;             /* why the exchange failed: set by conn_error() */
+	size_t got;                  /* bytes received in the current exchange */
+	int (*read)(struct conn *, unsigned char *, size_t);   /* >0, 0 at the end, -1 */
+	unsigned char in[4096];
+	size_t inpos, inlen;
+};
+
+/* A response, with the only headers ACME needs. */
+struct resp {
+	int status;
+	int close;                   /* the connection ends after this response */
+	char nonce[256];             /* Replay-Nonce, kept only if base64url */
+	char location[MAX_URL], retry_after[64];
+	struct buf body;
+};
+
+struct acme {
+	struct conn conn;            /* one kept-alive TLS connection to the CA */
+	struct key key;
+	char new_nonce[MAX_URL], new_account[MAX_URL], new_order[MAX_URL];
+	char nonce[256];             /* the last Replay-Nonce, unused yet */
+	char kid[MAX_URL];           /* the account URL, once we know it */
+	char host[256], port[6];     /* the directory's: every URL of the CA's is there */
+};
+
+/* The run, as the command line describes it. */
+static struct run {
+	const char *account_key, *csr, *acme_dir, *directory, *ca_file;
+	const char *domains, *domain_key;     /* instead of csr: we build the CSR */
+	const char *output;                   /* instead of stdout */
+	const char *profile;                  /* the CA's certificate profile, by name */
+	const char *key_type_name;            /* for keys we make: */
+	const struct key_type *key_type;      /* ...that name's type */
+	char **contacts;
+	int n_contacts, disable_check, stats, create_account_key, quiet;
+	int check_port;   /* for the self-check; 0: the URL names none (80) */
+	int timeout;      /* seconds for one HTTP exchange, connect included */
+	int max_wait;     /* seconds of polling for one authorization or order */
+	int max_time;     /* seconds for all of the talk with the CA: a cron job must end */
+} run = { .directory = DEFAULT_DIRECTORY, .ca_file = DEFAULT_CA_FILE, .key_type_name = "p256",
+	  .timeout = 30, .max_wait = 300, .max_time = 3600 };
+
+/* What SIGALRM, the end of --max-time, says; made before the alarm is set. */
+static char time_up[64];
+
+/* The PEM labels of private keys, and of CSRs */
+static const char *const KEY_LABELS[] = { "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", NULL };
+static const char *const CSR_LABELS[] = { "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", NULL };
+
+/* What --stats prints at the end: the cost of a run, for benchmarks. */
+static struct {
+	int requests, connections;
+} stats;
+
+/*
+ * The interfaces that the sections above use of the sections below, with
+ * what each returns; the definitions say how and why.
+ */
+
+/* 1-2: the steps of an issuance (each may end the run) */
+static void xissue(struct acme *a, const struct names *ns, const struct buf *csr,
+		   struct buf *chain);
+static void xdirectory(struct acme *a);
+static void xaccount(struct acme *a);
+static void xnew_order(struct acme *a, const struct names *ns, struct resp *order,
+		       char *order_url);
+static void xauthorize(struct acme *a, const char *url, const struct names *ns);
+static void xfinalize(struct acme *a, const char *url, const char *order_url,
+		      const struct buf *csr, struct buf *chain);
+
+/* 3: ACME requests */
+/* A signed POST (RFC 8555 6.2), retried for badNonce and a busy CA; its answer into r. */
+static void xpost(struct acme *a, const char *url, const char *payload, struct resp *r,
+		  const char *step, long long give_up);
+/* Polls url until the object in r and j is neither pending nor processing; its status. */
+static void xpoll(struct acme *a, const char *url, struct resp *r, struct json *j,
+		  char *status, const char *what);
+/* out, holding "type: detail" of the problem document (RFC 7807) at token p. */
+static const char *problem_text(const struct json *j, int p, char *out, size_t cap);
+/* Never returns: ends the run with what the server said. */
+static __attribute__((noreturn)) void fail_problem(const char *step, const struct resp *r);
+/* The body of r, which must be a JSON object, parsed into j. */
+static void xparse_object(const struct resp *r, struct json *j, const char *step);
+/* The Location the protocol requires (the account's kid, an order) into out, an https URL. */
+static void xneed_location(const struct resp *r, char *out, const char *step);
+/* A string member the protocol requires, decoded into out. */
+static void xneed_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
+		      const char *step);
+
+/* 4: around the run */
+/* The command line into run; a usage error ends the run with exit 2. */
+static void xparse_args(int argc, char **argv);
+/* Sets on_signal for the signals that end a run; a closed pipe is an error, not a signal. */
+static void catch_signals(void);
+/* Holds off the signals on_signal takes (hold), or lets them in again (!hold). */
+static void hold_signals(int hold);
+/* 1 if stdout was closed; /dev/null then takes the place of any closed one of 0, 1, 2. */
+static int guard_std_fds(void);
+/* The file --output names, tried before the CA is asked for anything, symlinks followed. */
+static const char *xcheck_output(const char *path);
+/* Makes a key of --key-type at path unless a file is there already. */
+static void xcreate_key_if_missing(const char *path, const char *what);
+/* The names into ns and the CSR into csr, from --csr or from --domains. */
+static void xnames_and_csr(struct names *ns, struct buf *csr);
+/* Prints what --stats shows on stderr. */
+static void print_stats(void);
+
+/* 5: HTTP/1.1 over TCP or TLS */
+/* Splits an http:// or https:// URL into u: 0, or -1 if malformed. */
+static int url_parse(const char *s, struct url *u);
+/* Loads the CA certificates of a PEM bundle that the CA's server must chain to. */
+static void xload_trust_anchors(const char *path);
+/* Frees what xload_trust_anchors loaded. */
+static void free_trust_anchors(void);
+/* Closes the connection, if open, and drops what was buffered. */
+static void conn_close(struct conn *c);
+/* One HTTP exchange on c, before give_up if not 0: NULL, or why it failed. */
+static const char *http_try(struct conn *c, const char *method, const char *url,
+			    const struct buf *body, struct resp *r, long long give_up);
+/* One HTTP exchange, as http_try, that must succeed (whatever its status). */
+static void xhttp(struct conn *c, const char *method, const char *url, const struct buf *body,
+		  struct resp *r, const char *step, long long give_up);
+
+/* 6: JWS and CSRs */
+/* A flattened JWS (RFC 8555 6.2) of payload into out, signed with k. */
+static void xjws_build(struct buf *out, const struct key *k, const char *kid,
+		       const char *nonce, const char *url, const char *payload);
+/* A CSR (RFC 2986) for names ns into b, signed with k. */
+static void xcsr_build(struct buf *b, const struct names *ns, const struct key *k);
+
+/* 7: keys and DER */
+/* The next PEM block of in from *pos, label and bytes: 1, 0 when there is none, -1. */
+static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
+		    struct buf *der);
+/* The first object labelled with one of labels of a PEM (or DER) file into der. */
+static void xload_der(const char *path, const char *what, const char *const *labels,
+		      struct buf *der);
+/* A private key file into k; der keeps the file's key bytes for k. */
+static void xload_key(const char *path, const char *what, struct key *k, struct buf *der);
+/* The identifier in ns of this type and value, or NULL if it is not one of ours. */
+static const struct ident *our_ident(const struct names *ns, const char *type, const char *value);
+/* The names of --domains (DNS names, IP addresses, commas between) into ns: 0, or -1. */
+static int names_from_list(const char *list, struct names *ns);
+/* The names a CSR asks for into ns: 0, or -1 if it is malformed or names nothing. */
+static int csr_names(const unsigned char *p, size_t len, struct names *ns);
+/* The subjectPublicKey bits of a CSR or (cert) a certificate into key: 0, or -1. */
+static int public_key_of(const void *der, size_t len, int cert, struct der *key);
+/* Makes a new private key of type t in path: PKCS#8 PEM, mode 0600. */
+static void xgenerate_key(const char *path, const struct key_type *t);
+
+/* 8: JSON */
+/* Parses one JSON document of len bytes into j: 0, or -1 if it is not strictly JSON. */
+static int json_parse(struct json *j, const char *s, size_t len);
+/* Frees j's tokens. */
+static void json_free(struct json *j);
+/* The value of key in object obj: its token, or -1 if absent, duplicated, or obj is no object. */
+static int json_get(const struct json *j, int obj, const char *key);
+/* String token t decoded into out: 0, or -1 if it is no string or too long. */
+static int json_str(const struct json *j, int t, char *out, size_t cap);
+/* The string value of key in obj decoded into out: out, or NULL. */
+static const char *json_get_str(const struct json *j, int obj, const char *key,
+				char *out, size_t cap);
+/* Appends s as a JSON string, quoted and escaped. */
+static void buf_json_str(struct buf *b, const char *s);
+
+/* 9: bytes, files, time and messages */
+/* Appends n bytes of data to b; running out of memory ends the run. */
+static void buf_add(struct buf *b, const void *data, size_t n);
+/* buf_add in the shape of BearSSL's output callbacks. */
+static void buf_append(void *b, const void *data, size_t n);
+/* Appends the string s to b. */
+static void buf_str(struct buf *b, const char *s);
+/* Appends each string up to the NULL that ends the list. */
+static __attribute__((sentinel)) void buf_cat(struct buf *b, ...);
+/* Frees b and empties it. */
+static void buf_free(struct buf *b);
+/* Appends base64url without padding (RFC 7515, appendix C). */
+static void buf_b64url(struct buf *b, const void *data, size_t n);
+/* The bytes of base64 text (s, n) appended to out: 0, or -1 if it is not strictly base64. */
+static int b64_decode(const char *s, size_t n, struct buf *out);
+/* 1 for 1 to max characters, all of the base64url alphabet; else 0. */
+static int is_b64url(const char *s, size_t max);
+/* The value of a hexadecimal digit, or -1. */
+static int hex_digit(int c);
+/* The SHA-256 of n bytes at p into out. */
+static void sha256(const void *p, size_t n, unsigned char out[32]);
+/* Copies s into out if it fits: 0, or -1. */
+static int copy_str(char *out, size_t cap, const char *s, size_t len);
+/* A whole file of at most MAX_FILE bytes into b. */
+static void xread_file(const char *path, const char *what, struct buf *b);
+/* A new file path.tmp-XXXXXX beside path, mode 0600: its descriptor; tmp holds its name. */
+static int xcreate_temp(const char *path, char *tmp, size_t cap);
+/* Writes a file whole or not at all: a key (replace 0) only where there is none. */
+static void xwrite_file(const char *path, const void *data, size_t len, int replace);
+/* The n decimal digits at s as a number, or -1. */
+static long long number(const char *s, int n);
+/* Retry-After (RFC 9110 10.2.3), seconds or a date, in ms from now; -1 if neither. */
+static long long retry_after_ms(const char *v);
+/* Milliseconds of a monotonic clock: what deadlines are measured in. */
+static long long now_ms(void);
+/* Sleeps ms milliseconds, signals or not. */
+static void sleep_ms(long long ms);
+/* Never returns: one line on stderr, challenge files removed, exit 1. */
+static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...);
+/* Progress on stderr, as acme_tiny.py prints it; --quiet silences it. */
+static __attribute__((format(printf, 1, 2))) void info(const char *fmt, ...);
+
+/* ===================== 1. main: the run, step by step ===================== */
+
+#ifdef ACME_TINY_TEST
+#define main acme_tiny_main     /* tests and fuzzers bring their own main */
+int acme_tiny_main(int argc, char **argv);
+#endif
+
+int main(int argc, char **argv)
+{
+	static struct tls tls;
+	static struct acme a;   /* zeroed in .bss: an initializer would put its 16 kB in the file */
+	static struct names ns;
+	struct buf key = { 0 }, csr = { 0 }, chain = { 0 };
+	int stdout_closed = guard_std_fds();
+
+	xparse_args(argc, argv);
+	if (stdout_closed && !run.output)
+		fail("stdout is closed: nowhere to write the certificate");
+	catch_signals();
+	xload_trust_anchors(run.ca_file);
+	if (run.create_account_key)
+		xcreate_key_if_missing(run.account_key, "account key");
+	info("Parsing account key...");
+	xload_key(run.account_key, "account key", &a.key, &key);
+	xnames_and_csr(&ns, &csr);
+	if (run.output)
+		run.output = xcheck_output(run.output);
+	a.conn.fd = -1;
+	a.conn.tls = &tls;
+	/* however slowly a CA answers and however often it asks to wait */
+	snprintf(time_up, sizeof time_up, "acme-tiny: gave up after --max-time %d s", run.max_time);
+	alarm((unsigned)run.max_time);
+	xissue(&a, &ns, &csr, &chain);
+	alarm(0);
+	if (run.output)
+		xwrite_file(run.output, chain.p, chain.len, 1);
+	else if (fwrite(chain.p, 1, chain.len, stdout) != chain.len || fflush(stdout))
+		fail("cannot write the certificate to stdout: %s", strerror(errno));
+	if (run.stats)
+		print_stats();
+	buf_free(&key);
+	buf_free(&csr);
+	buf_free(&chain);
+	free_trust_anchors();
+	return 0;
+}
+
+/* The issuance, step by step as acme_tiny.py's get_crt; the PEM chain into chain. */
+static void xissue(struct acme *a, const struct names *ns, const struct buf *csr,
+		   struct buf *chain)
+{
+	struct resp order = { 0 };
+	struct json j = { 0 };
+	char order_url[MAX_URL], url[MAX_URL];
+	int list, k, n = 0;
+
+	xdirectory(a);                          /* the CA's URLs; --profile offered? */
+	xaccount(a);                            /* newAccount: our account URL, the kid */
+	xnew_order(a, ns, &order, order_url);   /* newOrder: our names */
+	xparse_object(&order, &j, "newOrder");
+	list = json_get(&j, 0, "authorizations");
+	if (list < 0 || j.t[list].type != J_ARR)
+		fail("newOrder: the order has no list of authorizations");
+	for (k = list + 1; k < j.t[list].next; k = j.t[k].next) {
+		if (++n > ns->n || json_str(&j, k, url, sizeof url))
+			fail("newOrder: more authorizations than names, or one that is no URL");
+		xauthorize(a, url, ns);         /* each name proven by an http-01 file */
+	}
+	xneed_str(&j, 0, "finalize", url, sizeof url, "order");
+	xfinalize(a, url, order_url, csr, chain);      /* the CSR in, the chain out */
+	json_free(&j);
+	buf_free(&order.body);
+}
+
+/* ===================== 2. ACME steps (RFC 8555) ===================== */
+
+/*
+ * Returns if --profile (draft-ietf-acme-profiles) is one the directory
+ * lists in meta.profiles, else ends the run: a CA that knows no profiles
+ * ignores the field, and would issue something other than what was asked.
+ */
+static void xcheck_profile(const struct json *j, const char *profile)
+{
+	int list = json_get(j, json_get(j, 0, "meta"), "profiles"), k;
+	struct buf offered = { 0 };
+	char name[64];
+
+	if (json_get(j, list, profile) >= 0)
+		return;
+	for (k = list + 1; list >= 0 && j->t[list].type == J_OBJ && k < j->t[list].next;
+	     k = j->t[k + 1].next)
+		if (!json_str(j, k, name, sizeof name))
+			buf_cat(&offered, offered.len ? ", " : "only ", name, NULL);
+	fail("--profile %s: the CA offers %s", profile, offered.len ? offered.p : "no profiles");
+}
+
+/* GET the directory (7.1.1): the CA's URLs, its host and port, the first nonce. */
+static void xdirectory(struct acme *a)
+{
+	struct resp r = { 0 };
+	struct json j = { 0 };
+	struct url u;
+
+	info("Getting directory...");
+	xhttp(&a->conn, "GET", run.directory, NULL, &r, "directory", 0);
+	url_parse(run.directory, &u);   /* it is well-formed: xhttp took it */
+	strcpy(a->host, u.host);
+	strcpy(a->port, u.port);
+	if (r.status != 200)
+		fail_problem("directory", &r);
+	xparse_object(&r, &j, "directory");
+	xneed_str(&j, 0, "newNonce", a->new_nonce, sizeof a->new_nonce, "directory");
+	xneed_str(&j, 0, "newAccount", a->new_account, sizeof a->new_account, "directory");
+	xneed_str(&j, 0, "newOrder", a->new_order, sizeof a->new_order, "directory");
+	if (run.profile)
+		xcheck_profile(&j, run.profile);
+	strcpy(a->nonce, r.nonce);
+	json_free(&j);
+	buf_free(&r.body);
+	info("Directory found!");
+}
+
+/* Appends before, then the "contact" list and the } that ends the payload. */
+static void add_contacts(struct buf *b, const char *before)
+{
+	int k;
+
+	buf_cat(b, before, "\"contact\":[", NULL);
+	for (k = 0; k < run.n_contacts; k++) {
+		buf_str(b, k ? "," : "");
+		buf_json_str(b, run.contacts[k]);
+	}
+	buf_str(b, "]}");
+}
+
+/* newAccount (7.3) finds or creates the account; its URL becomes our kid. */
+static void xaccount(struct acme *a)
+{
+	struct buf p = { 0 };
+	struct resp r = { 0 };
+
+	info("Registering account...");
+	if (run.n_contacts)
+		add_contacts(&p, "{\"termsOfServiceAgreed\":true,");
+	else
+		buf_str(&p, "{\"termsOfServiceAgreed\":true}");
+	xpost(a, a->new_account, p.p, &r, "newAccount", 0);
+	xneed_location(&r, a->kid, "newAccount");
+	info(r.status == 201 ? "Registered!" : "Already registered!");
+	if (run.n_contacts && r.status != 201) {
+		p.len = 0;
+		add_contacts(&p, "{");
+		xpost(a, a->kid, p.p, &r, "account update", 0);
+		info("Updated contact details");
+	}
+	buf_free(&p);
+	buf_free(&r.body);
+}
+
+/* newOrder (7.4) for our names: the order into order, its URL into order_url. */
+static void xnew_order(struct acme *a, const struct names *ns, struct resp *order,
+		       char *order_url)
+{
+	struct buf p = { 0 };
+	int k;
+
+	info("Creating new order...");
+	buf_str(&p, "{\"identifiers\":[");
+	for (k = 0; k < ns->n; k++) {
+		buf_str(&p, k ? ",{\"type\":" : "{\"type\":");
+		buf_json_str(&p, ns->id[k].type);
+		buf_str(&p, ",\"value\":");
+		buf_json_str(&p, ns->id[k].value);
+		buf_str(&p, "}");
+	}
+	buf_str(&p, "]");
+	if (run.profile) {
+		buf_str(&p, ",\"profile\":");
+		buf_json_str(&p, run.profile);
+	}
+	buf_str(&p, "}");
+	xpost(a, a->new_order, p.p, order, "newOrder", 0);
+	xneed_location(order, order_url, "newOrder");
+	buf_free(&p);
+	info("Order created!");
+}
+
+/* The http-01 challenge of an authorization, or -1; others, whatever their shape, are skipped. */
+static int find_http01(const struct json *j)
+{
+	int list = json_get(j, 0, "challenges"), c;
+	char type[16];
+
+	if (list < 0 || j->t[list].type != J_ARR)
+		return -1;
+	for (c = list + 1; c < j->t[list].next; c = j->t[c].next)
+		if (json_get_str(j, c, "type", type, sizeof type) && !strcmp(type, "http-01"))
+			return c;
+	return -1;
+}
+
+/*
+ * The one challenge file that may exist at any time. The signal handler
+ * reads it, so it is a fixed array and a flag, set with signals held off
+ * between making the file and noting it.
+ */
+static char chal_path[4096];
+static volatile sig_atomic_t chal_live;
+
+/* Removes the challenge file if there is one; safe in a signal handler. */
+static void remove_challenge(void)
+{
+	if (chal_live) {
+		unlink(chal_path);
+		chal_live = 0;
+	}
+}
+
+/* Is path a plain file holding exactly keyauth: ours, left by a run that was killed? */
+static int our_leftover(const char *path, const char *keyauth)
+{
+	char buf[MAX_TOKEN + 64];
+	struct stat st;
+	ssize_t n = -1;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_nlink == 1)
+		n = read(fd, buf, sizeof buf);
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)strlen(keyauth) && !memcmp(buf, keyauth, (size_t)n);
+}
+
+/*
+ * Writes the key authorization where the web server serves it (8.3). The
+ * file must be new (O_EXCL, O_NOFOLLOW): a CA naming a token after a file
+ * that is there cannot make us overwrite it, delete it later, or hang on a
+ * FIFO. The one exception is our own leftover for this token.
+ */
+static void xwrite_challenge(const char *dir, const char *token, const char *keyauth)
+{
+	size_t len = strlen(keyauth);
+	int fd, err;
+
+	if ((size_t)snprintf(chal_path, sizeof chal_path, "%s/%s", dir, token) >= sizeof chal_path)
+		fail("--acme-dir path too long");
+	hold_signals(1);                /* none between making the file and noting it */
+	fd = open(chal_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	err = errno;
+	chal_live = fd >= 0 || (err == EEXIST && our_leftover(chal_path, keyauth));
+	hold_signals(0);
+	if (!chal_live)
+		fail("cannot create challenge file %s: %s", chal_path,
+		     err == EEXIST ? "a file of that name is there already" : strerror(err));
+	if (fd >= 0 && (write(fd, keyauth, len) != (ssize_t)len || close(fd)))
+		fail("cannot write challenge file %s: %s", chal_path, strerror(errno));
+}
+
+/* Fetches the challenge file the way the CA will, before asking the CA to. */
+static void xself_check(const struct ident *id, const char *token, const char *keyauth)
+{
+	struct conn plain = { .fd = -1 };
+	struct resp r = { 0 };
+	const char *err;
+	char url[600], why[64], port[8] = "";
+	int v6 = strchr(id->value, ':') != NULL, ok = 0;
+
+	if (run.check_port)
+		snprintf(port, sizeof port, ":%d", run.check_port);
+	snprintf(url, sizeof url, "http://%s%s%s%s/.well-known/acme-challenge/%s", v6 ? "[" : "",
+		 id->value, v6 ? "]" : "", port, token);
+	if ((err = http_try(&plain, "GET", url, NULL, &r, 0))) {
+		snprintf(why, sizeof why, "%s", err);
+	} else {
+		while (r.body.len && strchr(" \t\r\n", r.body.p[r.body.len - 1]))
+			r.body.p[--r.body.len] = 0;
+		ok = r.status == 200 && !strcmp(r.body.p, keyauth);
+		snprintf(why, sizeof why, "HTTP %d%s", r.status,
+			 r.status == 200 ? " with other content" : "");
+	}
+	conn_close(&plain);
+	buf_free(&r.body);
+	if (!ok)
+		fail("Wrote file to %s, but couldn't download %s: %s", chal_path, url, why);
+}
+
+/*
+ * One authorization (7.5), for one of our names: a CA must not make us
+ * serve others. Nothing to do if valid; if pending, serve the http-01 key
+ * authorization, check it, tell the CA, and poll.
+ */
+static void xauthorize(struct acme *a, const char *url, const struct names *ns)
+{
+	struct resp r = { 0 }, rc = { 0 };
+	struct json j = { 0 };
+	const struct ident *id;
+	char type[8], value[MAX_NAME + 1], status[MAX_STATUS], token[MAX_TOKEN + 1], chal[MAX_URL];
+	char keyauth[MAX_TOKEN + 64], err[1400];
+	int c, idt;
+
+	xpost(a, url, NULL, &r, "authorization", 0);
+	xparse_object(&r, &j, "authorization");
+	idt = json_get(&j, 0, "identifier");
+	if (!json_get_str(&j, idt, "type", type, sizeof type) ||
+	    !json_get_str(&j, idt, "value", value, sizeof value) || !(id = our_ident(ns, type, value)))
+		fail("authorization %s: not for a name in the CSR", url);
+	xneed_str(&j, 0, "status", status, sizeof status, "authorization");
+	if (!strcmp(status, "valid")) {
+		info("Already verified: %s", id->value);
+	} else if (strcmp(status, "pending")) {
+		fail("authorization for %s is %s", id->value, status);
+	} else {
+		info("Verifying %s...", id->value);
+		if ((c = find_http01(&j)) < 0)
+			fail("%s: the CA offers no http-01 challenge", id->value);
+		xneed_str(&j, c, "url", chal, sizeof chal, "challenge");
+		if (!json_get_str(&j, c, "token", token, sizeof token) || !is_b64url(token, MAX_TOKEN))
+			fail("%s: the challenge token is not 1 to 256 base64url characters;"
+			     " refusing it as a file name", id->value);
+		snprintf(keyauth, sizeof keyauth, "%s.%s", token, a->key.thumbprint);
+		xwrite_challenge(run.acme_dir, token, keyauth);
+		if (!run.disable_check)
+			xself_check(id, token, keyauth);
+		xpost(a, chal, "{}", &rc, "challenge", 0);
+		xpoll(a, url, &r, &j, status, "authorization");
+		remove_challenge();
+		if (strcmp(status, "valid"))
+			fail("%s: challenge did not pass (%s): %s", id->value, status,
+			     problem_text(&j, json_get(&j, find_http01(&j), "error"), err, sizeof err));
+		info("%s verified!", id->value);
+	}
+	json_free(&j);
+	buf_free(&r.body);
+	buf_free(&rc.body);
+}
+
+/*
+ * 0 if pem is a certificate chain (7.4.2) of PEM certificates and nothing
+ * else, since it goes to stdout as it is: no text between or around the
+ * blocks, only base64 inside them, each a certificate BearSSL can decode.
+ */
+static int check_chain(const struct buf *pem)
+{
+	struct buf der = { 0 };
+	size_t pos = 0;
+	char label[32];
+	int n = 0, ok = 1;
+
+	while (ok && pem->len && (pos += strspn(pem->p + pos, "\r\n")) < pem->len) {
+		br_x509_decoder_context dc;
+
+		/* pem_next takes a block that begins right at pos */
+		ok = !strncmp(pem->p + pos, "-----BEGIN ", 11) &&
+		     pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
+		     !strcmp(label, "CERTIFICATE") &&
+		     (pos == pem->len || pem->p[pos] == '\r' || pem->p[pos] == '\n');
+		if (ok) {
+			br_x509_decoder_init(&dc, NULL, NULL);   /* NULL: the DN is not kept */
+			br_x509_decoder_push(&dc, der.p, der.len);
+			ok = !br_x509_decoder_last_error(&dc);
+			n++;
+		}
+	}
+	buf_free(&der);
+	return ok && n > 0 ? 0 : -1;
+}
+
+/*
+ * 1 if the first certificate of pem is for the CSR's key (the same public
+ * key bits), else 0: a certificate for another key would break the server
+ * that loads it next to ours.
+ */
+static int cert_fits_csr(const struct buf *pem, const struct buf *csr)
+{
+	struct buf der = { 0 };
+	struct der cert_key, csr_key;
+	size_t pos = 0;
+	char label[32];
+	int ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
+		 !public_key_of(der.p, der.len, 1, &cert_key) &&
+		 !public_key_of(csr->p, csr->len, 0, &csr_key) && cert_key.len == csr_key.len &&
+		 !memcmp(cert_key.p, csr_key.p, csr_key.len);
+
+	buf_free(&der);
+	return ok;
+}
+
+/*
+ * Finalize (7.4) with the CSR, wait for the order to be valid, and download
+ * its certificate chain into chain, checked before anyone sees it.
+ */
+static void xfinalize(struct acme *a, const char *url, const char *order_url,
+		      const struct buf *csr, struct buf *chain)
+{
+	struct resp r = { 0 };
+	struct json j = { 0 };
+	struct buf p = { 0 };
+	char cert[MAX_URL], status[MAX_STATUS], err[1400];
+
+	info("Signing certificate...");
+	buf_str(&p, "{\"csr\":\"");
+	buf_b64url(&p, csr->p, csr->len);
+	buf_str(&p, "\"}");
+	xpost(a, url, p.p, &r, "finalize", 0);
+	xparse_object(&r, &j, "finalize");
+	xpoll(a, order_url, &r, &j, status, "order");
+	if (strcmp(status, "valid"))
+		fail("order is %s: %s", status, problem_text(&j, json_get(&j, 0, "error"), err, sizeof err));
+	xneed_str(&j, 0, "certificate", cert, sizeof cert, "order");
+	xpost(a, cert, NULL, &r, "certificate download", 0);
+	if (check_chain(&r.body))
+		fail("certificate download: the answer is not a PEM certificate chain");
+	if (!cert_fits_csr(&r.body, csr))
+		fail("certificate download: the certificate is not for the CSR's key");
+	*chain = r.body;                /* the chain is the download's body */
+	json_free(&j);
+	buf_free(&p);
+	info("Certificate signed!");
+}
+
+/* ===================== 3. ACME requests: signed POSTs, nonces, polling, problems ===================== */
+
+static const char *problem_text(const struct json *j, int p, char *out, size_t cap)
+{
+	char type[256], detail[1024];
+
+	if (!json_get_str(j, p, "type", type, sizeof type))
+		strcpy(type, "(no problem type)");
+	json_get_str(j, p, "detail", detail, sizeof detail);      /* "" if there is none */
+	snprintf(out, cap, "%s%s%s", type, detail[0] ? ": " : "", detail);
+	return out;
+}
+
+/* Ends the run with what the server said: HTTP status, problem, Retry-After. */
+static void fail_problem(const char *step, const struct resp *r)
+{
+	struct json j = { 0 };
+	char text[1400] = "(no problem document)";
+
+	if (!json_parse(&j, r->body.p, r->body.len))
+		problem_text(&j, 0, text, sizeof text);
+	json_free(&j);
+	fail("%s failed: HTTP %d %s%s%s", step, r->status, text,
+	     r->retry_after[0] ? "; retry after " : "", r->retry_after);
+}
+
+/* 1 if r is an error whose problem type is urn:ietf:params:acme:error:<kind>, else 0. */
+static int is_problem(const struct resp *r, const char *kind)
+{
+	static const char ns[] = "urn:ietf:params:acme:error:";
+	struct json j = { 0 };
+	char type[128];
+	int is = r->status >= 400 && !json_parse(&j, r->body.p, r->body.len) &&
+		 json_get_str(&j, 0, "type", type, sizeof type) &&
+		 !strncmp(type, ns, sizeof ns - 1) && !strcmp(type + sizeof ns - 1, kind);
+
+	json_free(&j);
+	return is;
+}
+
+/* Parses a response body that must be a JSON object into j. */
+static void xparse_object(const struct resp *r, struct json *j, const char *step)
+{
+	if (json_parse(j, r->body.p, r->body.len) || j->t[0].type != J_OBJ)
+		fail("%s: the server's answer is not a JSON object", step);
+}
+
+static void xneed_location(const struct resp *r, char *out, const char *step)
+{
+	struct url u;
+
+	if (!r->location[0] || url_parse(r->location, &u) || !u.https)
+		fail("%s: the server sent no usable Location (an https URL)", step);
+	strcpy(out, r->location);
+}
+
+static void xneed_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
+		      const char *step)
+{
+	if (!json_get_str(j, obj, key, out, cap))
+		fail("%s: the server's answer has no usable \"%s\"", step, key);
+}
+
+/*
+ * Returns if url is on the directory's host and port, else ends the run:
+ * a hostile CA could point us, and our signed requests, at other machines.
+ */
+static void xneed_ca_host(const struct acme *a, const char *url, const char *step)
+{
+	struct url u;
+
+	/* a malformed or http:// URL is refused as such when it is sent */
+	if (!url_parse(url, &u) && u.https && (strcmp(u.host, a->host) || strcmp(u.port, a->port)))
+		fail("%s: %s is not on the directory's host and port", step, url);
+}
+
+/* HEAD newNonce (7.2): a fresh nonce into a->nonce. */
+static void xnew_nonce(struct acme *a, long long give_up)
+{
+	struct resp r = { 0 };
+
+	xneed_ca_host(a, a->new_nonce, "newNonce");
+	xhttp(&a->conn, "HEAD", a->new_nonce, NULL, &r, "newNonce", give_up);
+	if (r.status != 200 && r.status != 204)
+		fail_problem("newNonce", &r);
+	if (!r.nonce[0])
+		fail("newNonce: the server sent no Replay-Nonce");
+	strcpy(a->nonce, r.nonce);
+	buf_free(&r.body);
+}
+
+/*
+ * A 503 or 429 with Retry-After: the CA is busy or limits this endpoint's
+ * rate. Waits as asked and returns 1, while this request's waits stay
+ * within --max-wait and before give_up (if not 0); else returns 0.
+ */
+static int waited_if_busy(const struct resp *r, const char *step, long long *waited,
+			  long long give_up)
+{
+	long long ms = retry_after_ms(r->retry_after);
+
+	if ((r->status != 503 && r->status != 429) || ms < 0 ||
+	    *waited + ms > run.max_wait * 1000LL || (give_up && now_ms() + ms >= give_up))
+		return 0;
+	info("%s: the CA is busy (HTTP %d); trying again in %lld s", step, r->status,
+	     (ms + 999) / 1000);
+	sleep_ms(ms);
+	*waited += ms;
+	return 1;
+}
+
+/*
+ * A signed POST (6.2) into r; payload NULL is a POST-as-GET. Each
+ * response's Replay-Nonce signs the next request, so newNonce is asked
+ * only when a response came without one. badNonce is retried with the
+ * nonce of the error, and a busy CA after the wait it asks for, a bounded
+ * number of times; any other error status (including redirects, which are
+ * not followed) ends the run. give_up, if not 0, bounds every exchange.
+ */
+static void xpost(struct acme *a, const char *url, const char *payload, struct resp *r,
+		  const char *step, long long give_up)
+{
+	struct buf jws = { 0 };
+	long long waited = 0;
+	int tries;
+
+	xneed_ca_host(a, url, step);
+	for (tries = 1;; tries++) {
+		if (!a->nonce[0])
+			xnew_nonce(a, give_up);
+		xjws_build(&jws, &a->key, a->kid[0] ? a->kid : NULL, a->nonce, url, payload);
+		xhttp(&a->conn, "POST", url, &jws, r, step, give_up);
+		strcpy(a->nonce, r->nonce);
+		if (r->status >= 200 && r->status < 300)
+			break;
+		if (tries == MAX_POST_TRIES ||
+		    !(is_problem(r, "badNonce") || waited_if_busy(r, step, &waited, give_up)))
+			fail_problem(step, r);
+	}
+	buf_free(&jws);
+}
+
+/*
+ * Polls url (POST-as-GET) while the object in r and j is pending or
+ * processing: first after a short delay, then doubling, never sooner than
+ * the server's Retry-After, and never past --max-wait in all. On return
+ * j holds the object in its last state, and status its status.
+ */
+static void xpoll(struct acme *a, const char *url, struct resp *r, struct json *j,
+		  char *status, const char *what)
+{
+	long long give_up = now_ms() + run.max_wait * 1000LL, delay = FIRST_POLL_DELAY;
+
+	for (;;) {
+		long long wait = retry_after_ms(r->retry_after);
+
+		xneed_str(j, 0, "status", status, MAX_STATUS, what);
+		if (strcmp(status, "pending") && strcmp(status, "processing"))
+			return;
+		if (wait > run.max_wait * 1000LL)
+			fail("%s: still %s, and the server asks to wait %lld s (Retry-After: %s),"
+			     " more than --max-wait %d", what, status, wait / 1000, r->retry_after,
+			     run.max_wait);
+		wait = wait > delay ? wait : delay;
+		if (now_ms() + wait > give_up)
+			fail("%s: still %s after --max-wait %d s", what, status, run.max_wait);
+		sleep_ms(wait);
+		delay = delay * 2 < MAX_POLL_DELAY ? delay * 2 : MAX_POLL_DELAY;
+		xpost(a, url, NULL, r, what, give_up);  /* the polls count against --max-wait */
+		xparse_object(r, j, what);
+	}
+}
+
+/* ===================== 4. Around the run: command line, signals, files ===================== */
+
+static const char USAGE[] =
+"usage: acme-tiny --account-key FILE --csr FILE --acme-dir DIR [options] > signed_chain.crt\n"
+"       acme-tiny --account-key FILE --domains NAMES --domain-key FILE --acme-dir DIR ...\n"
+"\n"
+"Gets a certificate from an ACME CA (Let's Encrypt by default) for the names\n"
+"in a CSR, proving control of them with http-01 challenge files written to\n"
+"--acme-dir, served by your web server at /.well-known/acme-challenge/.\n"
+"The certificate chain goes to stdout, progress to stderr.\n"
+"\n"
+"  --account-key FILE    account private key, PEM or DER: RSA 2048-4096, EC P-256/P-384\n"
+"  --csr FILE            certificate signing request, PEM or DER\n"
+"  --acme-dir DIR        where to write the challenge files\n"
+"  --domains NAMES       instead of --csr: DNS names and IP addresses, comma-separated;\n"
+"                        acme-tiny builds the CSR and signs it with --domain-key\n"
+"  --domain-key FILE     the certificate's private key; made (--key-type) if missing\n"
+"  --create-account-key  make the --account-key file (--key-type) if missing\n"
+"  --key-type TYPE       for keys acme-tiny makes: p256 (default), p384,\n"
+"                        rsa2048, rsa3072, rsa4096; PKCS#8 PEM, mode 0600\n"
+"  --directory-url URL   ACME directory (default " DEFAULT_DIRECTORY ")\n"
+"  --contact URI ...     contact URIs for the account, e.g. mailto:you@example.com\n"
+"  --disable-check       skip fetching each challenge file before the CA does\n"
+"  --check-port PORT     port for that self-check (default 80)\n"
+"  --output FILE         write the chain to FILE instead of stdout: a temporary file,\n"
+"                        synced, renamed over FILE only when the run succeeded\n"
+"  --profile NAME        a certificate profile the CA lists in its directory,\n"
+"                        e.g. Let's Encrypt's shortlived (needed for IP addresses)\n"
+"  --ca-file FILE        CA certificates to trust for the ACME server, PEM\n"
+"                        (default " DEFAULT_CA_FILE ")\n"
+"  --timeout SECONDS     for one HTTP exchange, connecting included (default 30)\n"
+"  --max-wait SECONDS    of polling for one authorization or order (default 300)\n"
+"  --max-time SECONDS    for all of the talk with the CA (default 3600)\n"
+"  --quiet               print errors only\n"
+"  --stats               at the end, print HTTP requests, connections, peak memory\n"
+"  --help, --version\n"
+"\n"
+"Exit status: 0 on success, 1 on failure (one line on stderr says why), 2 on usage errors.\n";
+
+/* Ends the run with a usage error: one line, a hint, exit 2. */
+static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("acme-tiny: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'acme-tiny --help'.\n", stderr);
+	exit(2);
+}
+
+/*
+ * 1 if argv[*i] is --name (value NULL), or --name VALUE or --name=VALUE
+ * (the value into *value, *i past it); 0 if it is another argument.
+ */
+static int xflag(char **argv, int *i, const char *name, const char **value)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(argv[*i], name, n) || (argv[*i][n] && (!value || argv[*i][n] != '=')))
+		return 0;
+	if (value && argv[*i][n] == '=')
+		*value = argv[*i] + n + 1;
+	else if (value && !(*value = argv[++*i]))
+		usage_error("missing value for %s", name);
+	if (value && !**value)          /* an unset variable in a cron line: --acme-dir "" is / */
+		usage_error("empty value for %s", name);
+	return 1;
+}
+
+/*
+ * The flags: a text value goes to text; a number (1 to max) to number; a
+ * flag without a value (max 0) sets number to 1.
+ */
+static const struct flag {
+	const char *name;
+	const char **text;
+	int *number, max;
+} FLAGS[] = {
+	{ "--account-key", &run.account_key, NULL, 0 }, { "--csr", &run.csr, NULL, 0 },
+	{ "--acme-dir", &run.acme_dir, NULL, 0 }, { "--directory-url", &run.directory, NULL, 0 },
+	{ "--ca-file", &run.ca_file, NULL, 0 }, { "--domains", &run.domains, NULL, 0 },
+	{ "--domain-key", &run.domain_key, NULL, 0 }, { "--output", &run.output, NULL, 0 },
+	{ "--profile", &run.profile, NULL, 0 }, { "--key-type", &run.key_type_name, NULL, 0 },
+	{ "--check-port", NULL, &run.check_port, 65535 },
+	{ "--timeout", NULL, &run.timeout, 999999 }, { "--max-wait", NULL, &run.max_wait, 999999 },
+	{ "--max-time", NULL, &run.max_time, 999999 },
+	{ "--create-account-key", NULL, &run.create_account_key, 0 },
+	{ "--quiet", NULL, &run.quiet, 0 }, { "--disable-check", NULL, &run.disable_check, 0 },
+	{ "--stats", NULL, &run.stats, 0 }, { NULL, NULL, NULL, 0 }
+};
+
+/* Reads the command line into run; ends the run with a usage error. */
+static void xparse_args(int argc, char **argv)
+{
+	const struct flag *f;
+	const char *v;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		for (f = FLAGS; f->name && !xflag(argv, &i, f->name, f->text || f->max ? &v : NULL);)
+			f++;
+		if (f->text) {
+			*f->text = v;
+		} else if (f->max && (strspn(v, "0123456789") != strlen(v) || strlen(v) > 6 ||
+				      atoi(v) < 1 || atoi(v) > f->max)) {
+			usage_error("%s takes a number from 1 to %d, not %s", f->name, f->max, v);
+		} else if (f->name) {
+			*f->number = f->max ? atoi(v) : 1;
+		} else if (!strcmp(argv[i], "--help")) {
+			fputs(USAGE, stdout);
+			exit(0);
+		} else if (!strcmp(argv[i], "--version")) {
+			puts("acme-tiny " VERSION);
+			exit(0);
+		} else if (!strcmp(argv[i], "--contact")) {
+			/* like acme_tiny.py: every following argument up to the next option */
+			run.contacts = argv + i + 1;
+			run.n_contacts = 0;     /* given twice, the last one counts */
+			while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
+				run.n_contacts++, i++;
+		} else {
+			usage_error("unknown argument %s", argv[i]);
+		}
+	}
+	for (run.key_type = KEY_TYPES; strcmp(run.key_type->name, run.key_type_name);)
+		if (!(++run.key_type)->name)
+			usage_error("--key-type is one of p256 p384 rsa2048 rsa3072 rsa4096,"
+				    " not %s", run.key_type_name);
+	if (!run.account_key || !run.acme_dir || !run.csr == !run.domains ||
+	    !run.domains != !run.domain_key)
+		usage_error("needs --account-key, --acme-dir, and either --csr or"
+			    " --domains with --domain-key");
+}
+
+/* Ends the run on SIGINT, SIGTERM, SIGHUP or SIGALRM: challenge file removed, one line. */
+static void on_signal(int sig)
+{
+	const char *what = sig == SIGALRM ? time_up : "acme-tiny: interrupted";
+	const char *end = chal_live ? "; challenge file removed\n" : "\n";
+
+	remove_challenge();     /* async-signal-safe: unlink and a sig_atomic_t */
+	if (write(2, what, strlen(what)) < 0 || write(2, end, strlen(end)) < 0) {
+		/* nothing more we can do */
+	}
+	_exit(1);
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigfillset(&sa.sa_mask);        /* one handler at a time: one line on stderr */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGALRM, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void hold_signals(int hold)
+{
+	static sigset_t old;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGALRM);
+	sigprocmask(hold ? SIG_BLOCK : SIG_SETMASK, hold ? &set : &old, hold ? &old : NULL);
+}
+
+/*
+ * 1 if stdout was closed. A closed stdin, stdout or stderr would be taken
+ * by the first file or socket we open: /dev/null takes its place.
+ */
+static int guard_std_fds(void)
+{
+	int stdout_closed = fcntl(1, F_GETFD) < 0, fd;
+
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd < 3) {
+		/* each takes the lowest closed one of 0, 1, 2 */
+	}
+	if (fd >= 3)
+		close(fd);
+	return stdout_closed;
+}
+
+/*
+ * The file --output names, followed through symlinks so that a link stays a
+ * link, and tried the way xwrite_file will write it before the CA is asked
+ * for anything: a certificate thrown away still counts against rate limits.
+ * It may not be a file the run reads: a key would be lost.
+ */
+static const char *xcheck_output(const char *path)
+{
+	const char *inputs[] = { run.account_key, run.csr, run.domain_key, run.ca_file };
+	static char real[PATH_MAX];
+	char tmp[4096];
+	struct stat st, in;
+	int exists = !stat(path, &st);  /* through symlinks */
+	size_t k;
+
+	if (exists && realpath(path, real))
+		path = real;
+	if (!path[0] || path[strlen(path) - 1] == '/' || (exists && !S_ISREG(st.st_mode)))
+		fail("--output %s: not a regular file", path);
+	for (k = 0; exists && k < sizeof inputs / sizeof inputs[0]; k++)
+		if (inputs[k] && !stat(inputs[k], &in) && st.st_dev == in.st_dev && st.st_ino == in.st_ino)
+			fail("--output %s: that is %s, which this run reads", path, inputs[k]);
+	hold_signals(1);                /* no signal may leave the temporary file behind */
+	close(xcreate_temp(path, tmp, sizeof tmp));
+	unlink(tmp);
+	hold_signals(0);
+	return path;
+}
+
+static void xcreate_key_if_missing(const char *path, const char *what)
+{
+	if (access(path, F_OK) && errno == ENOENT) {
+		info("Creating %s %s (%s)...", what, path, run.key_type->name);
+		xgenerate_key(path, run.key_type);
+	}
+}
+
+/*
+ * The names into ns and the CSR into csr: from --csr (the domain key is
+ * never read), or built for --domains and signed with --domain-key, made
+ * if missing.
+ */
+static void xnames_and_csr(struct names *ns, struct buf *csr)
+{
+	static struct key domain;
+	struct buf der = { 0 }, found = { 0 };
+	int k;
+
+	if (run.domains) {
+		if (names_from_list(run.domains, ns))
+			fail("--domains: expected DNS names or IP addresses separated by commas"
+			     " (at most %d)", MAX_NAMES);
+		xcreate_key_if_missing(run.domain_key, "domain key");
+		xload_key(run.domain_key, "domain key", &domain, &der);
+		xcsr_build(csr, ns, &domain);
+		buf_free(&der);
+	} else {
+		info("Parsing CSR...");
+		xload_der(run.csr, "CSR", CSR_LABELS, csr);
+		if (csr_names((const unsigned char *)csr->p, csr->len, ns))
+			fail("CSR %s: malformed, or without DNS names or IP addresses (at most %d)",
+			     run.csr, MAX_NAMES);
+	}
+	for (k = 0; k < ns->n; k++)
+		buf_cat(&found, k ? ", " : "", ns->id[k].value, NULL);
+	info("Found domains: %s", found.p);
+	buf_free(&found);
+}
+
+/* Prints what --stats shows; peak memory is the kernel's VmHWM (time(1) cannot see below 1 MB). */
+static void print_stats(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long hwm = -1;
+
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmHWM:", 6))
+			hwm = atol(line + 6);
+	if (f)
+		fclose(f);
+	fprintf(stderr, "stats: %d HTTP requests, %d connections, peak memory (VmHWM) %ld kB\n",
+		stats.requests, stats.connections, hwm);
+}
+
+/* ===================== 5. HTTP/1.1 over TCP or TLS ===================== */
+
+/*
+ * Splits an http:// or https:// URL. Host, port and path are checked
+ * character by character, so nothing from a server reaches a request line
+ * or a Host header unless it is plain printable ASCII. 0, or -1.
+ */
+static int url_parse(const char *s, struct url *u)
+{
+	const char *host, *path, *end, *after;
+	size_t k;
+
+	memset(u, 0, sizeof *u);
+	u->https = !strncmp(s, "https://", 8);
+	if (!u->https && strncmp(s, "http://", 7))
+		return -1;
+	host = s + (u->https ? 8 : 7);
+	path = host + strcspn(host, "/");
+	if (*host == '[') {
+		if (!(end = memchr(host, ']', (size_t)(path - host))))
+			return -1;
+		after = end + 1;
+		host++;
+	} else {
+		end = memchr(host, ':', (size_t)(path - host));
+		after = end = end ? end : path;
+	}
+	if (copy_str(u->host, sizeof u->host, host, (size_t)(end - host)) || !u->host[0] ||
+	    strspn(u->host, host[-1] == '[' ? "0123456789abcdefABCDEF:." :
+		   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != strlen(u->host))
+		return -1;
+	strcpy(u->port, u->https ? "443" : "80");
+	if (after < path) {
+		k = (size_t)(path - after - 1);
+		if (*after != ':' || copy_str(u->port, sizeof u->port, after + 1, k) || !k ||
+		    strspn(u->port, "0123456789") != k || atoi(u->port) < 1 || atoi(u->port) > 65535)
+			return -1;
+	}
+	if (copy_str(u->path, sizeof u->path, *path ? path : "/", *path ? strlen(path) : 1))
+		return -1;
+	for (k = 0; u->path[k]; k++)
+		if (u->path[k] <= 0x20 || u->path[k] >= 0x7F)
+			return -1;
+	return 0;
+}
+
+/* ---- trust anchors: the CA certificates that TLS servers must chain to ---- */
+
+static br_x509_trust_anchor *anchors;
+static size_t n_anchors;
+
+static void *dup_bytes(const void *p, size_t n)
+{
+	void *q = malloc(n ? n : 1);
+
+	if (!q)
+		fail("out of memory");
+	return memcpy(q, p, n);
+}
+
+/* Adds the certificate in der as a trust anchor; -1 if BearSSL cannot read it. */
+static int add_anchor(const struct buf *der)
+{
+	br_x509_decoder_context dc;
+	struct buf dn = { 0 };
+	br_x509_trust_anchor *ta;
+	br_x509_pkey *pk;
+
+	br_x509_decoder_init(&dc, buf_append, &dn);
+	br_x509_decoder_push(&dc, der->p, der->len);
+	if (!(pk = br_x509_decoder_get_pkey(&dc))) {
+		buf_free(&dn);
+		return -1;
+	}
+	if (!(ta = realloc(anchors, (n_anchors + 1) * sizeof *ta)))
+		fail("out of memory");
+	anchors = ta;
+	ta += n_anchors++;
+	ta->dn.data = (unsigned char *)dn.p;     /* the anchor keeps dn's bytes */
+	ta->dn.len = dn.len;
+	ta->flags = br_x509_decoder_isCA(&dc) ? BR_X509_TA_CA : 0;
+	ta->pkey = *pk;
+	if (pk->key_type == BR_KEYTYPE_RSA) {
+		ta->pkey.key.rsa.n = dup_bytes(pk->key.rsa.n, pk->key.rsa.nlen);
+		ta->pkey.key.rsa.e = dup_bytes(pk->key.rsa.e, pk->key.rsa.elen);
+	} else {
+		ta->pkey.key.ec.q = dup_bytes(pk->key.ec.q, pk->key.ec.qlen);
+	}
+	return 0;
+}
+
+/* Loads every certificate of a PEM bundle that BearSSL can use. */
+static void xload_trust_anchors(const char *path)
+{
+	struct buf file = { 0 }, der = { 0 };
+	size_t pos = 0;
+	char name[64];
+	int r;
+
+	xread_file(path, "CA file", &file);
+	while ((r = pem_next(&file, &pos, name, sizeof name, &der)) > 0)
+		if (!strcmp(name, "CERTIFICATE"))
+			add_anchor(&der);
+	if (r < 0 || !n_anchors)
+		fail("CA file %s: %s", path, r < 0 ? "malformed PEM" : "no usable certificates");
+	buf_free(&file);
+	buf_free(&der);
+}
+
+static void free_trust_anchors(void)
+{
+	size_t k;
+
+	for (k = 0; k < n_anchors; k++) {
+		free(anchors[k].dn.data);
+		if (anchors[k].pkey.key_type == BR_KEYTYPE_RSA) {
+			free(anchors[k].pkey.key.rsa.n);
+			free(anchors[k].pkey.key.rsa.e);
+		} else {
+			free(anchors[k].pkey.key.ec.q);
+		}
+	}
+	free(anchors);
+	anchors = NULL;
+	n_anchors = 0;
+}
+
+/* ---- connections ---- */
+
+/* -1, noting why the exchange failed: the one place c->why is set. */
+static int conn_error(struct conn *c, const char *why)
+{
+	c->why = why;
+	return -1;
+}
+
+/* 0 once fd is ready for events; -1 when the exchange's deadline passes, or on error. */
+static int sock_wait(struct conn *c, short events)
+{
+	struct pollfd p = { c->fd, events, 0 };
+
+	for (;;) {
+		long long left = c->deadline - now_ms();
+		int r;
+
+		if (left <= 0)
+			return conn_error(c, "timed out");
+		if ((r = poll(&p, 1, (int)left)) > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return conn_error(c, strerror(errno));
+	}
+}
+
+/* One recv or send within the deadline: bytes, 0 at the end of the stream, -1. */
+static int sock_io(struct conn *c, void *buf, size_t len, int writing)
+{
+	for (;;) {
+		ssize_t n;
+
+		/* try first and poll only when the socket is not ready: half the syscalls */
+		if (now_ms() >= c->deadline)
+			return conn_error(c, "timed out");
+		n = writing ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
+		if (n >= 0)
+			return (int)n;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if (sock_wait(c, writing ? POLLOUT : POLLIN))
+				return -1;
+		} else if (errno != EINTR) {
+			return conn_error(c, strerror(errno));
+		}
+	}
+}
+
+/* A plain connection's read: bytes, 0 at the end of the stream, -1. */
+static int sock_read(struct conn *c, unsigned char *buf, size_t len)
+{
+	return sock_io(c, buf, len, 0);
+}
+
+/* BearSSL's transport callbacks, through our deadline: bytes, or -1. */
+static int tls_low_read(void *ctx, unsigned char *buf, size_t len)
+{
+	int n = sock_read(ctx, buf, len);
+
+	return n > 0 ? n : n == 0 ? conn_error(ctx, "connection closed") : -1;
+}
+
+static int tls_low_write(void *ctx, const unsigned char *buf, size_t len)
+{
+	return sock_io(ctx, (void *)buf, len, 1);
+}
+
+/* What BearSSL's error code err means for the user. */
+static const char *tls_error(int err)
+{
+	static char msg[160];
+	time_t t = time(NULL);
+	struct tm tm = { 0 };
+
+	switch (err) {
+	case BR_ERR_X509_EXPIRED:
+		gmtime_r(&t, &tm);
+		snprintf(msg, sizeof msg, "TLS: server certificate expired or not yet valid"
+			 " (is the clock right? it says %04d-%02d-%02d)",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+		return msg;
+	case BR_ERR_X509_BAD_SERVER_NAME:
+		return "TLS: server certificate is for another host name";
+	case BR_ERR_X509_NOT_TRUSTED:
+		return "TLS: server certificate is not from a CA in --ca-file";
+	}
+	snprintf(msg, sizeof msg, "TLS error %d (BearSSL's BR_ERR_* codes)", err);
+	return msg;
+}
+
+/* After a TLS call failed: 0 if the peer closed TLS properly, else -1 with why. */
+static int tls_failed(struct conn *c)
+{
+	int err = br_ssl_engine_last_error(&c->tls->sc.eng);
+
+	if (err == BR_ERR_OK)
+		return 0;
+	/* an I/O error was noted where it happened, with its reason */
+	return err == BR_ERR_IO && c->why ? -1 : conn_error(c, tls_error(err));
+}
+
+/* A TLS connection's read: bytes, 0 at the end of the stream, -1. */
+static int tls_read(struct conn *c, unsigned char *buf, size_t len)
+{
+	int n = br_sslio_read(&c->tls->io, buf, len);
+
+	return n > 0 ? n : tls_failed(c);
+}
+
+/* Sends all of data: 0, or -1 with why. */
+static int conn_write(struct conn *c, const char *data, size_t len)
+{
+	if (c->tls) {
+		if (!br_sslio_write_all(&c->tls->io, data, len) && !br_sslio_flush(&c->tls->io))
+			return 0;
+		return tls_failed(c) ? -1 : conn_error(c, "connection closed");
+	}
+	while (len > 0) {
+		int n = sock_io(c, (void *)data, len, 1);
+		if (n < 0)
+			return -1;
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->inpos = c->inlen = 0;
+}
+
+/* Finishes a non-blocking connect(): 0 once connected, or -1 with why. */
+static int connect_wait(struct conn *c)
+{
+	int err = errno;
+	socklen_t len = sizeof err;
+
+	if (err == EINPROGRESS) {
+		if (sock_wait(c, POLLOUT))
+			return -1;
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len))
+			err = errno;
+	}
+	return err ? conn_error(c, strerror(err)) : 0;
+}
+
+/* Connects to the first address of host that answers before the deadline: 0, or -1. */
+static int tcp_connect(struct conn *c, const struct url *u)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV }, *res, *ai;
+	int err;
+
+	if ((err = getaddrinfo(u->host, u->port, &hints, &res)))
+		return conn_error(c, gai_strerror(err));
+	for (ai = res; ai && c->fd < 0; ai = ai->ai_next) {
+		if ((c->fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol)) < 0) {
+			conn_error(c, strerror(errno));
+			continue;
+		}
+		fcntl(c->fd, F_SETFD, FD_CLOEXEC);
+		fcntl(c->fd, F_SETFL, O_NONBLOCK);
+		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) && connect_wait(c))
+			conn_close(c);
+	}
+	freeaddrinfo(res);
+	return c->fd < 0 ? -1 : 0;
+}
+
+/*
+ * TLS 1.2 with ECDHE and AEAD ciphers only: what CAs offer today. Naming
+ * just these (not br_ssl_client_init_full) keeps CBC, 3DES, RC4-era code
+ * and TLS 1.0 out of the binary, about 30 kB on a router's flash.
+ */
+static void tls_init(struct tls *t)
+{
+	static const uint16_t suites[] = {
+		BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	};
+	static const struct { int id; const br_hash_class *impl; } hashes[] = {
+		{ br_sha256_ID, &br_sha256_vtable }, { br_sha384_ID, &br_sha384_vtable },
+		{ br_sha512_ID, &br_sha512_vtable },
+	};
+	size_t k;
+
+	br_ssl_client_zero(&t->sc);
+	br_ssl_engine_set_versions(&t->sc.eng, BR_TLS12, BR_TLS12);
+	br_ssl_engine_set_suites(&t->sc.eng, suites, sizeof suites / sizeof suites[0]);
+	br_x509_minimal_init(&t->xc, &br_sha256_vtable, anchors, n_anchors);
+	for (k = 0; k < sizeof hashes / sizeof hashes[0]; k++) {
+		br_ssl_engine_set_hash(&t->sc.eng, hashes[k].id, hashes[k].impl);
+		br_x509_minimal_set_hash(&t->xc, hashes[k].id, hashes[k].impl);
+	}
+	br_x509_minimal_set_rsa(&t->xc, br_rsa_pkcs1_vrfy_get_default());
+	br_x509_minimal_set_ecdsa(&t->xc, br_ec_get_default(), br_ecdsa_vrfy_asn1_get_default());
+	br_ssl_client_set_default_rsapub(&t->sc);
+	br_ssl_engine_set_default_rsavrfy(&t->sc.eng);
+	br_ssl_engine_set_default_ecdsa(&t->sc.eng);
+	br_ssl_engine_set_prf_sha256(&t->sc.eng, &br_tls12_sha256_prf);
+	br_ssl_engine_set_prf_sha384(&t->sc.eng, &br_tls12_sha384_prf);
+	br_ssl_engine_set_default_aes_gcm(&t->sc.eng);
+	br_ssl_engine_set_default_chapol(&t->sc.eng);
+	br_ssl_engine_set_x509(&t->sc.eng, &t->xc.vtable);
+}
+
+/* Opens a connection for u: TCP, then TLS (verified, with SNI) for https. */
+static int conn_open(struct conn *c, const struct url *u)
+{
+	if (tcp_connect(c, u))
+		return -1;
+	stats.connections++;
+	strcpy(c->host, u->host);
+	strcpy(c->port, u->port);
+	if (!c->tls) {
+		c->read = sock_read;
+		return 0;
+	}
+	tls_init(c->tls);
+	br_ssl_engine_set_buffer(&c->tls->sc.eng, c->tls->iobuf, sizeof c->tls->iobuf, 0);
+	if (!br_ssl_client_reset(&c->tls->sc, u->host, 0))
+		return conn_error(c, tls_error(br_ssl_engine_last_error(&c->tls->sc.eng)));
+	br_sslio_init(&c->tls->io, &c->tls->sc.eng, tls_low_read, c, tls_low_write, c);
+	c->read = tls_read;
+	return 0;
+}
+
+/* ---- reading a response ---- */
+
+/*
+ * Makes sure a byte is buffered: 1, 0 at the end of the stream, -1 on error.
+ * Where the stream may not end yet, at_end says why its end is an error.
+ */
+static int conn_fill(struct conn *c, const char *at_end)
+{
+	int n;
+
+	if (c->inpos < c->inlen)
+		return 1;
+	if ((n = c->read(c, c->in, sizeof c->in)) == 0 && at_end)
+		return conn_error(c, at_end);
+	if (n <= 0)
+		return n;
+	c->inpos = 0;
+	c->inlen = (size_t)n;
+	c->got += (size_t)n;
+	return 1;
+}
+
+/* Reads one CRLF-ended line into line (without CRLF); its length, or -1. */
+static int conn_line(struct conn *c, char *line, size_t cap)
+{
+	size_t n = 0;
+
+	for (;;) {
+		char ch;
+
+		if (conn_fill(c, "connection closed in the middle of the headers") < 0)
+			return -1;
+		ch = (char)c->in[c->inpos++];
+		if (ch == '\n' && n > 0 && line[n - 1] == '\r') {
+			line[--n] = 0;
+			return (int)n;
+		}
+		if (ch == '\n' || ch == 0 || n + 1 >= cap)
+			return conn_error(c, ch == '\n' ? "line without CR" :
+					  ch ? "header line too long" : "NUL in header");
+		line[n++] = ch;
+	}
+}
+
+/* Appends exactly n more bytes of the stream to body. */
+static int conn_take(struct conn *c, struct buf *body, size_t n)
+{
+	while (n > 0) {
+		size_t k;
+
+		if (conn_fill(c, "connection closed in the middle of the body") < 0)
+			return -1;
+		k = c->inlen - c->inpos;
+		k = k < n ? k : n;
+		buf_add(body, c->in + c->inpos, k);
+		c->inpos += k;
+		n -= k;
+	}
+	return 0;
+}
+
+static const char TOO_LARGE[] = "response body larger than 128 KiB";
+static const char PRINTABLE[] = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				"[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
+
+/* Takes one header line apart and keeps what we use. 0, or -1 with why. */
+static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, int *chunked)
+{
+	char *v = strchr(line, ':'), *e;
+	size_t n = v ? (size_t)(v - line) : 0;
+
+	if (!n || strcspn(line, " \t") < n)
+		return conn_error(c, "malformed header line");
+	*v++ = 0;
+	v += strspn(v, " \t");
+	for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t');)
+		*--e = 0;
+	if (!strcasecmp(line, "content-length")) {
+		size_t d = strspn(v, "0123456789");
+		long x = atol(v);
+		if (!d || v[d] || d > 9 || (*clen >= 0 && *clen != x))
+			return conn_error(c, "malformed Content-Length");
+		*clen = x;
+	} else if (!strcasecmp(line, "transfer-encoding")) {
+		if (strcasecmp(v, "chunked"))
+			return conn_error(c, "unsupported Transfer-Encoding");
+		*chunked = 1;
+	} else if (!strcasecmp(line, "connection")) {
+		r->close |= !strcasecmp(v, "close");
+	} else if (!strcasecmp(line, "replay-nonce") && is_b64url(v, sizeof r->nonce - 1)) {
+		strcpy(r->nonce, v);
+	} else if (!strcasecmp(line, "location") && copy_str(r->location, sizeof r->location, v, strlen(v))) {
+		return conn_error(c, "Location header too long");
+	} else if (!strcasecmp(line, "retry-after") && strspn(v, PRINTABLE) == strlen(v)) {
+		copy_str(r->retry_after, sizeof r->retry_after, v, strlen(v));
+	}
+	return 0;
+}
+
+/* The status line and headers (RFC 9112 section 4 and 5). */
+static int read_head(struct conn *c, struct resp *r, long *clen, int *chunked)
+{
+	char line[MAX_LINE];
+	int n, count;
+
+	*clen = -1;
+	*chunked = 0;
+	if (conn_line(c, line, sizeof line) < 0)
+		return -1;
+	if ((strncmp(line, "HTTP/1.1 ", 9) && strncmp(line, "HTTP/1.0 ", 9)) ||
+	    strspn(line + 9, "0123456789") != 3 || (line[12] && line[12] != ' ') ||
+	    (r->status = atoi(line + 9)) < 200)
+		return conn_error(c, "malformed or unexpected status line");
+	r->close = line[7] == '0';
+	for (count = 0; (n = conn_line(c, line, sizeof line)) != 0; count++) {
+		if (count == MAX_HEADERS)
+			return conn_error(c, "too many header lines");
+		if (n < 0 || parse_header(c, line, r, clen, chunked))
+			return -1;
+	}
+	if (*chunked && *clen >= 0)
+		return conn_error(c, "both Content-Length and chunked");
+	if (*clen > MAX_BODY)
+		return conn_error(c, TOO_LARGE);
+	return 0;
+}
+
+/* A chunked body (RFC 9112 section 7.1); extensions and trailers ignored. */
+static int read_chunked(struct conn *c, struct buf *body)
+{
+	char line[MAX_LINE];
+	int n, count;
+
+	for (;;) {
+		size_t size = 0, k;
+
+		if (conn_line(c, line, sizeof line) < 0)
+			return -1;
+		for (k = 0; hex_digit(line[k]) >= 0 && k < 8; k++)
+			size = size * 16 + (size_t)hex_digit(line[k]);
+		if (!k || (line[k] && line[k] != ';' && line[k] != ' ' && line[k] != '\t'))
+			return conn_error(c, "malformed chunk size");
+		if (size > MAX_BODY - body->len)
+			return conn_error(c, TOO_LARGE);
+		if (!size)
+			break;
+		if (conn_take(c, body, size) || (n = conn_line(c, line, sizeof line)) < 0)
+			return -1;
+		if (n)
+			return conn_error(c, "chunk longer than its size");
+	}
+	for (count = 0; (n = conn_line(c, line, sizeof line)) != 0; count++) {
+		if (n < 0)
+			return -1;
+		if (count == MAX_HEADERS)
+			return conn_error(c, "too many trailer lines");
+	}
+	return 0;
+}
+
+/* A body that ends when the server closes the connection. */
+static int read_to_close(struct conn *c, struct buf *body)
+{
+	int r;
+
+	while ((r = conn_fill(c, NULL)) > 0) {
+		size_t k = c->inlen - c->inpos;
+
+		if (k > MAX_BODY - body->len)
+			return conn_error(c, TOO_LARGE);
+		buf_add(body, c->in + c->inpos, k);
+		c->inpos = c->inlen;
+	}
+	return r;
+}
+
+/* Reads one whole response: 0, or -1 with c->why. */
+static int read_response(struct conn *c, struct resp *r, int head)
+{
+	long clen;
+	int chunked;
+
+	r->body.len = 0;
+	buf_add(&r->body, "", 0);       /* an empty body still gives a string */
+	r->nonce[0] = r->location[0] = r->retry_after[0] = 0;
+	if (read_head(c, r, &clen, &chunked))
+		return -1;
+	if (head || r->status == 204 || r->status == 304)
+		return 0;
+	if (chunked)
+		return read_chunked(c, &r->body);
+	if (clen >= 0)
+		return conn_take(c, &r->body, (size_t)clen);
+	r->close = 1;
+	return read_to_close(c, &r->body);
+}
+
+/* ---- requests ---- */
+
+/* Sends one request, with body as JOSE JSON if there is one: 0, or -1 with why. */
+static int send_request(struct conn *c, const char *method, const struct url *u,
+			const struct buf *body)
+{
+	struct buf req = { 0 };
+	char len[32];
+	int v6 = strchr(u->host, ':') != NULL, port = strcmp(u->port, u->https ? "443" : "80");
+	int r;
+
+	buf_cat(&req, method, " ", u->path, " HTTP/1.1\r\nHost: ", v6 ? "[" : "", u->host,
+		v6 ? "]" : "", port ? ":" : "", port ? u->port : "",
+		"\r\nUser-Agent: " USER_AGENT "\r\n", NULL);
+	if (body) {
+		snprintf(len, sizeof len, "%zu", body->len);
+		buf_cat(&req, "Content-Type: application/jose+json\r\nContent-Length: ", len, "\r\n", NULL);
+	}
+	buf_str(&req, "\r\n");
+	if (body)
+		buf_add(&req, body->p, body->len);
+	r = conn_write(c, req.p, req.len);
+	buf_free(&req);
+	return r;
+}
+
+/*
+ * One HTTP exchange on c, within --timeout and before give_up (if not 0),
+ * reusing c's connection when it goes to the same host and port. If a
+ * kept-alive connection turns out closed before any answer, the request
+ * goes once more on a new one. NULL, or why it failed.
+ */
+static const char *http_try(struct conn *c, const char *method, const char *url,
+			    const struct buf *body, struct resp *r, long long give_up)
+{
+	struct url u;
+	int attempt;
+
+	if (url_parse(url, &u))
+		return "malformed URL";
+	if (u.https != (c->tls != NULL))
+		return c->tls ? "not an https URL" : "not an http URL";
+	c->deadline = now_ms() + run.timeout * 1000LL;
+	if (give_up && give_up < c->deadline)
+		c->deadline = give_up;
+	for (attempt = 0; attempt < 2; attempt++) {
+		int reused = c->fd >= 0 && !strcmp(c->host, u.host) && !strcmp(c->port, u.port);
+
+		c->why = NULL;
+		if (!reused) {
+			conn_close(c);
+			if (conn_open(c, &u))
+				break;
+		}
+		c->got = 0;
+		c->why = NULL;
+		stats.requests++;
+		if (!send_request(c, method, &u, body) && !read_response(c, r, !strcmp(method, "HEAD"))) {
+			if (r->close || c->inpos < c->inlen)
+				conn_close(c);
+			return NULL;
+		}
+		conn_close(c);
+		if (!reused || c->got)
+			break;
+	}
+	return c->why ? c->why : "failed";
+}
+
+static void xhttp(struct conn *c, const char *method, const char *url, const struct buf *body,
+		  struct resp *r, const char *step, long long give_up)
+{
+	const char *err = http_try(c, method, url, body, r, give_up);
+
+	if (err)
+		fail("%s: %s %s: %s", step, method, url, err);
+}
+
+/* ===================== 6. JWS and CSRs: what we sign ===================== */
+
+/*
+ * Signs data: RSASSA-PKCS1-v1_5, or ECDSA as r||s for JWS (RFC 7518 3.4)
+ * or as a DER SEQUENCE for a CSR (asn1). The length, or 0 on failure.
+ */
+static size_t key_sign(const struct key *k, const void *data, size_t len, unsigned char *sig,
+		       int asn1)
+{
+	const br_hash_class *hash = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp384r1
+				    ? &br_sha384_vtable : &br_sha256_vtable;
+	br_hash_compat_context h;
+	unsigned char digest[48];
+
+	hash->init(&h.vtable);
+	hash->update(&h.vtable, data, len);
+	hash->out(&h.vtable, digest);
+	if (k->type == BR_KEYTYPE_EC)
+		return (asn1 ? br_ecdsa_sign_asn1_get_default() : br_ecdsa_sign_raw_get_default())
+		       (br_ec_get_default(), hash, digest, k->ec, sig);
+	if (!br_rsa_pkcs1_sign_get_default()(BR_HASH_OID_SHA256, digest, 32, k->rsa, sig))
+		return 0;
+	return (k->rsa->n_bitlen + 7) / 8;
+}
+
+/*
+ * Builds a flattened JWS (RFC 8555 6.2): the key as "kid" once the account
+ * exists, else as "jwk". payload NULL means POST-as-GET (empty payload).
+ */
+static void xjws_build(struct buf *out, const struct key *k, const char *kid,
+		      const char *nonce, const char *url, const char *payload)
+{
+	struct buf prot = { 0 }, input = { 0 };
+	unsigned char sig[512];
+	size_t siglen;
+
+	buf_cat(&prot, "{\"alg\":\"", k->alg, kid ? "\",\"kid\":" : "\",\"jwk\":", NULL);
+	if (kid)
+		buf_json_str(&prot, kid);
+	else
+		buf_str(&prot, k->jwk);
+	buf_str(&prot, ",\"nonce\":");
+	buf_json_str(&prot, nonce);
+	buf_str(&prot, ",\"url\":");
+	buf_json_str(&prot, url);
+	buf_str(&prot, "}");
+	buf_b64url(&input, prot.p, prot.len);
+	buf_str(&input, ".");
+	if (payload)
+		buf_b64url(&input, payload, strlen(payload));
+	if (!(siglen = key_sign(k, input.p, input.len, sig, 0)))
+		fail("signing with the account key failed");
+	out->len = 0;
+	buf_str(out, "{\"protected\":\"");
+	buf_add(out, input.p, strcspn(input.p, "."));
+	buf_cat(out, "\",\"payload\":\"", strchr(input.p, '.') + 1, "\",\"signature\":\"", NULL);
+	buf_b64url(out, sig, siglen);
+	buf_str(out, "\"}");
+	buf_free(&prot);
+	buf_free(&input);
+}
+
+/* ---- a PKCS#10 CSR (RFC 2986) for --domains ---- */
+
+/* Puts a DER header in front of what was written to b since start. */
+static void der_wrap(struct buf *b, size_t start, int tag)
+{
+	unsigned char h[6];
+	size_t len = b->len - start, n = 2, k, v;
+
+	h[0] = (unsigned char)tag;
+	h[1] = (unsigned char)len;
+	if (len >= 0x80) {
+		for (v = len; v; v >>= 8)
+			n++;
+		h[1] = (unsigned char)(0x80 | (n - 2));
+		for (k = n, v = len; k > 2; v >>= 8)
+			h[--k] = (unsigned char)v;
+	}
+	buf_add(b, h, n);                 /* room for the header at the end... */
+	memmove(b->p + start + n, b->p + start, len);
+	memcpy(b->p + start, h, n);       /* ...which then moves to the front */
+}
+
+static void der_add(struct buf *b, int tag, const void *data, size_t len)
+{
+	size_t start = b->len;
+
+	buf_add(b, data, len);
+	der_wrap(b, start, tag);
+}
+
+/* A positive INTEGER from big-endian bytes without leading zeros. */
+static void der_uint(struct buf *b, const struct der *v)
+{
+	size_t start = b->len;
+
+	if (v->p[0] & 0x80)
+		buf_add(b, "", 1);        /* a 0 byte keeps it positive */
+	buf_add(b, v->p, v->len);
+	der_wrap(b, start, 0x02);
+}
+
+#define OID_CN "\x55\x04\x03"
+#define OID_EXT_REQ "\x2A\x86\x48\x86\xF7\x0D\x01\x09\x0E"
+#define OID_SAN "\x55\x1D\x11"
+
+#define OID_RSA "\x2A\x86\x48\x86\xF7\x0D\x01\x01\x01"
+#define OID_RSA_SHA256 "\x2A\x86\x48\x86\xF7\x0D\x01\x01\x0B"
+#define OID_EC_KEY "\x2A\x86\x48\xCE\x3D\x02\x01"
+#define OID_P256 "\x2A\x86\x48\xCE\x3D\x03\x01\x07"
+#define OID_P384 "\x2B\x81\x04\x00\x22"
+#define OID_ECDSA_SHA256 "\x2A\x86\x48\xCE\x3D\x04\x03\x02"
+#define OID_ECDSA_SHA384 "\x2A\x86\x48\xCE\x3D\x04\x03\x03"
+
+/* SubjectPublicKeyInfo (RFC 5280 4.1.2.7; RFC 3279, RFC 5480). */
+static void der_spki(struct buf *b, const struct key *k)
+{
+	size_t spki = b->len, bits;
+	int p256 = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp256r1;
+
+	if (k->type == BR_KEYTYPE_RSA) {
+		der_add(b, 0x06, OID_RSA, 9);
+		der_add(b, 0x05, "", 0);
+	} else {
+		der_add(b, 0x06, OID_EC_KEY, 7);
+		der_add(b, 0x06, p256 ? OID_P256 : OID_P384, p256 ? 8 : 5);
+	}
+	der_wrap(b, spki, 0x30);
+	bits = b->len;
+	buf_add(b, "", 1);                /* BIT STRING: no unused bits */
+	if (k->type == BR_KEYTYPE_RSA) {
+		der_uint(b, &k->n);
+		der_uint(b, &k->e);
+		der_wrap(b, bits + 1, 0x30);
+	} else {
+		buf_add(b, k->q, k->qlen);
+	}
+	der_wrap(b, bits, 0x03);
+	der_wrap(b, spki, 0x30);
+}
+
+/* The subject: CN = the first DNS name that fits in 64 bytes, or nothing. */
+static void der_subject(struct buf *b, const struct names *ns)
+{
+	size_t name = b->len;
+	int k;
+
+	for (k = 0; k < ns->n; k++) {
+		if (!strcmp(ns->id[k].type, "dns") && strlen(ns->id[k].value) <= 64) {
+			der_add(b, 0x06, OID_CN, 3);
+			der_add(b, 0x0C, ns->id[k].value, strlen(ns->id[k].value));
+			der_wrap(b, name, 0x30);
+			der_wrap(b, name, 0x31);
+			break;
+		}
+	}
+	der_wrap(b, name, 0x30);
+}
+
+/* attributes [0]: an extensionRequest with one subjectAltName of all names. */
+static void der_san_request(struct buf *b, const struct names *ns)
+{
+	size_t attrs = b->len, ext, names;
+	unsigned char ip[16];
+	int k;
+
+	der_add(b, 0x06, OID_EXT_REQ, 9);
+	ext = b->len;
+	der_add(b, 0x06, OID_SAN, 3);
+	names = b->len;
+	for (k = 0; k < ns->n; k++) {
+		const char *v = ns->id[k].value;
+		if (!strcmp(ns->id[k].type, "dns"))
+			der_add(b, 0x82, v, strlen(v));                          /* dNSName */
+		else if (inet_pton(AF_INET, v, ip) == 1)
+			der_add(b, 0x87, ip, 4);                                 /* iPAddress */
+		else if (inet_pton(AF_INET6, v, ip) == 1)
+			der_add(b, 0x87, ip, 16);
+	}
+	der_wrap(b, names, 0x30);         /* GeneralNames */
+	der_wrap(b, names, 0x04);         /* extnValue */
+	der_wrap(b, ext, 0x30);           /* Extension */
+	der_wrap(b, ext, 0x30);           /* Extensions */
+	der_wrap(b, ext, 0x31);           /* the attribute's SET of values */
+	der_wrap(b, attrs, 0x30);         /* Attribute */
+	der_wrap(b, attrs, 0xA0);
+}
+
+/* A CSR for names ns, signed with k (SHA-256, or SHA-384 for P-384). */
+static void xcsr_build(struct buf *b, const struct names *ns, const struct key *k)
+{
+	unsigned char sig[512];
+	size_t start, siglen;
+	int p256 = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp256r1;
+
+	b->len = 0;
+	der_add(b, 0x02, "", 1);          /* version 0 */
+	der_subject(b, ns);
+	der_spki(b, k);
+	der_san_request(b, ns);
+	der_wrap(b, 0, 0x30);             /* CertificationRequestInfo */
+	if (!(siglen = key_sign(k, b->p, b->len, sig, 1)))
+		fail("signing the CSR with the domain key failed");
+	start = b->len;
+	if (k->type == BR_KEYTYPE_RSA) {
+		der_add(b, 0x06, OID_RSA_SHA256, 9);
+		der_add(b, 0x05, "", 0);
+	} else {
+		der_add(b, 0x06, p256 ? OID_ECDSA_SHA256 : OID_ECDSA_SHA384, 8);
+	}
+	der_wrap(b, start, 0x30);
+	start = b->len;
+	buf_add(b, "", 1);
+	buf_add(b, sig, siglen);
+	der_wrap(b, start, 0x03);
+	der_wrap(b, 0, 0x30);
+}
+
+/* ===================== 7. Keys and DER ===================== */
+
+/*
+ * Decodes the next PEM block (RFC 7468) of in from *pos: its label into
+ * label and its bytes into der. Text before a block is skipped (CA bundles
+ * have comments); inside one, only base64 and line breaks may appear.
+ * Returns 1, 0 when there is none, -1 if malformed.
+ */
+static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
+		    struct buf *der)
+{
+	const char *s = in->p + *pos, *body, *end;
+	size_t n;
+
+	for (;; s++) {          /* a block begins at *pos or at a line start */
+		if (!(s = strstr(s, "-----BEGIN ")))
+			return 0;
+		if (s == in->p + *pos || s[-1] == '\n')
+			break;
+	}
+	s += strlen("-----BEGIN ");
+	n = strcspn(s, "\r\n");
+	if (n < 5 || strncmp(s + n - 5, "-----", 5) || copy_str(label, cap, s, n - 5))
+		return -1;
+	body = s + n;
+	if (!(end = strstr(body, "-----END ")) || end[-1] != '\n' ||
+	    strncmp(end + 9, label, n - 5) || strncmp(end + 9 + n - 5, "-----", 5))
+		return -1;
+	der->len = 0;
+	if (b64_decode(body, (size_t)(end - body), der))
+		return -1;
+	*pos = (size_t)(end + 9 + n - in->p);
+	return 1;
+}
+
+/*
+ * Reads a PEM file's first object labelled with one of labels (a list
+ * ending in NULL) into der. A file without PEM armour is taken as DER.
+ */
+static void xload_der(const char *path, const char *what, const char *const *labels,
+		     struct buf *der)
+{
+	struct buf file = { 0 };
+	size_t pos = 0, k;
+	char name[128];
+	int r;
+
+	xread_file(path, what, &file);
+	if (!strstr(file.p, "-----BEGIN ")) {
+		buf_free(der);
+		*der = file;
+		return;
+	}
+	while ((r = pem_next(&file, &pos, name, sizeof name, der)) > 0)
+		for (k = 0; labels[k]; k++)
+			if (!strcmp(name, labels[k])) {
+				buf_free(&file);
+				return;
+			}
+	fail("%s %s: %s", what, path, r < 0 ? "malformed PEM" : "no PEM block of the right kind");
+}
+
+/* ---- DER, only as much as keys and CSRs need ---- */
+
+/*
+ * Takes one TLV off the front of in. Only one-byte tags and definite
+ * lengths (up to 3 length bytes) exist in what we read. Returns the tag or -1.
+ */
+static int der_next(struct der *in, struct der *val)
+{
+	size_t len, hdr = 2, k;
+	int tag;
+
+	if (in->len < 2)
+		return -1;
+	tag = in->p[0];
+	len = in->p[1];
+	if ((tag & 0x1F) == 0x1F || len == 0x80 || len > 0x83)
+		return -1;
+	if (len > 0x80) {
+		hdr += len - 0x80;
+		if (in->len < hdr)
+			return -1;
+		for (len = 0, k = 2; k < hdr; k++)
+			len = len << 8 | in->p[k];
+	}
+	if (len > in->len - hdr)
+		return -1;
+	val->p = in->p + hdr;
+	val->len = len;
+	in->p += hdr + len;
+	in->len -= hdr + len;
+	return tag;
+}
+
+static int der_expect(struct der *in, int tag, struct der *val)
+{
+	return der_next(in, val) == tag ? 0 : -1;
+}
+
+static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
+{
+	return oid->len == n && !memcmp(oid->p, bytes, n);
+}
+
+/* Sets k->jwk, the public key as an RFC 7638 JWK (members in order, no spaces), and its thumbprint. */
+static void key_jwk(struct key *k)
+{
+	unsigned char d[32];
+	struct buf b = { 0 };
+	size_t half = (k->qlen - 1) / 2;        /* an EC point is 04 || x || y */
+
+	if (k->type == BR_KEYTYPE_RSA) {
+		buf_str(&b, "{\"e\":\"");
+		buf_b64url(&b, k->e.p, k->e.len);
+		buf_str(&b, "\",\"kty\":\"RSA\",\"n\":\"");
+		buf_b64url(&b, k->n.p, k->n.len);
+	} else {
+		buf_cat(&b, "{\"crv\":\"", k->ec->curve == BR_EC_secp256r1 ? "P-256" : "P-384",
+			"\",\"kty\":\"EC\",\"x\":\"", NULL);
+		buf_b64url(&b, k->q + 1, half);
+		buf_str(&b, "\",\"y\":\"");
+		buf_b64url(&b, k->q + 1 + half, half);
+	}
+	buf_str(&b, "\"}");
+	copy_str(k->jwk, sizeof k->jwk, b.p, b.len);    /* fits: n has at most 512 bytes */
+	sha256(b.p, b.len, d);
+	b.len = 0;
+	buf_b64url(&b, d, sizeof d);
+	copy_str(k->thumbprint, sizeof k->thumbprint, b.p, b.len);
+	buf_free(&b);
+}
+
+/*
+ * RSA n and e, read from the key's DER (PKCS#1 RSAPrivateKey, maybe inside
+ * PKCS#8): BearSSL's decoder drops them, and 0.6's helpers that recompute
+ * them fail on 4096-bit keys and on some 2048-bit ones.
+ */
+static int rsa_public_from_der(const void *der, size_t len, struct der *n, struct der *e)
+{
+	struct der in = { der, len }, key, v, octets;
+
+	if (der_expect(&in, 0x30, &key) || der_expect(&key, 0x02, &v))
+		return -1;
+	if (key.len && key.p[0] == 0x30 &&
+	    (der_expect(&key, 0x30, &v) || der_expect(&key, 0x04, &octets) ||
+	     der_expect(&octets, 0x30, &key) || der_expect(&key, 0x02, &v)))
+		return -1;
+	if (der_expect(&key, 0x02, n) || der_expect(&key, 0x02, e))
+		return -1;
+	while (n->len > 1 && !n->p[0])
+		n->p++, n->len--;
+	while (e->len > 1 && !e->p[0])
+		e->p++, e->len--;
+	return 0;
+}
+
+/*
+ * Decodes a DER private key (PKCS#1, SEC1 or PKCS#8); NULL, or what is
+ * wrong. The RSA public key points into der, which must outlive k.
+ */
+static const char *key_from_der(struct key *k, const void *der, size_t len)
+{
+	memset(k, 0, sizeof *k);
+	br_skey_decoder_init(&k->dc);
+	br_skey_decoder_push(&k->dc, der, len);
+	if (br_skey_decoder_last_error(&k->dc))
+		return "not an RSA or EC private key";
+	k->type = br_skey_decoder_key_type(&k->dc);
+	if (k->type == BR_KEYTYPE_RSA) {
+		k->rsa = br_skey_decoder_get_rsa(&k->dc);
+		if (k->rsa->n_bitlen < 2048 || k->rsa->n_bitlen > 4096)
+			return "RSA key must have 2048 to 4096 bits";
+		if (rsa_public_from_der(der, len, &k->n, &k->e) ||
+		    k->n.len != (k->rsa->n_bitlen + 7) / 8 || k->e.len > 4)
+			return "malformed RSA key";
+		k->alg = "RS256";
+	} else {
+		k->ec = br_skey_decoder_get_ec(&k->dc);
+		if (k->ec->curve != BR_EC_secp256r1 && k->ec->curve != BR_EC_secp384r1)
+			return "EC key must be on P-256 or P-384";
+		if (!(k->qlen = br_ec_compute_pub(br_ec_get_default(), NULL, k->q, k->ec)))
+			return "cannot compute the EC public key";
+		k->alg = k->ec->curve == BR_EC_secp256r1 ? "ES256" : "ES384";
+	}
+	key_jwk(k);
+	return NULL;
+}
+
+/* Loads a key file into k; der keeps the file's key bytes for k. */
+static void xload_key(const char *path, const char *what, struct key *k, struct buf *der)
+{
+	const char *err;
+
+	xload_der(path, what, KEY_LABELS, der);
+	if ((err = key_from_der(k, der->p, der->len)))
+		fail("%s %s: %s", what, path, err);
+}
+
+/* ---- the names a CSR asks for ---- */
+
+static const struct ident *our_ident(const struct names *ns, const char *type, const char *value)
+{
+	int k;
+
+	for (k = 0; k < ns->n; k++)
+		if (!strcmp(ns->id[k].type, type) && !strcmp(ns->id[k].value, value))
+			return &ns->id[k];
+	return NULL;
+}
+
+/*
+ * Adds a name from the CSR: an IP address (raw 4 or 16 bytes when raw_ip,
+ * or text that parses as one) becomes "ip", anything else must be a DNS
+ * name and is lower-cased. Duplicates are dropped. Returns 0 or -1.
+ */
+static int add_name(struct names *ns, const unsigned char *s, size_t len, int raw_ip)
+{
+	struct ident id;
+	unsigned char ip[16];
+	size_t k;
+	int af = 0;
+
+	if (raw_ip) {
+		if (len != 4 && len != 16)
+			return -1;
+		af = len == 4 ? AF_INET : AF_INET6;
+		memcpy(ip, s, len);
+	} else if (len < 1 || len > MAX_NAME || memchr(s, 0, len)) {
+		return -1;
+	} else {
+		memcpy(id.value, s, len);
+		id.value[len] = 0;
+		if (inet_pton(AF_INET, id.value, ip) == 1)
+			af = AF_INET;
+		else if (inet_pton(AF_INET6, id.value, ip) == 1)
+			af = AF_INET6;
+	}
+	strcpy(id.type, af ? "ip" : "dns");
+	if (af) {
+		inet_ntop(af, ip, id.value, sizeof id.value);
+	} else {
+		for (k = 0; k < len; k++)
+			if (id.value[k] >= 'A' && id.value[k] <= 'Z')
+				id.value[k] += 32;
+		if (strspn(id.value, "abcdefghijklmnopqrstuvwxyz0123456789-.*") != len)
+			return -1;
+	}
+	if (our_ident(ns, id.type, id.value))
+		return 0;
+	if (ns->n == MAX_NAMES)
+		return -1;
+	ns->id[ns->n++] = id;
+	return 0;
+}
+
+/* The names of --domains: a comma-separated list of DNS names and IP addresses. */
+static int names_from_list(const char *list, struct names *ns)
+{
+	ns->n = 0;
+	for (;;) {
+		size_t len = strcspn(list, ",");
+		if (add_name(ns, (const unsigned char *)list, len, 0))
+			return -1;
+		if (!list[len])
+			return 0;
+		list += len + 1;
+	}
+}
+
+/* The subject's commonName values (Name: SEQUENCE OF SET OF {OID, value}). */
+static int subject_names(struct der subject, struct names *ns)
+{
+	struct der rdn, atv, oid, val;
+
+	while (subject.len) {
+		if (der_expect(&subject, 0x31, &rdn))
+			return -1;
+		while (rdn.len) {
+			if (der_expect(&rdn, 0x30, &atv) || der_expect(&atv, 0x06, &oid) ||
+			    der_next(&atv, &val) < 0)
+				return -1;
+			if (der_is_oid(&oid, OID_CN, 3) && add_name(ns, val.p, val.len, 0))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* dNSName [2] and iPAddress [7] of a subjectAltName extension value. */
+static int san_names(struct der octets, struct names *ns)
+{
+	struct der seq, gn;
+	int tag;
+
+	if (der_expect(&octets, 0x30, &seq) || octets.len)
+		return -1;
+	while (seq.len) {
+		if ((tag = der_next(&seq, &gn)) < 0)
+			return -1;
+		if ((tag == 0x82 || tag == 0x87) && add_name(ns, gn.p, gn.len, tag == 0x87))
+			return -1;
+	}
+	return 0;
+}
+
+/* The extensionRequest attribute: Extensions with their subjectAltName. */
+static int attribute_names(struct der attrs, struct names *ns)
+{
+	struct der attr, oid, set, exts, ext, eoid, val;
+
+	while (attrs.len) {
+		if (der_expect(&attrs, 0x30, &attr) || der_expect(&attr, 0x06, &oid) ||
+		    der_expect(&attr, 0x31, &set))
+			return -1;
+		if (!der_is_oid(&oid, OID_EXT_REQ, 9))
+			continue;
+		if (der_expect(&set, 0x30, &exts))
+			return -1;
+		while (exts.len) {
+			if (der_expect(&exts, 0x30, &ext) || der_expect(&ext, 0x06, &eoid))
+				return -1;
+			if (ext.len && ext.p[0] == 0x01 && der_expect(&ext, 0x01, &val))
+				return -1;
+			if (der_expect(&ext, 0x04, &val))
+				return -1;
+			if (der_is_oid(&eoid, OID_SAN, 3) && san_names(val, ns))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The identifiers a PKCS#10 CSR (RFC 2986) asks for: subject CN and
+ * subjectAltName entries. 0, or -1 if the CSR is malformed or names nothing.
+ */
+static int csr_names(const unsigned char *p, size_t len, struct names *ns)
+{
+	struct der in = { p, len }, csr, info, subject, v;
+
+	ns->n = 0;
+	if (der_expect(&in, 0x30, &csr) || in.len || der_expect(&csr, 0x30, &info) ||
+	    der_expect(&info, 0x02, &v) || der_expect(&info, 0x30, &subject) ||
+	    der_expect(&info, 0x30, &v) || subject_names(subject, ns))
+		return -1;
+	if (info.len && (der_expect(&info, 0xA0, &v) || info.len || attribute_names(v, ns)))
+		return -1;
+	return ns->n ? 0 : -1;
+}
+
+/*
+ * The public key bits (subjectPublicKey) of a CSR (RFC 2986) or of a
+ * certificate (RFC 5280), which a CA copies from the one into the other.
+ * 0, or -1.
+ */
+static int public_key_of(const void *der, size_t len, int cert, struct der *key)
+{
+	struct der in = { der, len }, outer, info, spki, v;
+	int k;
+
+	if (der_expect(&in, 0x30, &outer) || der_expect(&outer, 0x30, &info))
+		return -1;
+	if (cert && info.len && info.p[0] == 0xA0 && der_next(&info, &v) < 0)
+		return -1;              /* the certificate's version */
+	/* a certificate's serial, signature, issuer, validity, subject; a CSR's version, subject */
+	for (k = 0; k < (cert ? 5 : 2); k++)
+		if (der_next(&info, &v) < 0)
+			return -1;
+	return der_expect(&info, 0x30, &spki) || der_next(&spki, &v) < 0 ||
+	       der_expect(&spki, 0x03, key) ? -1 : 0;
+}
+
+/* ---- new keys, for machines without openssl ---- */
+
+static void xgenerate_key(const char *path, const struct key_type *t)
+{
+	static unsigned char priv[BR_RSA_KBUF_PRIV_SIZE(4096)], pub[BR_RSA_KBUF_PUB_SIZE(4096)];
+	static unsigned char d[512], der[4096], pem[6144];
+	br_prng_seeder seeder = br_prng_seeder_system(NULL);
+	br_hmac_drbg_context rng;
+	size_t len;
+
+	br_hmac_drbg_init(&rng, &br_sha256_vtable, NULL, 0);
+	if (!seeder || !seeder(&rng.vtable))
+		fail("no system random source to make a key with");
+	if (t->curve) {
+		br_ec_private_key sk;
+		br_ec_public_key pk;
+		if (!br_ec_keygen(&rng.vtable, br_ec_get_default(), &sk, priv, t->curve) ||
+		    !br_ec_compute_pub(br_ec_get_default(), &pk, pub, &sk))
+			fail("EC key generation failed");
+		len = br_encode_ec_pkcs8_der(der, &sk, &pk);
+	} else {
+		br_rsa_private_key sk;
+		br_rsa_public_key pk;
+		size_t dlen;
+		if (!br_rsa_keygen_get_default()(&rng.vtable, &sk, priv, &pk, pub, t->bits, 65537) ||
+		    !(dlen = br_rsa_compute_privexp_get_default()(d, &sk, 65537)))
+			fail("RSA key generation failed");
+		len = br_encode_rsa_pkcs8_der(der, &sk, &pk, d, dlen);
+	}
+	len = br_pem_encode(pem, der, len, "PRIVATE KEY", BR_PEM_LINE64);
+	xwrite_file(path, pem, len, 0);
+	memset(priv, 0, sizeof priv);
+	memset(d, 0, sizeof d);
+	memset(der, 0, sizeof der);
+	memset(pem, 0, sizeof pem);
+}
+
+/* ===================== 8. JSON ===================== */
 
 /* Adds a token for the bytes from start to end; its index, or -1 if too many. */
 static int json_add(struct json *j, int type, size_t start, size_t end)
@@ -448,12 +2528,6 @@ static void json_free(struct json *j)
 {
 	free(j->t);
 	memset(j, 0, sizeof *j);
-}
-
-static int hex_digit(int c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	     : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
 /* Reads the 4 hex digits of a \u escape; -1 if they are not. */
@@ -743,7 +2817,6 @@ static const char *json_get_str(const struct json *j, int obj, const char *key,
 	return json_str(j, json_get(j, obj, key), out, cap) ? NULL : out;
 }
 
-/* Appends s as a JSON string, quoted and escaped. */
 static void buf_json_str(struct buf *b, const char *s)
 {
 	buf_str(b, "\"");
@@ -763,1381 +2836,241 @@ static void buf_json_str(struct buf *b, const char *s)
 	buf_str(b, "\"");
 }
 
-/* ===================== 4. Keys and DER ===================== */
+/* ===================== 9. Bytes, files, time and messages ===================== */
 
-/*
- * Decodes the next PEM block (RFC 7468) of in from *pos: its label into
- * label and its bytes into der. Text before a block is skipped (CA bundles
- * have comments); inside one, only base64 and line breaks may appear.
- * Returns 1, 0 when there is none, -1 if malformed.
- */
-static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
-		    struct buf *der)
+static void buf_add(struct buf *b, const void *data, size_t n)
 {
-	const char *s = in->p + *pos, *body, *end;
-	size_t n;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *p;
 
-	for (;; s++) {          /* a block begins at *pos or at a line start */
-		if (!(s = strstr(s, "-----BEGIN ")))
-			return 0;
-		if (s == in->p + *pos || s[-1] == '\n')
-			break;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if (!(p = realloc(b->p, cap)))
+			fail("out of memory");
+		b->p = p;
+		b->cap = cap;
 	}
-	s += strlen("-----BEGIN ");
-	n = strcspn(s, "\r\n");
-	if (n < 5 || strncmp(s + n - 5, "-----", 5) || copy_str(label, cap, s, n - 5))
-		return -1;
-	body = s + n;
-	if (!(end = strstr(body, "-----END ")) || end[-1] != '\n' ||
-	    strncmp(end + 9, label, n - 5) || strncmp(end + 9 + n - 5, "-----", 5))
-		return -1;
-	der->len = 0;
-	if (b64_decode(body, (size_t)(end - body), der))
-		return -1;
-	*pos = (size_t)(end + 9 + n - in->p);
-	return 1;
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = 0;
 }
 
-/*
- * Reads a PEM file's first object labelled with one of labels (a list
- * ending in NULL) into der. A file without PEM armour is taken as DER.
- */
-static void load_der(const char *path, const char *what, const char *const *labels,
-		     struct buf *der)
+/* buf_add in the shape of BearSSL's output callbacks */
+static void buf_append(void *b, const void *data, size_t n)
 {
-	struct buf file = { 0 };
-	size_t pos = 0, k;
-	char name[128];
-	int r;
+	buf_add(b, data, n);
+}
 
-	read_file(path, what, &file);
-	if (!strstr(file.p, "-----BEGIN ")) {
-		buf_free(der);
-		*der = file;
-		return;
+static void buf_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+/* Appends each string up to the NULL that ends the list. */
+static __attribute__((sentinel)) void buf_cat(struct buf *b, ...)
+{
+	const char *s;
+	va_list ap;
+
+	va_start(ap, b);
+	while ((s = va_arg(ap, const char *)))
+		buf_str(b, s);
+	va_end(ap);
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof *b);
+}
+
+static const char B64URL[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static void buf_b64url(struct buf *b, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	size_t i;
+
+	for (i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		size_t left = n - i, k;
+		char q[4];
+
+		if (left > 1)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (left > 2)
+			v |= p[i + 2];
+		for (k = 0; k < 4; k++)
+			q[k] = B64URL[(v >> (18 - 6 * k)) & 63];
+		buf_add(b, q, left >= 3 ? 4 : left + 1);
 	}
-	while ((r = pem_next(&file, &pos, name, sizeof name, der)) > 0)
-		for (k = 0; labels[k]; k++)
-			if (!strcmp(name, labels[k])) {
-				buf_free(&file);
-				return;
-			}
-	fail("%s %s: %s", what, path, r < 0 ? "malformed PEM" : "no PEM block of the right kind");
 }
 
-/* ---- DER, only as much as keys and CSRs need ---- */
-
-struct der {
-	const unsigned char *p;
-	size_t len;
-};
-
-/*
- * Takes one TLV off the front of in. Only one-byte tags and definite
- * lengths (up to 3 length bytes) exist in what we read. Returns the tag or -1.
- */
-static int der_next(struct der *in, struct der *val)
-{
-	size_t len, hdr = 2, k;
-	int tag;
-
-	if (in->len < 2)
-		return -1;
-	tag = in->p[0];
-	len = in->p[1];
-	if ((tag & 0x1F) == 0x1F || len == 0x80 || len > 0x83)
-		return -1;
-	if (len > 0x80) {
-		hdr += len - 0x80;
-		if (in->len < hdr)
-			return -1;
-		for (len = 0, k = 2; k < hdr; k++)
-			len = len << 8 | in->p[k];
-	}
-	if (len > in->len - hdr)
-		return -1;
-	val->p = in->p + hdr;
-	val->len = len;
-	in->p += hdr + len;
-	in->len -= hdr + len;
-	return tag;
-}
-
-static int der_expect(struct der *in, int tag, struct der *val)
-{
-	return der_next(in, val) == tag ? 0 : -1;
-}
-
-static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
-{
-	return oid->len == n && !memcmp(oid->p, bytes, n);
-}
-
-/*
- * A private key (the account key, or a domain key for --domains) with what
- * JWS and CSRs need of it. BearSSL's key decoder keeps the key inside its
- * context, so the context lives in here. BearSSL 0.6 can write up to 24
- * bytes past that context on a crafted key file: `spare` takes those writes.
- */
-struct key {
-	br_skey_decoder_context dc;
-	unsigned char spare[64];
-	int type;                          /* BR_KEYTYPE_RSA or BR_KEYTYPE_EC */
-	const br_rsa_private_key *rsa;
-	const br_ec_private_key *ec;
-	const char *alg;                   /* RS256, ES256 or ES384 */
-	struct der n, e;                   /* RSA public key, in the caller's DER */
-	unsigned char q[BR_EC_KBUF_PUB_MAX_SIZE];   /* EC public point */
-	size_t qlen;
-	char jwk[1024];                    /* RFC 7638 member order, no spaces */
-	char thumbprint[48];               /* base64url SHA-256 of jwk */
-};
-
-/* Writes the RFC 7638 JWK of an RSA public key into out. */
-static int jwk_rsa(char *out, size_t cap, const unsigned char *n, size_t nlen,
-		   const unsigned char *e, size_t elen)
-{
-	struct buf b = { 0 };
-	int r;
-
-	buf_str(&b, "{\"e\":\"");
-	buf_b64url(&b, e, elen);
-	buf_str(&b, "\",\"kty\":\"RSA\",\"n\":\"");
-	buf_b64url(&b, n, nlen);
-	buf_str(&b, "\"}");
-	r = copy_str(out, cap, b.p, b.len);
-	buf_free(&b);
-	return r;
-}
-
-/* Writes the RFC 7638 JWK of an EC public point (04 || x || y) into out. */
-static int jwk_ec(char *out, size_t cap, const char *crv, const unsigned char *q, size_t qlen)
-{
-	struct buf b = { 0 };
-	size_t half = (qlen - 1) / 2;
-	int r;
-
-	buf_cat(&b, "{\"crv\":\"", crv, "\",\"kty\":\"EC\",\"x\":\"", NULL);
-	buf_b64url(&b, q + 1, half);
-	buf_str(&b, "\",\"y\":\"");
-	buf_b64url(&b, q + 1 + half, half);
-	buf_str(&b, "\"}");
-	r = copy_str(out, cap, b.p, b.len);
-	buf_free(&b);
-	return r;
-}
-
-static void jwk_thumbprint(struct key *k)
+static void sha256(const void *p, size_t n, unsigned char out[32])
 {
 	br_sha256_context h;
-	unsigned char d[32];
-	struct buf b = { 0 };
 
 	br_sha256_init(&h);
-	br_sha256_update(&h, k->jwk, strlen(k->jwk));
-	br_sha256_out(&h, d);
-	buf_b64url(&b, d, sizeof d);
-	copy_str(k->thumbprint, sizeof k->thumbprint, b.p, b.len);
-	buf_free(&b);
+	br_sha256_update(&h, p, n);
+	br_sha256_out(&h, out);
+}
+
+/* The value of a base64 character (RFC 4648, section 4), or -1. */
+static int b64_value(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
 /*
- * RSA n and e, read from the key's DER (PKCS#1 RSAPrivateKey, maybe inside
- * PKCS#8): BearSSL's decoder drops them, and 0.6's helpers that recompute
- * them fail on 4096-bit keys and on some 2048-bit ones.
+ * Appends the bytes of base64 text (s, n) to out. Line breaks may come
+ * anywhere but one after another (a blank line, which openssl refuses);
+ * padding must make whole groups of four and end the text. Returns 0, or
+ * -1 for anything else.
  */
-static int rsa_public_from_der(const void *der, size_t len, struct der *n, struct der *e)
+static int b64_decode(const char *s, size_t n, struct buf *out)
 {
-	struct der in = { der, len }, key, v, octets;
+	unsigned char bytes[3];
+	uint32_t acc = 0;
+	size_t i, chars = 0, pad = 0;
+	int blank = 0;          /* nothing yet on the line that a '\n' would end */
 
-	if (der_expect(&in, 0x30, &key) || der_expect(&key, 0x02, &v))
-		return -1;
-	if (key.len && key.p[0] == 0x30 &&
-	    (der_expect(&key, 0x30, &v) || der_expect(&key, 0x04, &octets) ||
-	     der_expect(&octets, 0x30, &key) || der_expect(&key, 0x02, &v)))
-		return -1;
-	if (der_expect(&key, 0x02, n) || der_expect(&key, 0x02, e))
-		return -1;
-	while (n->len > 1 && !n->p[0])
-		n->p++, n->len--;
-	while (e->len > 1 && !e->p[0])
-		e->p++, e->len--;
-	return 0;
-}
+	for (i = 0; i < n; i++) {
+		int v = b64_value((unsigned char)s[i]);
 
-/*
- * Decodes a DER private key (PKCS#1, SEC1 or PKCS#8); NULL, or what is
- * wrong. The RSA public key points into der, which must outlive k.
- */
-static const char *key_from_der(struct key *k, const void *der, size_t len)
-{
-	int p256;
-
-	memset(k, 0, sizeof *k);
-	br_skey_decoder_init(&k->dc);
-	br_skey_decoder_push(&k->dc, der, len);
-	if (br_skey_decoder_last_error(&k->dc))
-		return "not an RSA or EC private key";
-	k->type = br_skey_decoder_key_type(&k->dc);
-	if (k->type == BR_KEYTYPE_RSA) {
-		k->rsa = br_skey_decoder_get_rsa(&k->dc);
-		if (k->rsa->n_bitlen < 2048 || k->rsa->n_bitlen > 4096)
-			return "RSA key must have 2048 to 4096 bits";
-		if (rsa_public_from_der(der, len, &k->n, &k->e) ||
-		    k->n.len != (k->rsa->n_bitlen + 7) / 8 || k->e.len > 4)
-			return "malformed RSA key";
-		k->alg = "RS256";
-		if (jwk_rsa(k->jwk, sizeof k->jwk, k->n.p, k->n.len, k->e.p, k->e.len))
-			return "RSA key too large";
-	} else {
-		k->ec = br_skey_decoder_get_ec(&k->dc);
-		if (k->ec->curve != BR_EC_secp256r1 && k->ec->curve != BR_EC_secp384r1)
-			return "EC key must be on P-256 or P-384";
-		if (!(k->qlen = br_ec_compute_pub(br_ec_get_default(), NULL, k->q, k->ec)))
-			return "cannot compute the EC public key";
-		p256 = k->ec->curve == BR_EC_secp256r1;
-		k->alg = p256 ? "ES256" : "ES384";
-		if (jwk_ec(k->jwk, sizeof k->jwk, p256 ? "P-256" : "P-384", k->q, k->qlen))
-			return "EC key too large";
-	}
-	jwk_thumbprint(k);
-	return NULL;
-}
-
-static const char *const KEY_LABELS[] = { "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", NULL };
-
-/* Loads a key file into k; der keeps the file's key bytes for k. */
-static void load_key(const char *path, const char *what, struct key *k, struct buf *der)
-{
-	const char *err;
-
-	load_der(path, what, KEY_LABELS, der);
-	if ((err = key_from_der(k, der->p, der->len)))
-		fail("%s %s: %s", what, path, err);
-}
-
-/* ---- the names a CSR asks for ---- */
-
-#define OID_CN "\x55\x04\x03"
-#define OID_EXT_REQ "\x2A\x86\x48\x86\xF7\x0D\x01\x09\x0E"
-#define OID_SAN "\x55\x1D\x11"
-
-/* An ACME identifier (RFC 8555 7.1.4; type "ip" from RFC 8738). */
-struct ident {
-	char type[4];        /* "dns" or "ip" */
-	char value[MAX_NAME + 1];
-};
-
-struct names {
-	int n;
-	struct ident id[MAX_NAMES];
-};
-
-/* The identifier in ns of this type and value, or NULL if it is not one of ours. */
-static const struct ident *our_ident(const struct names *ns, const char *type, const char *value)
-{
-	int k;
-
-	for (k = 0; k < ns->n; k++)
-		if (!strcmp(ns->id[k].type, type) && !strcmp(ns->id[k].value, value))
-			return &ns->id[k];
-	return NULL;
-}
-
-/*
- * Adds a name from the CSR: an IP address (raw 4 or 16 bytes when raw_ip,
- * or text that parses as one) becomes "ip", anything else must be a DNS
- * name and is lower-cased. Duplicates are dropped. Returns 0 or -1.
- */
-static int add_name(struct names *ns, const unsigned char *s, size_t len, int raw_ip)
-{
-	struct ident id;
-	unsigned char ip[16];
-	size_t k;
-	int af = 0;
-
-	if (raw_ip) {
-		if (len != 4 && len != 16)
+		if (s[i] == '\n' && blank)
 			return -1;
-		af = len == 4 ? AF_INET : AF_INET6;
-		memcpy(ip, s, len);
-	} else if (len < 1 || len > MAX_NAME || memchr(s, 0, len)) {
-		return -1;
-	} else {
-		memcpy(id.value, s, len);
-		id.value[len] = 0;
-		if (inet_pton(AF_INET, id.value, ip) == 1)
-			af = AF_INET;
-		else if (inet_pton(AF_INET6, id.value, ip) == 1)
-			af = AF_INET6;
-	}
-	strcpy(id.type, af ? "ip" : "dns");
-	if (af) {
-		inet_ntop(af, ip, id.value, sizeof id.value);
-	} else {
-		for (k = 0; k < len; k++)
-			if (id.value[k] >= 'A' && id.value[k] <= 'Z')
-				id.value[k] += 32;
-		if (strspn(id.value, "abcdefghijklmnopqrstuvwxyz0123456789-.*") != len)
-			return -1;
-	}
-	if (our_ident(ns, id.type, id.value))
-		return 0;
-	if (ns->n == MAX_NAMES)
-		return -1;
-	ns->id[ns->n++] = id;
-	return 0;
-}
-
-/* The subject's commonName values (Name: SEQUENCE OF SET OF {OID, value}). */
-static int subject_names(struct der subject, struct names *ns)
-{
-	struct der rdn, atv, oid, val;
-
-	while (subject.len) {
-		if (der_expect(&subject, 0x31, &rdn))
-			return -1;
-		while (rdn.len) {
-			if (der_expect(&rdn, 0x30, &atv) || der_expect(&atv, 0x06, &oid) ||
-			    der_next(&atv, &val) < 0)
-				return -1;
-			if (der_is_oid(&oid, OID_CN, 3) && add_name(ns, val.p, val.len, 0))
-				return -1;
-		}
-	}
-	return 0;
-}
-
-/* dNSName [2] and iPAddress [7] of a subjectAltName extension value. */
-static int san_names(struct der octets, struct names *ns)
-{
-	struct der seq, gn;
-	int tag;
-
-	if (der_expect(&octets, 0x30, &seq) || octets.len)
-		return -1;
-	while (seq.len) {
-		if ((tag = der_next(&seq, &gn)) < 0)
-			return -1;
-		if ((tag == 0x82 || tag == 0x87) && add_name(ns, gn.p, gn.len, tag == 0x87))
-			return -1;
-	}
-	return 0;
-}
-
-/* The extensionRequest attribute: Extensions with their subjectAltName. */
-static int attribute_names(struct der attrs, struct names *ns)
-{
-	struct der attr, oid, set, exts, ext, eoid, val;
-
-	while (attrs.len) {
-		if (der_expect(&attrs, 0x30, &attr) || der_expect(&attr, 0x06, &oid) ||
-		    der_expect(&attr, 0x31, &set))
-			return -1;
-		if (!der_is_oid(&oid, OID_EXT_REQ, 9))
+		if (s[i] == '\r' || s[i] == '\n') {
+			blank = s[i] == '\n' || blank;
 			continue;
-		if (der_expect(&set, 0x30, &exts))
+		}
+		blank = 0;
+		if (s[i] == '=' && pad < 2 && chars % 4 >= 2) {
+			pad++;
+			continue;
+		}
+		if (v < 0 || pad)
 			return -1;
-		while (exts.len) {
-			if (der_expect(&exts, 0x30, &ext) || der_expect(&ext, 0x06, &eoid))
-				return -1;
-			if (ext.len && ext.p[0] == 0x01 && der_expect(&ext, 0x01, &val))
-				return -1;
-			if (der_expect(&ext, 0x04, &val))
-				return -1;
-			if (der_is_oid(&eoid, OID_SAN, 3) && san_names(val, ns))
-				return -1;
+		acc = acc << 6 | (uint32_t)v;
+		if (++chars % 4 == 0) {
+			bytes[0] = (unsigned char)(acc >> 16);
+			bytes[1] = (unsigned char)(acc >> 8);
+			bytes[2] = (unsigned char)acc;
+			buf_add(out, bytes, 3);
 		}
 	}
+	if ((chars + pad) % 4)
+		return -1;
+	bytes[0] = (unsigned char)(acc >> (chars % 4 == 3 ? 10 : 4));
+	bytes[1] = (unsigned char)(acc >> 2);
+	buf_add(out, bytes, pad ? 3 - pad : 0);
 	return 0;
 }
 
-/*
- * The identifiers a PKCS#10 CSR (RFC 2986) asks for: subject CN and
- * subjectAltName entries. 0, or -1 if the CSR is malformed or names nothing.
- */
-static int csr_names(const unsigned char *p, size_t len, struct names *ns)
+/* True for 1 to max characters, all of the base64url alphabet. */
+static int is_b64url(const char *s, size_t max)
 {
-	struct der in = { p, len }, csr, info, subject, v;
+	size_t n = strlen(s);
 
-	ns->n = 0;
-	if (der_expect(&in, 0x30, &csr) || in.len || der_expect(&csr, 0x30, &info) ||
-	    der_expect(&info, 0x02, &v) || der_expect(&info, 0x30, &subject) ||
-	    der_expect(&info, 0x30, &v) || subject_names(subject, ns))
+	return n >= 1 && n <= max && strspn(s, B64URL) == n;
+}
+
+static int hex_digit(int c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	     : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Copies s into out only if it fits; returns 0 or -1. */
+static int copy_str(char *out, size_t cap, const char *s, size_t len)
+{
+	if (len >= cap)
 		return -1;
-	if (info.len && (der_expect(&info, 0xA0, &v) || info.len || attribute_names(v, ns)))
-		return -1;
-	return ns->n ? 0 : -1;
+	memcpy(out, s, len);
+	out[len] = 0;
+	return 0;
 }
 
-/*
- * The public key bits (subjectPublicKey) of a CSR (RFC 2986) or of a
- * certificate (RFC 5280), which a CA copies from the one into the other.
- * 0, or -1.
- */
-static int public_key_of(const void *der, size_t len, int cert, struct der *key)
+/* Reads a whole file of at most MAX_FILE bytes into b; fails the run. */
+static void xread_file(const char *path, const char *what, struct buf *b)
 {
-	struct der in = { der, len }, outer, info, spki, v;
-	int k;
+	char chunk[4096];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (der_expect(&in, 0x30, &outer) || der_expect(&outer, 0x30, &info))
-		return -1;
-	if (cert && info.len && info.p[0] == 0xA0 && der_next(&info, &v) < 0)
-		return -1;              /* the certificate's version */
-	/* a certificate's serial, signature, issuer, validity, subject; a CSR's version, subject */
-	for (k = 0; k < (cert ? 5 : 2); k++)
-		if (der_next(&info, &v) < 0)
-			return -1;
-	return der_expect(&info, 0x30, &spki) || der_next(&spki, &v) < 0 ||
-	       der_expect(&spki, 0x03, key) ? -1 : 0;
-}
-
-/* ---- new keys, for machines without openssl ---- */
-
-/* --key-type names; the first, EC P-256, is the default: quick on a router. */
-static const struct key_type {
-	const char *name;
-	int curve;           /* for EC */
-	unsigned bits;       /* for RSA */
-} KEY_TYPES[] = {
-	{ "p256", BR_EC_secp256r1, 0 }, { "p384", BR_EC_secp384r1, 0 },
-	{ "rsa2048", 0, 2048 }, { "rsa3072", 0, 3072 }, { "rsa4096", 0, 4096 }, { NULL, 0, 0 }
-};
-
-/* Makes a new private key of type t in path: PKCS#8 PEM, mode 0600. */
-static void generate_key(const char *path, const struct key_type *t)
-{
-	static unsigned char priv[BR_RSA_KBUF_PRIV_SIZE(4096)], pub[BR_RSA_KBUF_PUB_SIZE(4096)];
-	static unsigned char d[512], der[4096], pem[6144];
-	br_prng_seeder seeder = br_prng_seeder_system(NULL);
-	br_hmac_drbg_context rng;
-	size_t len;
-
-	br_hmac_drbg_init(&rng, &br_sha256_vtable, NULL, 0);
-	if (!seeder || !seeder(&rng.vtable))
-		fail("no system random source to make a key with");
-	if (t->curve) {
-		br_ec_private_key sk;
-		br_ec_public_key pk;
-		if (!br_ec_keygen(&rng.vtable, br_ec_get_default(), &sk, priv, t->curve) ||
-		    !br_ec_compute_pub(br_ec_get_default(), &pk, pub, &sk))
-			fail("EC key generation failed");
-		len = br_encode_ec_pkcs8_der(der, &sk, &pk);
-	} else {
-		br_rsa_private_key sk;
-		br_rsa_public_key pk;
-		size_t dlen;
-		if (!br_rsa_keygen_get_default()(&rng.vtable, &sk, priv, &pk, pub, t->bits, 65537) ||
-		    !(dlen = br_rsa_compute_privexp_get_default()(d, &sk, 65537)))
-			fail("RSA key generation failed");
-		len = br_encode_rsa_pkcs8_der(der, &sk, &pk, d, dlen);
-	}
-	len = br_pem_encode(pem, der, len, "PRIVATE KEY", BR_PEM_LINE64);
-	write_file(path, pem, len, 0);
-	memset(priv, 0, sizeof priv);
-	memset(d, 0, sizeof d);
-	memset(der, 0, sizeof der);
-	memset(pem, 0, sizeof pem);
-}
-
-/* ===================== 5. Signatures: JWS, and CSRs of our own ===================== */
-
-/*
- * Signs data: RSASSA-PKCS1-v1_5, or ECDSA as r||s for JWS (RFC 7518 3.4)
- * or as a DER SEQUENCE for a CSR (asn1). The length, or 0 on failure.
- */
-static size_t key_sign(const struct key *k, const void *data, size_t len, unsigned char *sig,
-		       int asn1)
-{
-	const br_hash_class *hash = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp384r1
-				    ? &br_sha384_vtable : &br_sha256_vtable;
-	br_hash_compat_context h;
-	unsigned char digest[48];
-
-	hash->init(&h.vtable);
-	hash->update(&h.vtable, data, len);
-	hash->out(&h.vtable, digest);
-	if (k->type == BR_KEYTYPE_EC)
-		return (asn1 ? br_ecdsa_sign_asn1_get_default() : br_ecdsa_sign_raw_get_default())
-		       (br_ec_get_default(), hash, digest, k->ec, sig);
-	if (!br_rsa_pkcs1_sign_get_default()(BR_HASH_OID_SHA256, digest, 32, k->rsa, sig))
-		return 0;
-	return (k->rsa->n_bitlen + 7) / 8;
-}
-
-/*
- * Builds a flattened JWS (RFC 8555 6.2): the key as "kid" once the account
- * exists, else as "jwk". payload NULL means POST-as-GET (empty payload).
- */
-static void jws_build(struct buf *out, const struct key *k, const char *kid,
-		      const char *nonce, const char *url, const char *payload)
-{
-	struct buf prot = { 0 }, input = { 0 };
-	unsigned char sig[512];
-	size_t siglen;
-
-	buf_cat(&prot, "{\"alg\":\"", k->alg, kid ? "\",\"kid\":" : "\",\"jwk\":", NULL);
-	if (kid)
-		buf_json_str(&prot, kid);
-	else
-		buf_str(&prot, k->jwk);
-	buf_str(&prot, ",\"nonce\":");
-	buf_json_str(&prot, nonce);
-	buf_str(&prot, ",\"url\":");
-	buf_json_str(&prot, url);
-	buf_str(&prot, "}");
-	buf_b64url(&input, prot.p, prot.len);
-	buf_str(&input, ".");
-	if (payload)
-		buf_b64url(&input, payload, strlen(payload));
-	if (!(siglen = key_sign(k, input.p, input.len, sig, 0)))
-		fail("signing with the account key failed");
-	out->len = 0;
-	buf_str(out, "{\"protected\":\"");
-	buf_add(out, input.p, strcspn(input.p, "."));
-	buf_cat(out, "\",\"payload\":\"", strchr(input.p, '.') + 1, "\",\"signature\":\"", NULL);
-	buf_b64url(out, sig, siglen);
-	buf_str(out, "\"}");
-	buf_free(&prot);
-	buf_free(&input);
-}
-
-/* ---- a PKCS#10 CSR (RFC 2986) for --domains ---- */
-
-/* Puts a DER header in front of what was written to b since start. */
-static void der_wrap(struct buf *b, size_t start, int tag)
-{
-	unsigned char h[6];
-	size_t len = b->len - start, n = 2, k, v;
-
-	h[0] = (unsigned char)tag;
-	h[1] = (unsigned char)len;
-	if (len >= 0x80) {
-		for (v = len; v; v >>= 8)
-			n++;
-		h[1] = (unsigned char)(0x80 | (n - 2));
-		for (k = n, v = len; k > 2; v >>= 8)
-			h[--k] = (unsigned char)v;
-	}
-	buf_add(b, h, n);                 /* room for the header at the end... */
-	memmove(b->p + start + n, b->p + start, len);
-	memcpy(b->p + start, h, n);       /* ...which then moves to the front */
-}
-
-static void der_add(struct buf *b, int tag, const void *data, size_t len)
-{
-	size_t start = b->len;
-
-	buf_add(b, data, len);
-	der_wrap(b, start, tag);
-}
-
-/* A positive INTEGER from big-endian bytes without leading zeros. */
-static void der_uint(struct buf *b, const struct der *v)
-{
-	size_t start = b->len;
-
-	if (v->p[0] & 0x80)
-		buf_add(b, "", 1);        /* a 0 byte keeps it positive */
-	buf_add(b, v->p, v->len);
-	der_wrap(b, start, 0x02);
-}
-
-#define OID_RSA "\x2A\x86\x48\x86\xF7\x0D\x01\x01\x01"
-#define OID_RSA_SHA256 "\x2A\x86\x48\x86\xF7\x0D\x01\x01\x0B"
-#define OID_EC_KEY "\x2A\x86\x48\xCE\x3D\x02\x01"
-#define OID_P256 "\x2A\x86\x48\xCE\x3D\x03\x01\x07"
-#define OID_P384 "\x2B\x81\x04\x00\x22"
-#define OID_ECDSA_SHA256 "\x2A\x86\x48\xCE\x3D\x04\x03\x02"
-#define OID_ECDSA_SHA384 "\x2A\x86\x48\xCE\x3D\x04\x03\x03"
-
-/* SubjectPublicKeyInfo (RFC 5280 4.1.2.7; RFC 3279, RFC 5480). */
-static void der_spki(struct buf *b, const struct key *k)
-{
-	size_t spki = b->len, bits;
-	int p256 = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp256r1;
-
-	if (k->type == BR_KEYTYPE_RSA) {
-		der_add(b, 0x06, OID_RSA, 9);
-		der_add(b, 0x05, "", 0);
-	} else {
-		der_add(b, 0x06, OID_EC_KEY, 7);
-		der_add(b, 0x06, p256 ? OID_P256 : OID_P384, p256 ? 8 : 5);
-	}
-	der_wrap(b, spki, 0x30);
-	bits = b->len;
-	buf_add(b, "", 1);                /* BIT STRING: no unused bits */
-	if (k->type == BR_KEYTYPE_RSA) {
-		der_uint(b, &k->n);
-		der_uint(b, &k->e);
-		der_wrap(b, bits + 1, 0x30);
-	} else {
-		buf_add(b, k->q, k->qlen);
-	}
-	der_wrap(b, bits, 0x03);
-	der_wrap(b, spki, 0x30);
-}
-
-/* The subject: CN = the first DNS name that fits in 64 bytes, or nothing. */
-static void der_subject(struct buf *b, const struct names *ns)
-{
-	size_t name = b->len;
-	int k;
-
-	for (k = 0; k < ns->n; k++) {
-		if (!strcmp(ns->id[k].type, "dns") && strlen(ns->id[k].value) <= 64) {
-			der_add(b, 0x06, OID_CN, 3);
-			der_add(b, 0x0C, ns->id[k].value, strlen(ns->id[k].value));
-			der_wrap(b, name, 0x30);
-			der_wrap(b, name, 0x31);
-			break;
-		}
-	}
-	der_wrap(b, name, 0x30);
-}
-
-/* attributes [0]: an extensionRequest with one subjectAltName of all names. */
-static void der_san_request(struct buf *b, const struct names *ns)
-{
-	size_t attrs = b->len, ext, names;
-	unsigned char ip[16];
-	int k;
-
-	der_add(b, 0x06, OID_EXT_REQ, 9);
-	ext = b->len;
-	der_add(b, 0x06, OID_SAN, 3);
-	names = b->len;
-	for (k = 0; k < ns->n; k++) {
-		const char *v = ns->id[k].value;
-		if (!strcmp(ns->id[k].type, "dns"))
-			der_add(b, 0x82, v, strlen(v));                          /* dNSName */
-		else if (inet_pton(AF_INET, v, ip) == 1)
-			der_add(b, 0x87, ip, 4);                                 /* iPAddress */
-		else if (inet_pton(AF_INET6, v, ip) == 1)
-			der_add(b, 0x87, ip, 16);
-	}
-	der_wrap(b, names, 0x30);         /* GeneralNames */
-	der_wrap(b, names, 0x04);         /* extnValue */
-	der_wrap(b, ext, 0x30);           /* Extension */
-	der_wrap(b, ext, 0x30);           /* Extensions */
-	der_wrap(b, ext, 0x31);           /* the attribute's SET of values */
-	der_wrap(b, attrs, 0x30);         /* Attribute */
-	der_wrap(b, attrs, 0xA0);
-}
-
-/* A CSR for names ns, signed with k (SHA-256, or SHA-384 for P-384). */
-static void csr_build(struct buf *b, const struct names *ns, const struct key *k)
-{
-	unsigned char sig[512];
-	size_t start, siglen;
-	int p256 = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp256r1;
-
+	if (fd < 0)
+		fail("cannot open %s %s: %s", what, path, strerror(errno));
 	b->len = 0;
-	der_add(b, 0x02, "", 1);          /* version 0 */
-	der_subject(b, ns);
-	der_spki(b, k);
-	der_san_request(b, ns);
-	der_wrap(b, 0, 0x30);             /* CertificationRequestInfo */
-	if (!(siglen = key_sign(k, b->p, b->len, sig, 1)))
-		fail("signing the CSR with the domain key failed");
-	start = b->len;
-	if (k->type == BR_KEYTYPE_RSA) {
-		der_add(b, 0x06, OID_RSA_SHA256, 9);
-		der_add(b, 0x05, "", 0);
-	} else {
-		der_add(b, 0x06, p256 ? OID_ECDSA_SHA256 : OID_ECDSA_SHA384, 8);
-	}
-	der_wrap(b, start, 0x30);
-	start = b->len;
-	buf_add(b, "", 1);
-	buf_add(b, sig, siglen);
-	der_wrap(b, start, 0x03);
-	der_wrap(b, 0, 0x30);
-}
-
-/* The names of --domains: a comma-separated list of DNS names and IP addresses. */
-static int names_from_list(const char *list, struct names *ns)
-{
-	ns->n = 0;
-	for (;;) {
-		size_t len = strcspn(list, ",");
-		if (add_name(ns, (const unsigned char *)list, len, 0))
-			return -1;
-		if (!list[len])
-			return 0;
-		list += len + 1;
-	}
-}
-
-/* ===================== 6. HTTP/1.1 over TCP or TLS ===================== */
-
-struct url {
-	int https;
-	char host[256], port[6], path[MAX_URL];
-};
-
-/*
- * Splits an http:// or https:// URL. Host, port and path are checked
- * character by character, so nothing from a server reaches a request line
- * or a Host header unless it is plain printable ASCII. 0, or -1.
- */
-static int url_parse(const char *s, struct url *u)
-{
-	const char *host, *path, *end, *after;
-	size_t k;
-
-	memset(u, 0, sizeof *u);
-	u->https = !strncmp(s, "https://", 8);
-	if (!u->https && strncmp(s, "http://", 7))
-		return -1;
-	host = s + (u->https ? 8 : 7);
-	path = host + strcspn(host, "/");
-	if (*host == '[') {
-		if (!(end = memchr(host, ']', (size_t)(path - host))))
-			return -1;
-		after = end + 1;
-		host++;
-	} else {
-		end = memchr(host, ':', (size_t)(path - host));
-		after = end = end ? end : path;
-	}
-	if (copy_str(u->host, sizeof u->host, host, (size_t)(end - host)) || !u->host[0] ||
-	    strspn(u->host, host[-1] == '[' ? "0123456789abcdefABCDEF:." :
-		   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != strlen(u->host))
-		return -1;
-	strcpy(u->port, u->https ? "443" : "80");
-	if (after < path) {
-		k = (size_t)(path - after - 1);
-		if (*after != ':' || copy_str(u->port, sizeof u->port, after + 1, k) || !k ||
-		    strspn(u->port, "0123456789") != k || atoi(u->port) < 1 || atoi(u->port) > 65535)
-			return -1;
-	}
-	if (copy_str(u->path, sizeof u->path, *path ? path : "/", *path ? strlen(path) : 1))
-		return -1;
-	for (k = 0; u->path[k]; k++)
-		if (u->path[k] <= 0x20 || u->path[k] >= 0x7F)
-			return -1;
-	return 0;
-}
-
-/* ---- trust anchors: the CA certificates that TLS servers must chain to ---- */
-
-static br_x509_trust_anchor *anchors;
-static size_t n_anchors;
-
-static void *dup_bytes(const void *p, size_t n)
-{
-	void *q = malloc(n ? n : 1);
-
-	if (!q)
-		fail("out of memory");
-	return memcpy(q, p, n);
-}
-
-/* Adds the certificate in der as a trust anchor; -1 if BearSSL cannot read it. */
-static int add_anchor(const struct buf *der)
-{
-	br_x509_decoder_context dc;
-	struct buf dn = { 0 };
-	br_x509_trust_anchor *ta;
-	br_x509_pkey *pk;
-
-	br_x509_decoder_init(&dc, buf_append, &dn);
-	br_x509_decoder_push(&dc, der->p, der->len);
-	if (!(pk = br_x509_decoder_get_pkey(&dc))) {
-		buf_free(&dn);
-		return -1;
-	}
-	if (!(ta = realloc(anchors, (n_anchors + 1) * sizeof *ta)))
-		fail("out of memory");
-	anchors = ta;
-	ta += n_anchors++;
-	ta->dn.data = (unsigned char *)dn.p;     /* the anchor keeps dn's bytes */
-	ta->dn.len = dn.len;
-	ta->flags = br_x509_decoder_isCA(&dc) ? BR_X509_TA_CA : 0;
-	ta->pkey = *pk;
-	if (pk->key_type == BR_KEYTYPE_RSA) {
-		ta->pkey.key.rsa.n = dup_bytes(pk->key.rsa.n, pk->key.rsa.nlen);
-		ta->pkey.key.rsa.e = dup_bytes(pk->key.rsa.e, pk->key.rsa.elen);
-	} else {
-		ta->pkey.key.ec.q = dup_bytes(pk->key.ec.q, pk->key.ec.qlen);
-	}
-	return 0;
-}
-
-/* Loads every certificate of a PEM bundle that BearSSL can use. */
-static void load_trust_anchors(const char *path)
-{
-	struct buf file = { 0 }, der = { 0 };
-	size_t pos = 0;
-	char name[64];
-	int r;
-
-	read_file(path, "CA file", &file);
-	while ((r = pem_next(&file, &pos, name, sizeof name, &der)) > 0)
-		if (!strcmp(name, "CERTIFICATE"))
-			add_anchor(&der);
-	if (r < 0 || !n_anchors)
-		fail("CA file %s: %s", path, r < 0 ? "malformed PEM" : "no usable certificates");
-	buf_free(&file);
-	buf_free(&der);
-}
-
-static void free_trust_anchors(void)
-{
-	size_t k;
-
-	for (k = 0; k < n_anchors; k++) {
-		free(anchors[k].dn.data);
-		if (anchors[k].pkey.key_type == BR_KEYTYPE_RSA) {
-			free(anchors[k].pkey.key.rsa.n);
-			free(anchors[k].pkey.key.rsa.e);
-		} else {
-			free(anchors[k].pkey.key.ec.q);
-		}
-	}
-	free(anchors);
-	anchors = NULL;
-	n_anchors = 0;
-}
-
-/* ---- connections ---- */
-
-struct tls {
-	br_ssl_client_context sc;
-	br_x509_minimal_context xc;
-	br_sslio_context io;
-	unsigned char iobuf[BR_SSL_BUFSIZE_MONO];   /* half-duplex: HTTP takes turns */
-};
-
-struct conn {
-	int fd;                      /* -1 while not connected */
-	struct tls *tls;             /* NULL for plain HTTP */
-	char host[256], port[6];     /* where fd goes */
-	long long deadline;          /* ms: the current exchange ends by then */
-	long long give_up;           /* ms: if set, no exchange ends later (polling) */
-	const char *why;             /* why the last step failed */
-	size_t got;                  /* bytes received in the current exchange */
-	int (*read)(struct conn *, unsigned char *, size_t);   /* >0, 0 at the end, -1 */
-	unsigned char in[4096];
-	size_t inpos, inlen;
-};
-
-/* Notes why the current step failed, for the caller to report; -1. */
-static int conn_error(struct conn *c, const char *why)
-{
-	c->why = why;
-	return -1;
-}
-
-/* Waits until fd is ready, or the exchange's deadline passes. */
-static int sock_wait(struct conn *c, short events)
-{
-	struct pollfd p = { c->fd, events, 0 };
-
-	for (;;) {
-		long long left = c->deadline - now_ms();
-		int r;
-
-		if (left <= 0)
-			return conn_error(c, "timed out");
-		if ((r = poll(&p, 1, (int)left)) > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return conn_error(c, strerror(errno));
-	}
-}
-
-/* One recv or send within the deadline: bytes, 0 at the end of the stream, -1. */
-static int sock_io(struct conn *c, void *buf, size_t len, int writing)
-{
-	for (;;) {
-		ssize_t n;
-
-		/* try first and poll only when the socket is not ready: half the syscalls */
-		if (now_ms() >= c->deadline)
-			return conn_error(c, "timed out");
-		n = writing ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
-		if (n >= 0)
-			return (int)n;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			if (sock_wait(c, writing ? POLLOUT : POLLIN))
-				return -1;
-		} else if (errno != EINTR) {
-			return conn_error(c, strerror(errno));
-		}
-	}
-}
-
-static int sock_read(struct conn *c, unsigned char *buf, size_t len)
-{
-	return sock_io(c, buf, len, 0);
-}
-
-/* BearSSL's transport callbacks: TLS reads and writes go through our deadline. */
-static int tls_low_read(void *ctx, unsigned char *buf, size_t len)
-{
-	struct conn *c = ctx;
-	int n = sock_read(c, buf, len);
-
-	if (n == 0)
-		c->why = "connection closed";
-	return n > 0 ? n : -1;
-}
-
-static int tls_low_write(void *ctx, const unsigned char *buf, size_t len)
-{
-	return sock_io(ctx, (void *)buf, len, 1);
-}
-
-static const char *tls_error(int err)
-{
-	static char msg[160];
-	time_t t = time(NULL);
-	struct tm tm = { 0 };
-
-	switch (err) {
-	case BR_ERR_X509_EXPIRED:
-		gmtime_r(&t, &tm);
-		snprintf(msg, sizeof msg, "TLS: server certificate expired or not yet valid"
-			 " (is the clock right? it says %04d-%02d-%02d)",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
-		return msg;
-	case BR_ERR_X509_BAD_SERVER_NAME:
-		return "TLS: server certificate is for another host name";
-	case BR_ERR_X509_NOT_TRUSTED:
-		return "TLS: server certificate is not from a CA in --ca-file";
-	}
-	snprintf(msg, sizeof msg, "TLS error %d (BearSSL's BR_ERR_* codes)", err);
-	return msg;
-}
-
-/* After a TLS call failed: 0 if the peer closed TLS properly, else -1 with why. */
-static int tls_failed(struct conn *c)
-{
-	int err = br_ssl_engine_last_error(&c->tls->sc.eng);
-
-	if (err == BR_ERR_OK)
-		return 0;
-	if (err != BR_ERR_IO || !c->why)
-		c->why = tls_error(err);
-	return -1;
-}
-
-static int tls_read(struct conn *c, unsigned char *buf, size_t len)
-{
-	int n = br_sslio_read(&c->tls->io, buf, len);
-
-	return n > 0 ? n : tls_failed(c);
-}
-
-static int conn_write(struct conn *c, const char *data, size_t len)
-{
-	if (c->tls) {
-		if (!br_sslio_write_all(&c->tls->io, data, len) && !br_sslio_flush(&c->tls->io))
-			return 0;
-		if (!c->why)            /* keep a timeout or socket error noted below */
-			c->why = "connection closed";
-		tls_failed(c);
-		return -1;
-	}
-	while (len > 0) {
-		int n = sock_io(c, (void *)data, len, 1);
-		if (n < 0)
-			return -1;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static void conn_close(struct conn *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	c->inpos = c->inlen = 0;
-}
-
-/* Finishes a non-blocking connect(): 0 once connected, or -1 with why. */
-static int connect_wait(struct conn *c)
-{
-	int err = errno;
-	socklen_t len = sizeof err;
-
-	if (err == EINPROGRESS) {
-		if (sock_wait(c, POLLOUT))
-			return -1;
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len))
-			err = errno;
-	}
-	return err ? conn_error(c, strerror(err)) : 0;
-}
-
-/* Connects to the first address of host that answers before the deadline. */
-static int tcp_connect(struct conn *c, const struct url *u)
-{
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV }, *res, *ai;
-	int err;
-
-	if ((err = getaddrinfo(u->host, u->port, &hints, &res)))
-		return conn_error(c, gai_strerror(err));
-	for (ai = res; ai && c->fd < 0; ai = ai->ai_next) {
-		if ((c->fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol)) < 0) {
-			c->why = strerror(errno);
+	buf_add(b, "", 0);      /* an empty file still gives a string */
+	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
+		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 || b->len + (size_t)n > MAX_FILE) {
+			close(fd);
+			fail("cannot read %s %s: %s", what, path,
+			     n < 0 ? strerror(errno) : "larger than 1 MiB");
 		}
-		fcntl(c->fd, F_SETFD, FD_CLOEXEC);
-		fcntl(c->fd, F_SETFL, O_NONBLOCK);
-		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) && connect_wait(c))
-			conn_close(c);
+		buf_add(b, chunk, (size_t)n);
 	}
-	freeaddrinfo(res);
-	return c->fd < 0 ? -1 : 0;
+	close(fd);
 }
 
 /*
- * TLS 1.2 with ECDHE and AEAD ciphers only: what CAs offer today. Naming
- * just these (not br_ssl_client_init_full) keeps CBC, 3DES, RC4-era code
- * and TLS 1.0 out of the binary, about 30 kB on a router's flash.
+ * Creates path.tmp-XXXXXX beside path, mode 0600, and holds signals off
+ * until the caller lets them in again: no signal may leave it behind.
  */
-static void tls_init(struct tls *t)
+static int xcreate_temp(const char *path, char *tmp, size_t cap)
 {
-	static const uint16_t suites[] = {
-		BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-		BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-		BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-		BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-	};
-	static const struct { int id; const br_hash_class *impl; } hashes[] = {
-		{ br_sha256_ID, &br_sha256_vtable }, { br_sha384_ID, &br_sha384_vtable },
-		{ br_sha512_ID, &br_sha512_vtable },
-	};
-	size_t k;
+	int fd;
 
-	br_ssl_client_zero(&t->sc);
-	br_ssl_engine_set_versions(&t->sc.eng, BR_TLS12, BR_TLS12);
-	br_ssl_engine_set_suites(&t->sc.eng, suites, sizeof suites / sizeof suites[0]);
-	br_x509_minimal_init(&t->xc, &br_sha256_vtable, anchors, n_anchors);
-	for (k = 0; k < sizeof hashes / sizeof hashes[0]; k++) {
-		br_ssl_engine_set_hash(&t->sc.eng, hashes[k].id, hashes[k].impl);
-		br_x509_minimal_set_hash(&t->xc, hashes[k].id, hashes[k].impl);
-	}
-	br_x509_minimal_set_rsa(&t->xc, br_rsa_pkcs1_vrfy_get_default());
-	br_x509_minimal_set_ecdsa(&t->xc, br_ec_get_default(), br_ecdsa_vrfy_asn1_get_default());
-	br_ssl_client_set_default_rsapub(&t->sc);
-	br_ssl_engine_set_default_rsavrfy(&t->sc.eng);
-	br_ssl_engine_set_default_ecdsa(&t->sc.eng);
-	br_ssl_engine_set_prf_sha256(&t->sc.eng, &br_tls12_sha256_prf);
-	br_ssl_engine_set_prf_sha384(&t->sc.eng, &br_tls12_sha384_prf);
-	br_ssl_engine_set_default_aes_gcm(&t->sc.eng);
-	br_ssl_engine_set_default_chapol(&t->sc.eng);
-	br_ssl_engine_set_x509(&t->sc.eng, &t->xc.vtable);
-}
-
-/* Opens a connection for u: TCP, then TLS (verified, with SNI) for https. */
-static int conn_open(struct conn *c, const struct url *u)
-{
-	if (tcp_connect(c, u))
-		return -1;
-	stats.connections++;
-	strcpy(c->host, u->host);
-	strcpy(c->port, u->port);
-	if (!c->tls) {
-		c->read = sock_read;
-		return 0;
-	}
-	tls_init(c->tls);
-	br_ssl_engine_set_buffer(&c->tls->sc.eng, c->tls->iobuf, sizeof c->tls->iobuf, 0);
-	if (!br_ssl_client_reset(&c->tls->sc, u->host, 0))
-		return conn_error(c, tls_error(br_ssl_engine_last_error(&c->tls->sc.eng)));
-	br_sslio_init(&c->tls->io, &c->tls->sc.eng, tls_low_read, c, tls_low_write, c);
-	c->read = tls_read;
-	return 0;
-}
-
-/* ---- reading a response ---- */
-
-/*
- * Makes sure a byte is buffered: 1, 0 at the end of the stream, -1 on error.
- * Where the stream may not end yet, at_end says why its end is an error.
- */
-static int conn_fill(struct conn *c, const char *at_end)
-{
-	int n;
-
-	if (c->inpos < c->inlen)
-		return 1;
-	if ((n = c->read(c, c->in, sizeof c->in)) == 0 && at_end)
-		return conn_error(c, at_end);
-	if (n <= 0)
-		return n;
-	c->inpos = 0;
-	c->inlen = (size_t)n;
-	c->got += (size_t)n;
-	return 1;
-}
-
-/* Reads one CRLF-ended line into line (without CRLF); its length, or -1. */
-static int conn_line(struct conn *c, char *line, size_t cap)
-{
-	size_t n = 0;
-
-	for (;;) {
-		char ch;
-
-		if (conn_fill(c, "connection closed in the middle of the headers") < 0)
-			return -1;
-		ch = (char)c->in[c->inpos++];
-		if (ch == '\n' && n > 0 && line[n - 1] == '\r') {
-			line[--n] = 0;
-			return (int)n;
-		}
-		if (ch == '\n' || ch == 0 || n + 1 >= cap)
-			return conn_error(c, ch == '\n' ? "line without CR" :
-					  ch ? "header line too long" : "NUL in header");
-		line[n++] = ch;
-	}
-}
-
-/* Appends exactly n more bytes of the stream to body. */
-static int conn_take(struct conn *c, struct buf *body, size_t n)
-{
-	while (n > 0) {
-		size_t k;
-
-		if (conn_fill(c, "connection closed in the middle of the body") < 0)
-			return -1;
-		k = c->inlen - c->inpos;
-		k = k < n ? k : n;
-		buf_add(body, c->in + c->inpos, k);
-		c->inpos += k;
-		n -= k;
-	}
-	return 0;
-}
-
-/* A response, with the only headers ACME needs. */
-struct resp {
-	int status;
-	int close;                   /* the connection ends after this response */
-	char nonce[256];             /* Replay-Nonce, kept only if base64url */
-	char location[MAX_URL], retry_after[64];
-	struct buf body;
-};
-
-static const char TOO_LARGE[] = "response body larger than 128 KiB";
-static const char PRINTABLE[] = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				"[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
-
-/* Takes one header line apart and keeps what we use. 0, or -1 with why. */
-static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, int *chunked)
-{
-	char *v = strchr(line, ':'), *e;
-	size_t n = v ? (size_t)(v - line) : 0;
-
-	if (!n || strcspn(line, " \t") < n)
-		return conn_error(c, "malformed header line");
-	*v++ = 0;
-	v += strspn(v, " \t");
-	for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t');)
-		*--e = 0;
-	if (!strcasecmp(line, "content-length")) {
-		size_t d = strspn(v, "0123456789");
-		long x = atol(v);
-		if (!d || v[d] || d > 9 || (*clen >= 0 && *clen != x))
-			return conn_error(c, "malformed Content-Length");
-		*clen = x;
-	} else if (!strcasecmp(line, "transfer-encoding")) {
-		if (strcasecmp(v, "chunked"))
-			return conn_error(c, "unsupported Transfer-Encoding");
-		*chunked = 1;
-	} else if (!strcasecmp(line, "connection")) {
-		r->close |= !strcasecmp(v, "close");
-	} else if (!strcasecmp(line, "replay-nonce") && is_b64url(v, sizeof r->nonce - 1)) {
-		strcpy(r->nonce, v);
-	} else if (!strcasecmp(line, "location") && copy_str(r->location, sizeof r->location, v, strlen(v))) {
-		return conn_error(c, "Location header too long");
-	} else if (!strcasecmp(line, "retry-after") && strspn(v, PRINTABLE) == strlen(v)) {
-		copy_str(r->retry_after, sizeof r->retry_after, v, strlen(v));
-	}
-	return 0;
-}
-
-/* The status line and headers (RFC 9112 section 4 and 5). */
-static int read_head(struct conn *c, struct resp *r, long *clen, int *chunked)
-{
-	char line[MAX_LINE];
-	int n, count;
-
-	*clen = -1;
-	*chunked = 0;
-	if (conn_line(c, line, sizeof line) < 0)
-		return -1;
-	if ((strncmp(line, "HTTP/1.1 ", 9) && strncmp(line, "HTTP/1.0 ", 9)) ||
-	    strspn(line + 9, "0123456789") != 3 || (line[12] && line[12] != ' ') ||
-	    (r->status = atoi(line + 9)) < 200)
-		return conn_error(c, "malformed or unexpected status line");
-	r->close = line[7] == '0';
-	for (count = 0; (n = conn_line(c, line, sizeof line)) != 0; count++) {
-		if (count == MAX_HEADERS)
-			return conn_error(c, "too many header lines");
-		if (n < 0 || parse_header(c, line, r, clen, chunked))
-			return -1;
-	}
-	if (*chunked && *clen >= 0)
-		return conn_error(c, "both Content-Length and chunked");
-	if (*clen > MAX_BODY)
-		return conn_error(c, TOO_LARGE);
-	return 0;
-}
-
-/* A chunked body (RFC 9112 section 7.1); extensions and trailers ignored. */
-static int read_chunked(struct conn *c, struct buf *body)
-{
-	char line[MAX_LINE];
-	int n, count;
-
-	for (;;) {
-		size_t size = 0, k;
-
-		if (conn_line(c, line, sizeof line) < 0)
-			return -1;
-		for (k = 0; hex_digit(line[k]) >= 0 && k < 8; k++)
-			size = size * 16 + (size_t)hex_digit(line[k]);
-		if (!k || (line[k] && line[k] != ';' && line[k] != ' ' && line[k] != '\t'))
-			return conn_error(c, "malformed chunk size");
-		if (size > MAX_BODY - body->len)
-			return conn_error(c, TOO_LARGE);
-		if (!size)
-			break;
-		if (conn_take(c, body, size) || (n = conn_line(c, line, sizeof line)) < 0)
-			return -1;
-		if (n)
-			return conn_error(c, "chunk longer than its size");
-	}
-	for (count = 0; (n = conn_line(c, line, sizeof line)) != 0; count++) {
-		if (n < 0)
-			return -1;
-		if (count == MAX_HEADERS)
-			return conn_error(c, "too many trailer lines");
-	}
-	return 0;
-}
-
-/* A body that ends when the server closes the connection. */
-static int read_to_close(struct conn *c, struct buf *body)
-{
-	int r;
-
-	while ((r = conn_fill(c, NULL)) > 0) {
-		size_t k = c->inlen - c->inpos;
-
-		if (k > MAX_BODY - body->len)
-			return conn_error(c, TOO_LARGE);
-		buf_add(body, c->in + c->inpos, k);
-		c->inpos = c->inlen;
-	}
-	return r;
-}
-
-/* Reads one whole response: 0, or -1 with c->why. */
-static int read_response(struct conn *c, struct resp *r, int head)
-{
-	long clen;
-	int chunked;
-
-	r->body.len = 0;
-	buf_add(&r->body, "", 0);       /* an empty body still gives a string */
-	r->nonce[0] = r->location[0] = r->retry_after[0] = 0;
-	if (read_head(c, r, &clen, &chunked))
-		return -1;
-	if (head || r->status == 204 || r->status == 304)
-		return 0;
-	if (chunked)
-		return read_chunked(c, &r->body);
-	if (clen >= 0)
-		return conn_take(c, &r->body, (size_t)clen);
-	r->close = 1;
-	return read_to_close(c, &r->body);
-}
-
-/* ---- requests ---- */
-
-static int send_request(struct conn *c, const char *method, const struct url *u,
-			const struct buf *body)
-{
-	struct buf req = { 0 };
-	char len[32];
-	int v6 = strchr(u->host, ':') != NULL, port = strcmp(u->port, u->https ? "443" : "80");
-	int r;
-
-	buf_cat(&req, method, " ", u->path, " HTTP/1.1\r\nHost: ", v6 ? "[" : "", u->host,
-		v6 ? "]" : "", port ? ":" : "", port ? u->port : "",
-		"\r\nUser-Agent: " USER_AGENT "\r\n", NULL);
-	if (body) {
-		snprintf(len, sizeof len, "%zu", body->len);
-		buf_cat(&req, "Content-Type: application/jose+json\r\nContent-Length: ", len, "\r\n", NULL);
-	}
-	buf_str(&req, "\r\n");
-	if (body)
-		buf_add(&req, body->p, body->len);
-	r = conn_write(c, req.p, req.len);
-	buf_free(&req);
-	return r;
+	if ((size_t)snprintf(tmp, cap, "%s.tmp-XXXXXX", path) >= cap)
+		fail("path too long: %s", path);
+	if ((fd = mkstemp(tmp)) < 0)
+		fail("cannot create %s: %s", tmp, strerror(errno));
+	return fd;
 }
 
 /*
- * One HTTP exchange on c, within opt.timeout, reusing c's connection when
- * it goes to the same host and port. If a kept-alive connection turns out
- * closed before any answer, the request goes once more on a new one.
- * 0, or -1 with c->why.
+ * Writes a whole file through a temporary one beside it, synced before it
+ * takes the name, so that a crash or a power cut leaves the old file or the
+ * new one, never part of one. A key (replace 0) gets mode 0600 and is
+ * linked into place: an existing file is never replaced (rename would). A
+ * certificate (replace 1) is renamed over the old one and keeps its mode
+ * and, where we may, its owner; a new one is 0644.
  */
-static int http_try(struct conn *c, const char *method, const char *url,
-		    const struct buf *body, struct resp *r)
+static void xwrite_file(const char *path, const void *data, size_t len, int replace)
 {
-	struct url u;
-	int attempt;
+	char tmp[4096];
+	struct stat st;
+	int keep = replace && !stat(path, &st), fd, err;
+	ssize_t n;
 
-	c->why = NULL;
-	if (url_parse(url, &u))
-		return conn_error(c, "malformed URL");
-	if (u.https != (c->tls != NULL))
-		return conn_error(c, c->tls ? "not an https URL" : "not an http URL");
-	c->deadline = now_ms() + opt.timeout * 1000LL;
-	if (c->give_up && c->give_up < c->deadline)
-		c->deadline = c->give_up;
-	for (attempt = 0; attempt < 2; attempt++) {
-		int reused = c->fd >= 0 && !strcmp(c->host, u.host) && !strcmp(c->port, u.port);
-
-		if (!reused) {
-			conn_close(c);
-			if (conn_open(c, &u))
-				return -1;
-		}
-		c->got = 0;
-		c->why = NULL;
-		stats.requests++;
-		if (!send_request(c, method, &u, body) && !read_response(c, r, !strcmp(method, "HEAD"))) {
-			if (r->close || c->inpos < c->inlen)
-				conn_close(c);
-			return 0;
-		}
-		conn_close(c);
-		if (!reused || c->got)
-			break;
+	hold_signals(1);                /* no signal may leave the temporary file behind */
+	fd = xcreate_temp(path, tmp, sizeof tmp);
+	n = write(fd, data, len);
+	err = n < 0 ? errno : (size_t)n != len ? EIO : 0;
+	if (!err && keep && fchown(fd, st.st_uid, st.st_gid)) {
+		/* only root may give a file away: it stays ours then */
 	}
-	return -1;
+	if (!err && (fchmod(fd, keep ? st.st_mode & 0777 : replace ? 0644 : 0600) || fsync(fd)))
+		err = errno;
+	if (close(fd) && !err)
+		err = errno;
+	if (!err && (replace ? rename(tmp, path) : link(tmp, path)))
+		err = errno;
+	unlink(tmp);                    /* after link; gone already after rename */
+	hold_signals(0);
+	if (err)
+		fail("cannot %s %s: %s", replace ? "write" : "create", path, strerror(err));
 }
 
-static void http_request(struct conn *c, const char *method, const char *url,
-			 const struct buf *body, struct resp *r, const char *step)
-{
-	if (http_try(c, method, url, body, r))
-		fail("%s: %s %s: %s", step, method, url, c->why ? c->why : "failed");
-}
-
+/* Days from 1970-01-01 to the date y-m-d of the proleptic Gregorian calendar. */
 static long long days_from_civil(long long y, int m, int d)
 {
 	long long era, yoe, doy;
@@ -2163,860 +3096,116 @@ static long long number(const char *s, int n)
 }
 
 /*
- * Retry-After (RFC 9110 10.2.3): delay-seconds, or an IMF-fixdate such as
- * "Sun, 06 Nov 1994 08:49:37 GMT". In ms from now, or -1 if neither.
+ * Seconds since 1970 of an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT",
+ * RFC 9110 5.6.7) or of an RFC 3339 date-time ("2026-03-17T08:13:43Z",
+ * with fractional seconds and an offset allowed); negative if s is neither.
  */
-static long long retry_after_ms(const char *v)
+static long long parse_date(const char *s)
 {
 	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	size_t n = strlen(s);
+	int imf = n == 29 && s[3] == ',' && s[4] == ' ' && s[7] == ' ' && s[11] == ' ' &&
+		  s[16] == ' ' && !strcmp(s + 25, " GMT");
 	char mon[4] = { 0 };
-	const char *m;
+	const char *t = s + (imf ? 17 : 11), *m;      /* the time of day */
+	long long y, mo, d, h, mi, sec, off = 0;
+
+	if (!imf && (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't')))
+		return -1;
+	memcpy(mon, s + 8, 3);
+	m = strstr(months, mon);
+	y = number(s + (imf ? 12 : 0), 4);
+	mo = !imf ? number(s + 5, 2) : m && (m - months) % 3 == 0 ? (m - months) / 3 + 1 : -1;
+	d = number(s + (imf ? 5 : 8), 2);
+	h = number(t, 2);
+	mi = number(t + 3, 2);
+	sec = number(t + 6, 2);
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || t[2] != ':' || t[5] != ':' ||
+	    h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
+		return -1;
+	t += 8;
+	if (!imf && *t == '.' && t[1] >= '0' && t[1] <= '9')
+		t += 1 + strspn(t + 1, "0123456789");           /* whole seconds suffice */
+	if (!imf && (*t == 'Z' || *t == 'z')) {
+		t++;
+	} else if (!imf && (*t == '+' || *t == '-') && strlen(t) == 6 && t[3] == ':' &&
+		   number(t + 1, 2) >= 0 && number(t + 1, 2) < 24 &&
+		   number(t + 4, 2) >= 0 && number(t + 4, 2) < 60) {
+		off = (*t == '-' ? -60 : 60) * (number(t + 1, 2) * 60 + number(t + 4, 2));
+		t += 6;
+	}
+	return imf || !*t ? days_from_civil(y, (int)mo, (int)d) * 86400 + h * 3600 + mi * 60 + sec
+			    - off : -1;
+}
+
+static long long retry_after_ms(const char *v)
+{
 	size_t n = strlen(v);
 	long long at, now = (long long)time(NULL);
 
 	if (n && strspn(v, "0123456789") == n)
 		return n > 9 ? 999999999000LL : number(v, (int)n) * 1000;
-	if (n != 29 || v[3] != ',' || v[4] != ' ' || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' ||
-	    v[19] != ':' || v[22] != ':' || strcmp(v + 25, " GMT"))
+	if ((at = parse_date(v)) < 0)
 		return -1;
-	memcpy(mon, v + 8, 3);
-	if (!(m = strstr(months, mon)) || (m - months) % 3 || number(v + 5, 2) < 1 ||
-	    number(v + 12, 4) < 0 || number(v + 17, 2) < 0 || number(v + 20, 2) < 0 ||
-	    number(v + 23, 2) < 0)
-		return -1;
-	at = days_from_civil(number(v + 12, 4), (int)(m - months) / 3 + 1, (int)number(v + 5, 2))
-	     * 86400 + number(v + 17, 2) * 3600 + number(v + 20, 2) * 60 + number(v + 23, 2);
 	return at > now ? (at - now) * 1000 : 0;
 }
 
-/* ===================== 7. ACME (RFC 8555) ===================== */
-
-struct acme {
-	struct conn conn;            /* one kept-alive TLS connection to the CA */
-	struct key key;
-	char new_nonce[MAX_URL], new_account[MAX_URL], new_order[MAX_URL];
-	char nonce[256];             /* the last Replay-Nonce, unused yet */
-	char kid[MAX_URL];           /* the account URL, once we know it */
-	char host[256], port[6];     /* the directory's: every URL of the CA's is there */
-};
-
-/* What the user asked for, from the command line. */
-struct run {
-	const char *account_key, *csr, *acme_dir, *directory, *ca_file, *check_port;
-	const char *domains, *domain_key;     /* instead of csr: we build the CSR */
-	const char *output;                   /* instead of stdout */
-	const char *profile;                  /* the CA's certificate profile, by name */
-	const struct key_type *key_type;      /* for keys we make */
-	char **contacts;
-	int n_contacts, disable_check, stats, create_account_key;
-};
-
-/* "type: detail" of the problem document (RFC 7807) at token p. */
-static const char *problem_text(const struct json *j, int p, char *out, size_t cap)
+static long long now_ms(void)
 {
-	char type[256], detail[1024];
+	struct timespec ts;
 
-	if (!json_get_str(j, p, "type", type, sizeof type))
-		strcpy(type, "(no problem type)");
-	json_get_str(j, p, "detail", detail, sizeof detail);      /* "" if there is none */
-	snprintf(out, cap, "%s%s%s", type, detail[0] ? ": " : "", detail);
-	return out;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Ends the run with what the server said: HTTP status, problem, Retry-After. */
-static void fail_problem(const char *step, const struct resp *r)
+static void sleep_ms(long long ms)
 {
-	struct json j = { 0 };
-	char text[1400] = "(no problem document)";
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
 
-	if (!json_parse(&j, r->body.p, r->body.len))
-		problem_text(&j, 0, text, sizeof text);
-	json_free(&j);
-	fail("%s failed: HTTP %d %s%s%s", step, r->status, text,
-	     r->retry_after[0] ? "; retry after " : "", r->retry_after);
-}
-
-static int is_bad_nonce(const struct resp *r)
-{
-	struct json j = { 0 };
-	char type[64];
-	int bad = r->status == 400 && !json_parse(&j, r->body.p, r->body.len) &&
-		  json_get_str(&j, 0, "type", type, sizeof type) &&
-		  !strcmp(type, "urn:ietf:params:acme:error:badNonce");
-
-	json_free(&j);
-	return bad;
-}
-
-/* Parses a response body that must be a JSON object. */
-static void parse_object(const struct resp *r, struct json *j, const char *step)
-{
-	if (json_parse(j, r->body.p, r->body.len) || j->t[0].type != J_OBJ)
-		fail("%s: the server's answer is not a JSON object", step);
-}
-
-/* The Location the protocol requires (the account's "kid", an order), as an https URL. */
-static void need_location(const struct resp *r, char *out, const char *step)
-{
-	struct url u;
-
-	if (!r->location[0] || url_parse(r->location, &u) || !u.https)
-		fail("%s: the server sent no usable Location (an https URL)", step);
-	strcpy(out, r->location);
-}
-
-/* A string member the protocol requires. */
-static void need_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
-		     const char *step)
-{
-	if (!json_get_str(j, obj, key, out, cap))
-		fail("%s: the server's answer has no usable \"%s\"", step, key);
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+		/* resume the rest of the wait */
+	}
 }
 
 /*
- * Every URL the CA hands us must be on the directory's host and port, or a
- * hostile CA could point us, and our signed requests, at other machines.
+ * Writes the message as one line on stderr. It may hold text from a server:
+ * so that such text can neither drive nor fool the terminal, every byte
+ * that is not printable ASCII becomes '?': controls, DEL, and all of UTF-8,
+ * where invisible, bidirectional and look-alike characters hide.
  */
-static void need_ca_host(const struct acme *a, const char *url, const char *step)
+static void put_clean(const char *fmt, va_list ap)
 {
-	struct url u;
-
-	/* a malformed or http:// URL is refused as such when it is sent */
-	if (!url_parse(url, &u) && u.https && (strcmp(u.host, a->host) || strcmp(u.port, a->port)))
-		fail("%s: %s is not on the directory's host and port", step, url);
-}
-
-static void fetch_nonce(struct acme *a)
-{
-	struct resp r = { 0 };
-
-	need_ca_host(a, a->new_nonce, "newNonce");
-	http_request(&a->conn, "HEAD", a->new_nonce, NULL, &r, "newNonce");
-	if (r.status != 200 && r.status != 204)
-		fail_problem("newNonce", &r);
-	if (!r.nonce[0])
-		fail("newNonce: the server sent no Replay-Nonce");
-	strcpy(a->nonce, r.nonce);
-	buf_free(&r.body);
-}
-
-/*
- * A 503 or 429 with Retry-After: the CA is busy or limits this endpoint's
- * rate. Waits as asked and says 1, while this request's waits stay within
- * --max-wait and a poll's within its give_up time; 0 when it has failed.
- */
-static int waited_if_busy(const struct resp *r, const char *step, long long *waited,
-			  long long give_up)
-{
-	long long ms = retry_after_ms(r->retry_after);
-
-	if ((r->status != 503 && r->status != 429) || ms < 0 ||
-	    *waited + ms > opt.max_wait * 1000LL || (give_up && now_ms() + ms >= give_up))
-		return 0;
-	info("%s: the CA is busy (HTTP %d); trying again in %lld s", step, r->status,
-	     (ms + 999) / 1000);
-	sleep_ms(ms);
-	*waited += ms;
-	return 1;
-}
-
-/*
- * A signed POST (RFC 8555 6.2); payload NULL is a POST-as-GET. Each
- * response's Replay-Nonce signs the next request, so newNonce is asked
- * only when a response came without one. badNonce is retried with the
- * nonce of the error, and a busy CA after the wait it asks for, a bounded
- * number of times; any other error status (including redirects, which are
- * not followed) ends the run.
- */
-static void acme_post(struct acme *a, const char *url, const char *payload, struct resp *r,
-		      const char *step)
-{
-	struct buf jws = { 0 };
-	long long waited = 0;
-	int tries;
-
-	need_ca_host(a, url, step);
-	for (tries = 1;; tries++) {
-		if (!a->nonce[0])
-			fetch_nonce(a);
-		jws_build(&jws, &a->key, a->kid[0] ? a->kid : NULL, a->nonce, url, payload);
-		http_request(&a->conn, "POST", url, &jws, r, step);
-		strcpy(a->nonce, r->nonce);
-		if (r->status >= 200 && r->status < 300)
-			break;
-		if (tries == MAX_POST_TRIES ||
-		    !(is_bad_nonce(r) || waited_if_busy(r, step, &waited, a->conn.give_up)))
-			fail_problem(step, r);
-	}
-	buf_free(&jws);
-}
-
-/*
- * --profile (draft-ietf-acme-profiles) must be one the directory lists in
- * meta.profiles: a CA that knows no profiles ignores the field, and would
- * issue something other than what was asked for.
- */
-static void check_profile(const struct json *j, const char *profile)
-{
-	int list = json_get(j, json_get(j, 0, "meta"), "profiles"), k;
-	struct buf offered = { 0 };
-	char name[64];
-
-	if (json_get(j, list, profile) >= 0)
-		return;
-	for (k = list + 1; list >= 0 && j->t[list].type == J_OBJ && k < j->t[list].next;
-	     k = j->t[k + 1].next)
-		if (!json_str(j, k, name, sizeof name))
-			buf_cat(&offered, offered.len ? ", " : "only ", name, NULL);
-	fail("--profile %s: the CA offers %s", profile, offered.len ? offered.p : "no profiles");
-}
-
-static void acme_directory(struct acme *a, const char *url, const char *profile)
-{
-	struct resp r = { 0 };
-	struct json j = { 0 };
-	struct url u;
-
-	info("Getting directory...");
-	http_request(&a->conn, "GET", url, NULL, &r, "directory");
-	url_parse(url, &u);             /* it is well-formed: http_request took it */
-	strcpy(a->host, u.host);
-	strcpy(a->port, u.port);
-	if (r.status != 200)
-		fail_problem("directory", &r);
-	parse_object(&r, &j, "directory");
-	need_str(&j, 0, "newNonce", a->new_nonce, sizeof a->new_nonce, "directory");
-	need_str(&j, 0, "newAccount", a->new_account, sizeof a->new_account, "directory");
-	need_str(&j, 0, "newOrder", a->new_order, sizeof a->new_order, "directory");
-	if (profile)
-		check_profile(&j, profile);
-	strcpy(a->nonce, r.nonce);
-	json_free(&j);
-	buf_free(&r.body);
-	info("Directory found!");
-}
-
-/* Appends before, then the "contact" list and the } that ends the payload. */
-static void add_contacts(struct buf *b, const char *before, const struct run *run)
-{
-	int k;
-
-	buf_cat(b, before, "\"contact\":[", NULL);
-	for (k = 0; k < run->n_contacts; k++) {
-		buf_str(b, k ? "," : "");
-		buf_json_str(b, run->contacts[k]);
-	}
-	buf_str(b, "]}");
-}
-
-/* newAccount finds or creates the account; its URL becomes our "kid". */
-static void acme_account(struct acme *a, const struct run *run)
-{
-	struct buf p = { 0 };
-	struct resp r = { 0 };
-
-	info("Registering account...");
-	if (run->n_contacts)
-		add_contacts(&p, "{\"termsOfServiceAgreed\":true,", run);
-	else
-		buf_str(&p, "{\"termsOfServiceAgreed\":true}");
-	acme_post(a, a->new_account, p.p, &r, "newAccount");
-	need_location(&r, a->kid, "newAccount");
-	info(r.status == 201 ? "Registered!" : "Already registered!");
-	if (run->n_contacts && r.status != 201) {
-		p.len = 0;
-		add_contacts(&p, "{", run);
-		acme_post(a, a->kid, p.p, &r, "account update");
-		info("Updated contact details");
-	}
-	buf_free(&p);
-	buf_free(&r.body);
-}
-
-static void acme_new_order(struct acme *a, const struct names *ns, const char *profile,
-			   struct resp *order, char *order_url)
-{
-	struct buf p = { 0 };
-	int k;
-
-	info("Creating new order...");
-	buf_str(&p, "{\"identifiers\":[");
-	for (k = 0; k < ns->n; k++) {
-		buf_str(&p, k ? ",{\"type\":" : "{\"type\":");
-		buf_json_str(&p, ns->id[k].type);
-		buf_str(&p, ",\"value\":");
-		buf_json_str(&p, ns->id[k].value);
-		buf_str(&p, "}");
-	}
-	buf_str(&p, "]");
-	if (profile) {
-		buf_str(&p, ",\"profile\":");
-		buf_json_str(&p, profile);
-	}
-	buf_str(&p, "}");
-	acme_post(a, a->new_order, p.p, order, "newOrder");
-	need_location(order, order_url, "newOrder");
-	buf_free(&p);
-	info("Order created!");
-}
-
-/*
- * Polls url (POST-as-GET) while the object in r and j is pending or
- * processing: first after a short delay, then doubling, never sooner than
- * the server's Retry-After, and never past --max-wait in all. On return
- * j holds the object in its last state, and status its status.
- */
-static void acme_wait(struct acme *a, const char *url, struct resp *r, struct json *j,
-		      char *status, const char *what)
-{
-	long long give_up = now_ms() + opt.max_wait * 1000LL, delay = FIRST_POLL_DELAY;
-
-	for (;;) {
-		long long wait = retry_after_ms(r->retry_after);
-
-		need_str(j, 0, "status", status, MAX_STATUS, what);
-		if (strcmp(status, "pending") && strcmp(status, "processing"))
-			return;
-		if (wait > opt.max_wait * 1000LL)
-			fail("%s: still %s, and the server asks to wait %lld s (Retry-After: %s),"
-			     " more than --max-wait %d", what, status, wait / 1000, r->retry_after,
-			     opt.max_wait);
-		wait = wait > delay ? wait : delay;
-		if (now_ms() + wait > give_up)
-			fail("%s: still %s after --max-wait %d s", what, status, opt.max_wait);
-		sleep_ms(wait);
-		delay = delay * 2 < MAX_POLL_DELAY ? delay * 2 : MAX_POLL_DELAY;
-		a->conn.give_up = give_up;      /* the polls count against --max-wait too */
-		acme_post(a, url, NULL, r, what);
-		a->conn.give_up = 0;
-		parse_object(r, j, what);
-	}
-}
-
-/* The http-01 challenge of an authorization; others, whatever their shape, are skipped. */
-static int find_http01(const struct json *j)
-{
-	int list = json_get(j, 0, "challenges"), c;
-	char type[16];
-
-	if (list < 0 || j->t[list].type != J_ARR)
-		return -1;
-	for (c = list + 1; c < j->t[list].next; c = j->t[c].next)
-		if (json_get_str(j, c, "type", type, sizeof type) && !strcmp(type, "http-01"))
-			return c;
-	return -1;
-}
-
-/* Is path a plain file holding exactly keyauth: ours, left by a run that was killed? */
-static int our_leftover(const char *path, const char *keyauth)
-{
-	char buf[MAX_TOKEN + 64];
-	struct stat st;
-	ssize_t n = -1;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-
-	if (fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_nlink == 1)
-		n = read(fd, buf, sizeof buf);
-	if (fd >= 0)
-		close(fd);
-	return n == (ssize_t)strlen(keyauth) && !memcmp(buf, keyauth, (size_t)n);
-}
-
-/*
- * Writes the key authorization where the web server serves it (RFC 8555
- * 8.3). The file must be new (O_EXCL, O_NOFOLLOW): a CA naming a token
- * after a file that is there cannot make us overwrite it, delete it later,
- * or hang on a FIFO. The one exception is our own leftover for this token.
- */
-static void write_challenge(const char *dir, const char *token, const char *keyauth)
-{
-	size_t len = strlen(keyauth);
-	int fd, err;
-
-	if ((size_t)snprintf(chal_path, sizeof chal_path, "%s/%s", dir, token) >= sizeof chal_path)
-		fail("--acme-dir path too long");
-	hold_signals(1);                /* none between making the file and noting it */
-	fd = open(chal_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	err = errno;
-	chal_live = fd >= 0 || (err == EEXIST && our_leftover(chal_path, keyauth));
-	hold_signals(0);
-	if (!chal_live)
-		fail("cannot create challenge file %s: %s", chal_path,
-		     err == EEXIST ? "a file of that name is there already" : strerror(err));
-	if (fd >= 0 && (write(fd, keyauth, len) != (ssize_t)len || close(fd)))
-		fail("cannot write challenge file %s: %s", chal_path, strerror(errno));
-}
-
-/* Fetches the challenge file the way the CA will, before asking the CA to. */
-static void self_check(const struct ident *id, const char *port, const char *token,
-		       const char *keyauth)
-{
-	struct conn plain = { .fd = -1 };
-	struct resp r = { 0 };
-	char url[600], why[64];
-	int v6 = strchr(id->value, ':') != NULL, ok = 0;
-
-	snprintf(url, sizeof url, "http://%s%s%s%s%s/.well-known/acme-challenge/%s", v6 ? "[" : "",
-		 id->value, v6 ? "]" : "", port ? ":" : "", port ? port : "", token);
-	if (http_try(&plain, "GET", url, NULL, &r)) {
-		snprintf(why, sizeof why, "%s", plain.why ? plain.why : "failed");
-	} else {
-		while (r.body.len && strchr(" \t\r\n", r.body.p[r.body.len - 1]))
-			r.body.p[--r.body.len] = 0;
-		ok = r.status == 200 && !strcmp(r.body.p, keyauth);
-		snprintf(why, sizeof why, "HTTP %d%s", r.status,
-			 r.status == 200 ? " with other content" : "");
-	}
-	conn_close(&plain);
-	buf_free(&r.body);
-	if (!ok)
-		fail("Wrote file to %s, but couldn't download %s: %s", chal_path, url, why);
-}
-
-/*
- * One authorization (RFC 8555 7.5), for one of our names: a CA must not make
- * us serve others. Nothing to do if valid; if pending, serve the http-01 key
- * authorization, check it, tell the CA, and poll.
- */
-static void acme_authorize(struct acme *a, const char *url, const struct run *run,
-			   const struct names *ns)
-{
-	struct resp r = { 0 }, rc = { 0 };
-	struct json j = { 0 };
-	const struct ident *id;
-	char type[8], value[MAX_NAME + 1], status[MAX_STATUS], token[MAX_TOKEN + 1], chal[MAX_URL];
-	char keyauth[MAX_TOKEN + 64], err[1400];
-	int c, idt;
-
-	acme_post(a, url, NULL, &r, "authorization");
-	parse_object(&r, &j, "authorization");
-	idt = json_get(&j, 0, "identifier");
-	if (!json_get_str(&j, idt, "type", type, sizeof type) ||
-	    !json_get_str(&j, idt, "value", value, sizeof value) || !(id = our_ident(ns, type, value)))
-		fail("authorization %s: not for a name in the CSR", url);
-	need_str(&j, 0, "status", status, sizeof status, "authorization");
-	if (!strcmp(status, "valid")) {
-		info("Already verified: %s", id->value);
-	} else if (strcmp(status, "pending")) {
-		fail("authorization for %s is %s", id->value, status);
-	} else {
-		info("Verifying %s...", id->value);
-		if ((c = find_http01(&j)) < 0)
-			fail("%s: the CA offers no http-01 challenge", id->value);
-		need_str(&j, c, "url", chal, sizeof chal, "challenge");
-		if (!json_get_str(&j, c, "token", token, sizeof token) || !is_b64url(token, MAX_TOKEN))
-			fail("%s: the challenge token is not 1 to 256 base64url characters;"
-			     " refusing it as a file name", id->value);
-		snprintf(keyauth, sizeof keyauth, "%s.%s", token, a->key.thumbprint);
-		write_challenge(run->acme_dir, token, keyauth);
-		if (!run->disable_check)
-			self_check(id, run->check_port, token, keyauth);
-		acme_post(a, chal, "{}", &rc, "challenge");
-		acme_wait(a, url, &r, &j, status, "authorization");
-		remove_challenge();
-		if (strcmp(status, "valid"))
-			fail("%s: challenge did not pass (%s): %s", id->value, status,
-			     problem_text(&j, json_get(&j, find_http01(&j), "error"), err, sizeof err));
-		info("%s verified!", id->value);
-	}
-	json_free(&j);
-	buf_free(&r.body);
-	buf_free(&rc.body);
-}
-
-/*
- * A certificate chain (RFC 8555 7.4.2): PEM certificates and nothing else,
- * since it goes to stdout as it is: no text between or around the blocks,
- * only base64 inside them, and each one a certificate BearSSL can decode.
- */
-static int check_chain(const struct buf *pem)
-{
-	struct buf der = { 0 };
-	size_t pos = 0;
-	char label[32];
-	int n = 0, ok = 1;
-
-	while (ok && pem->len && (pos += strspn(pem->p + pos, "\r\n")) < pem->len) {
-		br_x509_decoder_context dc;
-
-		/* pem_next takes a block that begins right at pos */
-		ok = !strncmp(pem->p + pos, "-----BEGIN ", 11) &&
-		     pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
-		     !strcmp(label, "CERTIFICATE") &&
-		     (pos == pem->len || pem->p[pos] == '\r' || pem->p[pos] == '\n');
-		if (ok) {
-			br_x509_decoder_init(&dc, NULL, NULL);   /* NULL: the DN is not kept */
-			br_x509_decoder_push(&dc, der.p, der.len);
-			ok = !br_x509_decoder_last_error(&dc);
-			n++;
-		}
-	}
-	buf_free(&der);
-	return ok && n > 0 ? 0 : -1;
-}
-
-/*
- * The chain's first certificate is for the CSR's key: one for another key
- * would break the server that loads it next to ours.
- */
-static int chain_fits_csr(const struct buf *pem, const struct buf *csr)
-{
-	struct buf der = { 0 };
-	struct der cert_key, csr_key;
-	size_t pos = 0;
-	char label[32];
-	int ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
-		 !public_key_of(der.p, der.len, 1, &cert_key) &&
-		 !public_key_of(csr->p, csr->len, 0, &csr_key) && cert_key.len == csr_key.len &&
-		 !memcmp(cert_key.p, csr_key.p, csr_key.len);
-
-	buf_free(&der);
-	return ok;
-}
-
-/* Finalize with the CSR, wait for the order, download the chain into order->body. */
-static void acme_finalize(struct acme *a, struct resp *order, const char *order_url,
-			  const struct buf *csr)
-{
-	struct json j = { 0 };
-	struct buf p = { 0 };
-	char url[MAX_URL], status[MAX_STATUS], err[1400];
-
-	info("Signing certificate...");
-	parse_object(order, &j, "order");
-	need_str(&j, 0, "finalize", url, sizeof url, "order");
-	buf_str(&p, "{\"csr\":\"");
-	buf_b64url(&p, csr->p, csr->len);
-	buf_str(&p, "\"}");
-	acme_post(a, url, p.p, order, "finalize");
-	parse_object(order, &j, "finalize");
-	acme_wait(a, order_url, order, &j, status, "order");
-	if (strcmp(status, "valid"))
-		fail("order is %s: %s", status, problem_text(&j, json_get(&j, 0, "error"), err, sizeof err));
-	need_str(&j, 0, "certificate", url, sizeof url, "order");
-	acme_post(a, url, NULL, order, "certificate download");
-	if (check_chain(&order->body))
-		fail("certificate download: the answer is not a PEM certificate chain");
-	if (!chain_fits_csr(&order->body, csr))
-		fail("certificate download: the certificate is not for the CSR's key");
-	json_free(&j);
-	buf_free(&p);
-	info("Certificate signed!");
-}
-
-/* The whole issuance, in acme_tiny.py's order. The chain ends up in order->body. */
-static void issue(struct acme *a, const struct run *run, const struct names *ns,
-		  const struct buf *csr, struct resp *order)
-{
-	struct json j = { 0 };
-	char order_url[MAX_URL], authz[MAX_URL];
-	int list, k, n = 0;
-
-	acme_directory(a, run->directory, run->profile);
-	acme_account(a, run);
-	acme_new_order(a, ns, run->profile, order, order_url);
-	parse_object(order, &j, "newOrder");
-	list = json_get(&j, 0, "authorizations");
-	if (list < 0 || j.t[list].type != J_ARR)
-		fail("newOrder: the order has no list of authorizations");
-	for (k = list + 1; k < j.t[list].next; k = j.t[k].next) {
-		if (++n > ns->n || json_str(&j, k, authz, sizeof authz))
-			fail("newOrder: more authorizations than names, or one that is no URL");
-		acme_authorize(a, authz, run, ns);
-	}
-	json_free(&j);
-	acme_finalize(a, order, order_url, csr);
-}
-
-/* ===================== 8. main: the command line ===================== */
-
-static const char USAGE[] =
-"usage: acme-tiny --account-key FILE --csr FILE --acme-dir DIR [options] > signed_chain.crt\n"
-"       acme-tiny --account-key FILE --domains NAMES --domain-key FILE --acme-dir DIR ...\n"
-"\n"
-"Gets a certificate from an ACME CA (Let's Encrypt by default) for the names\n"
-"in a CSR, proving control of them with http-01 challenge files written to\n"
-"--acme-dir, served by your web server at /.well-known/acme-challenge/.\n"
-"The certificate chain goes to stdout, progress to stderr.\n"
-"\n"
-"  --account-key FILE    account private key, PEM or DER: RSA 2048-4096, EC P-256/P-384\n"
-"  --csr FILE            certificate signing request, PEM or DER\n"
-"  --acme-dir DIR        where to write the challenge files\n"
-"  --domains NAMES       instead of --csr: DNS names and IP addresses, comma-separated;\n"
-"                        acme-tiny builds the CSR and signs it with --domain-key\n"
-"  --domain-key FILE     the certificate's private key; made (--key-type) if missing\n"
-"  --create-account-key  make the --account-key file (--key-type) if missing\n"
-"  --key-type TYPE       for keys acme-tiny makes: p256 (default), p384,\n"
-"                        rsa2048, rsa3072, rsa4096; PKCS#8 PEM, mode 0600\n"
-"  --directory-url URL   ACME directory (default " DEFAULT_DIRECTORY ")\n"
-"  --contact URI ...     contact URIs for the account, e.g. mailto:you@example.com\n"
-"  --disable-check       skip fetching each challenge file before the CA does\n"
-"  --check-port PORT     port for that self-check (default 80)\n"
-"  --output FILE         write the chain to FILE instead of stdout: a temporary file,\n"
-"                        synced, renamed over FILE only when the run succeeded\n"
-"  --profile NAME        a certificate profile the CA lists in its directory,\n"
-"                        e.g. Let's Encrypt's shortlived (needed for IP addresses)\n"
-"  --ca-file FILE        CA certificates to trust for the ACME server, PEM\n"
-"                        (default " DEFAULT_CA_FILE ")\n"
-"  --timeout SECONDS     for one HTTP exchange, connecting included (default 30)\n"
-"  --max-wait SECONDS    of polling for one authorization or order (default 300)\n"
-"  --max-time SECONDS    for all of the talk with the CA (default 3600)\n"
-"  --quiet               print errors only\n"
-"  --stats               at the end, print HTTP requests, connections, peak memory\n"
-"  --help, --version\n"
-"\n"
-"Exit status: 0 on success, 1 on failure (one line on stderr says why), 2 on usage errors.\n";
-
-static __attribute__((noreturn)) void usage_error(const char *what, const char *arg)
-{
-	fprintf(stderr, "acme-tiny: %s%s\nTry 'acme-tiny --help'.\n", what, arg);
-	exit(2);
-}
-
-/* Matches argv[*i] as --name or, with value, as --name VALUE or --name=VALUE. */
-static int flag(char **argv, int *i, const char *name, const char **value)
-{
-	size_t n = strlen(name);
-
-	if (strncmp(argv[*i], name, n) || (argv[*i][n] && (!value || argv[*i][n] != '=')))
-		return 0;
-	if (value && argv[*i][n] == '=')
-		*value = argv[*i] + n + 1;
-	else if (value && !(*value = argv[++*i]))
-		usage_error("missing value for ", name);
-	if (value && !**value)          /* an unset variable in a cron line: --acme-dir "" is / */
-		usage_error("empty value for ", name);
-	return 1;
-}
-
-static int seconds_arg(const char *s, const char *name)
-{
-	if (!s[0] || strspn(s, "0123456789") != strlen(s) || strlen(s) > 6 || atoi(s) < 1)
-		usage_error("expected a number of seconds (1-999999) for ", name);
-	return atoi(s);
-}
-
-static void parse_args(int argc, char **argv, struct run *run)
-{
-	const char *v;
-	int i;
-
-	*run = (struct run){ .directory = DEFAULT_DIRECTORY, .ca_file = DEFAULT_CA_FILE,
-			     .key_type = KEY_TYPES };
-	for (i = 1; i < argc; i++) {
-		if (flag(argv, &i, "--help", NULL)) {
-			fputs(USAGE, stdout);
-			exit(0);
-		} else if (flag(argv, &i, "--version", NULL)) {
-			puts("acme-tiny " VERSION);
-			exit(0);
-		} else if (flag(argv, &i, "--account-key", &run->account_key) ||
-			   flag(argv, &i, "--csr", &run->csr) ||
-			   flag(argv, &i, "--acme-dir", &run->acme_dir) ||
-			   flag(argv, &i, "--directory-url", &run->directory) ||
-			   flag(argv, &i, "--ca-file", &run->ca_file) ||
-			   flag(argv, &i, "--domains", &run->domains) ||
-			   flag(argv, &i, "--domain-key", &run->domain_key) ||
-			   flag(argv, &i, "--output", &run->output) ||
-			   flag(argv, &i, "--profile", &run->profile)) {
-			continue;
-		} else if (flag(argv, &i, "--key-type", &v)) {
-			for (run->key_type = KEY_TYPES; run->key_type->name; run->key_type++)
-				if (!strcmp(run->key_type->name, v))
-					break;
-			if (!run->key_type->name)
-				usage_error("--key-type is one of p256 p384 rsa2048 rsa3072 rsa4096, not ", v);
-		} else if (flag(argv, &i, "--create-account-key", NULL)) {
-			run->create_account_key = 1;
-		} else if (flag(argv, &i, "--check-port", &run->check_port)) {
-			if (seconds_arg(run->check_port, "--check-port") > 65535)
-				usage_error("a port is 1 to 65535: --check-port ", run->check_port);
-		} else if (flag(argv, &i, "--timeout", &v)) {
-			opt.timeout = seconds_arg(v, "--timeout");
-		} else if (flag(argv, &i, "--max-wait", &v)) {
-			opt.max_wait = seconds_arg(v, "--max-wait");
-		} else if (flag(argv, &i, "--max-time", &v)) {
-			opt.max_time = seconds_arg(v, "--max-time");
-		} else if (flag(argv, &i, "--quiet", NULL)) {
-			opt.quiet = 1;
-		} else if (flag(argv, &i, "--disable-check", NULL)) {
-			run->disable_check = 1;
-		} else if (flag(argv, &i, "--stats", NULL)) {
-			run->stats = 1;
-		} else if (!strcmp(argv[i], "--contact")) {
-			/* like acme_tiny.py: every following argument up to the next option */
-			run->contacts = argv + i + 1;
-			run->n_contacts = 0;            /* given twice, the last one counts */
-			while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
-				run->n_contacts++, i++;
-		} else {
-			usage_error("unknown argument ", argv[i]);
-		}
-	}
-	if (!run->account_key || !run->acme_dir || !run->csr == !run->domains ||
-	    !run->domains != !run->domain_key)
-		usage_error("needs --account-key, --acme-dir, and either --csr or"
-			    " --domains with --domain-key", "");
-}
-
-static void catch_signals(void)
-{
-	struct sigaction sa = { .sa_handler = on_signal };
-
-	sigfillset(&sa.sa_mask);        /* one handler at a time: one line on stderr */
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGALRM, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-}
-
-/* Peak memory is the kernel's VmHWM: /usr/bin/time cannot see below 1 MB. */
-static void print_stats(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long hwm = -1;
-
-	while (f && fgets(line, sizeof line, f))
-		if (!strncmp(line, "VmHWM:", 6))
-			hwm = atol(line + 6);
-	if (f)
-		fclose(f);
-	fprintf(stderr, "stats: %d HTTP requests, %d connections, peak memory (VmHWM) %ld kB\n",
-		stats.requests, stats.connections, hwm);
-}
-
-static const char *const CSR_LABELS[] = { "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", NULL };
-
-/*
- * A closed stdin, stdout or stderr would be taken by the first file or
- * socket we open: /dev/null takes its place. Says whether stdout was closed.
- */
-static int guard_std_fds(void)
-{
-	int stdout_closed = fcntl(1, F_GETFD) < 0, fd;
-
-	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd < 3) {
-		/* each takes the lowest closed one of 0, 1, 2 */
-	}
-	if (fd >= 3)
-		close(fd);
-	return stdout_closed;
-}
-
-#ifdef ACME_TINY_TEST
-#define main acme_tiny_main     /* tests and fuzzers bring their own main */
-int acme_tiny_main(int argc, char **argv);
-#endif
-
-/*
- * The file --output names, followed through symlinks so that a link stays a
- * link, and tried the way write_file will write it before the CA is asked
- * for anything: a certificate thrown away still counts against rate limits.
- * It may not be a file the run reads: a key would be lost.
- */
-static const char *check_output(const char *path, const struct run *run)
-{
-	const char *inputs[] = { run->account_key, run->csr, run->domain_key, run->ca_file };
-	static char real[PATH_MAX];
-	char tmp[4096];
-	struct stat st, in;
-	int exists = !stat(path, &st);  /* through symlinks */
+	unsigned char msg[2048];
 	size_t k;
 
-	if (exists && realpath(path, real))
-		path = real;
-	if (!path[0] || path[strlen(path) - 1] == '/' || (exists && !S_ISREG(st.st_mode)))
-		fail("--output %s: not a regular file", path);
-	for (k = 0; exists && k < sizeof inputs / sizeof inputs[0]; k++)
-		if (inputs[k] && !stat(inputs[k], &in) && st.st_dev == in.st_dev && st.st_ino == in.st_ino)
-			fail("--output %s: that is %s, which this run reads", path, inputs[k]);
-	close(create_temp(path, tmp, sizeof tmp));
-	unlink(tmp);
-	hold_signals(0);
-	return path;
+	vsnprintf((char *)msg, sizeof msg, fmt, ap);
+	for (k = 0; msg[k]; k++)
+		fputc(msg[k] >= 0x20 && msg[k] < 0x7F ? msg[k] : '?', stderr);
+	fputc('\n', stderr);
 }
 
-/* Makes the key at path unless a file is there already. */
-static void create_key_if_missing(const char *path, const char *what, const struct key_type *t)
+/* Ends the run: one line on stderr, the challenge file removed, exit 1. */
+static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...)
 {
-	if (access(path, F_OK) && errno == ENOENT) {
-		info("Creating %s %s (%s)...", what, path, t->name);
-		generate_key(path, t);
-	}
+	va_list ap;
+
+	hold_signals(1);        /* no signal's line may cut into this one */
+	remove_challenge();
+	fputs("acme-tiny: ", stderr);
+	va_start(ap, fmt);
+	put_clean(fmt, ap);
+	va_end(ap);
+	exit(1);
 }
 
-/*
- * The names and the CSR: from --csr (the domain key is never read), or
- * built for --domains and signed with --domain-key, made if missing.
- */
-static void names_and_csr(const struct run *run, struct names *ns, struct buf *csr)
+/* Progress, as acme_tiny.py prints it; --quiet silences it. */
+static __attribute__((format(printf, 1, 2))) void info(const char *fmt, ...)
 {
-	static struct key domain;
-	struct buf der = { 0 }, found = { 0 };
-	int k;
+	va_list ap;
 
-	if (run->domains) {
-		if (names_from_list(run->domains, ns))
-			fail("--domains: expected DNS names or IP addresses separated by commas"
-			     " (at most %d)", MAX_NAMES);
-		create_key_if_missing(run->domain_key, "domain key", run->key_type);
-		load_key(run->domain_key, "domain key", &domain, &der);
-		csr_build(csr, ns, &domain);
-		buf_free(&der);
-	} else {
-		info("Parsing CSR...");
-		load_der(run->csr, "CSR", CSR_LABELS, csr);
-		if (csr_names((const unsigned char *)csr->p, csr->len, ns))
-			fail("CSR %s: malformed, or without DNS names or IP addresses (at most %d)",
-			     run->csr, MAX_NAMES);
-	}
-	for (k = 0; k < ns->n; k++)
-		buf_cat(&found, k ? ", " : "", ns->id[k].value, NULL);
-	info("Found domains: %s", found.p);
-	buf_free(&found);
-}
-
-int main(int argc, char **argv)
-{
-	static struct tls tls;
-	static struct acme a;   /* zeroed in .bss: an initializer would put its 16 kB in the file */
-	static struct names ns;
-	struct run run;
-	struct buf key = { 0 }, csr = { 0 };
-	struct resp order = { 0 };
-	int stdout_closed = guard_std_fds();
-
-	parse_args(argc, argv, &run);
-	if (stdout_closed && !run.output)
-		fail("stdout is closed: nowhere to write the certificate");
-	catch_signals();
-	load_trust_anchors(run.ca_file);
-	if (run.create_account_key)
-		create_key_if_missing(run.account_key, "account key", run.key_type);
-	info("Parsing account key...");
-	load_key(run.account_key, "account key", &a.key, &key);
-	names_and_csr(&run, &ns, &csr);
-	a.conn.fd = -1;
-	a.conn.tls = &tls;
-	if (run.output)
-		run.output = check_output(run.output, &run);
-	/* however slowly a CA answers and however often it asks to wait */
-	snprintf(time_up, sizeof time_up, "acme-tiny: gave up after --max-time %d s", opt.max_time);
-	alarm((unsigned)opt.max_time);
-	issue(&a, &run, &ns, &csr, &order);
-	alarm(0);
-	if (run.output)
-		write_file(run.output, order.body.p, order.body.len, 1);
-	else if (fwrite(order.body.p, 1, order.body.len, stdout) != order.body.len || fflush(stdout))
-		fail("cannot write the certificate to stdout: %s", strerror(errno));
-	if (run.stats)
-		print_stats();
-	buf_free(&key);
-	buf_free(&csr);
-	buf_free(&order.body);
-	free_trust_anchors();
-	return 0;
+	if (run.quiet)
+		return;
+	va_start(ap, fmt);
+	put_clean(fmt, ap);
+	va_end(ap);
 }

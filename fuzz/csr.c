@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	public_key_of(data, size, 1, &key);
 	buf_add(&in, data, size);
 	check_chain(&in);
-	chain_fits_csr(&in, &in);
+	cert_fits_csr(&in, &in);
 	buf_free(&in);
 	return 0;
 }

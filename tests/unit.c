@@ -440,7 +440,7 @@ static void test_pem_bundle(void)
 		" open(\"%s\").read(), re.S):\n"
 		"    sys.stdout.buffer.write(ssl.PEM_cert_to_DER_cert(b))' > bundle.der", bundle), 0))
 		return;
-	read_file(bundle, "CA file", &in);
+	xread_file(bundle, "CA file", &in);
 	while (pem_next(&in, &pos, label, sizeof label, &der) == 1 && !strcmp(label, "CERTIFICATE")) {
 		buf_add(&all, der.p, der.len);
 		n++;
@@ -450,7 +450,7 @@ static void test_pem_bundle(void)
 	CHECK_MEM(all.p, all.len, want.p, want.len);
 	CHECK(n > 100);
 #ifndef UNIT_NO_BEARSSL
-	load_trust_anchors(bundle);
+	xload_trust_anchors(bundle);
 	CHECK_INT(n_anchors, n);
 	free_trust_anchors();
 #endif
@@ -819,18 +819,20 @@ static void test_thumbprint_rfc7638(void)
 	static struct key k;
 	unsigned char n[256];
 	long nlen = b64url_decode(RFC7638_N, strlen(RFC7638_N), n, sizeof n);
-	char small[100];
 
 	set_context("RFC 7638 thumbprint");
 	CHECK_INT(nlen, 256);
 	if (nlen != 256)
 		return;
 	memset(&k, 0, sizeof k);
-	CHECK_INT(jwk_rsa(k.jwk, sizeof k.jwk, n, (size_t)nlen, e, sizeof e), 0);
+	k.type = BR_KEYTYPE_RSA;
+	k.n.p = n;
+	k.n.len = (size_t)nlen;
+	k.e.p = e;
+	k.e.len = sizeof e;
+	key_jwk(&k);
 	CHECK_STR(k.jwk, want);
-	jwk_thumbprint(&k);
 	CHECK_STR(k.thumbprint, RFC7638_THUMBPRINT);
-	CHECK_INT(jwk_rsa(small, sizeof small, n, (size_t)nlen, e, sizeof e), -1);
 	context[0] = 0;
 }
 
@@ -1063,7 +1065,7 @@ static void test_jws(const struct key *k, const char *keyfile)
 		set_context("JWS %s %s, %s, %s", keyfile, k->alg, kid ? "kid" : "jwk",
 			    body ? "payload" : "POST-as-GET");
 		/* the same buffer each time: jws_build must replace, not append */
-		jws_build(&jws, k, kid, nonce, url, body);
+		xjws_build(&jws, k, kid, nonce, url, body);
 		if (!CHECK_INT(json_parse(&j, jws.p, jws.len), 0) || !CHECK_INT(j.t[0].type, J_OBJ))
 			continue;
 		CHECK_INT(j.t[0].next, 7);                    /* exactly three members */
@@ -1175,7 +1177,7 @@ static void test_key_der_robustness(const char *name)
 static void load(const char *name, const char *what, const char *const *labels, struct buf *b)
 {
 	buf_free(b);
-	load_der(tpath(name), what, labels, b);
+	xload_der(tpath(name), what, labels, b);
 }
 
 /*
@@ -1187,7 +1189,7 @@ static void child_load_key(const char *name)
 	static struct key k;
 	struct buf der = { 0 };
 
-	load_der(tpath(name), "account key", KEY_LABELS, &der);
+	xload_der(tpath(name), "account key", KEY_LABELS, &der);
 	if (key_from_der(&k, der.p, der.len))
 		exit(1);
 	buf_free(&der);
@@ -1199,7 +1201,7 @@ static void child_load_csr(const char *name)
 	static struct names ns;
 	struct buf der = { 0 };
 
-	load_der(tpath(name), "CSR", CSR_LABELS, &der);
+	xload_der(tpath(name), "CSR", CSR_LABELS, &der);
 	if (csr_names((const unsigned char *)der.p, der.len, &ns))
 		exit(1);
 	buf_free(&der);
@@ -2124,12 +2126,12 @@ static void test_retry_after(void)
 
 static void create_again(const char *path)
 {
-	write_file(path, "other", 5, 0);
+	xwrite_file(path, "other", 5, 0);
 }
 
 static void replace_in(const char *path)
 {
-	write_file(path, "new", 3, 1);
+	xwrite_file(path, "new", 3, 1);
 }
 
 /*
@@ -2143,7 +2145,7 @@ static void test_write_file(void)
 	struct buf b = { 0 };
 
 	set_context("write_file, a key");
-	write_file(tpath("made.key"), "secret", 6, 0);
+	xwrite_file(tpath("made.key"), "secret", 6, 0);
 	CHECK(stat(tpath("made.key"), &st) == 0 && (st.st_mode & 0777) == 0600);
 	CHECK(slurp("made.key", &b) == 0 && b.len == 6 && !memcmp(b.p, "secret", 6));
 	CHECK_INT(in_child(create_again, tpath("made.key")), 1);   /* fail() */
@@ -2179,7 +2181,7 @@ static void check_built_csr(const struct key *k, const char *keyfile, const char
 
 	set_context("csr_build %s %s", keyfile, list);
 	CHECK(names_from_list(list, &ns) == 0);
-	csr_build(&csr, &ns, k);
+	xcsr_build(&csr, &ns, k);
 	CHECK(spit("built.csr", csr.p, csr.len) == 0);
 	CHECK_INT(sh("openssl req -inform DER -in built.csr -verify -noout"), 0);
 	CHECK_INT(sh("test \"$(openssl req -inform DER -in built.csr -noout -subject)\" = '%s'",
@@ -2206,10 +2208,10 @@ static void test_generated_keys(void)
 	for (t = KEY_TYPES; t->name && t->bits <= 2048; t++) {
 		set_context("generate_key %s", t->name);
 		snprintf(name, sizeof name, "gen-%s.key", t->name);
-		generate_key(tpath(name), t);
+		xgenerate_key(tpath(name), t);
 		CHECK_INT(sh("openssl pkey -check -noout -in %s", name), 0);
 		CHECK_INT(sh("test \"$(stat -c %%a %s)\" = 600", name), 0);
-		load_der(tpath(name), "key", KEY_LABELS, &der);
+		xload_der(tpath(name), "key", KEY_LABELS, &der);
 		CHECK(key_from_der(&k, der.p, der.len) == NULL);
 		CHECK_STR(k.alg, t->curve == BR_EC_secp384r1 ? "ES384" : t->curve ? "ES256" : "RS256");
 		check_built_csr(&k, name, "Example.COM,www.example.com,192.0.2.1,2001:db8::1",
@@ -2221,7 +2223,7 @@ static void test_generated_keys(void)
 	check_built_csr(&k, name, "a123456789a123456789a123456789a123456789a123456789a123456789x.com,"
 			"b.example.com", "subject=CN = b.example.com");
 	/* and with RSA-4096, made by openssl */
-	load_der(tpath("rsa4096.pem"), "key", KEY_LABELS, &der);
+	xload_der(tpath("rsa4096.pem"), "key", KEY_LABELS, &der);
 	CHECK(key_from_der(&k, der.p, der.len) == NULL);
 	check_built_csr(&k, "rsa4096.pem", "big.example.com", "subject=CN = big.example.com");
 	buf_free(&der);
@@ -2248,7 +2250,6 @@ static const char *info_text(const char *s)
 static void test_audit_fixes(void)
 {
 	static struct names ns;
-	static struct run run;
 	struct buf b = { 0 }, pem = { 0 };
 	char *argv[] = { "acme-tiny", "--account-key", "k", "--csr", "c", "--acme-dir", "d",
 			 "--contact", "mailto:a@x", "mailto:b@x", "--contact", "mailto:c@x", NULL };
@@ -2268,7 +2269,7 @@ static void test_audit_fixes(void)
 	CHECK(!our_leftover(tpath("sym"), "tok.thumb"));
 
 	set_context("parse_args --contact twice");
-	parse_args(12, argv, &run);
+	xparse_args(12, argv);
 	CHECK_INT(run.n_contacts, 1);
 	CHECK_STR(run.contacts[0], "mailto:c@x");
 
@@ -2325,11 +2326,11 @@ static void test_audit_fixes(void)
 			     "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
 			     "-keyout other.key -subj /CN=x -outform DER -out other.der"), 0);
 		CHECK_INT(slurp("cc.der", &b), 0);
-		CHECK(chain_fits_csr(&pem, &b));
+		CHECK(cert_fits_csr(&pem, &b));
 		b.len -= 10;                                /* truncated: no key to compare */
-		CHECK(!chain_fits_csr(&pem, &b));
+		CHECK(!cert_fits_csr(&pem, &b));
 		CHECK_INT(slurp("other.der", &b), 0);
-		CHECK(!chain_fits_csr(&pem, &b));
+		CHECK(!cert_fits_csr(&pem, &b));
 		set_context("check_chain, a certificate under another label");
 		CHECK_INT(sh("sed 's/CERTIFICATE/TRUSTED CERTIFICATE/' cc.pem > cc-trusted.pem"), 0);
 		CHECK_INT(slurp("cc-trusted.pem", &b), 0);
@@ -2383,7 +2384,7 @@ static void read_one(const char *path)
 {
 	struct buf b = { 0 };
 
-	read_file(path, "file", &b);
+	xread_file(path, "file", &b);
 	buf_free(&b);
 }
 
@@ -2492,11 +2493,11 @@ static void test_edges(void)
 #ifndef UNIT_NO_BEARSSL
 	set_context("chain_fits_csr: the key bits, all of them");
 	key_pair_by_hand("\x00\x04\x01\x02", 4, "\x00\x04\x01\x02", 4, &b, &pem);
-	CHECK(chain_fits_csr(&pem, &b));
+	CHECK(cert_fits_csr(&pem, &b));
 	key_pair_by_hand("\x00\x04\x01\x02", 4, "\x00\x04\x01\x02\x03", 5, &b, &pem);
-	CHECK(!chain_fits_csr(&pem, &b));
+	CHECK(!cert_fits_csr(&pem, &b));
 	key_pair_by_hand("\x00\x04\x01\x02\x03", 5, "\x00\x04\x01\x02", 4, &b, &pem);
-	CHECK(!chain_fits_csr(&pem, &b));
+	CHECK(!cert_fits_csr(&pem, &b));
 #endif
 	buf_free(&b);
 	buf_free(&pem);
