@@ -1,8 +1,14 @@
 /*
  * Unit tests for acme-tiny.c. From the top directory:
  *
- *   gcc -O2 -Wall -Wextra -DACME_TINY_TEST -I. -o tests/unit tests/unit.c -lbearssl
- *   tests/unit
+ *   make tests/unit          (cc -O2 -Wall -Wextra -DACME_TINY_TEST -I. -o tests/unit
+ *                             tests/unit.c -lbearssl)
+ *   tests/unit               every group
+ *   tests/unit json          one group; several names run several: tests/unit json http
+ *   tests/unit --list        the names of the groups, one per line
+ *
+ * An unknown name prints the list of groups and exits 2. The builds for
+ * other machines take the same arguments (qemu-mips-static tests/unit-mips url).
  *
  * acme-tiny.c is included whole, so its static functions can be called;
  * ACME_TINY_TEST renames its main. Each failed check prints one line,
@@ -14,8 +20,23 @@
  * copies of their input where it matters, so that ASan sees any read past
  * the end.
  *
- * Areas, in the order of acme-tiny.c: base64url, JSON, keys and JWK, JWS,
- * DER and CSR, loading key and CSR files, HTTP responses, URLs, Retry-After.
+ * The groups, named by area, run bottom up through the layers of
+ * acme-tiny.c (see the map at its top), so that a broken foundation fails
+ * first; the sections of this file follow the same order:
+ *
+ *   9. bytes, files, time, messages   base64 files dates messages
+ *   8. JSON                           json
+ *   7. keys and DER                   pem der keys jwk names csr load
+ *   6. JWS and CSRs                   jws generate (keys and CSRs made by acme-tiny)
+ *   5. HTTP                           http url
+ *   4. around the run                 args
+ *   2. ACME steps                     chain
+ *
+ * Each group runs alone: one that needs key or CSR files that another group
+ * checks (keys, csr) has them made first, once per run. Built with
+ * -DUNIT_NO_BEARSSL (big-endian MIPS, see tests/unit-mips in the Makefile)
+ * the groups that need BearSSL are left out (keys jwk load jws generate
+ * chain), and pem and csr skip their checks that need it.
  */
 #include "acme-tiny.c"
 #undef main
@@ -281,7 +302,7 @@ static int in_child(void (*fn)(const char *), const char *arg)
 	return -1;
 }
 
-/* ===================== 1. base64url ===================== */
+/* ===================== 9. bytes: base64 and base64url ===================== */
 
 static void test_base64(void)
 {
@@ -351,27 +372,8 @@ static const char *b64_of(const char *s)
 	return b64_decode(s, strlen(s), &b) ? NULL : b.p;
 }
 
-/* pem_next of text from pos 0: its result, with the label and the bytes as a string. */
-static int pem_of(const char *text, char *label, size_t cap, struct buf *der, size_t *pos)
+static void test_b64_decode(void)
 {
-	struct buf in = { 0 };
-	int r;
-
-	*pos = 0;
-	buf_str(&in, text);
-	r = pem_next(&in, pos, label, cap, der);
-	buf_add(der, "", 0);
-	buf_free(&in);
-	return r;
-}
-
-static void test_pem(void)
-{
-	static const char block[] = "-----BEGIN X-----\nZm9v\nYmFy\n-----END X-----\n";
-	struct buf der = { 0 };
-	char label[16];
-	size_t pos;
-
 	set_context("b64_decode");
 	CHECK_STR(b64_of(""), "");                          /* RFC 4648, section 10 */
 	CHECK_STR(b64_of("Zg=="), "f");
@@ -398,70 +400,197 @@ static void test_pem(void)
 	CHECK(!b64_of("Zm9v\n\nYmFy"));                    /* no blank lines, as openssl */
 	CHECK(!b64_of("Zm9v\r\n\r\nYmFy"));
 	CHECK(!b64_of("\n\nZm9v"));
-
-	set_context("pem_next");
-	CHECK_INT(pem_of(block, label, sizeof label, &der, &pos), 1);
-	CHECK_STR(label, "X");
-	CHECK_STR(der.p, "foobar");
-	CHECK_INT(pos, strlen(block) - 1);
-	CHECK_INT(pem_of("comment -----BEGIN X-----\n-----BEGIN Y Z-----\r\nZm9v\r\n-----END Y Z-----\r\n",
-			 label, sizeof label, &der, &pos), 1);   /* text before it skipped */
-	CHECK_STR(label, "Y Z");
-	CHECK_STR(der.p, "foo");
-	CHECK_INT(pem_of("-----BEGIN ABCDEFGHIJKLMNO-----\nZm9v\n-----END ABCDEFGHIJKLMNO-----\n",
-			 label, sizeof label, &der, &pos), 1);   /* a label of cap - 1 */
-	CHECK_INT(pem_of("no block here\n", label, sizeof label, &der, &pos), 0);
-	CHECK_INT(pem_of("", label, sizeof label, &der, &pos), 0);
-	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v\n", label, sizeof label, &der, &pos), -1);
-	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v\n-----END Y-----\n", label, sizeof label, &der, &pos), -1);
-	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v-----END X-----\n", label, sizeof label, &der, &pos), -1);
-	CHECK_INT(pem_of("-----BEGIN X----\nZm9v\n-----END X----\n", label, sizeof label, &der, &pos), -1);
-	CHECK_INT(pem_of("-----BEGIN X-----\nProc-Type: 4,ENCRYPTED\nZm9v\n-----END X-----\n",
-			 label, sizeof label, &der, &pos), -1);
-	CHECK_INT(pem_of("-----BEGIN LABEL LONGER THAN ITS CAP-----\nZm9v\n-----END LABEL LONGER THAN ITS CAP-----\n",
-			 label, sizeof label, &der, &pos), -1);
-	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v\n-----END X", label, sizeof label, &der, &pos), -1);
 	context[0] = 0;
-	buf_free(&der);
 }
 
-/* Every certificate of the system's CA bundle, decoded by pem_next and by Python. */
-static void test_pem_bundle(void)
+/* ===================== 9. whole files: read_file, write_file; and our_leftover (2.), on challenge files ===================== */
+
+/* Reads path as the CA file would be read; for in_child. */
+static void read_one(const char *path)
 {
-	static const char bundle[] = "/etc/ssl/certs/ca-certificates.crt";
-	struct buf in = { 0 }, der = { 0 }, all = { 0 }, want = { 0 };
-	size_t pos = 0;
-	char label[32];
-	int n = 0;
+	struct buf b = { 0 };
 
-	set_context("pem_next on %s", bundle);
-	if (access(bundle, R_OK) || !CHECK_INT(sh("python3 -c 'import re, ssl, sys\n"
-		"for b in re.findall(\"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\","
-		" open(\"%s\").read(), re.S):\n"
-		"    sys.stdout.buffer.write(ssl.PEM_cert_to_DER_cert(b))' > bundle.der", bundle), 0))
-		return;
-	xread_file(bundle, "CA file", &in);
-	while (pem_next(&in, &pos, label, sizeof label, &der) == 1 && !strcmp(label, "CERTIFICATE")) {
-		buf_add(&all, der.p, der.len);
-		n++;
-	}
-	CHECK_INT(pos, in.len - 1);          /* the whole file, up to its last newline */
-	CHECK_INT(slurp("bundle.der", &want), 0);
-	CHECK_MEM(all.p, all.len, want.p, want.len);
-	CHECK(n > 100);
-#ifndef UNIT_NO_BEARSSL
-	xload_trust_anchors(bundle);
-	CHECK_INT(n_anchors, n);
-	free_trust_anchors();
-#endif
-	context[0] = 0;
-	buf_free(&in);
-	buf_free(&der);
-	buf_free(&all);
-	buf_free(&want);
+	xread_file(path, "file", &b);
+	buf_free(&b);
 }
 
-/* ===================== 2. JSON ===================== */
+/* read_file takes a file of MAX_FILE bytes and refuses one more. */
+static void test_read_file(void)
+{
+	unsigned char p[64];
+	struct buf b = { 0 };
+
+	set_context("read_file: MAX_FILE bytes, and one more");
+	memset(p, 'a', sizeof p);
+	for (b.len = 0; b.len < MAX_FILE;)
+		buf_add(&b, p, sizeof p);
+	CHECK(spit("max", b.p, MAX_FILE) == 0);
+	buf_add(&b, "a", 1);
+	CHECK(spit("max1", b.p, b.len) == 0);
+	CHECK_INT(in_child(read_one, tpath("max")), 0);
+	CHECK_INT(in_child(read_one, tpath("max1")), 1);
+	buf_free(&b);
+	context[0] = 0;
+}
+
+static void create_again(const char *path)
+{
+	xwrite_file(path, "other", 5, 0);
+}
+
+static void replace_in(const char *path)
+{
+	xwrite_file(path, "new", 3, 1);
+}
+
+/*
+ * write_file: a key is made 0600 and an existing file is never replaced; a
+ * certificate replaces the old file and keeps its mode (0644 when new).
+ * Neither leaves a temporary file, and a failure leaves the old file.
+ */
+static void test_write_file(void)
+{
+	struct stat st;
+	struct buf b = { 0 };
+
+	set_context("write_file, a key");
+	xwrite_file(tpath("made.key"), "secret", 6, 0);
+	CHECK(stat(tpath("made.key"), &st) == 0 && (st.st_mode & 0777) == 0600);
+	CHECK(slurp("made.key", &b) == 0 && b.len == 6 && !memcmp(b.p, "secret", 6));
+	CHECK_INT(in_child(create_again, tpath("made.key")), 1);   /* fail() */
+	CHECK(slurp("made.key", &b) == 0 && b.len == 6 && !memcmp(b.p, "secret", 6));
+	CHECK_INT(sh("ls | grep -q tmp-"), 1);                      /* no temp file left */
+	CHECK_INT(in_child(create_again, tpath("no-such-dir/x.key")), 1);
+
+	set_context("write_file, a certificate");
+	CHECK_INT(in_child(replace_in, tpath("chain.pem")), 0);
+	CHECK(stat(tpath("chain.pem"), &st) == 0 && (st.st_mode & 0777) == 0644);
+	CHECK_INT(sh("printf old > old.pem && chmod 640 old.pem"), 0);
+	CHECK_INT(in_child(replace_in, tpath("old.pem")), 0);
+	CHECK(stat(tpath("old.pem"), &st) == 0 && (st.st_mode & 0777) == 0640);
+	CHECK(slurp("old.pem", &b) == 0 && b.len == 3 && !memcmp(b.p, "new", 3));
+	CHECK_INT(sh("mkdir -p dir.pem/x"), 0);                   /* rename fails, even for root */
+	CHECK_INT(in_child(replace_in, tpath("dir.pem")), 1);
+	CHECK_INT(sh("test -d dir.pem/x"), 0);
+	CHECK_INT(sh("ls | grep -q tmp-"), 1);
+	buf_free(&b);
+	context[0] = 0;
+}
+
+/*
+ * our_leftover: a challenge file already there is ours to replace only if
+ * it is a regular file (no FIFO, no symlink) with one link, holding exactly
+ * this key authorization: our own, left by a run that was killed.
+ */
+static void test_our_leftover(void)
+{
+	set_context("our_leftover");
+	CHECK(spit("tok", "tok.thumb", 9) == 0);
+	CHECK(our_leftover(tpath("tok"), "tok.thumb"));
+	CHECK(!our_leftover(tpath("tok"), "tok.other"));
+	CHECK(!our_leftover(tpath("tok"), "tok.thum"));
+	CHECK(spit("tokp", "tok.thu", 7) == 0);
+	CHECK(!our_leftover(tpath("tokp"), "tok.thumb"));          /* a prefix: not ours */
+	CHECK(sh("ln tok tok-link") == 0);
+	CHECK(!our_leftover(tpath("tok"), "tok.thumb"));            /* two links: not ours */
+	CHECK(sh("mkfifo fifo && ln -s tok-link sym") == 0);
+	CHECK(!our_leftover(tpath("fifo"), "tok.thumb"));           /* no hang, no */
+	CHECK(!our_leftover(tpath("sym"), "tok.thumb"));
+	context[0] = 0;
+}
+
+/* ===================== 9. dates: Retry-After ===================== */
+
+static void test_retry_after(void)
+{
+	char date[64];
+	time_t t;
+	struct tm tm;
+	long long ms;
+
+	set_context("retry_after_ms");
+	CHECK_INT(retry_after_ms("120"), 120000);
+	CHECK_INT(retry_after_ms("0"), 0);
+	CHECK_INT(retry_after_ms("1"), 1000);
+	CHECK_INT(retry_after_ms("999999999"), 999999999000LL);
+	/* more digits than fit: a very long wait, not an overflow */
+	CHECK(retry_after_ms("99999999999999999999999999") >= 999999999000LL);
+	CHECK(retry_after_ms("18446744073709551617") >= 999999999000LL);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT"), 0);
+	CHECK_INT(retry_after_ms("Thu, 01 Jan 1970 00:00:00 GMT"), 0);
+
+	t = time(NULL) + 3600;
+	gmtime_r(&t, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	set_context("retry_after_ms %s", date);
+	ms = retry_after_ms(date);
+	check(ms >= 3590000 && ms <= 3600000, __FILE__, __LINE__, "%lld ms, expected about an hour", ms);
+	/* the calendar behind IMF-fixdates: known days, leap years and not */
+	set_context("days_from_civil");
+	CHECK_INT(days_from_civil(1970, 1, 1), 0);
+	CHECK_INT(days_from_civil(1994, 11, 6) * 86400 + 8 * 3600 + 49 * 60 + 37, 784111777);
+	CHECK_INT(days_from_civil(2000, 3, 1) - days_from_civil(2000, 2, 28), 2);
+	CHECK_INT(days_from_civil(2100, 3, 1) - days_from_civil(2100, 2, 28), 1);
+	CHECK_INT(days_from_civil(2050, 1, 1) - days_from_civil(2049, 12, 31), 1);
+	CHECK_INT(days_from_civil(1969, 12, 31), -1);
+
+	set_context("retry_after_ms garbage");
+	CHECK_INT(retry_after_ms(""), -1);
+	CHECK_INT(retry_after_ms("soon"), -1);
+	CHECK_INT(retry_after_ms("-1"), -1);
+	CHECK_INT(retry_after_ms("1.5"), -1);
+	CHECK_INT(retry_after_ms("12 "), -1);
+	CHECK_INT(retry_after_ms("0x10"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Foo 1994 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 nov 1994 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 anF 1994 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 UTC"), -1);
+	CHECK_INT(retry_after_ms("Sun, 6 Nov 1994 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 00 Nov 1994 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08-49-37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 19x4 08:49:37 GMT"), -1);
+	set_context("retry_after_ms far future");
+	CHECK(retry_after_ms("Fri, 31 Dec 9999 23:59:59 GMT") > 240000000000000LL);
+	/* past 2038 and 2106, where 32-bit time_t and uint32 seconds end */
+	set_context("retry_after_ms after 2038");
+	ms = retry_after_ms("Tue, 19 Jan 2038 03:14:08 GMT");
+	check(llabs(ms - (2147483648LL - (long long)time(NULL)) * 1000) <= 2000, __FILE__, __LINE__,
+	      "%lld ms to 2^31 s", ms);
+	ms = retry_after_ms("Sun, 07 Feb 2106 06:28:16 GMT");
+	check(llabs(ms - (4294967296LL - (long long)time(NULL)) * 1000) <= 2000, __FILE__, __LINE__,
+	      "%lld ms to 2^32 s", ms);
+	context[0] = 0;
+}
+
+/* ===================== 9. messages ===================== */
+
+/* What info(s) writes on stderr. */
+static const char *info_text(const char *s)
+{
+	static struct buf b;
+	int saved = dup(2), fd = open(tpath("stderr.txt"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	fflush(stderr);
+	dup2(fd, 2);
+	close(fd);
+	info("%s", s);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	return slurp("stderr.txt", &b) ? NULL : b.p;
+}
+
+static void test_info(void)
+{
+	set_context("info: only printable ASCII reaches the terminal");
+	CHECK_STR(info_text("a\x1b[31mb\x7f\xc2\x9b" "c\xe2\x80\xae" "d\xe2\x81\xa0" "e\xf3\xa0\x81\x81"
+			    "f\xc3\xa9" "g\xff~ h"), "a?[31mb???c???d???e????f??g?~ h\n");
+	context[0] = 0;
+}
+
+/* ===================== 8. JSON ===================== */
 
 /*
  * json_parse over an exact-size heap copy of s (see exact_copy). Tokens
@@ -803,7 +932,283 @@ static void test_json_write(void)
 	context[0] = 0;
 }
 
-/* ===================== 3. keys and JWK ===================== */
+/* ===================== 7. PEM ===================== */
+
+/* pem_next of text from pos 0: its result, with the label and the bytes as a string. */
+static int pem_of(const char *text, char *label, size_t cap, struct buf *der, size_t *pos)
+{
+	struct buf in = { 0 };
+	int r;
+
+	*pos = 0;
+	buf_str(&in, text);
+	r = pem_next(&in, pos, label, cap, der);
+	buf_add(der, "", 0);
+	buf_free(&in);
+	return r;
+}
+
+static void test_pem(void)
+{
+	static const char block[] = "-----BEGIN X-----\nZm9v\nYmFy\n-----END X-----\n";
+	struct buf der = { 0 };
+	char label[16];
+	size_t pos;
+
+	set_context("pem_next");
+	CHECK_INT(pem_of(block, label, sizeof label, &der, &pos), 1);
+	CHECK_STR(label, "X");
+	CHECK_STR(der.p, "foobar");
+	CHECK_INT(pos, strlen(block) - 1);
+	CHECK_INT(pem_of("comment -----BEGIN X-----\n-----BEGIN Y Z-----\r\nZm9v\r\n-----END Y Z-----\r\n",
+			 label, sizeof label, &der, &pos), 1);   /* text before it skipped */
+	CHECK_STR(label, "Y Z");
+	CHECK_STR(der.p, "foo");
+	CHECK_INT(pem_of("-----BEGIN ABCDEFGHIJKLMNO-----\nZm9v\n-----END ABCDEFGHIJKLMNO-----\n",
+			 label, sizeof label, &der, &pos), 1);   /* a label of cap - 1 */
+	CHECK_INT(pem_of("no block here\n", label, sizeof label, &der, &pos), 0);
+	CHECK_INT(pem_of("", label, sizeof label, &der, &pos), 0);
+	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v\n", label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v\n-----END Y-----\n", label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v-----END X-----\n", label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN X----\nZm9v\n-----END X----\n", label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN X-----\nProc-Type: 4,ENCRYPTED\nZm9v\n-----END X-----\n",
+			 label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN LABEL LONGER THAN ITS CAP-----\nZm9v\n-----END LABEL LONGER THAN ITS CAP-----\n",
+			 label, sizeof label, &der, &pos), -1);
+	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v\n-----END X", label, sizeof label, &der, &pos), -1);
+	context[0] = 0;
+	buf_free(&der);
+}
+
+/* Every certificate of the system's CA bundle, decoded by pem_next and by Python. */
+static void test_pem_bundle(void)
+{
+	static const char bundle[] = "/etc/ssl/certs/ca-certificates.crt";
+	struct buf in = { 0 }, der = { 0 }, all = { 0 }, want = { 0 };
+	size_t pos = 0;
+	char label[32];
+	int n = 0;
+
+	set_context("pem_next on %s", bundle);
+	if (access(bundle, R_OK) || !CHECK_INT(sh("python3 -c 'import re, ssl, sys\n"
+		"for b in re.findall(\"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\","
+		" open(\"%s\").read(), re.S):\n"
+		"    sys.stdout.buffer.write(ssl.PEM_cert_to_DER_cert(b))' > bundle.der", bundle), 0))
+		return;
+	xread_file(bundle, "CA file", &in);
+	while (pem_next(&in, &pos, label, sizeof label, &der) == 1 && !strcmp(label, "CERTIFICATE")) {
+		buf_add(&all, der.p, der.len);
+		n++;
+	}
+	CHECK_INT(pos, in.len - 1);          /* the whole file, up to its last newline */
+	CHECK_INT(slurp("bundle.der", &want), 0);
+	CHECK_MEM(all.p, all.len, want.p, want.len);
+	CHECK(n > 100);
+#ifndef UNIT_NO_BEARSSL
+	xload_trust_anchors(bundle);
+	CHECK_INT(n_anchors, n);
+	free_trust_anchors();
+#endif
+	context[0] = 0;
+	buf_free(&in);
+	buf_free(&der);
+	buf_free(&all);
+	buf_free(&want);
+}
+
+/* ===================== 7. DER ===================== */
+
+/* der_next on bytes: its tag or -1. */
+static int tag_of(const char *bytes, size_t len)
+{
+	unsigned char *p = exact_copy(bytes, len);
+	struct der in = { p, len }, v;
+	int tag = der_next(&in, &v);
+
+	free(p);
+	return tag;
+}
+
+static void test_der_next(void)
+{
+	char name[300];
+
+	set_context("der_next edges");
+	CHECK_INT(tag_of("\x30\x00", 2), 0x30);
+	CHECK_INT(tag_of("\x30\x83\x00\x00\x00", 5), 0x30);     /* 3 length bytes: read */
+	CHECK_INT(tag_of("\x30\x84\x00\x00\x00\x00", 6), -1);   /* 4: not */
+	memset(name, 0, sizeof name);
+	name[0] = 0x30;
+	name[1] = (char)0x80;                                    /* indefinite, though */
+	CHECK_INT(tag_of(name, 2 + 0x80), -1);                   /* 0x80 bytes follow */
+	name[1] = 0x7F;
+	CHECK_INT(tag_of(name, 2 + 0x7F), 0x30);
+	CHECK_INT(tag_of("\x30\x82\x01", 3), -1);               /* length cut short */
+	CHECK_INT(tag_of("\x30\x81", 2), -1);
+	CHECK_INT(tag_of("\x1F\x00", 2), -1);                   /* high tag number form */
+	CHECK_INT(tag_of("\x3F\x00", 2), -1);
+	context[0] = 0;
+}
+
+/* ===================== 7. private keys ===================== */
+
+/*
+ * The key files of the temp dir that the keys, jwk, jws, load and generate
+ * groups use, each made by an openssl command: make_keys() makes them once.
+ */
+static const struct {
+	const char *file;      /* in the temp dir */
+	const char *make;      /* the command that writes it */
+	const char *alg;       /* the expected alg, NULL if the key must be refused */
+} TEST_KEYS[] = {
+	{ "rsa2048.pem", "openssl genrsa -traditional -out rsa2048.pem 2048", "RS256" },
+	{ "rsa2048.der", "openssl rsa -in rsa2048.pem -traditional -outform DER -out rsa2048.der", "RS256" },
+	{ "rsa2048-p8.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa2048-p8.pem", "RS256" },
+	{ "rsa2048-e3.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
+	  "-pkeyopt rsa_keygen_pubexp:3 -out rsa2048-e3.pem", "RS256" },
+	{ "rsa4096.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out rsa4096.pem", "RS256" },
+	{ "ec256.pem", "openssl ecparam -name prime256v1 -genkey -noout -out ec256.pem", "ES256" },
+	{ "ec256.der", "openssl ec -in ec256.pem -outform DER -out ec256.der", "ES256" },
+	{ "ec256-p8.pem", "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec256-p8.pem", "ES256" },
+	/* with an EC PARAMETERS block first, which load_der must skip */
+	{ "ec256-params.pem", "openssl ecparam -name prime256v1 -genkey -out ec256-params.pem", "ES256" },
+	{ "ec384.pem", "openssl ecparam -name secp384r1 -genkey -noout -out ec384.pem", "ES384" },
+	{ "rsa1024.pem", "openssl genrsa -traditional -out rsa1024.pem 1024", NULL },
+	{ "ec521.pem", "openssl ecparam -name secp521r1 -genkey -noout -out ec521.pem", NULL },
+};
+#define N_TEST_KEYS (sizeof TEST_KEYS / sizeof TEST_KEYS[0])
+
+static int key_made[N_TEST_KEYS];       /* 1 once TEST_KEYS[i] is made */
+
+/* Makes the key files, once per run: the first group that needs them counts these checks. */
+static void make_keys(void)
+{
+	static int done;
+	size_t i;
+
+	if (done)
+		return;
+	done = 1;
+	for (i = 0; i < N_TEST_KEYS; i++) {
+		set_context("key %s", TEST_KEYS[i].file);
+		key_made[i] = CHECK_INT(sh("%s", TEST_KEYS[i].make), 0) && CHECK(file_exists(TEST_KEYS[i].file));
+	}
+	context[0] = 0;
+}
+
+/*
+ * Every prefix of a key's DER must be refused, and no single flipped bit
+ * may crash the decoder or the setup (a flipped key may still be accepted).
+ */
+static void test_key_der_robustness(const char *name)
+{
+	static struct key k;
+	struct buf der = { 0 };
+	size_t len, bad_prefix = 0, i;
+	int prefix_ok = 1;
+	uint32_t rnd = 12345;
+
+	set_context("key DER robustness: %s", name);
+	if (!CHECK_INT(slurp(name, &der), 0) || !CHECK(der.len > 0)) {
+		buf_free(&der);
+		return;
+	}
+	for (len = 0; len < der.len; len++) {
+		unsigned char *p = exact_copy(der.p, len);
+
+		if (!key_from_der(&k, p, len) && prefix_ok) {
+			prefix_ok = 0;
+			bad_prefix = len;
+		}
+		free(p);
+	}
+	check(prefix_ok, __FILE__, __LINE__, "a prefix of %zu bytes was accepted as a key", bad_prefix);
+	for (i = 0; i < der.len; i++) {
+		unsigned char *p = exact_copy(der.p, der.len);
+
+		rnd = rnd * 1103515245 + 12345;          /* a fixed sequence: runs repeat */
+		p[i] ^= (unsigned char)(1 << ((rnd >> 16) % 8));
+		key_from_der(&k, p, der.len);    /* either answer is fine: no crash */
+		free(p);
+	}
+	/* and the decoder, shared by all keys, still reads the real key afterwards */
+	CHECK(key_from_der(&k, der.p, der.len) == NULL);
+	buf_free(&der);
+	context[0] = 0;
+}
+
+/*
+ * load_der of a file of the temp dir into b. b is freed first: for a DER
+ * file load_der replaces *der wholesale, so whatever b held would leak.
+ */
+static void load(const char *name, const char *what, const char *const *labels, struct buf *b)
+{
+	buf_free(b);
+	xload_der(tpath(name), what, labels, b);
+}
+
+/*
+ * Key file i of TEST_KEYS decoded into k, for the jwk and jws groups (the
+ * keys group checks the decoding): 1, or 0 if the file was not made or the
+ * key was refused, which is a failure here too.
+ */
+static int key_of(size_t i, struct key *k, struct buf *der)
+{
+	const char *err;
+
+	if (!key_made[i])
+		return 0;
+	load(TEST_KEYS[i].file, "account key", KEY_LABELS, der);
+	err = key_from_der(k, der->p, der->len);
+	if (err)
+		check(0, __FILE__, __LINE__, "refused: %s", err);
+	return !err;
+}
+
+static void test_keys(void)
+{
+	static struct key k;
+	static char jwk_pem[1024];
+	struct buf der = { 0 };
+	const char *err;
+	size_t i;
+
+	make_keys();
+	for (i = 0; i < N_TEST_KEYS; i++) {
+		if (!key_made[i])
+			continue;
+		set_context("key %s", TEST_KEYS[i].file);
+		load(TEST_KEYS[i].file, "account key", KEY_LABELS, &der);
+		err = key_from_der(&k, der.p, der.len);
+		if (!TEST_KEYS[i].alg) {
+			CHECK(err != NULL);
+			continue;
+		}
+		if (!check(err == NULL, __FILE__, __LINE__, "refused: %s", err ? err : ""))
+			continue;
+		CHECK_STR(k.alg, TEST_KEYS[i].alg);
+		CHECK_INT(k.type, TEST_KEYS[i].alg[0] == 'R' ? BR_KEYTYPE_RSA : BR_KEYTYPE_EC);
+		/* a DER file holds the same key as the PEM file it was made from */
+		if (strstr(TEST_KEYS[i].file, ".pem"))
+			snprintf(jwk_pem, sizeof jwk_pem, "%s", k.jwk);
+		else
+			CHECK_STR(k.jwk, jwk_pem);
+	}
+	buf_free(&der);
+
+	test_key_der_robustness("ec256.der");
+	test_key_der_robustness("rsa2048.der");
+
+	set_context("keys that are not keys");
+	CHECK(key_from_der(&k, "", 0) != NULL);
+	CHECK(key_from_der(&k, "\x30\x03\x02\x01\x00", 5) != NULL);
+	CHECK(key_from_der(&k, "-----BEGIN", 10) != NULL);
+
+	context[0] = 0;
+}
+
+/* ===================== 7. JWK and thumbprints ===================== */
 
 /* The RFC 7638 section 3.1 example key: its modulus and its thumbprint. */
 #define RFC7638_N \
@@ -958,7 +1363,418 @@ out:
 	buf_free(&want);
 }
 
-/* ===================== 4. JWS ===================== */
+/* The JWK and thumbprint of each key that must be accepted, against openssl's. */
+static void test_jwk(void)
+{
+	static struct key k;
+	struct buf der = { 0 };
+	size_t i;
+
+	make_keys();
+	for (i = 0; i < N_TEST_KEYS; i++) {
+		if (!TEST_KEYS[i].alg)
+			continue;
+		set_context("key %s", TEST_KEYS[i].file);
+		if (key_of(i, &k, &der))
+			check_jwk_with_openssl(&k, TEST_KEYS[i].file);
+	}
+	buf_free(&der);
+	context[0] = 0;
+}
+
+/* ===================== 7. names: --domains lists, add_name ===================== */
+
+static void test_names_from_list(void)
+{
+	static struct names ns;
+	char list[200 * 12];
+	int i;
+
+	set_context("names_from_list");
+	CHECK(names_from_list("a.example,A.EXAMPLE,192.0.2.1", &ns) == 0);
+	CHECK_INT(ns.n, 2);
+	CHECK_STR(ns.id[0].value, "a.example");
+	CHECK_STR(ns.id[1].type, "ip");
+	CHECK(names_from_list("", &ns) < 0);
+	CHECK(names_from_list("a.example,", &ns) < 0);
+	CHECK(names_from_list("a.example,,b.example", &ns) < 0);
+	CHECK(names_from_list("a.example b.example", &ns) < 0);
+	CHECK(names_from_list("under_score.example", &ns) < 0);
+	for (list[0] = 0, i = 0; i < 101; i++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%sn%d.ex", i ? "," : "", i);
+	CHECK(names_from_list(list, &ns) < 0);
+	*strrchr(list, ',') = 0;
+	CHECK(names_from_list(list, &ns) == 0 && ns.n == 100);
+	context[0] = 0;
+}
+
+static void test_name_length(void)
+{
+	static struct names ns;
+	char name[300];
+
+	set_context("names of MAX_NAME bytes, and one more");
+	memset(name, 'a', sizeof name);
+	name[MAX_NAME] = 0;
+	CHECK_INT(names_from_list(name, &ns), 0);
+	name[MAX_NAME] = 'a';
+	name[MAX_NAME + 1] = 0;
+	CHECK_INT(names_from_list(name, &ns), -1);
+	context[0] = 0;
+}
+
+static void test_add_name(void)
+{
+	static struct names ns;
+
+	set_context("add_name with NUL");
+	ns.n = 0;
+	CHECK(add_name(&ns, (const unsigned char *)"1.2.3.4\0junk", 12, 0) < 0);
+	context[0] = 0;
+}
+
+/* ===================== 7. CSRs: the names csr_names reads ===================== */
+
+/* The identifiers as one line: "dns:a.example ip:127.0.0.1". */
+static const char *names_text(const struct names *ns)
+{
+	static char text[MAX_NAMES * (MAX_NAME + 8)];
+	size_t len = 0;
+	int k;
+
+	text[0] = 0;
+	for (k = 0; k < ns->n; k++)
+		len += (size_t)snprintf(text + len, sizeof text - len, "%s%s:%s", k ? " " : "",
+					ns->id[k].type, ns->id[k].value);
+	return text;
+}
+
+/* csr_names over an exact-size copy; its result. */
+static int names_of(const void *der, size_t len, struct names *ns)
+{
+	unsigned char *p = exact_copy(der, len);
+	int r = csr_names(p, len, ns);
+
+	free(p);
+	return r;
+}
+
+/*
+ * A minimal CertificationRequestInfo, made by hand so that single length
+ * bytes can be broken: csr_names does not look at the key or signature.
+ */
+static const unsigned char MINI_CSR[] = {
+	0x30, 0x21,                                  /* CertificationRequest */
+	0x30, 0x1F,                                  /*  CertificationRequestInfo */
+	0x02, 0x01, 0x00,                            /*   version */
+	0x30, 0x16,                                  /*   subject: Name */
+	0x31, 0x14,                                  /*    RDN: SET */
+	0x30, 0x12,                                  /*     AttributeTypeAndValue */
+	0x06, 0x03, 0x55, 0x04, 0x03,                /*      commonName */
+	0x0C, 0x0B, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm',
+	0x30, 0x00,                                  /*   subjectPKInfo (not read) */
+	0xA0, 0x00,                                  /*   attributes */
+};
+
+static void test_csr_handmade(void)
+{
+	static struct names ns;
+	unsigned char p[64];
+	size_t len = sizeof MINI_CSR;
+
+	set_context("CSR by hand");
+	if (CHECK_INT(names_of(MINI_CSR, len, &ns), 0))
+		CHECK_STR(names_text(&ns), "dns:example.com");
+
+	/* each length byte in turn claims one byte more than there is */
+	memcpy(p, MINI_CSR, len);
+	p[1]++;
+	CHECK_INT(names_of(p, len, &ns), -1);
+	memcpy(p, MINI_CSR, len);
+	p[3]++;
+	CHECK_INT(names_of(p, len, &ns), -1);
+	memcpy(p, MINI_CSR, len);
+	p[8]++;                                      /* subject */
+	CHECK_INT(names_of(p, len, &ns), -1);
+	memcpy(p, MINI_CSR, len);
+	p[10]++;                                     /* RDN */
+	CHECK_INT(names_of(p, len, &ns), -1);
+	memcpy(p, MINI_CSR, len);
+	p[19]++;                                     /* the CN's value */
+	CHECK_INT(names_of(p, len, &ns), -1);
+
+	/* long-form lengths: far too large, 4 length bytes, indefinite, cut short */
+	CHECK_INT(names_of("\x30\x82\x01\x00\x30\x00", 6, &ns), -1);
+	CHECK_INT(names_of("\x30\x83\xFF\xFF\xFF\x30\x00", 7, &ns), -1);
+	CHECK_INT(names_of("\x30\x84\x00\x00\x00\x02\x30\x00", 8, &ns), -1);
+	CHECK_INT(names_of("\x30\x80\x30\x00\x00\x00", 6, &ns), -1);
+	CHECK_INT(names_of("\x30\x82\x01", 3, &ns), -1);
+	CHECK_INT(names_of("\x30", 1, &ns), -1);
+	CHECK_INT(names_of("", 0, &ns), -1);
+	/* a high tag number form, and a byte after the outer SEQUENCE */
+	memcpy(p, MINI_CSR, len);
+	p[0] = 0x3F;
+	CHECK_INT(names_of(p, len, &ns), -1);
+	memcpy(p, MINI_CSR, len);
+	p[len] = 0;
+	CHECK_INT(names_of(p, len + 1, &ns), -1);
+	/* the same CSR with a two-byte length form is still read */
+	p[0] = 0x30;
+	p[1] = 0x81;
+	p[2] = 0x21;
+	memcpy(p + 3, MINI_CSR + 2, len - 2);
+	if (CHECK_INT(names_of(p, len + 1, &ns), 0))
+		CHECK_STR(names_text(&ns), "dns:example.com");
+	context[0] = 0;
+}
+
+/* Every prefix of a real CSR is refused; no flipped bit anywhere crashes. */
+static void test_csr_robustness(const char *der, size_t dlen)
+{
+	static struct names ns;
+	size_t len, i, bit, bad_prefix = 0, odd = 0;
+	int prefix_ok = 1, results_ok = 1, r;
+
+	set_context("CSR robustness");
+	for (len = 0; len < dlen; len++)
+		if (names_of(der, len, &ns) != -1 && prefix_ok) {
+			prefix_ok = 0;
+			bad_prefix = len;
+		}
+	check(prefix_ok, __FILE__, __LINE__, "a prefix of %zu bytes was accepted", bad_prefix);
+	for (i = 0; i < dlen; i++)
+		for (bit = 0; bit < 8; bit++) {
+			unsigned char *p = exact_copy(der, dlen);
+
+			p[i] ^= (unsigned char)(1 << bit);
+			r = csr_names(p, dlen, &ns);
+			if ((r != 0 && r != -1) || (r == 0 && (ns.n < 1 || ns.n > MAX_NAMES))) {
+				if (results_ok)
+					odd = i;
+				results_ok = 0;
+			}
+			free(p);
+		}
+	check(results_ok, __FILE__, __LINE__, "odd result with byte %zu flipped", odd);
+	context[0] = 0;
+}
+
+/* Nothing may follow GeneralNames, nor a CSR's attributes. */
+static void test_csr_ends(void)
+{
+	static struct names ns;
+	static const unsigned char san[] = { 0x30, 0x08, 0x82, 0x06, 'a', '.', 't', 'e', 's', 't', 0x00 };
+	unsigned char p[64];
+
+	set_context("san_names: nothing may follow GeneralNames");
+	ns.n = 0;
+	CHECK_INT(san_names((struct der){ san, sizeof san - 1 }, &ns), 0);
+	CHECK_INT(ns.n, 1);
+	CHECK_INT(san_names((struct der){ san, sizeof san }, &ns), -1);
+
+	set_context("csr_names: nothing may follow the attributes");
+	memcpy(p, MINI_CSR, sizeof MINI_CSR);
+	p[1] += 2;
+	p[3] += 2;
+	p[sizeof MINI_CSR] = 0x05;
+	p[sizeof MINI_CSR + 1] = 0x00;
+	CHECK_INT(names_of(p, sizeof MINI_CSR + 2, &ns), -1);
+	context[0] = 0;
+}
+
+/*
+ * CSRs made by openssl into the temp dir, PEM and DER, for the csr and
+ * load groups: make_csrs() makes them once.
+ */
+static const struct {
+	const char *name;
+	const char *args;      /* for openssl req */
+	const char *want;      /* names_text, or NULL if csr_names must refuse it */
+} TEST_CSRS[] = {
+	{ "mixed", "-subj '/CN=Example.COM' -addext "
+	  "'subjectAltName=DNS:www.example.com,DNS:example.com,IP:127.0.0.1,IP:::1'",
+	  "dns:example.com dns:www.example.com ip:127.0.0.1 ip:::1" },
+	{ "cn-only", "-subj '/CN=only.example.org'", "dns:only.example.org" },
+	{ "san-only", "-subj '/O=Example Org' -addext 'subjectAltName=DNS:a.example,DNS:B.Example'",
+	  "dns:a.example dns:b.example" },
+	{ "ip-cn", "-subj '/CN=192.0.2.1'", "ip:192.0.2.1" },
+	{ "ipv6-cn", "-subj '/CN=2001:DB8::1' -addext 'subjectAltName=IP:2001:db8::1'", "ip:2001:db8::1" },
+	{ "wildcard", "-subj '/CN=*.example.net'", "dns:*.example.net" },
+	{ "two-cns", "-subj '/CN=one.example/CN=two.example'", "dns:one.example dns:two.example" },
+	{ "critical-san", "-subj '/O=x' -addext 'keyUsage=digitalSignature' "
+	  "-addext 'subjectAltName=critical,DNS:crit.example,email:a@b.example'", "dns:crit.example" },
+	{ "space", "-subj '/CN=a b.example'", NULL },
+	{ "underscore", "-subj '/CN=a_b.example'", NULL },
+	{ "underscore-san", "-subj '/CN=ok.example' -addext 'subjectAltName=DNS:a_b.example'", NULL },
+	{ "no-names", "-subj '/O=Nothing'", NULL },
+	{ "email-only", "-subj '/O=x' -addext 'subjectAltName=email:a@b.example'", NULL },
+};
+#define N_TEST_CSRS (sizeof TEST_CSRS / sizeof TEST_CSRS[0])
+
+static int csr_made[N_TEST_CSRS];       /* 1 once TEST_CSRS[i] is made, as .pem and .der */
+
+/* Makes csr.key and the CSR files, once per run: the first group that needs them counts these checks. */
+static void make_csrs(void)
+{
+	static int done;
+	size_t i;
+
+	if (done)
+		return;
+	done = 1;
+	set_context("CSR key");
+	CHECK_INT(sh("openssl ecparam -name prime256v1 -genkey -noout -out csr.key"), 0);
+	for (i = 0; i < N_TEST_CSRS; i++) {
+		set_context("CSR %s", TEST_CSRS[i].name);
+		csr_made[i] = CHECK_INT(sh("openssl req -new -key csr.key %s -out %s.pem && "
+					   "openssl req -in %s.pem -outform DER -out %s.der", TEST_CSRS[i].args,
+					   TEST_CSRS[i].name, TEST_CSRS[i].name, TEST_CSRS[i].name), 0);
+	}
+	context[0] = 0;
+}
+
+/* CSRs made by openssl, PEM and DER; MAX_NAMES names and one more; every prefix and bit flip. */
+static void test_csr(void)
+{
+	static struct names ns;
+	struct buf pem = { 0 }, der = { 0 }, args = { 0 }, mixed = { 0 };
+	char name[64];
+	size_t i;
+	int k, count;
+
+	make_csrs();
+	for (i = 0; i < N_TEST_CSRS; i++) {
+		if (!csr_made[i])
+			continue;
+		set_context("CSR %s", TEST_CSRS[i].name);
+		/* PEM through load_der, and the same as DER */
+		snprintf(name, sizeof name, "%s.pem", TEST_CSRS[i].name);
+		load(name, "CSR", CSR_LABELS, &pem);
+		snprintf(name, sizeof name, "%s.der", TEST_CSRS[i].name);
+		load(name, "CSR", CSR_LABELS, &der);
+		CHECK_MEM(pem.p, pem.len, der.p, der.len);
+		if (TEST_CSRS[i].want) {
+			if (CHECK_INT(names_of(pem.p, pem.len, &ns), 0))
+				CHECK_STR(names_text(&ns), TEST_CSRS[i].want);
+			if (CHECK_INT(names_of(der.p, der.len, &ns), 0))
+				CHECK_STR(names_text(&ns), TEST_CSRS[i].want);
+		} else {
+			CHECK_INT(names_of(pem.p, pem.len, &ns), -1);
+			CHECK_INT(names_of(der.p, der.len, &ns), -1);
+		}
+		if (!strcmp(TEST_CSRS[i].name, "mixed")) {
+			mixed.len = 0;
+			buf_add(&mixed, der.p, der.len);
+		}
+	}
+
+	/* MAX_NAMES distinct names are fine, one more is not */
+	for (count = MAX_NAMES; count <= MAX_NAMES + 1; count++) {
+		set_context("CSR with %d names", count);
+		args.len = 0;
+		buf_str(&args, "-subj '/CN=n0.example' -addext 'subjectAltName=");
+		for (k = 0; k < count; k++) {
+			snprintf(name, sizeof name, "%sDNS:n%d.example", k ? "," : "", k);
+			buf_str(&args, name);
+		}
+		buf_str(&args, "'");
+		if (!CHECK_INT(sh("openssl req -new -key csr.key %s -outform DER -out many.der", args.p), 0))
+			continue;
+		load("many.der", "CSR", CSR_LABELS, &der);
+		CHECK_INT(names_of(der.p, der.len, &ns), count <= MAX_NAMES ? 0 : -1);
+		if (count <= MAX_NAMES)
+			CHECK_INT(ns.n, MAX_NAMES);
+	}
+
+	if (CHECK(mixed.len > 100))
+		test_csr_robustness(mixed.p, mixed.len);
+	buf_free(&pem);
+	buf_free(&der);
+	buf_free(&args);
+	buf_free(&mixed);
+	context[0] = 0;
+}
+
+/* ===================== 7. load_der on whole key and CSR files ===================== */
+
+/*
+ * For in_child: load a key file and decode it. Returns only if both
+ * worked; otherwise the child ends through exit(), in fail() or here.
+ */
+static void child_load_key(const char *name)
+{
+	static struct key k;
+	struct buf der = { 0 };
+
+	xload_der(tpath(name), "account key", KEY_LABELS, &der);
+	if (key_from_der(&k, der.p, der.len))
+		exit(1);
+	buf_free(&der);
+}
+
+/* The same for a CSR file and its names. */
+static void child_load_csr(const char *name)
+{
+	static struct names ns;
+	struct buf der = { 0 };
+
+	xload_der(tpath(name), "CSR", CSR_LABELS, &der);
+	if (csr_names((const unsigned char *)der.p, der.len, &ns))
+		exit(1);
+	buf_free(&der);
+}
+
+/* One in_child run: want 0 if the file must load and decode, 1 if it must be refused. */
+static void expect_load(int line, void (*fn)(const char *), const char *file, int want)
+{
+	int got = in_child(fn, file);
+
+	set_context("load_der %s (%s)", file, fn == child_load_key ? "key" : "CSR");
+	check(got == want, __FILE__, line, "%s (child: %s), expected %s", got == 0 ? "loaded" :
+	      got == 1 ? "refused" : "crashed", child_how, want ? "a clean refusal" : "to load");
+}
+
+/*
+ * Files as a user may give them. Refusals end the run through fail(),
+ * which exits, so each load runs in a child process (see in_child).
+ */
+static void test_load_files(void)
+{
+	struct buf big = { 0 };
+
+	make_keys();
+	make_csrs();
+	/* controls: files that load, as make_keys and make_csrs had openssl make them */
+	expect_load(__LINE__, child_load_key, "ec256.pem", 0);
+	expect_load(__LINE__, child_load_key, "ec256.der", 0);
+	expect_load(__LINE__, child_load_csr, "mixed.pem", 0);
+	expect_load(__LINE__, child_load_csr, "mixed.der", 0);
+
+	/* the same PEM files with CRLF line ends, as openssl also reads them */
+	CHECK_INT(sh("sed 's/$/\\r/' ec256.pem > ec256-crlf.pem && sed 's/$/\\r/' mixed.pem > mixed-crlf.pem"), 0);
+	expect_load(__LINE__, child_load_key, "ec256-crlf.pem", 0);
+	expect_load(__LINE__, child_load_csr, "mixed-crlf.pem", 0);
+
+	CHECK_INT(spit("empty.pem", "", 0), 0);
+	CHECK_INT(spit("truncated.pem", S("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n")), 0);
+	CHECK_INT(spit("wrong-label.pem", S("-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n")), 0);
+	while (big.len <= MAX_FILE)
+		buf_str(&big, "0123456789abcdef");
+	CHECK_INT(spit("big.pem", big.p, big.len), 0);
+	expect_load(__LINE__, child_load_key, "missing.pem", 1);
+	expect_load(__LINE__, child_load_key, "truncated.pem", 1);
+	expect_load(__LINE__, child_load_key, "wrong-label.pem", 1);
+	expect_load(__LINE__, child_load_key, "big.pem", 1);
+	expect_load(__LINE__, child_load_csr, "ec256.pem", 1);
+	expect_load(__LINE__, child_load_key, "mixed.pem", 1);
+	/* an empty file is no key and no CSR */
+	expect_load(__LINE__, child_load_key, "empty.pem", 1);
+	expect_load(__LINE__, child_load_csr, "empty.pem", 1);
+	buf_free(&big);
+	context[0] = 0;
+}
+
+/* ===================== 6. JWS ===================== */
 
 /* DER ECDSA-Sig-Value (RFC 3279), SEQUENCE { INTEGER r, INTEGER s }, from raw r||s. */
 static size_t ecdsa_raw_to_der(const unsigned char *rs, size_t len, unsigned char *out)
@@ -1129,414 +1945,92 @@ static void test_jws(const struct key *k, const char *keyfile)
 	context[0] = 0;
 }
 
-/*
- * Every prefix of a key's DER must be refused, and no single flipped bit
- * may crash the decoder or the setup (a flipped key may still be accepted).
- */
-static void test_key_der_robustness(const char *name)
+/* test_jws with each key that must be accepted. */
+static void test_jws_keys(void)
 {
 	static struct key k;
 	struct buf der = { 0 };
-	size_t len, bad_prefix = 0, i;
-	int prefix_ok = 1;
-	uint32_t rnd = 12345;
-
-	set_context("key DER robustness: %s", name);
-	if (!CHECK_INT(slurp(name, &der), 0) || !CHECK(der.len > 0)) {
-		buf_free(&der);
-		return;
-	}
-	for (len = 0; len < der.len; len++) {
-		unsigned char *p = exact_copy(der.p, len);
-
-		if (!key_from_der(&k, p, len) && prefix_ok) {
-			prefix_ok = 0;
-			bad_prefix = len;
-		}
-		free(p);
-	}
-	check(prefix_ok, __FILE__, __LINE__, "a prefix of %zu bytes was accepted as a key", bad_prefix);
-	for (i = 0; i < der.len; i++) {
-		unsigned char *p = exact_copy(der.p, der.len);
-
-		rnd = rnd * 1103515245 + 12345;          /* a fixed sequence: runs repeat */
-		p[i] ^= (unsigned char)(1 << ((rnd >> 16) % 8));
-		key_from_der(&k, p, der.len);    /* either answer is fine: no crash */
-		free(p);
-	}
-	/* and the decoder, shared by all keys, still reads the real key afterwards */
-	CHECK(key_from_der(&k, der.p, der.len) == NULL);
-	buf_free(&der);
-	context[0] = 0;
-}
-
-/*
- * load_der of a file of the temp dir into b. b is freed first: for a DER
- * file load_der replaces *der wholesale, so whatever b held would leak.
- */
-static void load(const char *name, const char *what, const char *const *labels, struct buf *b)
-{
-	buf_free(b);
-	xload_der(tpath(name), what, labels, b);
-}
-
-/*
- * For in_child: load a key file and decode it. Returns only if both
- * worked; otherwise the child ends through exit(), in fail() or here.
- */
-static void child_load_key(const char *name)
-{
-	static struct key k;
-	struct buf der = { 0 };
-
-	xload_der(tpath(name), "account key", KEY_LABELS, &der);
-	if (key_from_der(&k, der.p, der.len))
-		exit(1);
-	buf_free(&der);
-}
-
-/* The same for a CSR file and its names. */
-static void child_load_csr(const char *name)
-{
-	static struct names ns;
-	struct buf der = { 0 };
-
-	xload_der(tpath(name), "CSR", CSR_LABELS, &der);
-	if (csr_names((const unsigned char *)der.p, der.len, &ns))
-		exit(1);
-	buf_free(&der);
-}
-
-static void test_keys(void)
-{
-	static const struct {
-		const char *file;      /* in the temp dir */
-		const char *make;      /* the command that writes it */
-		const char *alg;       /* the expected alg, NULL if the key must be refused */
-	} keys[] = {
-		{ "rsa2048.pem", "openssl genrsa -traditional -out rsa2048.pem 2048", "RS256" },
-		{ "rsa2048.der", "openssl rsa -in rsa2048.pem -traditional -outform DER -out rsa2048.der", "RS256" },
-		{ "rsa2048-p8.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa2048-p8.pem", "RS256" },
-		{ "rsa2048-e3.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
-		  "-pkeyopt rsa_keygen_pubexp:3 -out rsa2048-e3.pem", "RS256" },
-		{ "rsa4096.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out rsa4096.pem", "RS256" },
-		{ "ec256.pem", "openssl ecparam -name prime256v1 -genkey -noout -out ec256.pem", "ES256" },
-		{ "ec256.der", "openssl ec -in ec256.pem -outform DER -out ec256.der", "ES256" },
-		{ "ec256-p8.pem", "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec256-p8.pem", "ES256" },
-		/* with an EC PARAMETERS block first, which load_der must skip */
-		{ "ec256-params.pem", "openssl ecparam -name prime256v1 -genkey -out ec256-params.pem", "ES256" },
-		{ "ec384.pem", "openssl ecparam -name secp384r1 -genkey -noout -out ec384.pem", "ES384" },
-		{ "rsa1024.pem", "openssl genrsa -traditional -out rsa1024.pem 1024", NULL },
-		{ "ec521.pem", "openssl ecparam -name secp521r1 -genkey -noout -out ec521.pem", NULL },
-	};
-	static struct key k;
-	static char jwk_pem[1024];
-	struct buf der = { 0 };
-	const char *err;
 	size_t i;
 
-	test_thumbprint_rfc7638();
-	for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-		set_context("key %s", keys[i].file);
-		if (!CHECK_INT(sh("%s", keys[i].make), 0) || !CHECK(file_exists(keys[i].file)))
+	make_keys();
+	for (i = 0; i < N_TEST_KEYS; i++) {
+		if (!TEST_KEYS[i].alg)
 			continue;
-		load(keys[i].file, "account key", KEY_LABELS, &der);
-		err = key_from_der(&k, der.p, der.len);
-		if (!keys[i].alg) {
-			CHECK(err != NULL);
-			continue;
-		}
-		if (!check(err == NULL, __FILE__, __LINE__, "refused: %s", err ? err : ""))
-			continue;
-		CHECK_STR(k.alg, keys[i].alg);
-		CHECK_INT(k.type, keys[i].alg[0] == 'R' ? BR_KEYTYPE_RSA : BR_KEYTYPE_EC);
-		/* a DER file holds the same key as the PEM file it was made from */
-		if (strstr(keys[i].file, ".pem"))
-			snprintf(jwk_pem, sizeof jwk_pem, "%s", k.jwk);
-		else
-			CHECK_STR(k.jwk, jwk_pem);
-		check_jwk_with_openssl(&k, keys[i].file);
+		set_context("key %s", TEST_KEYS[i].file);
 		/* k points into acme-tiny's one key decoder: sign before the next key */
-		test_jws(&k, keys[i].file);
+		if (key_of(i, &k, &der))
+			test_jws(&k, TEST_KEYS[i].file);
 	}
 	buf_free(&der);
-
-	test_key_der_robustness("ec256.der");
-	test_key_der_robustness("rsa2048.der");
-
-	set_context("keys that are not keys");
-	CHECK(key_from_der(&k, "", 0) != NULL);
-	CHECK(key_from_der(&k, "\x30\x03\x02\x01\x00", 5) != NULL);
-	CHECK(key_from_der(&k, "-----BEGIN", 10) != NULL);
-
 	context[0] = 0;
 }
 
-/* ===================== 5. DER and CSR ===================== */
-
-/* The identifiers as one line: "dns:a.example ip:127.0.0.1". */
-static const char *names_text(const struct names *ns)
-{
-	static char text[MAX_NAMES * (MAX_NAME + 8)];
-	size_t len = 0;
-	int k;
-
-	text[0] = 0;
-	for (k = 0; k < ns->n; k++)
-		len += (size_t)snprintf(text + len, sizeof text - len, "%s%s:%s", k ? " " : "",
-					ns->id[k].type, ns->id[k].value);
-	return text;
-}
-
-/* csr_names over an exact-size copy; its result. */
-static int names_of(const void *der, size_t len, struct names *ns)
-{
-	unsigned char *p = exact_copy(der, len);
-	int r = csr_names(p, len, ns);
-
-	free(p);
-	return r;
-}
+/* ===================== 7 and 6. keys and CSRs made by acme-tiny (--domains) ===================== */
 
 /*
- * A minimal CertificationRequestInfo, made by hand so that single length
- * bytes can be broken: csr_names does not look at the key or signature.
+ * csr_build with key k (from keyfile): openssl verifies the CSR's
+ * signature, its public key is the key's, and csr_names reads back the names.
  */
-static const unsigned char MINI_CSR[] = {
-	0x30, 0x21,                                  /* CertificationRequest */
-	0x30, 0x1F,                                  /*  CertificationRequestInfo */
-	0x02, 0x01, 0x00,                            /*   version */
-	0x30, 0x16,                                  /*   subject: Name */
-	0x31, 0x14,                                  /*    RDN: SET */
-	0x30, 0x12,                                  /*     AttributeTypeAndValue */
-	0x06, 0x03, 0x55, 0x04, 0x03,                /*      commonName */
-	0x0C, 0x0B, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm',
-	0x30, 0x00,                                  /*   subjectPKInfo (not read) */
-	0xA0, 0x00,                                  /*   attributes */
-};
-
-static void test_csr_handmade(void)
+static void check_built_csr(const struct key *k, const char *keyfile, const char *list,
+			    const char *subject)
 {
-	static struct names ns;
-	unsigned char p[64];
-	size_t len = sizeof MINI_CSR;
+	static struct names ns, back;
+	struct buf csr = { 0 };
+	int i;
 
-	set_context("CSR by hand");
-	if (CHECK_INT(names_of(MINI_CSR, len, &ns), 0))
-		CHECK_STR(names_text(&ns), "dns:example.com");
-
-	/* each length byte in turn claims one byte more than there is */
-	memcpy(p, MINI_CSR, len);
-	p[1]++;
-	CHECK_INT(names_of(p, len, &ns), -1);
-	memcpy(p, MINI_CSR, len);
-	p[3]++;
-	CHECK_INT(names_of(p, len, &ns), -1);
-	memcpy(p, MINI_CSR, len);
-	p[8]++;                                      /* subject */
-	CHECK_INT(names_of(p, len, &ns), -1);
-	memcpy(p, MINI_CSR, len);
-	p[10]++;                                     /* RDN */
-	CHECK_INT(names_of(p, len, &ns), -1);
-	memcpy(p, MINI_CSR, len);
-	p[19]++;                                     /* the CN's value */
-	CHECK_INT(names_of(p, len, &ns), -1);
-
-	/* long-form lengths: far too large, 4 length bytes, indefinite, cut short */
-	CHECK_INT(names_of("\x30\x82\x01\x00\x30\x00", 6, &ns), -1);
-	CHECK_INT(names_of("\x30\x83\xFF\xFF\xFF\x30\x00", 7, &ns), -1);
-	CHECK_INT(names_of("\x30\x84\x00\x00\x00\x02\x30\x00", 8, &ns), -1);
-	CHECK_INT(names_of("\x30\x80\x30\x00\x00\x00", 6, &ns), -1);
-	CHECK_INT(names_of("\x30\x82\x01", 3, &ns), -1);
-	CHECK_INT(names_of("\x30", 1, &ns), -1);
-	CHECK_INT(names_of("", 0, &ns), -1);
-	/* a high tag number form, and a byte after the outer SEQUENCE */
-	memcpy(p, MINI_CSR, len);
-	p[0] = 0x3F;
-	CHECK_INT(names_of(p, len, &ns), -1);
-	memcpy(p, MINI_CSR, len);
-	p[len] = 0;
-	CHECK_INT(names_of(p, len + 1, &ns), -1);
-	/* the same CSR with a two-byte length form is still read */
-	p[0] = 0x30;
-	p[1] = 0x81;
-	p[2] = 0x21;
-	memcpy(p + 3, MINI_CSR + 2, len - 2);
-	if (CHECK_INT(names_of(p, len + 1, &ns), 0))
-		CHECK_STR(names_text(&ns), "dns:example.com");
-	context[0] = 0;
+	set_context("csr_build %s %s", keyfile, list);
+	CHECK(names_from_list(list, &ns) == 0);
+	xcsr_build(&csr, &ns, k);
+	CHECK(spit("built.csr", csr.p, csr.len) == 0);
+	CHECK_INT(sh("openssl req -inform DER -in built.csr -verify -noout"), 0);
+	CHECK_INT(sh("test \"$(openssl req -inform DER -in built.csr -noout -subject)\" = '%s'",
+		     subject), 0);
+	CHECK_INT(sh("test \"$(openssl req -inform DER -in built.csr -noout -pubkey)\" = "
+		     "\"$(openssl pkey -in %s -pubout)\"", keyfile), 0);
+	/* the same names come back, in any order (csr_names puts the CN first) */
+	CHECK(csr_names((const unsigned char *)csr.p, csr.len, &back) == 0);
+	CHECK_INT(back.n, ns.n);
+	for (i = 0; i < ns.n; i++)
+		check(our_ident(&back, ns.id[i].type, ns.id[i].value) != NULL, __FILE__, __LINE__,
+		      "%s %s not read back from the CSR", ns.id[i].type, ns.id[i].value);
+	buf_free(&csr);
 }
 
-/* Every prefix of a real CSR is refused; no flipped bit anywhere crashes. */
-static void test_csr_robustness(const char *der, size_t dlen)
+/* generate_key for the quick types, then CSRs signed with each key. */
+static void test_generated_keys(void)
 {
-	static struct names ns;
-	size_t len, i, bit, bad_prefix = 0, odd = 0;
-	int prefix_ok = 1, results_ok = 1, r;
-
-	set_context("CSR robustness");
-	for (len = 0; len < dlen; len++)
-		if (names_of(der, len, &ns) != -1 && prefix_ok) {
-			prefix_ok = 0;
-			bad_prefix = len;
-		}
-	check(prefix_ok, __FILE__, __LINE__, "a prefix of %zu bytes was accepted", bad_prefix);
-	for (i = 0; i < dlen; i++)
-		for (bit = 0; bit < 8; bit++) {
-			unsigned char *p = exact_copy(der, dlen);
-
-			p[i] ^= (unsigned char)(1 << bit);
-			r = csr_names(p, dlen, &ns);
-			if ((r != 0 && r != -1) || (r == 0 && (ns.n < 1 || ns.n > MAX_NAMES))) {
-				if (results_ok)
-					odd = i;
-				results_ok = 0;
-			}
-			free(p);
-		}
-	check(results_ok, __FILE__, __LINE__, "odd result with byte %zu flipped", odd);
-	context[0] = 0;
-}
-
-static void test_csr(void)
-{
-	static const struct {
-		const char *name;
-		const char *args;      /* for openssl req */
-		const char *want;      /* names_text, or NULL if csr_names must refuse it */
-	} csrs[] = {
-		{ "mixed", "-subj '/CN=Example.COM' -addext "
-		  "'subjectAltName=DNS:www.example.com,DNS:example.com,IP:127.0.0.1,IP:::1'",
-		  "dns:example.com dns:www.example.com ip:127.0.0.1 ip:::1" },
-		{ "cn-only", "-subj '/CN=only.example.org'", "dns:only.example.org" },
-		{ "san-only", "-subj '/O=Example Org' -addext 'subjectAltName=DNS:a.example,DNS:B.Example'",
-		  "dns:a.example dns:b.example" },
-		{ "ip-cn", "-subj '/CN=192.0.2.1'", "ip:192.0.2.1" },
-		{ "ipv6-cn", "-subj '/CN=2001:DB8::1' -addext 'subjectAltName=IP:2001:db8::1'", "ip:2001:db8::1" },
-		{ "wildcard", "-subj '/CN=*.example.net'", "dns:*.example.net" },
-		{ "two-cns", "-subj '/CN=one.example/CN=two.example'", "dns:one.example dns:two.example" },
-		{ "critical-san", "-subj '/O=x' -addext 'keyUsage=digitalSignature' "
-		  "-addext 'subjectAltName=critical,DNS:crit.example,email:a@b.example'", "dns:crit.example" },
-		{ "space", "-subj '/CN=a b.example'", NULL },
-		{ "underscore", "-subj '/CN=a_b.example'", NULL },
-		{ "underscore-san", "-subj '/CN=ok.example' -addext 'subjectAltName=DNS:a_b.example'", NULL },
-		{ "no-names", "-subj '/O=Nothing'", NULL },
-		{ "email-only", "-subj '/O=x' -addext 'subjectAltName=email:a@b.example'", NULL },
-	};
-	static struct names ns;
-	struct buf pem = { 0 }, der = { 0 }, args = { 0 }, mixed = { 0 };
+	static struct key k;
+	struct buf der = { 0 };
+	const struct key_type *t;
 	char name[64];
-	size_t i;
-	int k, count;
 
-	test_csr_handmade();
-	set_context("CSR key");
-	CHECK_INT(sh("openssl ecparam -name prime256v1 -genkey -noout -out csr.key"), 0);
-	for (i = 0; i < sizeof csrs / sizeof csrs[0]; i++) {
-		set_context("CSR %s", csrs[i].name);
-		if (!CHECK_INT(sh("openssl req -new -key csr.key %s -out %s.pem && "
-				  "openssl req -in %s.pem -outform DER -out %s.der", csrs[i].args,
-				  csrs[i].name, csrs[i].name, csrs[i].name), 0))
-			continue;
-		/* PEM through load_der, and the same as DER */
-		snprintf(name, sizeof name, "%s.pem", csrs[i].name);
-		load(name, "CSR", CSR_LABELS, &pem);
-		snprintf(name, sizeof name, "%s.der", csrs[i].name);
-		load(name, "CSR", CSR_LABELS, &der);
-		CHECK_MEM(pem.p, pem.len, der.p, der.len);
-		if (csrs[i].want) {
-			if (CHECK_INT(names_of(pem.p, pem.len, &ns), 0))
-				CHECK_STR(names_text(&ns), csrs[i].want);
-			if (CHECK_INT(names_of(der.p, der.len, &ns), 0))
-				CHECK_STR(names_text(&ns), csrs[i].want);
-		} else {
-			CHECK_INT(names_of(pem.p, pem.len, &ns), -1);
-			CHECK_INT(names_of(der.p, der.len, &ns), -1);
-		}
-		if (!strcmp(csrs[i].name, "mixed")) {
-			mixed.len = 0;
-			buf_add(&mixed, der.p, der.len);
-		}
+	make_keys();            /* rsa4096.pem */
+	for (t = KEY_TYPES; t->name && t->bits <= 2048; t++) {
+		set_context("generate_key %s", t->name);
+		snprintf(name, sizeof name, "gen-%s.key", t->name);
+		xgenerate_key(tpath(name), t);
+		CHECK_INT(sh("openssl pkey -check -noout -in %s", name), 0);
+		CHECK_INT(sh("test \"$(stat -c %%a %s)\" = 600", name), 0);
+		xload_der(tpath(name), "key", KEY_LABELS, &der);
+		CHECK(key_from_der(&k, der.p, der.len) == NULL);
+		CHECK_STR(k.alg, t->curve == BR_EC_secp384r1 ? "ES384" : t->curve ? "ES256" : "RS256");
+		check_built_csr(&k, name, "Example.COM,www.example.com,192.0.2.1,2001:db8::1",
+				"subject=CN = example.com");
 	}
-
-	/* MAX_NAMES distinct names are fine, one more is not */
-	for (count = MAX_NAMES; count <= MAX_NAMES + 1; count++) {
-		set_context("CSR with %d names", count);
-		args.len = 0;
-		buf_str(&args, "-subj '/CN=n0.example' -addext 'subjectAltName=");
-		for (k = 0; k < count; k++) {
-			snprintf(name, sizeof name, "%sDNS:n%d.example", k ? "," : "", k);
-			buf_str(&args, name);
-		}
-		buf_str(&args, "'");
-		if (!CHECK_INT(sh("openssl req -new -key csr.key %s -outform DER -out many.der", args.p), 0))
-			continue;
-		load("many.der", "CSR", CSR_LABELS, &der);
-		CHECK_INT(names_of(der.p, der.len, &ns), count <= MAX_NAMES ? 0 : -1);
-		if (count <= MAX_NAMES)
-			CHECK_INT(ns.n, MAX_NAMES);
-	}
-
-	if (CHECK(mixed.len > 100))
-		test_csr_robustness(mixed.p, mixed.len);
-	buf_free(&pem);
+	/* the CN: the first DNS name of at most 64 bytes, never an IP address */
+	check_built_csr(&k, name, "192.0.2.1,a.example.com", "subject=CN = a.example.com");
+	check_built_csr(&k, name, "192.0.2.1,::1", "subject=");
+	check_built_csr(&k, name, "a123456789a123456789a123456789a123456789a123456789a123456789x.com,"
+			"b.example.com", "subject=CN = b.example.com");
+	/* and with RSA-4096, made by openssl */
+	xload_der(tpath("rsa4096.pem"), "key", KEY_LABELS, &der);
+	CHECK(key_from_der(&k, der.p, der.len) == NULL);
+	check_built_csr(&k, "rsa4096.pem", "big.example.com", "subject=CN = big.example.com");
 	buf_free(&der);
-	buf_free(&args);
-	buf_free(&mixed);
 	context[0] = 0;
 }
 
-/* ===================== load_der on whole files ===================== */
-
-/* One in_child run: want 0 if the file must load and decode, 1 if it must be refused. */
-static void expect_load(int line, void (*fn)(const char *), const char *file, int want)
-{
-	int got = in_child(fn, file);
-
-	set_context("load_der %s (%s)", file, fn == child_load_key ? "key" : "CSR");
-	check(got == want, __FILE__, line, "%s (child: %s), expected %s", got == 0 ? "loaded" :
-	      got == 1 ? "refused" : "crashed", child_how, want ? "a clean refusal" : "to load");
-}
-
-/*
- * Files as a user may give them. Refusals end the run through fail(),
- * which exits, so each load runs in a child process (see in_child).
- */
-static void test_load_files(void)
-{
-	struct buf big = { 0 };
-
-	/* controls: files that load, as made by openssl in test_keys and test_csr */
-	expect_load(__LINE__, child_load_key, "ec256.pem", 0);
-	expect_load(__LINE__, child_load_key, "ec256.der", 0);
-	expect_load(__LINE__, child_load_csr, "mixed.pem", 0);
-	expect_load(__LINE__, child_load_csr, "mixed.der", 0);
-
-	/* the same PEM files with CRLF line ends, as openssl also reads them */
-	CHECK_INT(sh("sed 's/$/\\r/' ec256.pem > ec256-crlf.pem && sed 's/$/\\r/' mixed.pem > mixed-crlf.pem"), 0);
-	expect_load(__LINE__, child_load_key, "ec256-crlf.pem", 0);
-	expect_load(__LINE__, child_load_csr, "mixed-crlf.pem", 0);
-
-	CHECK_INT(spit("empty.pem", "", 0), 0);
-	CHECK_INT(spit("truncated.pem", S("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n")), 0);
-	CHECK_INT(spit("wrong-label.pem", S("-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n")), 0);
-	while (big.len <= MAX_FILE)
-		buf_str(&big, "0123456789abcdef");
-	CHECK_INT(spit("big.pem", big.p, big.len), 0);
-	expect_load(__LINE__, child_load_key, "missing.pem", 1);
-	expect_load(__LINE__, child_load_key, "truncated.pem", 1);
-	expect_load(__LINE__, child_load_key, "wrong-label.pem", 1);
-	expect_load(__LINE__, child_load_key, "big.pem", 1);
-	expect_load(__LINE__, child_load_csr, "ec256.pem", 1);
-	expect_load(__LINE__, child_load_key, "mixed.pem", 1);
-	/* an empty file is no key and no CSR */
-	expect_load(__LINE__, child_load_key, "empty.pem", 1);
-	expect_load(__LINE__, child_load_csr, "empty.pem", 1);
-	buf_free(&big);
-	context[0] = 0;
-}
-
-/* ===================== 6. HTTP responses ===================== */
+/* ===================== 5. HTTP responses ===================== */
 
 /* A connection whose bytes come from memory, handed out in pieces as told. */
 struct mock {
@@ -1986,7 +2480,7 @@ static void test_http_limits(void)
 	context[0] = 0;
 }
 
-/* ===================== 7. URLs ===================== */
+/* ===================== 5. URLs ===================== */
 
 static void test_url(void)
 {
@@ -2057,231 +2551,29 @@ static void test_url(void)
 	context[0] = 0;
 }
 
-/* ===================== 8. Retry-After ===================== */
+/* ===================== 4. command line ===================== */
 
-static void test_retry_after(void)
+static void test_parse_args(void)
 {
-	char date[64];
-	time_t t;
-	struct tm tm;
-	long long ms;
-
-	set_context("retry_after_ms");
-	CHECK_INT(retry_after_ms("120"), 120000);
-	CHECK_INT(retry_after_ms("0"), 0);
-	CHECK_INT(retry_after_ms("1"), 1000);
-	CHECK_INT(retry_after_ms("999999999"), 999999999000LL);
-	/* more digits than fit: a very long wait, not an overflow */
-	CHECK(retry_after_ms("99999999999999999999999999") >= 999999999000LL);
-	CHECK(retry_after_ms("18446744073709551617") >= 999999999000LL);
-	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT"), 0);
-	CHECK_INT(retry_after_ms("Thu, 01 Jan 1970 00:00:00 GMT"), 0);
-
-	t = time(NULL) + 3600;
-	gmtime_r(&t, &tm);
-	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-	set_context("retry_after_ms %s", date);
-	ms = retry_after_ms(date);
-	check(ms >= 3590000 && ms <= 3600000, __FILE__, __LINE__, "%lld ms, expected about an hour", ms);
-	/* the calendar behind IMF-fixdates: known days, leap years and not */
-	set_context("days_from_civil");
-	CHECK_INT(days_from_civil(1970, 1, 1), 0);
-	CHECK_INT(days_from_civil(1994, 11, 6) * 86400 + 8 * 3600 + 49 * 60 + 37, 784111777);
-	CHECK_INT(days_from_civil(2000, 3, 1) - days_from_civil(2000, 2, 28), 2);
-	CHECK_INT(days_from_civil(2100, 3, 1) - days_from_civil(2100, 2, 28), 1);
-	CHECK_INT(days_from_civil(2050, 1, 1) - days_from_civil(2049, 12, 31), 1);
-	CHECK_INT(days_from_civil(1969, 12, 31), -1);
-
-	set_context("retry_after_ms garbage");
-	CHECK_INT(retry_after_ms(""), -1);
-	CHECK_INT(retry_after_ms("soon"), -1);
-	CHECK_INT(retry_after_ms("-1"), -1);
-	CHECK_INT(retry_after_ms("1.5"), -1);
-	CHECK_INT(retry_after_ms("12 "), -1);
-	CHECK_INT(retry_after_ms("0x10"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 Foo 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 nov 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 anF 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 UTC"), -1);
-	CHECK_INT(retry_after_ms("Sun, 6 Nov 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 00 Nov 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08-49-37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 Nov 19x4 08:49:37 GMT"), -1);
-	set_context("retry_after_ms far future");
-	CHECK(retry_after_ms("Fri, 31 Dec 9999 23:59:59 GMT") > 240000000000000LL);
-	/* past 2038 and 2106, where 32-bit time_t and uint32 seconds end */
-	set_context("retry_after_ms after 2038");
-	ms = retry_after_ms("Tue, 19 Jan 2038 03:14:08 GMT");
-	check(llabs(ms - (2147483648LL - (long long)time(NULL)) * 1000) <= 2000, __FILE__, __LINE__,
-	      "%lld ms to 2^31 s", ms);
-	ms = retry_after_ms("Sun, 07 Feb 2106 06:28:16 GMT");
-	check(llabs(ms - (4294967296LL - (long long)time(NULL)) * 1000) <= 2000, __FILE__, __LINE__,
-	      "%lld ms to 2^32 s", ms);
-	context[0] = 0;
-}
-
-/* ===================== keys and CSRs made by acme-tiny ===================== */
-
-static void create_again(const char *path)
-{
-	xwrite_file(path, "other", 5, 0);
-}
-
-static void replace_in(const char *path)
-{
-	xwrite_file(path, "new", 3, 1);
-}
-
-/*
- * write_file: a key is made 0600 and an existing file is never replaced; a
- * certificate replaces the old file and keeps its mode (0644 when new).
- * Neither leaves a temporary file, and a failure leaves the old file.
- */
-static void test_write_file(void)
-{
-	struct stat st;
-	struct buf b = { 0 };
-
-	set_context("write_file, a key");
-	xwrite_file(tpath("made.key"), "secret", 6, 0);
-	CHECK(stat(tpath("made.key"), &st) == 0 && (st.st_mode & 0777) == 0600);
-	CHECK(slurp("made.key", &b) == 0 && b.len == 6 && !memcmp(b.p, "secret", 6));
-	CHECK_INT(in_child(create_again, tpath("made.key")), 1);   /* fail() */
-	CHECK(slurp("made.key", &b) == 0 && b.len == 6 && !memcmp(b.p, "secret", 6));
-	CHECK_INT(sh("ls | grep -q tmp-"), 1);                      /* no temp file left */
-	CHECK_INT(in_child(create_again, tpath("no-such-dir/x.key")), 1);
-
-	set_context("write_file, a certificate");
-	CHECK_INT(in_child(replace_in, tpath("chain.pem")), 0);
-	CHECK(stat(tpath("chain.pem"), &st) == 0 && (st.st_mode & 0777) == 0644);
-	CHECK_INT(sh("printf old > old.pem && chmod 640 old.pem"), 0);
-	CHECK_INT(in_child(replace_in, tpath("old.pem")), 0);
-	CHECK(stat(tpath("old.pem"), &st) == 0 && (st.st_mode & 0777) == 0640);
-	CHECK(slurp("old.pem", &b) == 0 && b.len == 3 && !memcmp(b.p, "new", 3));
-	CHECK_INT(sh("mkdir -p dir.pem/x"), 0);                   /* rename fails, even for root */
-	CHECK_INT(in_child(replace_in, tpath("dir.pem")), 1);
-	CHECK_INT(sh("test -d dir.pem/x"), 0);
-	CHECK_INT(sh("ls | grep -q tmp-"), 1);
-	buf_free(&b);
-	context[0] = 0;
-}
-
-/*
- * csr_build with key k (from keyfile): openssl verifies the CSR's
- * signature, its public key is the key's, and csr_names reads back the names.
- */
-static void check_built_csr(const struct key *k, const char *keyfile, const char *list,
-			    const char *subject)
-{
-	static struct names ns, back;
-	struct buf csr = { 0 };
-	int i;
-
-	set_context("csr_build %s %s", keyfile, list);
-	CHECK(names_from_list(list, &ns) == 0);
-	xcsr_build(&csr, &ns, k);
-	CHECK(spit("built.csr", csr.p, csr.len) == 0);
-	CHECK_INT(sh("openssl req -inform DER -in built.csr -verify -noout"), 0);
-	CHECK_INT(sh("test \"$(openssl req -inform DER -in built.csr -noout -subject)\" = '%s'",
-		     subject), 0);
-	CHECK_INT(sh("test \"$(openssl req -inform DER -in built.csr -noout -pubkey)\" = "
-		     "\"$(openssl pkey -in %s -pubout)\"", keyfile), 0);
-	/* the same names come back, in any order (csr_names puts the CN first) */
-	CHECK(csr_names((const unsigned char *)csr.p, csr.len, &back) == 0);
-	CHECK_INT(back.n, ns.n);
-	for (i = 0; i < ns.n; i++)
-		check(our_ident(&back, ns.id[i].type, ns.id[i].value) != NULL, __FILE__, __LINE__,
-		      "%s %s not read back from the CSR", ns.id[i].type, ns.id[i].value);
-	buf_free(&csr);
-}
-
-/* generate_key for the quick types, then CSRs signed with each key. */
-static void test_generated_keys(void)
-{
-	static struct key k;
-	struct buf der = { 0 };
-	const struct key_type *t;
-	char name[64];
-
-	for (t = KEY_TYPES; t->name && t->bits <= 2048; t++) {
-		set_context("generate_key %s", t->name);
-		snprintf(name, sizeof name, "gen-%s.key", t->name);
-		xgenerate_key(tpath(name), t);
-		CHECK_INT(sh("openssl pkey -check -noout -in %s", name), 0);
-		CHECK_INT(sh("test \"$(stat -c %%a %s)\" = 600", name), 0);
-		xload_der(tpath(name), "key", KEY_LABELS, &der);
-		CHECK(key_from_der(&k, der.p, der.len) == NULL);
-		CHECK_STR(k.alg, t->curve == BR_EC_secp384r1 ? "ES384" : t->curve ? "ES256" : "RS256");
-		check_built_csr(&k, name, "Example.COM,www.example.com,192.0.2.1,2001:db8::1",
-				"subject=CN = example.com");
-	}
-	/* the CN: the first DNS name of at most 64 bytes, never an IP address */
-	check_built_csr(&k, name, "192.0.2.1,a.example.com", "subject=CN = a.example.com");
-	check_built_csr(&k, name, "192.0.2.1,::1", "subject=");
-	check_built_csr(&k, name, "a123456789a123456789a123456789a123456789a123456789a123456789x.com,"
-			"b.example.com", "subject=CN = b.example.com");
-	/* and with RSA-4096, made by openssl */
-	xload_der(tpath("rsa4096.pem"), "key", KEY_LABELS, &der);
-	CHECK(key_from_der(&k, der.p, der.len) == NULL);
-	check_built_csr(&k, "rsa4096.pem", "big.example.com", "subject=CN = big.example.com");
-	buf_free(&der);
-	context[0] = 0;
-}
-
-/* The audit's findings, kept fixed. */
-/* What info(s) writes on stderr. */
-static const char *info_text(const char *s)
-{
-	static struct buf b;
-	int saved = dup(2), fd = open(tpath("stderr.txt"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	fflush(stderr);
-	dup2(fd, 2);
-	close(fd);
-	info("%s", s);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	return slurp("stderr.txt", &b) ? NULL : b.p;
-}
-
-static void test_audit_fixes(void)
-{
-	static struct names ns;
-	struct buf b = { 0 }, pem = { 0 };
 	char *argv[] = { "acme-tiny", "--account-key", "k", "--csr", "c", "--acme-dir", "d",
 			 "--contact", "mailto:a@x", "mailto:b@x", "--contact", "mailto:c@x", NULL };
-	static const char cert[] = "-----BEGIN CERTIFICATE-----\n";
-
-	set_context("our_leftover");
-	CHECK(spit("tok", "tok.thumb", 9) == 0);
-	CHECK(our_leftover(tpath("tok"), "tok.thumb"));
-	CHECK(!our_leftover(tpath("tok"), "tok.other"));
-	CHECK(!our_leftover(tpath("tok"), "tok.thum"));
-	CHECK(spit("tokp", "tok.thu", 7) == 0);
-	CHECK(!our_leftover(tpath("tokp"), "tok.thumb"));          /* a prefix: not ours */
-	CHECK(sh("ln tok tok-link") == 0);
-	CHECK(!our_leftover(tpath("tok"), "tok.thumb"));            /* two links: not ours */
-	CHECK(sh("mkfifo fifo && ln -s tok-link sym") == 0);
-	CHECK(!our_leftover(tpath("fifo"), "tok.thumb"));           /* no hang, no */
-	CHECK(!our_leftover(tpath("sym"), "tok.thumb"));
 
 	set_context("parse_args --contact twice");
 	xparse_args(12, argv);
 	CHECK_INT(run.n_contacts, 1);
 	CHECK_STR(run.contacts[0], "mailto:c@x");
+	context[0] = 0;
+}
 
-	set_context("add_name with NUL");
-	ns.n = 0;
-	CHECK(add_name(&ns, (const unsigned char *)"1.2.3.4\0junk", 12, 0) < 0);
-
-	set_context("info: only printable ASCII reaches the terminal");
-	CHECK_STR(info_text("a\x1b[31mb\x7f\xc2\x9b" "c\xe2\x80\xae" "d\xe2\x81\xa0" "e\xf3\xa0\x81\x81"
-			    "f\xc3\xa9" "g\xff~ h"), "a?[31mb???c???d???e????f??g?~ h\n");
+/* ===================== 2. the certificate chain ===================== */
 
 #ifndef UNIT_NO_BEARSSL
+/* check_chain: PEM certificates and nothing else; cert_fits_csr: for the CSR's key. */
+static void test_check_chain(void)
+{
+	struct buf b = { 0 }, pem = { 0 };
+	static const char cert[] = "-----BEGIN CERTIFICATE-----\n";
+
 	set_context("check_chain");
 	CHECK(check_chain(&b) < 0);
 	buf_str(&b, cert);
@@ -2347,59 +2639,10 @@ static void test_audit_fixes(void)
 		CHECK_INT(check_chain(&b), -1);
 	}
 	buf_free(&pem);
-#else
-	(void)cert;
-	(void)pem;
-#endif
 	context[0] = 0;
 	buf_free(&b);
 }
 
-static void test_names_from_list(void)
-{
-	static struct names ns;
-	char list[200 * 12];
-	int i;
-
-	set_context("names_from_list");
-	CHECK(names_from_list("a.example,A.EXAMPLE,192.0.2.1", &ns) == 0);
-	CHECK_INT(ns.n, 2);
-	CHECK_STR(ns.id[0].value, "a.example");
-	CHECK_STR(ns.id[1].type, "ip");
-	CHECK(names_from_list("", &ns) < 0);
-	CHECK(names_from_list("a.example,", &ns) < 0);
-	CHECK(names_from_list("a.example,,b.example", &ns) < 0);
-	CHECK(names_from_list("a.example b.example", &ns) < 0);
-	CHECK(names_from_list("under_score.example", &ns) < 0);
-	for (list[0] = 0, i = 0; i < 101; i++)
-		snprintf(list + strlen(list), sizeof list - strlen(list), "%sn%d.ex", i ? "," : "", i);
-	CHECK(names_from_list(list, &ns) < 0);
-	*strrchr(list, ',') = 0;
-	CHECK(names_from_list(list, &ns) == 0 && ns.n == 100);
-	context[0] = 0;
-}
-
-/* Reads path as the CA file would be read; for in_child. */
-static void read_one(const char *path)
-{
-	struct buf b = { 0 };
-
-	xread_file(path, "file", &b);
-	buf_free(&b);
-}
-
-/* der_next on bytes: its tag or -1. */
-static int tag_of(const char *bytes, size_t len)
-{
-	unsigned char *p = exact_copy(bytes, len);
-	struct der in = { p, len }, v;
-	int tag = der_next(&in, &v);
-
-	free(p);
-	return tag;
-}
-
-#ifndef UNIT_NO_BEARSSL
 /*
  * A CSR and a certificate by hand, with subjectPublicKey bits csr_key and
  * cert_key: as much of each as public_key_of reads. The certificate as PEM.
@@ -2432,65 +2675,12 @@ static void key_pair_by_hand(const char *csr_key, size_t csr_len, const char *ce
 	buf_add(pem, text, br_pem_encode(text, cert.p, cert.len, "CERTIFICATE", 0));
 	buf_free(&cert);
 }
-#endif
 
-/* Each limit and check at its edge: one step inside passes, one past fails. */
-static void test_edges(void)
+/* cert_fits_csr compares all of the key bits, not a prefix. */
+static void test_cert_key_bits(void)
 {
-	static struct names ns;
-	static const unsigned char san[] = { 0x30, 0x08, 0x82, 0x06, 'a', '.', 't', 'e', 's', 't', 0x00 };
-	unsigned char p[64];
 	struct buf b = { 0 }, pem = { 0 };
-	char name[300];
 
-	set_context("read_file: MAX_FILE bytes, and one more");
-	memset(p, 'a', sizeof p);
-	for (b.len = 0; b.len < MAX_FILE;)
-		buf_add(&b, p, sizeof p);
-	CHECK(spit("max", b.p, MAX_FILE) == 0);
-	buf_add(&b, "a", 1);
-	CHECK(spit("max1", b.p, b.len) == 0);
-	CHECK_INT(in_child(read_one, tpath("max")), 0);
-	CHECK_INT(in_child(read_one, tpath("max1")), 1);
-
-	set_context("der_next edges");
-	CHECK_INT(tag_of("\x30\x00", 2), 0x30);
-	CHECK_INT(tag_of("\x30\x83\x00\x00\x00", 5), 0x30);     /* 3 length bytes: read */
-	CHECK_INT(tag_of("\x30\x84\x00\x00\x00\x00", 6), -1);   /* 4: not */
-	memset(name, 0, sizeof name);
-	name[0] = 0x30;
-	name[1] = (char)0x80;                                    /* indefinite, though */
-	CHECK_INT(tag_of(name, 2 + 0x80), -1);                   /* 0x80 bytes follow */
-	name[1] = 0x7F;
-	CHECK_INT(tag_of(name, 2 + 0x7F), 0x30);
-	CHECK_INT(tag_of("\x30\x82\x01", 3), -1);               /* length cut short */
-	CHECK_INT(tag_of("\x30\x81", 2), -1);
-	CHECK_INT(tag_of("\x1F\x00", 2), -1);                   /* high tag number form */
-	CHECK_INT(tag_of("\x3F\x00", 2), -1);
-
-	set_context("san_names: nothing may follow GeneralNames");
-	ns.n = 0;
-	CHECK_INT(san_names((struct der){ san, sizeof san - 1 }, &ns), 0);
-	CHECK_INT(ns.n, 1);
-	CHECK_INT(san_names((struct der){ san, sizeof san }, &ns), -1);
-
-	set_context("csr_names: nothing may follow the attributes");
-	memcpy(p, MINI_CSR, sizeof MINI_CSR);
-	p[1] += 2;
-	p[3] += 2;
-	p[sizeof MINI_CSR] = 0x05;
-	p[sizeof MINI_CSR + 1] = 0x00;
-	CHECK_INT(names_of(p, sizeof MINI_CSR + 2, &ns), -1);
-
-	set_context("names of MAX_NAME bytes, and one more");
-	memset(name, 'a', sizeof name);
-	name[MAX_NAME] = 0;
-	CHECK_INT(names_from_list(name, &ns), 0);
-	name[MAX_NAME] = 'a';
-	name[MAX_NAME + 1] = 0;
-	CHECK_INT(names_from_list(name, &ns), -1);
-
-#ifndef UNIT_NO_BEARSSL
 	set_context("chain_fits_csr: the key bits, all of them");
 	key_pair_by_hand("\x00\x04\x01\x02", 4, "\x00\x04\x01\x02", 4, &b, &pem);
 	CHECK(cert_fits_csr(&pem, &b));
@@ -2498,49 +2688,103 @@ static void test_edges(void)
 	CHECK(!cert_fits_csr(&pem, &b));
 	key_pair_by_hand("\x00\x04\x01\x02\x03", 5, "\x00\x04\x01\x02", 4, &b, &pem);
 	CHECK(!cert_fits_csr(&pem, &b));
-#endif
 	buf_free(&b);
 	buf_free(&pem);
 	context[0] = 0;
 }
+#endif
 
-/* ===================== main ===================== */
+/* ===================== the groups, and main ===================== */
 
-int main(void)
+enum { MAX_GROUP_TESTS = 4 };
+
+struct group {
+	const char *name;
+	void (*test[MAX_GROUP_TESTS])(void);    /* run in this order; NULL ends the list */
+};
+
+/* Bottom up through acme-tiny.c's layers; those that need BearSSL are not in tests/unit-mips. */
+static const struct group GROUPS[] = {
+	/* 9. bytes, files, time and messages */
+	{ "base64", { test_base64, test_b64_decode } },
+	{ "files", { test_read_file, test_write_file, test_our_leftover } },
+	{ "dates", { test_retry_after } },
+	{ "messages", { test_info } },
+	/* 8. JSON */
+	{ "json", { test_json_valid, test_json_invalid, test_json_small_buffers, test_json_write } },
+	/* 7. keys and DER */
+	{ "pem", { test_pem, test_pem_bundle } },
+	{ "der", { test_der_next } },
+#ifndef UNIT_NO_BEARSSL
+	{ "keys", { test_keys } },
+	{ "jwk", { test_thumbprint_rfc7638, test_jwk } },
+#endif
+	{ "names", { test_names_from_list, test_name_length, test_add_name } },
+#ifndef UNIT_NO_BEARSSL
+	{ "csr", { test_csr_handmade, test_csr_ends, test_csr } },
+	{ "load", { test_load_files } },
+	/* 6. JWS and CSRs */
+	{ "jws", { test_jws_keys } },
+	{ "generate", { test_generated_keys } },
+#else
+	{ "csr", { test_csr_handmade, test_csr_ends } },
+#endif
+	/* 5. HTTP */
+	{ "http", { test_http_good, test_http_bad, test_http_limits } },
+	{ "url", { test_url } },
+	/* 4. around the run */
+	{ "args", { test_parse_args } },
+#ifndef UNIT_NO_BEARSSL
+	/* 2. ACME steps */
+	{ "chain", { test_check_chain, test_cert_key_bits } },
+#endif
+};
+
+#define N_GROUPS (sizeof GROUPS / sizeof GROUPS[0])
+
+static void list_groups(FILE *f)
+{
+	size_t g;
+
+	for (g = 0; g < N_GROUPS; g++)
+		fprintf(f, "%s\n", GROUPS[g].name);
+}
+
+/* tests/unit [--list | GROUP...]: see the top of this file. */
+int main(int argc, char **argv)
 {
 	time_t start = time(NULL);
+	int chosen[N_GROUPS] = { 0 };
+	size_t g, t;
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--list")) {
+			list_groups(stdout);
+			return 0;
+		}
+	for (i = 1; i < argc; i++) {
+		for (g = 0; g < N_GROUPS && strcmp(argv[i], GROUPS[g].name); g++)
+			;
+		if (g == N_GROUPS) {
+			fprintf(stderr, "%s: no group \"%s\"; the groups are:\n", argv[0], argv[i]);
+#ifdef UNIT_NO_BEARSSL
+			fprintf(stderr, "(built without BearSSL: keys, jwk, load, jws, generate and chain are left out)\n");
+#endif
+			list_groups(stderr);
+			return 2;
+		}
+		chosen[g] = 1;
+	}
 
 	if (!mkdtemp(tmpdir)) {
 		perror("mkdtemp");
 		return 2;
 	}
-	test_base64();
-	test_pem();
-	test_pem_bundle();
-	test_json_valid();
-	test_json_invalid();
-	test_json_small_buffers();
-	test_json_write();
-#ifdef UNIT_NO_BEARSSL
-	/* keys, JWS and PEM need BearSSL, which big-endian MIPS lacks: see tests/unit-mips */
-	test_csr_handmade();
-#else
-	test_keys();
-	test_csr();
-	test_load_files();
-#endif
-	test_http_good();
-	test_http_bad();
-	test_http_limits();
-	test_url();
-	test_retry_after();
-	test_write_file();
-#ifndef UNIT_NO_BEARSSL
-	test_generated_keys();
-#endif
-	test_names_from_list();
-	test_audit_fixes();
-	test_edges();
+	for (g = 0; g < N_GROUPS; g++)
+		if (argc == 1 || chosen[g])
+			for (t = 0; t < MAX_GROUP_TESTS && GROUPS[g].test[t]; t++)
+				GROUPS[g].test[t]();
 
 	sh("cd / && rm -rf '%s'", tmpdir);
 	if (access(tmpdir, F_OK) == 0)
