@@ -49,7 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ===================== 0. Types, limits, and the interfaces of the layers ===================== */
+/* ======== 0. Types, limits, and the interfaces of the layers ============================ */
 
 #define VERSION "0.1.0"
 #define USER_AGENT "acme-tiny/" VERSION
@@ -217,12 +217,8 @@ static struct {
 	int requests, connections;
 } stats;
 
-/*
- * The interfaces that the sections above use of the sections below, with
- * what each returns; the definitions say how and why.
- */
+/* What the sections above use of the sections below; each definition says what it returns. */
 
-/* 1-2: the steps of an issuance (each may end the run) */
 static void xissue(struct acme *a, const struct names *ns, const struct buf *csr,
 		   struct buf *chain);
 static void xdirectory(struct acme *a);
@@ -234,143 +230,86 @@ static void xfinalize(struct acme *a, const char *url, const char *order_url,
 		      const struct buf *csr, struct buf *chain);
 
 /* 3: ACME requests */
-/* A signed POST (RFC 8555 6.2), retried for badNonce and a busy CA; its answer into r. */
 static void xpost(struct acme *a, const char *url, const char *payload, struct resp *r,
 		  const char *step, long long give_up);
-/* Polls url until the object in r and j is neither pending nor processing; its status. */
 static void xpoll(struct acme *a, const char *url, struct resp *r, struct json *j,
 		  char *status, const char *what);
-/* out, holding "type: detail" of the problem document (RFC 7807) at token p. */
 static const char *problem_text(const struct json *j, int p, char *out, size_t cap);
-/* Never returns: ends the run with what the server said. */
 static __attribute__((noreturn)) void fail_problem(const char *step, const struct resp *r);
-/* The body of r, which must be a JSON object, parsed into j. */
 static void xparse_object(const struct resp *r, struct json *j, const char *step);
-/* The Location the protocol requires (the account's kid, an order) into out, an https URL. */
 static void xneed_location(const struct resp *r, char *out, const char *step);
-/* A string member the protocol requires, decoded into out. */
 static void xneed_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
 		      const char *step);
 
 /* 4: around the run */
-/* The command line into run; a usage error ends the run with exit 2. */
 static void xparse_args(int argc, char **argv);
-/* Sets on_signal for the signals that end a run; a closed pipe is an error, not a signal. */
 static void catch_signals(void);
-/* Holds off the signals on_signal takes (hold), or lets them in again (!hold). */
 static void hold_signals(int hold);
-/* 1 if stdout was closed; /dev/null then takes the place of any closed one of 0, 1, 2. */
 static int guard_std_fds(void);
-/* The file --output names, tried before the CA is asked for anything, symlinks followed. */
 static const char *xcheck_output(const char *path);
-/* Makes a key of --key-type at path unless a file is there already. */
 static void xcreate_key_if_missing(const char *path, const char *what);
-/* The names into ns and the CSR into csr, from --csr or from --domains. */
 static void xnames_and_csr(struct names *ns, struct buf *csr);
-/* Prints what --stats shows on stderr. */
 static void print_stats(void);
 
 /* 5: HTTP/1.1 over TCP or TLS */
-/* Splits an http:// or https:// URL into u: 0, or -1 if malformed. */
 static int url_parse(const char *s, struct url *u);
-/* Loads the CA certificates of a PEM bundle that the CA's server must chain to. */
 static void xload_trust_anchors(const char *path);
-/* Frees what xload_trust_anchors loaded. */
 static void free_trust_anchors(void);
-/* Closes the connection, if open, and drops what was buffered. */
 static void conn_close(struct conn *c);
-/* One HTTP exchange on c, before give_up if not 0: NULL, or why it failed. */
 static const char *http_try(struct conn *c, const char *method, const char *url,
 			    const struct buf *body, struct resp *r, long long give_up);
-/* One HTTP exchange, as http_try, that must succeed (whatever its status). */
 static void xhttp(struct conn *c, const char *method, const char *url, const struct buf *body,
 		  struct resp *r, const char *step, long long give_up);
 
 /* 6: JWS and CSRs */
-/* A flattened JWS (RFC 8555 6.2) of payload into out, signed with k. */
 static void xjws_build(struct buf *out, const struct key *k, const char *kid,
 		       const char *nonce, const char *url, const char *payload);
-/* A CSR (RFC 2986) for names ns into b, signed with k. */
 static void xcsr_build(struct buf *b, const struct names *ns, const struct key *k);
 
 /* 7: keys and DER */
-/* The next PEM block of in from *pos, label and bytes: 1, 0 when there is none, -1. */
 static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
 		    struct buf *der);
-/* The first object labelled with one of labels of a PEM (or DER) file into der. */
 static void xload_der(const char *path, const char *what, const char *const *labels,
 		      struct buf *der);
-/* A private key file into k; der keeps the file's key bytes for k. */
 static void xload_key(const char *path, const char *what, struct key *k, struct buf *der);
-/* The identifier in ns of this type and value, or NULL if it is not one of ours. */
 static const struct ident *our_ident(const struct names *ns, const char *type, const char *value);
-/* The names of --domains (DNS names, IP addresses, commas between) into ns: 0, or -1. */
 static int names_from_list(const char *list, struct names *ns);
-/* The names a CSR asks for into ns: 0, or -1 if it is malformed or names nothing. */
 static int csr_names(const unsigned char *p, size_t len, struct names *ns);
-/* The subjectPublicKey bits of a CSR or (cert) a certificate into key: 0, or -1. */
 static int public_key_of(const void *der, size_t len, int cert, struct der *key);
-/* Makes a new private key of type t in path: PKCS#8 PEM, mode 0600. */
 static void xgenerate_key(const char *path, const struct key_type *t);
 
 /* 8: JSON */
-/* Parses one JSON document of len bytes into j: 0, or -1 if it is not strictly JSON. */
 static int json_parse(struct json *j, const char *s, size_t len);
-/* Frees j's tokens. */
 static void json_free(struct json *j);
-/* The value of key in object obj: its token, or -1 if absent, duplicated, or obj is no object. */
 static int json_get(const struct json *j, int obj, const char *key);
-/* String token t decoded into out: 0, or -1 if it is no string or too long. */
 static int json_str(const struct json *j, int t, char *out, size_t cap);
-/* The string value of key in obj decoded into out: out, or NULL. */
 static const char *json_get_str(const struct json *j, int obj, const char *key,
 				char *out, size_t cap);
-/* Appends s as a JSON string, quoted and escaped. */
-static void buf_json_str(struct buf *b, const char *s);
+static void buf_json_str(struct buf *b, const char *before, const char *s);
 
 /* 9: bytes, files, time and messages */
-/* Appends n bytes of data to b; running out of memory ends the run. */
 static void buf_add(struct buf *b, const void *data, size_t n);
-/* buf_add in the shape of BearSSL's output callbacks. */
 static void buf_append(void *b, const void *data, size_t n);
-/* Appends the string s to b. */
 static void buf_str(struct buf *b, const char *s);
-/* Appends each string up to the NULL that ends the list. */
 static __attribute__((sentinel)) void buf_cat(struct buf *b, ...);
-/* Frees b and empties it. */
 static void buf_free(struct buf *b);
-/* Appends base64url without padding (RFC 7515, appendix C). */
 static void buf_b64url(struct buf *b, const void *data, size_t n);
-/* The bytes of base64 text (s, n) appended to out: 0, or -1 if it is not strictly base64. */
 static int b64_decode(const char *s, size_t n, struct buf *out);
-/* 1 for 1 to max characters, all of the base64url alphabet; else 0. */
 static int is_b64url(const char *s, size_t max);
-/* The value of a hexadecimal digit, or -1. */
 static int hex_digit(int c);
-/* The SHA-256 of n bytes at p into out. */
 static void sha256(const void *p, size_t n, unsigned char out[32]);
-/* Copies s into out if it fits: 0, or -1. */
 static int copy_str(char *out, size_t cap, const char *s, size_t len);
-/* A whole file of at most MAX_FILE bytes into b. */
 static void xread_file(const char *path, const char *what, struct buf *b);
-/* A new file path.tmp-XXXXXX beside path, mode 0600: its descriptor; tmp holds its name. */
 static int xcreate_temp(const char *path, char *tmp, size_t cap);
-/* Writes a file whole or not at all: a key (replace 0) only where there is none. */
 static void xwrite_file(const char *path, const void *data, size_t len, int replace);
-/* The n decimal digits at s as a number, or -1. */
 static long long number(const char *s, int n);
-/* Retry-After (RFC 9110 10.2.3), seconds or a date, in ms from now; -1 if neither. */
 static long long retry_after_ms(const char *v);
-/* Milliseconds of a monotonic clock: what deadlines are measured in. */
 static long long now_ms(void);
-/* Sleeps ms milliseconds, signals or not. */
 static void sleep_ms(long long ms);
-/* Never returns: one line on stderr, challenge files removed, exit 1. */
 static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...);
-/* Progress on stderr, as acme_tiny.py prints it; --quiet silences it. */
 static __attribute__((format(printf, 1, 2))) void info(const char *fmt, ...);
 
-/* ===================== 1. main: the run, step by step ===================== */
+/* ======== 1. main: the run, step by step ================================================ */
 
 #ifdef ACME_TINY_TEST
 #define main acme_tiny_main     /* tests and fuzzers bring their own main */
@@ -384,7 +323,6 @@ int main(int argc, char **argv)
 	static struct names ns;
 	struct buf key = { 0 }, csr = { 0 }, chain = { 0 };
 	int stdout_closed = guard_std_fds();
-
 	xparse_args(argc, argv);
 	if (stdout_closed && !run.output)
 		fail("stdout is closed: nowhere to write the certificate");
@@ -425,7 +363,6 @@ static void xissue(struct acme *a, const struct names *ns, const struct buf *csr
 	struct json j = { 0 };
 	char order_url[MAX_URL], url[MAX_URL];
 	int list, k, n = 0;
-
 	xdirectory(a);                          /* the CA's URLs; --profile offered? */
 	xaccount(a);                            /* newAccount: our account URL, the kid */
 	xnew_order(a, ns, &order, order_url);   /* newOrder: our names */
@@ -444,7 +381,7 @@ static void xissue(struct acme *a, const struct names *ns, const struct buf *csr
 	buf_free(&order.body);
 }
 
-/* ===================== 2. ACME steps (RFC 8555) ===================== */
+/* ======== 2. ACME steps (RFC 8555) ====================================================== */
 
 /*
  * Returns if --profile (draft-ietf-acme-profiles) is one the directory
@@ -456,7 +393,6 @@ static void xcheck_profile(const struct json *j, const char *profile)
 	int list = json_get(j, json_get(j, 0, "meta"), "profiles"), k;
 	struct buf offered = { 0 };
 	char name[64];
-
 	if (json_get(j, list, profile) >= 0)
 		return;
 	for (k = list + 1; list >= 0 && j->t[list].type == J_OBJ && k < j->t[list].next;
@@ -472,7 +408,6 @@ static void xdirectory(struct acme *a)
 	struct resp r = { 0 };
 	struct json j = { 0 };
 	struct url u;
-
 	info("Getting directory...");
 	xhttp(&a->conn, "GET", run.directory, NULL, &r, "directory", 0);
 	url_parse(run.directory, &u);   /* it is well-formed: xhttp took it */
@@ -496,11 +431,9 @@ static void xdirectory(struct acme *a)
 static void add_contacts(struct buf *b, const char *before)
 {
 	int k;
-
 	buf_cat(b, before, "\"contact\":[", NULL);
 	for (k = 0; k < run.n_contacts; k++) {
-		buf_str(b, k ? "," : "");
-		buf_json_str(b, run.contacts[k]);
+		buf_json_str(b, k ? "," : "", run.contacts[k]);
 	}
 	buf_str(b, "]}");
 }
@@ -510,7 +443,6 @@ static void xaccount(struct acme *a)
 {
 	struct buf p = { 0 };
 	struct resp r = { 0 };
-
 	info("Registering account...");
 	if (run.n_contacts)
 		add_contacts(&p, "{\"termsOfServiceAgreed\":true,");
@@ -535,21 +467,16 @@ static void xnew_order(struct acme *a, const struct names *ns, struct resp *orde
 {
 	struct buf p = { 0 };
 	int k;
-
 	info("Creating new order...");
 	buf_str(&p, "{\"identifiers\":[");
 	for (k = 0; k < ns->n; k++) {
-		buf_str(&p, k ? ",{\"type\":" : "{\"type\":");
-		buf_json_str(&p, ns->id[k].type);
-		buf_str(&p, ",\"value\":");
-		buf_json_str(&p, ns->id[k].value);
+		buf_json_str(&p, k ? ",{\"type\":" : "{\"type\":", ns->id[k].type);
+		buf_json_str(&p, ",\"value\":", ns->id[k].value);
 		buf_str(&p, "}");
 	}
 	buf_str(&p, "]");
-	if (run.profile) {
-		buf_str(&p, ",\"profile\":");
-		buf_json_str(&p, run.profile);
-	}
+	if (run.profile)
+		buf_json_str(&p, ",\"profile\":", run.profile);
 	buf_str(&p, "}");
 	xpost(a, a->new_order, p.p, order, "newOrder", 0);
 	xneed_location(order, order_url, "newOrder");
@@ -562,7 +489,6 @@ static int find_http01(const struct json *j)
 {
 	int list = json_get(j, 0, "challenges"), c;
 	char type[16];
-
 	if (list < 0 || j->t[list].type != J_ARR)
 		return -1;
 	for (c = list + 1; c < j->t[list].next; c = j->t[c].next)
@@ -595,7 +521,6 @@ static int our_leftover(const char *path, const char *keyauth)
 	struct stat st;
 	ssize_t n = -1;
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-
 	if (fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_nlink == 1)
 		n = read(fd, buf, sizeof buf);
 	if (fd >= 0)
@@ -613,7 +538,6 @@ static void xwrite_challenge(const char *dir, const char *token, const char *key
 {
 	size_t len = strlen(keyauth);
 	int fd, err;
-
 	if ((size_t)snprintf(chal_path, sizeof chal_path, "%s/%s", dir, token) >= sizeof chal_path)
 		fail("--acme-dir path too long");
 	hold_signals(1);                /* none between making the file and noting it */
@@ -636,7 +560,6 @@ static void xself_check(const struct ident *id, const char *token, const char *k
 	const char *err;
 	char url[600], why[64], port[8] = "";
 	int v6 = strchr(id->value, ':') != NULL, ok = 0;
-
 	if (run.check_port)
 		snprintf(port, sizeof port, ":%d", run.check_port);
 	snprintf(url, sizeof url, "http://%s%s%s%s/.well-known/acme-challenge/%s", v6 ? "[" : "",
@@ -669,7 +592,6 @@ static void xauthorize(struct acme *a, const char *url, const struct names *ns)
 	char type[8], value[MAX_NAME + 1], status[MAX_STATUS], token[MAX_TOKEN + 1], chal[MAX_URL];
 	char keyauth[MAX_TOKEN + 64], err[1400];
 	int c, idt;
-
 	xpost(a, url, NULL, &r, "authorization", 0);
 	xparse_object(&r, &j, "authorization");
 	idt = json_get(&j, 0, "identifier");
@@ -717,10 +639,8 @@ static int check_chain(const struct buf *pem)
 	size_t pos = 0;
 	char label[32];
 	int n = 0, ok = 1;
-
 	while (ok && pem->len && (pos += strspn(pem->p + pos, "\r\n")) < pem->len) {
 		br_x509_decoder_context dc;
-
 		/* pem_next takes a block that begins right at pos */
 		ok = !strncmp(pem->p + pos, "-----BEGIN ", 11) &&
 		     pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
@@ -752,7 +672,6 @@ static int cert_fits_csr(const struct buf *pem, const struct buf *csr)
 		 !public_key_of(der.p, der.len, 1, &cert_key) &&
 		 !public_key_of(csr->p, csr->len, 0, &csr_key) && cert_key.len == csr_key.len &&
 		 !memcmp(cert_key.p, csr_key.p, csr_key.len);
-
 	buf_free(&der);
 	return ok;
 }
@@ -768,7 +687,6 @@ static void xfinalize(struct acme *a, const char *url, const char *order_url,
 	struct json j = { 0 };
 	struct buf p = { 0 };
 	char cert[MAX_URL], status[MAX_STATUS], err[1400];
-
 	info("Signing certificate...");
 	buf_str(&p, "{\"csr\":\"");
 	buf_b64url(&p, csr->p, csr->len);
@@ -790,12 +708,12 @@ static void xfinalize(struct acme *a, const char *url, const char *order_url,
 	info("Certificate signed!");
 }
 
-/* ===================== 3. ACME requests: signed POSTs, nonces, polling, problems ===================== */
+/* ======== 3. ACME requests: signed POSTs, nonces, polling, problems ===================== */
 
+/* out, holding "type: detail" of the problem document (RFC 7807) at token p. */
 static const char *problem_text(const struct json *j, int p, char *out, size_t cap)
 {
 	char type[256], detail[1024];
-
 	if (!json_get_str(j, p, "type", type, sizeof type))
 		strcpy(type, "(no problem type)");
 	json_get_str(j, p, "detail", detail, sizeof detail);      /* "" if there is none */
@@ -808,7 +726,6 @@ static void fail_problem(const char *step, const struct resp *r)
 {
 	struct json j = { 0 };
 	char text[1400] = "(no problem document)";
-
 	if (!json_parse(&j, r->body.p, r->body.len))
 		problem_text(&j, 0, text, sizeof text);
 	json_free(&j);
@@ -825,7 +742,6 @@ static int is_problem(const struct resp *r, const char *kind)
 	int is = r->status >= 400 && !json_parse(&j, r->body.p, r->body.len) &&
 		 json_get_str(&j, 0, "type", type, sizeof type) &&
 		 !strncmp(type, ns, sizeof ns - 1) && !strcmp(type + sizeof ns - 1, kind);
-
 	json_free(&j);
 	return is;
 }
@@ -837,15 +753,16 @@ static void xparse_object(const struct resp *r, struct json *j, const char *step
 		fail("%s: the server's answer is not a JSON object", step);
 }
 
+/* The Location the protocol requires (the account's kid, an order) into out, an https URL. */
 static void xneed_location(const struct resp *r, char *out, const char *step)
 {
 	struct url u;
-
 	if (!r->location[0] || url_parse(r->location, &u) || !u.https)
 		fail("%s: the server sent no usable Location (an https URL)", step);
 	strcpy(out, r->location);
 }
 
+/* A string member the protocol requires, decoded into out. */
 static void xneed_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
 		      const char *step)
 {
@@ -860,7 +777,6 @@ static void xneed_str(const struct json *j, int obj, const char *key, char *out,
 static void xneed_ca_host(const struct acme *a, const char *url, const char *step)
 {
 	struct url u;
-
 	/* a malformed or http:// URL is refused as such when it is sent */
 	if (!url_parse(url, &u) && u.https && (strcmp(u.host, a->host) || strcmp(u.port, a->port)))
 		fail("%s: %s is not on the directory's host and port", step, url);
@@ -870,7 +786,6 @@ static void xneed_ca_host(const struct acme *a, const char *url, const char *ste
 static void xnew_nonce(struct acme *a, long long give_up)
 {
 	struct resp r = { 0 };
-
 	xneed_ca_host(a, a->new_nonce, "newNonce");
 	xhttp(&a->conn, "HEAD", a->new_nonce, NULL, &r, "newNonce", give_up);
 	if (r.status != 200 && r.status != 204)
@@ -890,7 +805,6 @@ static int waited_if_busy(const struct resp *r, const char *step, long long *wai
 			  long long give_up)
 {
 	long long ms = retry_after_ms(r->retry_after);
-
 	if ((r->status != 503 && r->status != 429) || ms < 0 ||
 	    *waited + ms > run.max_wait * 1000LL || (give_up && now_ms() + ms >= give_up))
 		return 0;
@@ -915,7 +829,6 @@ static void xpost(struct acme *a, const char *url, const char *payload, struct r
 	struct buf jws = { 0 };
 	long long waited = 0;
 	int tries;
-
 	xneed_ca_host(a, url, step);
 	for (tries = 1;; tries++) {
 		if (!a->nonce[0])
@@ -942,10 +855,8 @@ static void xpoll(struct acme *a, const char *url, struct resp *r, struct json *
 		  char *status, const char *what)
 {
 	long long give_up = now_ms() + run.max_wait * 1000LL, delay = FIRST_POLL_DELAY;
-
 	for (;;) {
 		long long wait = retry_after_ms(r->retry_after);
-
 		xneed_str(j, 0, "status", status, MAX_STATUS, what);
 		if (strcmp(status, "pending") && strcmp(status, "processing"))
 			return;
@@ -963,7 +874,7 @@ static void xpoll(struct acme *a, const char *url, struct resp *r, struct json *
 	}
 }
 
-/* ===================== 4. Around the run: command line, signals, files ===================== */
+/* ======== 4. Around the run: command line, signals, files =============================== */
 
 static const char USAGE[] =
 "usage: acme-tiny --account-key FILE --csr FILE --acme-dir DIR [options] > signed_chain.crt\n"
@@ -1006,7 +917,6 @@ static const char USAGE[] =
 static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const char *fmt, ...)
 {
 	va_list ap;
-
 	fputs("acme-tiny: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -1022,7 +932,6 @@ static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const ch
 static int xflag(char **argv, int *i, const char *name, const char **value)
 {
 	size_t n = strlen(name);
-
 	if (strncmp(argv[*i], name, n) || (argv[*i][n] && (!value || argv[*i][n] != '=')))
 		return 0;
 	if (value && argv[*i][n] == '=')
@@ -1062,7 +971,6 @@ static void xparse_args(int argc, char **argv)
 	const struct flag *f;
 	const char *v;
 	int i;
-
 	for (i = 1; i < argc; i++) {
 		for (f = FLAGS; f->name && !xflag(argv, &i, f->name, f->text || f->max ? &v : NULL);)
 			f++;
@@ -1104,7 +1012,6 @@ static void on_signal(int sig)
 {
 	const char *what = sig == SIGALRM ? time_up : "acme-tiny: interrupted";
 	const char *end = chal_live ? "; challenge file removed\n" : "\n";
-
 	remove_challenge();     /* async-signal-safe: unlink and a sig_atomic_t */
 	if (write(2, what, strlen(what)) < 0 || write(2, end, strlen(end)) < 0) {
 		/* nothing more we can do */
@@ -1112,10 +1019,10 @@ static void on_signal(int sig)
 	_exit(1);
 }
 
+/* Sets on_signal for the signals that end a run; a closed pipe is an error, not a signal. */
 static void catch_signals(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
-
 	sigfillset(&sa.sa_mask);        /* one handler at a time: one line on stderr */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -1125,11 +1032,11 @@ static void catch_signals(void)
 	sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* Holds off the signals on_signal takes (hold), or lets them in again (!hold). */
 static void hold_signals(int hold)
 {
 	static sigset_t old;
 	sigset_t set;
-
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
@@ -1145,7 +1052,6 @@ static void hold_signals(int hold)
 static int guard_std_fds(void)
 {
 	int stdout_closed = fcntl(1, F_GETFD) < 0, fd;
-
 	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd < 3) {
 		/* each takes the lowest closed one of 0, 1, 2 */
 	}
@@ -1168,7 +1074,6 @@ static const char *xcheck_output(const char *path)
 	struct stat st, in;
 	int exists = !stat(path, &st);  /* through symlinks */
 	size_t k;
-
 	if (exists && realpath(path, real))
 		path = real;
 	if (!path[0] || path[strlen(path) - 1] == '/' || (exists && !S_ISREG(st.st_mode)))
@@ -1183,6 +1088,7 @@ static const char *xcheck_output(const char *path)
 	return path;
 }
 
+/* Makes a key of --key-type at path unless a file is there already. */
 static void xcreate_key_if_missing(const char *path, const char *what)
 {
 	if (access(path, F_OK) && errno == ENOENT) {
@@ -1201,7 +1107,6 @@ static void xnames_and_csr(struct names *ns, struct buf *csr)
 	static struct key domain;
 	struct buf der = { 0 }, found = { 0 };
 	int k;
-
 	if (run.domains) {
 		if (names_from_list(run.domains, ns))
 			fail("--domains: expected DNS names or IP addresses separated by commas"
@@ -1229,7 +1134,6 @@ static void print_stats(void)
 	FILE *f = fopen("/proc/self/status", "r");
 	char line[256];
 	long hwm = -1;
-
 	while (f && fgets(line, sizeof line, f))
 		if (!strncmp(line, "VmHWM:", 6))
 			hwm = atol(line + 6);
@@ -1239,7 +1143,7 @@ static void print_stats(void)
 		stats.requests, stats.connections, hwm);
 }
 
-/* ===================== 5. HTTP/1.1 over TCP or TLS ===================== */
+/* ======== 5. HTTP/1.1 over TCP or TLS =================================================== */
 
 /*
  * Splits an http:// or https:// URL. Host, port and path are checked
@@ -1250,7 +1154,6 @@ static int url_parse(const char *s, struct url *u)
 {
 	const char *host, *path, *end, *after;
 	size_t k;
-
 	memset(u, 0, sizeof *u);
 	u->https = !strncmp(s, "https://", 8);
 	if (!u->https && strncmp(s, "http://", 7))
@@ -1290,43 +1193,38 @@ static int url_parse(const char *s, struct url *u)
 static br_x509_trust_anchor *anchors;
 static size_t n_anchors;
 
-static void *dup_bytes(const void *p, size_t n)
-{
-	void *q = malloc(n ? n : 1);
-
-	if (!q)
-		fail("out of memory");
-	return memcpy(q, p, n);
-}
-
-/* Adds the certificate in der as a trust anchor; -1 if BearSSL cannot read it. */
+/* Adds the certificate in der as a trust anchor: 0, or -1 if BearSSL cannot read it. */
 static int add_anchor(const struct buf *der)
 {
 	br_x509_decoder_context dc;
-	struct buf dn = { 0 };
+	struct buf mem = { 0 };         /* the anchor's bytes: its DN, then its key */
 	br_x509_trust_anchor *ta;
 	br_x509_pkey *pk;
-
-	br_x509_decoder_init(&dc, buf_append, &dn);
+	size_t dn;
+	br_x509_decoder_init(&dc, buf_append, &mem);
 	br_x509_decoder_push(&dc, der->p, der->len);
 	if (!(pk = br_x509_decoder_get_pkey(&dc))) {
-		buf_free(&dn);
+		buf_free(&mem);
 		return -1;
 	}
 	if (!(ta = realloc(anchors, (n_anchors + 1) * sizeof *ta)))
 		fail("out of memory");
 	anchors = ta;
 	ta += n_anchors++;
-	ta->dn.data = (unsigned char *)dn.p;     /* the anchor keeps dn's bytes */
-	ta->dn.len = dn.len;
 	ta->flags = br_x509_decoder_isCA(&dc) ? BR_X509_TA_CA : 0;
 	ta->pkey = *pk;
+	dn = mem.len;
 	if (pk->key_type == BR_KEYTYPE_RSA) {
-		ta->pkey.key.rsa.n = dup_bytes(pk->key.rsa.n, pk->key.rsa.nlen);
-		ta->pkey.key.rsa.e = dup_bytes(pk->key.rsa.e, pk->key.rsa.elen);
+		buf_add(&mem, pk->key.rsa.n, pk->key.rsa.nlen);
+		buf_add(&mem, pk->key.rsa.e, pk->key.rsa.elen);
+		ta->pkey.key.rsa.n = (unsigned char *)mem.p + dn;
+		ta->pkey.key.rsa.e = ta->pkey.key.rsa.n + pk->key.rsa.nlen;
 	} else {
-		ta->pkey.key.ec.q = dup_bytes(pk->key.ec.q, pk->key.ec.qlen);
+		buf_add(&mem, pk->key.ec.q, pk->key.ec.qlen);
+		ta->pkey.key.ec.q = (unsigned char *)mem.p + dn;
 	}
+	ta->dn.data = (unsigned char *)mem.p;   /* freed by free_trust_anchors */
+	ta->dn.len = dn;
 	return 0;
 }
 
@@ -1337,7 +1235,6 @@ static void xload_trust_anchors(const char *path)
 	size_t pos = 0;
 	char name[64];
 	int r;
-
 	xread_file(path, "CA file", &file);
 	while ((r = pem_next(&file, &pos, name, sizeof name, &der)) > 0)
 		if (!strcmp(name, "CERTIFICATE"))
@@ -1348,22 +1245,13 @@ static void xload_trust_anchors(const char *path)
 	buf_free(&der);
 }
 
+/* Frees the trust anchors, each one block of bytes. */
 static void free_trust_anchors(void)
 {
-	size_t k;
-
-	for (k = 0; k < n_anchors; k++) {
-		free(anchors[k].dn.data);
-		if (anchors[k].pkey.key_type == BR_KEYTYPE_RSA) {
-			free(anchors[k].pkey.key.rsa.n);
-			free(anchors[k].pkey.key.rsa.e);
-		} else {
-			free(anchors[k].pkey.key.ec.q);
-		}
-	}
+	while (n_anchors)
+		free(anchors[--n_anchors].dn.data);
 	free(anchors);
 	anchors = NULL;
-	n_anchors = 0;
 }
 
 /* ---- connections ---- */
@@ -1379,11 +1267,9 @@ static int conn_error(struct conn *c, const char *why)
 static int sock_wait(struct conn *c, short events)
 {
 	struct pollfd p = { c->fd, events, 0 };
-
 	for (;;) {
 		long long left = c->deadline - now_ms();
 		int r;
-
 		if (left <= 0)
 			return conn_error(c, "timed out");
 		if ((r = poll(&p, 1, (int)left)) > 0)
@@ -1398,7 +1284,6 @@ static int sock_io(struct conn *c, void *buf, size_t len, int writing)
 {
 	for (;;) {
 		ssize_t n;
-
 		/* try first and poll only when the socket is not ready: half the syscalls */
 		if (now_ms() >= c->deadline)
 			return conn_error(c, "timed out");
@@ -1424,7 +1309,6 @@ static int sock_read(struct conn *c, unsigned char *buf, size_t len)
 static int tls_low_read(void *ctx, unsigned char *buf, size_t len)
 {
 	int n = sock_read(ctx, buf, len);
-
 	return n > 0 ? n : n == 0 ? conn_error(ctx, "connection closed") : -1;
 }
 
@@ -1439,7 +1323,6 @@ static const char *tls_error(int err)
 	static char msg[160];
 	time_t t = time(NULL);
 	struct tm tm = { 0 };
-
 	switch (err) {
 	case BR_ERR_X509_EXPIRED:
 		gmtime_r(&t, &tm);
@@ -1460,7 +1343,6 @@ static const char *tls_error(int err)
 static int tls_failed(struct conn *c)
 {
 	int err = br_ssl_engine_last_error(&c->tls->sc.eng);
-
 	if (err == BR_ERR_OK)
 		return 0;
 	/* an I/O error was noted where it happened, with its reason */
@@ -1471,7 +1353,6 @@ static int tls_failed(struct conn *c)
 static int tls_read(struct conn *c, unsigned char *buf, size_t len)
 {
 	int n = br_sslio_read(&c->tls->io, buf, len);
-
 	return n > 0 ? n : tls_failed(c);
 }
 
@@ -1493,6 +1374,7 @@ static int conn_write(struct conn *c, const char *data, size_t len)
 	return 0;
 }
 
+/* Closes the connection, if open, and drops what was buffered. */
 static void conn_close(struct conn *c)
 {
 	if (c->fd >= 0)
@@ -1506,7 +1388,6 @@ static int connect_wait(struct conn *c)
 {
 	int err = errno;
 	socklen_t len = sizeof err;
-
 	if (err == EINPROGRESS) {
 		if (sock_wait(c, POLLOUT))
 			return -1;
@@ -1522,7 +1403,6 @@ static int tcp_connect(struct conn *c, const struct url *u)
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV }, *res, *ai;
 	int err;
-
 	if ((err = getaddrinfo(u->host, u->port, &hints, &res)))
 		return conn_error(c, gai_strerror(err));
 	for (ai = res; ai && c->fd < 0; ai = ai->ai_next) {
@@ -1557,7 +1437,6 @@ static void tls_init(struct tls *t)
 		{ br_sha512_ID, &br_sha512_vtable },
 	};
 	size_t k;
-
 	br_ssl_client_zero(&t->sc);
 	br_ssl_engine_set_versions(&t->sc.eng, BR_TLS12, BR_TLS12);
 	br_ssl_engine_set_suites(&t->sc.eng, suites, sizeof suites / sizeof suites[0]);
@@ -1608,7 +1487,6 @@ static int conn_open(struct conn *c, const struct url *u)
 static int conn_fill(struct conn *c, const char *at_end)
 {
 	int n;
-
 	if (c->inpos < c->inlen)
 		return 1;
 	if ((n = c->read(c, c->in, sizeof c->in)) == 0 && at_end)
@@ -1625,10 +1503,8 @@ static int conn_fill(struct conn *c, const char *at_end)
 static int conn_line(struct conn *c, char *line, size_t cap)
 {
 	size_t n = 0;
-
 	for (;;) {
 		char ch;
-
 		if (conn_fill(c, "connection closed in the middle of the headers") < 0)
 			return -1;
 		ch = (char)c->in[c->inpos++];
@@ -1648,7 +1524,6 @@ static int conn_take(struct conn *c, struct buf *body, size_t n)
 {
 	while (n > 0) {
 		size_t k;
-
 		if (conn_fill(c, "connection closed in the middle of the body") < 0)
 			return -1;
 		k = c->inlen - c->inpos;
@@ -1669,7 +1544,6 @@ static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, 
 {
 	char *v = strchr(line, ':'), *e;
 	size_t n = v ? (size_t)(v - line) : 0;
-
 	if (!n || strcspn(line, " \t") < n)
 		return conn_error(c, "malformed header line");
 	*v++ = 0;
@@ -1703,7 +1577,6 @@ static int read_head(struct conn *c, struct resp *r, long *clen, int *chunked)
 {
 	char line[MAX_LINE];
 	int n, count;
-
 	*clen = -1;
 	*chunked = 0;
 	if (conn_line(c, line, sizeof line) < 0)
@@ -1731,10 +1604,8 @@ static int read_chunked(struct conn *c, struct buf *body)
 {
 	char line[MAX_LINE];
 	int n, count;
-
 	for (;;) {
 		size_t size = 0, k;
-
 		if (conn_line(c, line, sizeof line) < 0)
 			return -1;
 		for (k = 0; hex_digit(line[k]) >= 0 && k < 8; k++)
@@ -1763,10 +1634,8 @@ static int read_chunked(struct conn *c, struct buf *body)
 static int read_to_close(struct conn *c, struct buf *body)
 {
 	int r;
-
 	while ((r = conn_fill(c, NULL)) > 0) {
 		size_t k = c->inlen - c->inpos;
-
 		if (k > MAX_BODY - body->len)
 			return conn_error(c, TOO_LARGE);
 		buf_add(body, c->in + c->inpos, k);
@@ -1780,7 +1649,6 @@ static int read_response(struct conn *c, struct resp *r, int head)
 {
 	long clen;
 	int chunked;
-
 	r->body.len = 0;
 	buf_add(&r->body, "", 0);       /* an empty body still gives a string */
 	r->nonce[0] = r->location[0] = r->retry_after[0] = 0;
@@ -1806,7 +1674,6 @@ static int send_request(struct conn *c, const char *method, const struct url *u,
 	char len[32];
 	int v6 = strchr(u->host, ':') != NULL, port = strcmp(u->port, u->https ? "443" : "80");
 	int r;
-
 	buf_cat(&req, method, " ", u->path, " HTTP/1.1\r\nHost: ", v6 ? "[" : "", u->host,
 		v6 ? "]" : "", port ? ":" : "", port ? u->port : "",
 		"\r\nUser-Agent: " USER_AGENT "\r\n", NULL);
@@ -1833,7 +1700,6 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 {
 	struct url u;
 	int attempt;
-
 	if (url_parse(url, &u))
 		return "malformed URL";
 	if (u.https != (c->tls != NULL))
@@ -1843,7 +1709,6 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 		c->deadline = give_up;
 	for (attempt = 0; attempt < 2; attempt++) {
 		int reused = c->fd >= 0 && !strcmp(c->host, u.host) && !strcmp(c->port, u.port);
-
 		c->why = NULL;
 		if (!reused) {
 			conn_close(c);
@@ -1865,16 +1730,16 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 	return c->why ? c->why : "failed";
 }
 
+/* One HTTP exchange, as http_try, that must succeed (whatever its status). */
 static void xhttp(struct conn *c, const char *method, const char *url, const struct buf *body,
 		  struct resp *r, const char *step, long long give_up)
 {
 	const char *err = http_try(c, method, url, body, r, give_up);
-
 	if (err)
 		fail("%s: %s %s: %s", step, method, url, err);
 }
 
-/* ===================== 6. JWS and CSRs: what we sign ===================== */
+/* ======== 6. JWS and CSRs: what we sign ================================================= */
 
 /*
  * Signs data: RSASSA-PKCS1-v1_5, or ECDSA as r||s for JWS (RFC 7518 3.4)
@@ -1887,7 +1752,6 @@ static size_t key_sign(const struct key *k, const void *data, size_t len, unsign
 				    ? &br_sha384_vtable : &br_sha256_vtable;
 	br_hash_compat_context h;
 	unsigned char digest[48];
-
 	hash->init(&h.vtable);
 	hash->update(&h.vtable, data, len);
 	hash->out(&h.vtable, digest);
@@ -1909,16 +1773,13 @@ static void xjws_build(struct buf *out, const struct key *k, const char *kid,
 	struct buf prot = { 0 }, input = { 0 };
 	unsigned char sig[512];
 	size_t siglen;
-
-	buf_cat(&prot, "{\"alg\":\"", k->alg, kid ? "\",\"kid\":" : "\",\"jwk\":", NULL);
+	buf_cat(&prot, "{\"alg\":\"", k->alg, "\"", NULL);
 	if (kid)
-		buf_json_str(&prot, kid);
+		buf_json_str(&prot, ",\"kid\":", kid);
 	else
-		buf_str(&prot, k->jwk);
-	buf_str(&prot, ",\"nonce\":");
-	buf_json_str(&prot, nonce);
-	buf_str(&prot, ",\"url\":");
-	buf_json_str(&prot, url);
+		buf_cat(&prot, ",\"jwk\":", k->jwk, NULL);
+	buf_json_str(&prot, ",\"nonce\":", nonce);
+	buf_json_str(&prot, ",\"url\":", url);
 	buf_str(&prot, "}");
 	buf_b64url(&input, prot.p, prot.len);
 	buf_str(&input, ".");
@@ -1943,7 +1804,6 @@ static void der_wrap(struct buf *b, size_t start, int tag)
 {
 	unsigned char h[6];
 	size_t len = b->len - start, n = 2, k, v;
-
 	h[0] = (unsigned char)tag;
 	h[1] = (unsigned char)len;
 	if (len >= 0x80) {
@@ -1961,7 +1821,6 @@ static void der_wrap(struct buf *b, size_t start, int tag)
 static void der_add(struct buf *b, int tag, const void *data, size_t len)
 {
 	size_t start = b->len;
-
 	buf_add(b, data, len);
 	der_wrap(b, start, tag);
 }
@@ -1970,7 +1829,6 @@ static void der_add(struct buf *b, int tag, const void *data, size_t len)
 static void der_uint(struct buf *b, const struct der *v)
 {
 	size_t start = b->len;
-
 	if (v->p[0] & 0x80)
 		buf_add(b, "", 1);        /* a 0 byte keeps it positive */
 	buf_add(b, v->p, v->len);
@@ -1994,7 +1852,6 @@ static void der_spki(struct buf *b, const struct key *k)
 {
 	size_t spki = b->len, bits;
 	int p256 = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp256r1;
-
 	if (k->type == BR_KEYTYPE_RSA) {
 		der_add(b, 0x06, OID_RSA, 9);
 		der_add(b, 0x05, "", 0);
@@ -2021,7 +1878,6 @@ static void der_subject(struct buf *b, const struct names *ns)
 {
 	size_t name = b->len;
 	int k;
-
 	for (k = 0; k < ns->n; k++) {
 		if (!strcmp(ns->id[k].type, "dns") && strlen(ns->id[k].value) <= 64) {
 			der_add(b, 0x06, OID_CN, 3);
@@ -2040,7 +1896,6 @@ static void der_san_request(struct buf *b, const struct names *ns)
 	size_t attrs = b->len, ext, names;
 	unsigned char ip[16];
 	int k;
-
 	der_add(b, 0x06, OID_EXT_REQ, 9);
 	ext = b->len;
 	der_add(b, 0x06, OID_SAN, 3);
@@ -2069,7 +1924,6 @@ static void xcsr_build(struct buf *b, const struct names *ns, const struct key *
 	unsigned char sig[512];
 	size_t start, siglen;
 	int p256 = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp256r1;
-
 	b->len = 0;
 	der_add(b, 0x02, "", 1);          /* version 0 */
 	der_subject(b, ns);
@@ -2093,7 +1947,7 @@ static void xcsr_build(struct buf *b, const struct names *ns, const struct key *
 	der_wrap(b, 0, 0x30);
 }
 
-/* ===================== 7. Keys and DER ===================== */
+/* ======== 7. Keys and DER =============================================================== */
 
 /*
  * Decodes the next PEM block (RFC 7468) of in from *pos: its label into
@@ -2106,7 +1960,6 @@ static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
 {
 	const char *s = in->p + *pos, *body, *end;
 	size_t n;
-
 	for (;; s++) {          /* a block begins at *pos or at a line start */
 		if (!(s = strstr(s, "-----BEGIN ")))
 			return 0;
@@ -2139,7 +1992,6 @@ static void xload_der(const char *path, const char *what, const char *const *lab
 	size_t pos = 0, k;
 	char name[128];
 	int r;
-
 	xread_file(path, what, &file);
 	if (!strstr(file.p, "-----BEGIN ")) {
 		buf_free(der);
@@ -2165,7 +2017,6 @@ static int der_next(struct der *in, struct der *val)
 {
 	size_t len, hdr = 2, k;
 	int tag;
-
 	if (in->len < 2)
 		return -1;
 	tag = in->p[0];
@@ -2204,7 +2055,6 @@ static void key_jwk(struct key *k)
 	unsigned char d[32];
 	struct buf b = { 0 };
 	size_t half = (k->qlen - 1) / 2;        /* an EC point is 04 || x || y */
-
 	if (k->type == BR_KEYTYPE_RSA) {
 		buf_str(&b, "{\"e\":\"");
 		buf_b64url(&b, k->e.p, k->e.len);
@@ -2234,7 +2084,6 @@ static void key_jwk(struct key *k)
 static int rsa_public_from_der(const void *der, size_t len, struct der *n, struct der *e)
 {
 	struct der in = { der, len }, key, v, octets;
-
 	if (der_expect(&in, 0x30, &key) || der_expect(&key, 0x02, &v))
 		return -1;
 	if (key.len && key.p[0] == 0x30 &&
@@ -2286,7 +2135,6 @@ static const char *key_from_der(struct key *k, const void *der, size_t len)
 static void xload_key(const char *path, const char *what, struct key *k, struct buf *der)
 {
 	const char *err;
-
 	xload_der(path, what, KEY_LABELS, der);
 	if ((err = key_from_der(k, der->p, der->len)))
 		fail("%s %s: %s", what, path, err);
@@ -2294,10 +2142,10 @@ static void xload_key(const char *path, const char *what, struct key *k, struct 
 
 /* ---- the names a CSR asks for ---- */
 
+/* The identifier in ns of this type and value, or NULL if it is not one of ours. */
 static const struct ident *our_ident(const struct names *ns, const char *type, const char *value)
 {
 	int k;
-
 	for (k = 0; k < ns->n; k++)
 		if (!strcmp(ns->id[k].type, type) && !strcmp(ns->id[k].value, value))
 			return &ns->id[k];
@@ -2315,7 +2163,6 @@ static int add_name(struct names *ns, const unsigned char *s, size_t len, int ra
 	unsigned char ip[16];
 	size_t k;
 	int af = 0;
-
 	if (raw_ip) {
 		if (len != 4 && len != 16)
 			return -1;
@@ -2367,7 +2214,6 @@ static int names_from_list(const char *list, struct names *ns)
 static int subject_names(struct der subject, struct names *ns)
 {
 	struct der rdn, atv, oid, val;
-
 	while (subject.len) {
 		if (der_expect(&subject, 0x31, &rdn))
 			return -1;
@@ -2387,7 +2233,6 @@ static int san_names(struct der octets, struct names *ns)
 {
 	struct der seq, gn;
 	int tag;
-
 	if (der_expect(&octets, 0x30, &seq) || octets.len)
 		return -1;
 	while (seq.len) {
@@ -2403,7 +2248,6 @@ static int san_names(struct der octets, struct names *ns)
 static int attribute_names(struct der attrs, struct names *ns)
 {
 	struct der attr, oid, set, exts, ext, eoid, val;
-
 	while (attrs.len) {
 		if (der_expect(&attrs, 0x30, &attr) || der_expect(&attr, 0x06, &oid) ||
 		    der_expect(&attr, 0x31, &set))
@@ -2433,7 +2277,6 @@ static int attribute_names(struct der attrs, struct names *ns)
 static int csr_names(const unsigned char *p, size_t len, struct names *ns)
 {
 	struct der in = { p, len }, csr, info, subject, v;
-
 	ns->n = 0;
 	if (der_expect(&in, 0x30, &csr) || in.len || der_expect(&csr, 0x30, &info) ||
 	    der_expect(&info, 0x02, &v) || der_expect(&info, 0x30, &subject) ||
@@ -2453,7 +2296,6 @@ static int public_key_of(const void *der, size_t len, int cert, struct der *key)
 {
 	struct der in = { der, len }, outer, info, spki, v;
 	int k;
-
 	if (der_expect(&in, 0x30, &outer) || der_expect(&outer, 0x30, &info))
 		return -1;
 	if (cert && info.len && info.p[0] == 0xA0 && der_next(&info, &v) < 0)
@@ -2468,6 +2310,7 @@ static int public_key_of(const void *der, size_t len, int cert, struct der *key)
 
 /* ---- new keys, for machines without openssl ---- */
 
+/* Makes a new private key of type t in path: PKCS#8 PEM, mode 0600. */
 static void xgenerate_key(const char *path, const struct key_type *t)
 {
 	static unsigned char priv[BR_RSA_KBUF_PRIV_SIZE(4096)], pub[BR_RSA_KBUF_PUB_SIZE(4096)];
@@ -2475,7 +2318,6 @@ static void xgenerate_key(const char *path, const struct key_type *t)
 	br_prng_seeder seeder = br_prng_seeder_system(NULL);
 	br_hmac_drbg_context rng;
 	size_t len;
-
 	br_hmac_drbg_init(&rng, &br_sha256_vtable, NULL, 0);
 	if (!seeder || !seeder(&rng.vtable))
 		fail("no system random source to make a key with");
@@ -2503,7 +2345,7 @@ static void xgenerate_key(const char *path, const struct key_type *t)
 	memset(pem, 0, sizeof pem);
 }
 
-/* ===================== 8. JSON ===================== */
+/* ======== 8. JSON ======================================================================= */
 
 /* Adds a token for the bytes from start to end; its index, or -1 if too many. */
 static int json_add(struct json *j, int type, size_t start, size_t end)
@@ -2511,7 +2353,6 @@ static int json_add(struct json *j, int type, size_t start, size_t end)
 	if (j->n == j->cap) {
 		int cap = j->cap ? j->cap * 2 : 64;
 		struct jtok *t;
-
 		if (j->n >= MAX_TOKENS)
 			return -1;
 		if (!(t = realloc(j->t, (size_t)cap * sizeof *t)))
@@ -2524,6 +2365,7 @@ static int json_add(struct json *j, int type, size_t start, size_t end)
 	return j->n++;
 }
 
+/* Frees j's tokens. */
 static void json_free(struct json *j)
 {
 	free(j->t);
@@ -2535,7 +2377,6 @@ static long hex4(const char *s)
 {
 	long v = 0;
 	int k;
-
 	for (k = 0; k < 4; k++) {
 		if (hex_digit(s[k]) < 0)
 			return -1;
@@ -2549,7 +2390,6 @@ static size_t utf8_put(unsigned char *o, long u)
 {
 	static const unsigned char lead[] = { 0, 0, 0xC0, 0xE0, 0xF0 };
 	size_t n = u < 0x80 ? 1 : u < 0x800 ? 2 : u < 0x10000 ? 3 : 4, k;
-
 	for (k = n - 1; k > 0; k--, u >>= 6)
 		o[k] = (unsigned char)(0x80 | (u & 63));
 	o[0] = (unsigned char)(lead[n] | u);
@@ -2560,7 +2400,6 @@ static size_t utf8_put(unsigned char *o, long u)
 static size_t unicode_escape(const char *s, size_t n, long *u)
 {
 	long lo;
-
 	if (n < 6 || (*u = hex4(s + 2)) < 0 || *u == 0 || (*u >= 0xDC00 && *u <= 0xDFFF))
 		return 0;
 	if (*u < 0xD800 || *u > 0xDBFF)
@@ -2579,7 +2418,6 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 {
 	unsigned lo = 0x80, hi = 0xBF;
 	size_t len, k;
-
 	if (p[0] < 0x80)
 		return 1;
 	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
@@ -2612,7 +2450,6 @@ static long json_unescape(const char *s, size_t n, char *out, size_t cap)
 {
 	static const char esc[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
 	size_t i = 0, o = 0;
-
 	if (out && !cap)
 		return -1;
 	while (i < n) {
@@ -2620,7 +2457,6 @@ static long json_unescape(const char *s, size_t n, char *out, size_t cap)
 		const unsigned char *src = tmp;
 		size_t len = 0, used;
 		long u;
-
 		if (s[i] == '\\' && i + 1 < n && s[i + 1] == 'u') {
 			if (!(used = unicode_escape(s + i, n - i, &u)))
 				return -1;
@@ -2662,7 +2498,6 @@ static int jp_value(struct json *j, size_t *i, int depth);
 static int jp_string(struct json *j, size_t *i)
 {
 	size_t start = ++*i;
-
 	while (*i < j->len && j->s[*i] != '"')
 		*i += j->s[*i] == '\\' ? 2 : 1;
 	if (*i >= j->len || json_unescape(j->s + start, *i - start, NULL, 0) < 0)
@@ -2673,7 +2508,6 @@ static int jp_string(struct json *j, size_t *i)
 static size_t digits(const struct json *j, size_t i)
 {
 	size_t k = i;
-
 	while (k < j->len && j->s[k] >= '0' && j->s[k] <= '9')
 		k++;
 	return k - i;
@@ -2683,7 +2517,6 @@ static size_t digits(const struct json *j, size_t i)
 static int jp_number(struct json *j, size_t *i)
 {
 	size_t start = *i, n;
-
 	if (j->s[*i] == '-')
 		++*i;
 	if (!(n = digits(j, *i)) || (j->s[*i] == '0' && n > 1))
@@ -2710,7 +2543,6 @@ static int jp_container(struct json *j, size_t *i, int depth)
 {
 	char close = j->s[*i] == '{' ? '}' : ']';
 	int self = json_add(j, close == '}' ? J_OBJ : J_ARR, *i, *i);
-
 	if (self < 0 || depth >= MAX_DEPTH)
 		return -1;
 	++*i;
@@ -2746,7 +2578,6 @@ static int jp_value(struct json *j, size_t *i, int depth)
 {
 	static const char *const lit[] = { "true", "false", "null" };
 	size_t k;
-
 	skip_ws(j, i);
 	if (*i >= j->len)
 		return -1;
@@ -2770,7 +2601,6 @@ static int jp_value(struct json *j, size_t *i, int depth)
 static int json_parse(struct json *j, const char *s, size_t len)
 {
 	size_t i = 0;
-
 	j->s = s;
 	j->len = len;
 	j->n = 0;
@@ -2796,7 +2626,6 @@ static int json_str(const struct json *j, int t, char *out, size_t cap)
 static int json_get(const struct json *j, int obj, const char *key)
 {
 	int k, found = -1;
-
 	if (obj < 0 || j->t[obj].type != J_OBJ)
 		return -1;
 	for (k = obj + 1; k < j->t[obj].next; k = j->t[k + 1].next) {
@@ -2817,13 +2646,13 @@ static const char *json_get_str(const struct json *j, int obj, const char *key,
 	return json_str(j, json_get(j, obj, key), out, cap) ? NULL : out;
 }
 
-static void buf_json_str(struct buf *b, const char *s)
+/* Appends before, then s as a JSON string, quoted and escaped. */
+static void buf_json_str(struct buf *b, const char *before, const char *s)
 {
-	buf_str(b, "\"");
+	buf_cat(b, before, "\"", NULL);
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		char esc[8];
-
 		if (c < 0x20 || c == 0x7F) {
 			snprintf(esc, sizeof esc, "\\u%04x", c);
 			buf_str(b, esc);
@@ -2836,14 +2665,14 @@ static void buf_json_str(struct buf *b, const char *s)
 	buf_str(b, "\"");
 }
 
-/* ===================== 9. Bytes, files, time and messages ===================== */
+/* ======== 9. Bytes, files, time and messages ============================================ */
 
+/* Appends n bytes of data to b; running out of memory ends the run. */
 static void buf_add(struct buf *b, const void *data, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 256;
 		char *p;
-
 		while (cap < b->len + n + 1)
 			cap *= 2;
 		if (!(p = realloc(b->p, cap)))
@@ -2862,6 +2691,7 @@ static void buf_append(void *b, const void *data, size_t n)
 	buf_add(b, data, n);
 }
 
+/* Appends the string s to b. */
 static void buf_str(struct buf *b, const char *s)
 {
 	buf_add(b, s, strlen(s));
@@ -2872,13 +2702,13 @@ static __attribute__((sentinel)) void buf_cat(struct buf *b, ...)
 {
 	const char *s;
 	va_list ap;
-
 	va_start(ap, b);
 	while ((s = va_arg(ap, const char *)))
 		buf_str(b, s);
 	va_end(ap);
 }
 
+/* Frees b and empties it. */
 static void buf_free(struct buf *b)
 {
 	free(b->p);
@@ -2887,16 +2717,15 @@ static void buf_free(struct buf *b)
 
 static const char B64URL[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/* Appends base64url without padding (RFC 7515, appendix C). */
 static void buf_b64url(struct buf *b, const void *data, size_t n)
 {
 	const unsigned char *p = data;
 	size_t i;
-
 	for (i = 0; i < n; i += 3) {
 		uint32_t v = (uint32_t)p[i] << 16;
 		size_t left = n - i, k;
 		char q[4];
-
 		if (left > 1)
 			v |= (uint32_t)p[i + 1] << 8;
 		if (left > 2)
@@ -2907,10 +2736,10 @@ static void buf_b64url(struct buf *b, const void *data, size_t n)
 	}
 }
 
+/* The SHA-256 of n bytes at p into out. */
 static void sha256(const void *p, size_t n, unsigned char out[32])
 {
 	br_sha256_context h;
-
 	br_sha256_init(&h);
 	br_sha256_update(&h, p, n);
 	br_sha256_out(&h, out);
@@ -2940,10 +2769,8 @@ static int b64_decode(const char *s, size_t n, struct buf *out)
 	uint32_t acc = 0;
 	size_t i, chars = 0, pad = 0;
 	int blank = 0;          /* nothing yet on the line that a '\n' would end */
-
 	for (i = 0; i < n; i++) {
 		int v = b64_value((unsigned char)s[i]);
-
 		if (s[i] == '\n' && blank)
 			return -1;
 		if (s[i] == '\r' || s[i] == '\n') {
@@ -2977,10 +2804,10 @@ static int b64_decode(const char *s, size_t n, struct buf *out)
 static int is_b64url(const char *s, size_t max)
 {
 	size_t n = strlen(s);
-
 	return n >= 1 && n <= max && strspn(s, B64URL) == n;
 }
 
+/* The value of a hexadecimal digit, or -1. */
 static int hex_digit(int c)
 {
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
@@ -3003,7 +2830,6 @@ static void xread_file(const char *path, const char *what, struct buf *b)
 	char chunk[4096];
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
 	if (fd < 0)
 		fail("cannot open %s %s: %s", what, path, strerror(errno));
 	b->len = 0;
@@ -3028,7 +2854,6 @@ static void xread_file(const char *path, const char *what, struct buf *b)
 static int xcreate_temp(const char *path, char *tmp, size_t cap)
 {
 	int fd;
-
 	if ((size_t)snprintf(tmp, cap, "%s.tmp-XXXXXX", path) >= cap)
 		fail("path too long: %s", path);
 	if ((fd = mkstemp(tmp)) < 0)
@@ -3050,7 +2875,6 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	struct stat st;
 	int keep = replace && !stat(path, &st), fd, err;
 	ssize_t n;
-
 	hold_signals(1);                /* no signal may leave the temporary file behind */
 	fd = xcreate_temp(path, tmp, sizeof tmp);
 	n = write(fd, data, len);
@@ -3074,7 +2898,6 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 static long long days_from_civil(long long y, int m, int d)
 {
 	long long era, yoe, doy;
-
 	y -= m <= 2;
 	era = (y >= 0 ? y : y - 399) / 400;
 	yoe = y - era * 400;
@@ -3086,7 +2909,6 @@ static long long days_from_civil(long long y, int m, int d)
 static long long number(const char *s, int n)
 {
 	long long v = 0;
-
 	while (n-- > 0) {
 		if (*s < '0' || *s > '9')
 			return -1;
@@ -3109,7 +2931,6 @@ static long long parse_date(const char *s)
 	char mon[4] = { 0 };
 	const char *t = s + (imf ? 17 : 11), *m;      /* the time of day */
 	long long y, mo, d, h, mi, sec, off = 0;
-
 	if (!imf && (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't')))
 		return -1;
 	memcpy(mon, s + 8, 3);
@@ -3138,11 +2959,11 @@ static long long parse_date(const char *s)
 			    - off : -1;
 }
 
+/* Retry-After (RFC 9110 10.2.3), seconds or a date, in ms from now; -1 if neither. */
 static long long retry_after_ms(const char *v)
 {
 	size_t n = strlen(v);
 	long long at, now = (long long)time(NULL);
-
 	if (n && strspn(v, "0123456789") == n)
 		return n > 9 ? 999999999000LL : number(v, (int)n) * 1000;
 	if ((at = parse_date(v)) < 0)
@@ -3150,18 +2971,18 @@ static long long retry_after_ms(const char *v)
 	return at > now ? (at - now) * 1000 : 0;
 }
 
+/* Milliseconds of a monotonic clock: what deadlines are measured in. */
 static long long now_ms(void)
 {
 	struct timespec ts;
-
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Sleeps ms milliseconds, signals or not. */
 static void sleep_ms(long long ms)
 {
 	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
-
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
 		/* resume the rest of the wait */
 	}
@@ -3177,7 +2998,6 @@ static void put_clean(const char *fmt, va_list ap)
 {
 	unsigned char msg[2048];
 	size_t k;
-
 	vsnprintf((char *)msg, sizeof msg, fmt, ap);
 	for (k = 0; msg[k]; k++)
 		fputc(msg[k] >= 0x20 && msg[k] < 0x7F ? msg[k] : '?', stderr);
@@ -3188,7 +3008,6 @@ static void put_clean(const char *fmt, va_list ap)
 static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...)
 {
 	va_list ap;
-
 	hold_signals(1);        /* no signal's line may cut into this one */
 	remove_challenge();
 	fputs("acme-tiny: ", stderr);
@@ -3202,7 +3021,6 @@ static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt
 static __attribute__((format(printf, 1, 2))) void info(const char *fmt, ...)
 {
 	va_list ap;
-
 	if (run.quiet)
 		return;
 	va_start(ap, fmt);

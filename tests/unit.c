@@ -908,7 +908,7 @@ static void test_json_write(void)
 	int k;
 
 	set_context("buf_json_str");
-	buf_json_str(&b, tricky);
+	buf_json_str(&b, "", tricky);
 	CHECK_STR(b.p, "\"a\\\"b\\\\c\\u000ad\\u0001e\\u007ff\xc3\xa9/\"");
 	if (CHECK_INT(parse_len(&j, b.p, b.len), 0)) {
 		CHECK_INT(json_str(&j, 0, out, sizeof out), 0);
@@ -919,14 +919,17 @@ static void test_json_write(void)
 		all[k - 1] = (char)k;
 	all[127] = 0;
 	b.len = 0;
-	buf_json_str(&b, all);
+	buf_json_str(&b, "", all);
 	if (CHECK_INT(parse_len(&j, b.p, b.len), 0)) {
 		CHECK_INT(json_str(&j, 0, out, sizeof out), 0);
 		CHECK_STR(out, all);
 	}
 	b.len = 0;
-	buf_json_str(&b, "");
+	buf_json_str(&b, "", "");
 	CHECK_STR(b.p, "\"\"");
+	b.len = 0;
+	buf_json_str(&b, ",\"k\":", "v");        /* what comes before it, as it is */
+	CHECK_STR(b.p, ",\"k\":\"v\"");
 	buf_free(&b);
 	json_done(&j);
 	context[0] = 0;
