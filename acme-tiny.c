@@ -69,8 +69,9 @@ enum {
 	MAX_TOKEN = 256,          /* an http-01 token, base64url */
 	MAX_STATUS = 32,          /* an ACME object's "status" */
 	MAX_POST_TRIES = 16,      /* sends of one request, for badNonce or a busy CA */
+	MAX_FINALIZE_TRIES = 4,   /* finalize sends, for a CA whose order lags (orderNotReady) */
 	MAX_POLL_DELAY = 8000,    /* ms between polls without Retry-After */
-	FIRST_POLL_DELAY = 100    /* ms before the first poll */
+	FIRST_POLL_DELAY = 20     /* ms before the first poll, doubling from there */
 };
 
 /* A growing byte buffer, always NUL-terminated. Callers bound its size. */
@@ -176,7 +177,15 @@ struct resp {
 	int close;                   /* the connection ends after this response */
 	char nonce[256];             /* Replay-Nonce, kept only if base64url */
 	char location[MAX_URL], retry_after[64];
+	char terms[MAX_URL];         /* Link: <...>;rel="terms-of-service" */
 	struct buf body;
+};
+
+/* An order (RFC 8555 7.1.3): its URL, and its latest state as the CA sent it. */
+struct order {
+	char url[MAX_URL], status[MAX_STATUS];
+	struct resp r;
+	struct json j;
 };
 
 struct acme {
@@ -219,23 +228,29 @@ static struct {
 
 /* What the sections above use of the sections below; each definition says what it returns. */
 
+/* 1-2: the steps of an issuance */
 static void xissue(struct acme *a, const struct names *ns, const struct buf *csr,
 		   struct buf *chain);
 static void xdirectory(struct acme *a);
 static void xaccount(struct acme *a);
-static void xnew_order(struct acme *a, const struct names *ns, struct resp *order,
-		       char *order_url);
-static void xauthorize(struct acme *a, const char *url, const struct names *ns);
-static void xfinalize(struct acme *a, const char *url, const char *order_url,
-		      const struct buf *csr, struct buf *chain);
+static void xnew_order(struct acme *a, const struct names *ns, struct order *o);
+static void xauthorize(struct acme *a, struct order *o, const struct names *ns);
+static void xfinalize(struct acme *a, struct order *o, const struct buf *csr);
+static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
+			 struct buf *chain);
+static void xopen_acme_dir(void);
 
 /* 3: ACME requests */
+static int xsend(struct acme *a, const char *url, const char *payload, struct resp *r,
+		 const char *step, long long give_up);
 static void xpost(struct acme *a, const char *url, const char *payload, struct resp *r,
-		  const char *step, long long give_up);
-static void xpoll(struct acme *a, const char *url, struct resp *r, struct json *j,
-		  char *status, const char *what);
+		  const char *step);
+static void xorder_state(struct order *o, const char *step);
+static void xpoll(struct acme *a, struct order *o, long long delay);
 static const char *problem_text(const struct json *j, int p, char *out, size_t cap);
 static __attribute__((noreturn)) void fail_problem(const char *step, const struct resp *r);
+static __attribute__((noreturn)) void xfail_order(struct order *o);
+static int is_problem(const struct resp *r, const char *kind);
 static void xparse_object(const struct resp *r, struct json *j, const char *step);
 static void xneed_location(const struct resp *r, char *out, const char *step);
 static void xneed_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
@@ -316,6 +331,7 @@ static __attribute__((format(printf, 1, 2))) void info(const char *fmt, ...);
 int acme_tiny_main(int argc, char **argv);
 #endif
 
+/* Gets a certificate as the command line says: exit 0, 1 on failure, 2 on a usage error. */
 int main(int argc, char **argv)
 {
 	static struct tls tls;
@@ -333,6 +349,7 @@ int main(int argc, char **argv)
 	info("Parsing account key...");
 	xload_key(run.account_key, "account key", &a.key, &key);
 	xnames_and_csr(&ns, &csr);
+	xopen_acme_dir();               /* it and --output are tried before the CA is asked */
 	if (run.output)
 		run.output = xcheck_output(run.output);
 	a.conn.fd = -1;
@@ -359,26 +376,16 @@ int main(int argc, char **argv)
 static void xissue(struct acme *a, const struct names *ns, const struct buf *csr,
 		   struct buf *chain)
 {
-	struct resp order = { 0 };
-	struct json j = { 0 };
-	char order_url[MAX_URL], url[MAX_URL];
-	int list, k, n = 0;
-	xdirectory(a);                          /* the CA's URLs; --profile offered? */
-	xaccount(a);                            /* newAccount: our account URL, the kid */
-	xnew_order(a, ns, &order, order_url);   /* newOrder: our names */
-	xparse_object(&order, &j, "newOrder");
-	list = json_get(&j, 0, "authorizations");
-	if (list < 0 || j.t[list].type != J_ARR)
-		fail("newOrder: the order has no list of authorizations");
-	for (k = list + 1; k < j.t[list].next; k = j.t[k].next) {
-		if (++n > ns->n || json_str(&j, k, url, sizeof url))
-			fail("newOrder: more authorizations than names, or one that is no URL");
-		xauthorize(a, url, ns);         /* each name proven by an http-01 file */
-	}
-	xneed_str(&j, 0, "finalize", url, sizeof url, "order");
-	xfinalize(a, url, order_url, csr, chain);      /* the CSR in, the chain out */
-	json_free(&j);
-	buf_free(&order.body);
+	struct order o = { 0 };
+	xdirectory(a);                  /* the CA's URLs; is --profile offered? */
+	xaccount(a);                    /* newAccount: our account URL, the kid */
+	xnew_order(a, ns, &o);          /* newOrder: our names; it may be reused */
+	if (!strcmp(o.status, "pending"))
+		xauthorize(a, &o, ns);  /* each name proven by an http-01 file, side by side */
+	xfinalize(a, &o, csr);          /* the CSR in, until the order is valid */
+	xcertificate(a, &o, csr, chain);        /* the chain out, checked */
+	json_free(&o.j);
+	buf_free(&o.r.body);
 }
 
 /* ======== 2. ACME steps (RFC 8555) ====================================================== */
@@ -432,9 +439,8 @@ static void add_contacts(struct buf *b, const char *before)
 {
 	int k;
 	buf_cat(b, before, "\"contact\":[", NULL);
-	for (k = 0; k < run.n_contacts; k++) {
+	for (k = 0; k < run.n_contacts; k++)
 		buf_json_str(b, k ? "," : "", run.contacts[k]);
-	}
 	buf_str(b, "]}");
 }
 
@@ -448,22 +454,24 @@ static void xaccount(struct acme *a)
 		add_contacts(&p, "{\"termsOfServiceAgreed\":true,");
 	else
 		buf_str(&p, "{\"termsOfServiceAgreed\":true}");
-	xpost(a, a->new_account, p.p, &r, "newAccount", 0);
+	xpost(a, a->new_account, p.p, &r, "newAccount");
 	xneed_location(&r, a->kid, "newAccount");
 	info(r.status == 201 ? "Registered!" : "Already registered!");
 	if (run.n_contacts && r.status != 201) {
 		p.len = 0;
 		add_contacts(&p, "{");
-		xpost(a, a->kid, p.p, &r, "account update", 0);
+		xpost(a, a->kid, p.p, &r, "account update");
 		info("Updated contact details");
 	}
 	buf_free(&p);
 	buf_free(&r.body);
 }
 
-/* newOrder (7.4) for our names: the order into order, its URL into order_url. */
-static void xnew_order(struct acme *a, const struct names *ns, struct resp *order,
-		       char *order_url)
+/*
+ * newOrder (7.4) for our names into o. The CA may hand back an order it
+ * has already: ready (every name valid), processing or valid.
+ */
+static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 {
 	struct buf p = { 0 };
 	int k;
@@ -478,49 +486,47 @@ static void xnew_order(struct acme *a, const struct names *ns, struct resp *orde
 	if (run.profile)
 		buf_json_str(&p, ",\"profile\":", run.profile);
 	buf_str(&p, "}");
-	xpost(a, a->new_order, p.p, order, "newOrder", 0);
-	xneed_location(order, order_url, "newOrder");
+	xpost(a, a->new_order, p.p, &o->r, "newOrder");
+	xneed_location(&o->r, o->url, "newOrder");
+	xorder_state(o, "newOrder");
+	if (!strcmp(o->status, "invalid"))
+		xfail_order(o);
 	buf_free(&p);
-	info("Order created!");
-}
-
-/* The http-01 challenge of an authorization, or -1; others, whatever their shape, are skipped. */
-static int find_http01(const struct json *j)
-{
-	int list = json_get(j, 0, "challenges"), c;
-	char type[16];
-	if (list < 0 || j->t[list].type != J_ARR)
-		return -1;
-	for (c = list + 1; c < j->t[list].next; c = j->t[c].next)
-		if (json_get_str(j, c, "type", type, sizeof type) && !strcmp(type, "http-01"))
-			return c;
-	return -1;
+	info("Order created (%s)", o->status);
 }
 
 /*
- * The one challenge file that may exist at any time. The signal handler
- * reads it, so it is a fixed array and a flag, set with signals held off
- * between making the file and noting it.
+ * The http-01 files we made, by token, in --acme-dir (open as acme_fd).
+ * The signal handler removes them too, so they are a fixed array and a
+ * count, which grows with signals held off between making a file and
+ * noting it.
  */
-static char chal_path[4096];
-static volatile sig_atomic_t chal_live;
+static int acme_fd = -1;
+static char chal_tokens[MAX_NAMES][MAX_TOKEN + 1];
+static volatile sig_atomic_t n_chals;
 
-/* Removes the challenge file if there is one; safe in a signal handler. */
-static void remove_challenge(void)
+/* Removes the challenge files we made; safe in a signal handler. */
+static void remove_challenges(void)
 {
-	if (chal_live) {
-		unlink(chal_path);
-		chal_live = 0;
-	}
+	while (n_chals > 0)
+		unlinkat(acme_fd, chal_tokens[--n_chals], 0);
 }
 
-/* Is path a plain file holding exactly keyauth: ours, left by a run that was killed? */
-static int our_leftover(const char *path, const char *keyauth)
+/* Opens --acme-dir: it must be a directory that we may write to, or the run ends. */
+static void xopen_acme_dir(void)
+{
+	if ((acme_fd = open(run.acme_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    access(run.acme_dir, W_OK))
+		fail("--acme-dir %s: %s", run.acme_dir, strerror(errno));
+}
+
+/* 1 if token names a plain file holding exactly keyauth: ours, left by a run that was killed. */
+static int our_leftover(const char *token, const char *keyauth)
 {
 	char buf[MAX_TOKEN + 64];
 	struct stat st;
 	ssize_t n = -1;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	int fd = openat(acme_fd, token, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_nlink == 1)
 		n = read(fd, buf, sizeof buf);
 	if (fd >= 0)
@@ -529,27 +535,29 @@ static int our_leftover(const char *path, const char *keyauth)
 }
 
 /*
- * Writes the key authorization where the web server serves it (8.3). The
- * file must be new (O_EXCL, O_NOFOLLOW): a CA naming a token after a file
- * that is there cannot make us overwrite it, delete it later, or hang on a
- * FIFO. The one exception is our own leftover for this token.
+ * Writes the key authorization where the web server serves it (8.3),
+ * readable by it whatever our umask. The file must be new (O_EXCL,
+ * O_NOFOLLOW): a CA naming a token after a file that is there cannot make
+ * us overwrite it, delete it later, or hang on a FIFO. The one exception
+ * is our own leftover for this token.
  */
-static void xwrite_challenge(const char *dir, const char *token, const char *keyauth)
+static void xwrite_challenge(const char *token, const char *keyauth)
 {
 	size_t len = strlen(keyauth);
-	int fd, err;
-	if ((size_t)snprintf(chal_path, sizeof chal_path, "%s/%s", dir, token) >= sizeof chal_path)
-		fail("--acme-dir path too long");
+	int fd, err, ours;
+	if (n_chals == MAX_NAMES)
+		fail("more challenge files than names");
 	hold_signals(1);                /* none between making the file and noting it */
-	fd = open(chal_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	fd = openat(acme_fd, token, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	err = errno;
-	chal_live = fd >= 0 || (err == EEXIST && our_leftover(chal_path, keyauth));
+	if ((ours = fd >= 0 || (err == EEXIST && our_leftover(token, keyauth))))
+		strcpy(chal_tokens[n_chals++], token);
 	hold_signals(0);
-	if (!chal_live)
-		fail("cannot create challenge file %s: %s", chal_path,
+	if (!ours)
+		fail("cannot create challenge file %s/%s: %s", run.acme_dir, token,
 		     err == EEXIST ? "a file of that name is there already" : strerror(err));
-	if (fd >= 0 && (write(fd, keyauth, len) != (ssize_t)len || close(fd)))
-		fail("cannot write challenge file %s: %s", chal_path, strerror(errno));
+	if (fd >= 0 && (fchmod(fd, 0644) || write(fd, keyauth, len) != (ssize_t)len || close(fd)))
+		fail("cannot write challenge file %s/%s: %s", run.acme_dir, token, strerror(errno));
 }
 
 /* Fetches the challenge file the way the CA will, before asking the CA to. */
@@ -558,7 +566,7 @@ static void xself_check(const struct ident *id, const char *token, const char *k
 	struct conn plain = { .fd = -1 };
 	struct resp r = { 0 };
 	const char *err;
-	char url[600], why[64], port[8] = "";
+	char url[600], why[128], port[8] = "";
 	int v6 = strchr(id->value, ':') != NULL, ok = 0;
 	if (run.check_port)
 		snprintf(port, sizeof port, ":%d", run.check_port);
@@ -570,68 +578,169 @@ static void xself_check(const struct ident *id, const char *token, const char *k
 		while (r.body.len && strchr(" \t\r\n", r.body.p[r.body.len - 1]))
 			r.body.p[--r.body.len] = 0;
 		ok = r.status == 200 && !strcmp(r.body.p, keyauth);
-		snprintf(why, sizeof why, "HTTP %d%s", r.status,
-			 r.status == 200 ? " with other content" : "");
+		snprintf(why, sizeof why, "HTTP %d%s", r.status, r.status == 200 ?
+			 " with other content" : r.status == 403 ?
+			 " (may the web server read the file?)" : "");
 	}
 	conn_close(&plain);
 	buf_free(&r.body);
 	if (!ok)
-		fail("Wrote file to %s, but couldn't download %s: %s", chal_path, url, why);
+		fail("Wrote file to %s/%s, but couldn't download %s: %s", run.acme_dir, token,
+		     url, why);
+}
+
+/* The challenge of type in an authorization, or -1; others, whatever their shape, are skipped. */
+static int find_challenge(const struct json *j, const char *type)
+{
+	int list = json_get(j, 0, "challenges"), c;
+	char t[16];
+	if (list < 0 || j->t[list].type != J_ARR)
+		return -1;
+	for (c = list + 1; c < j->t[list].next; c = j->t[c].next)
+		if (json_get_str(j, c, "type", t, sizeof t) && !strcmp(t, type))
+			return c;
+	return -1;
 }
 
 /*
- * One authorization (7.5), for one of our names: a CA must not make us
- * serve others. Nothing to do if valid; if pending, serve the http-01 key
- * authorization, check it, tell the CA, and poll.
+ * Fetches an authorization into r and j: the one of our names it is for
+ * (the *. name for a wildcard authorization), or the run ends.
  */
-static void xauthorize(struct acme *a, const char *url, const struct names *ns)
+static const struct ident *xauthz_ident(struct acme *a, const char *url,
+					const struct names *ns, struct resp *r, struct json *j)
 {
-	struct resp r = { 0 }, rc = { 0 };
-	struct json j = { 0 };
 	const struct ident *id;
-	char type[8], value[MAX_NAME + 1], status[MAX_STATUS], token[MAX_TOKEN + 1], chal[MAX_URL];
-	char keyauth[MAX_TOKEN + 64], err[1400];
-	int c, idt;
-	xpost(a, url, NULL, &r, "authorization", 0);
-	xparse_object(&r, &j, "authorization");
-	idt = json_get(&j, 0, "identifier");
-	if (!json_get_str(&j, idt, "type", type, sizeof type) ||
-	    !json_get_str(&j, idt, "value", value, sizeof value) || !(id = our_ident(ns, type, value)))
+	char type[8], value[MAX_NAME + 3] = "*.";
+	int idt, wild;
+	xpost(a, url, NULL, r, "authorization");
+	xparse_object(r, j, "authorization");
+	idt = json_get(j, 0, "identifier");
+	wild = json_get(j, 0, "wildcard") >= 0 && j->t[json_get(j, 0, "wildcard")].type == J_TRUE;
+	if (!json_get_str(j, idt, "type", type, sizeof type) ||
+	    !json_get_str(j, idt, "value", value + 2, sizeof value - 2) ||
+	    !(id = our_ident(ns, type, value + (wild ? 0 : 2))))
 		fail("authorization %s: not for a name in the CSR", url);
+	return id;
+}
+
+/*
+ * One authorization, for one of our names: a CA must not make us serve
+ * others. If it is pending, its http-01 key authorization is written
+ * where the web server serves it, fetched back as the CA will, and the CA
+ * told (7.5.1). 1 if the authorization or the challenge is valid already.
+ */
+static int xanswer(struct acme *a, const char *url, const struct names *ns)
+{
+	struct resp r = { 0 };
+	struct json j = { 0 };
+	const struct ident *id = xauthz_ident(a, url, ns, &r, &j);
+	char status[MAX_STATUS], token[MAX_TOKEN + 1], chal[MAX_URL], keyauth[MAX_TOKEN + 64];
+	int c, valid;
 	xneed_str(&j, 0, "status", status, sizeof status, "authorization");
-	if (!strcmp(status, "valid")) {
+	if ((valid = !strcmp(status, "valid"))) {
 		info("Already verified: %s", id->value);
 	} else if (strcmp(status, "pending")) {
 		fail("authorization for %s is %s", id->value, status);
+	} else if ((c = find_challenge(&j, "http-01")) < 0) {
+		fail("%s: the CA offers no http-01 challenge%s", id->value, id->value[0] == '*' ?
+		     ": a wildcard name needs DNS validation" : "");
 	} else {
 		info("Verifying %s...", id->value);
-		if ((c = find_http01(&j)) < 0)
-			fail("%s: the CA offers no http-01 challenge", id->value);
 		xneed_str(&j, c, "url", chal, sizeof chal, "challenge");
 		if (!json_get_str(&j, c, "token", token, sizeof token) || !is_b64url(token, MAX_TOKEN))
 			fail("%s: the challenge token is not 1 to 256 base64url characters;"
 			     " refusing it as a file name", id->value);
 		snprintf(keyauth, sizeof keyauth, "%s.%s", token, a->key.thumbprint);
-		xwrite_challenge(run.acme_dir, token, keyauth);
+		xwrite_challenge(token, keyauth);
 		if (!run.disable_check)
 			xself_check(id, token, keyauth);
-		xpost(a, chal, "{}", &rc, "challenge", 0);
-		xpoll(a, url, &r, &j, status, "authorization");
-		remove_challenge();
-		if (strcmp(status, "valid"))
-			fail("%s: challenge did not pass (%s): %s", id->value, status,
-			     problem_text(&j, json_get(&j, find_http01(&j), "error"), err, sizeof err));
-		info("%s verified!", id->value);
+		xpost(a, chal, "{}", &r, "challenge");
+		xparse_object(&r, &j, "challenge");
+		valid = json_get_str(&j, 0, "status", status, sizeof status) && !strcmp(status, "valid");
 	}
 	json_free(&j);
 	buf_free(&r.body);
-	buf_free(&rc.body);
+	return valid;
+}
+
+/* Ends the run for an invalid order: the name whose authorization failed, and why. */
+static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
+{
+	struct resp r = { 0 };
+	struct json j = { 0 };
+	char url[MAX_URL], status[MAX_STATUS], err[1400];
+	int list = json_get(&o->j, 0, "authorizations"), k;
+	for (k = list + 1; list >= 0 && o->j.t[list].type == J_ARR && k < o->j.t[list].next;
+	     k = o->j.t[k].next) {
+		const struct ident *id;
+		if (json_str(&o->j, k, url, sizeof url))
+			continue;
+		id = xauthz_ident(a, url, ns, &r, &j);
+		if (json_get_str(&j, 0, "status", status, sizeof status) && !strcmp(status, "invalid"))
+			fail("%s: challenge did not pass (invalid): %s", id->value, problem_text(&j,
+			     json_get(&j, find_challenge(&j, "http-01"), "error"), err, sizeof err));
+	}
+	xfail_order(o);
 }
 
 /*
- * 0 if pem is a certificate chain (7.4.2) of PEM certificates and nothing
- * else, since it goes to stdout as it is: no text between or around the
- * blocks, only base64 inside them, each a certificate BearSSL can decode.
+ * The order's authorizations (7.5). Every one that is pending is answered
+ * before any is waited for, so that the CA validates them side by side;
+ * then the order is polled until it is ready (or invalid: then we find
+ * out which name failed, and why).
+ */
+static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
+{
+	char url[MAX_URL];
+	int list = json_get(&o->j, 0, "authorizations"), k, n = 0, done = 1;
+	if (list < 0 || o->j.t[list].type != J_ARR)
+		fail("newOrder: the order has no list of authorizations");
+	for (k = list + 1; k < o->j.t[list].next; k = o->j.t[k].next) {
+		if (++n > ns->n || json_str(&o->j, k, url, sizeof url))
+			fail("newOrder: more authorizations than names, or one that is no URL");
+		done &= xanswer(a, url, ns);
+	}
+	/* a CA that validates while it answers needs no wait: then poll at once */
+	xpoll(a, o, done ? 0 : FIRST_POLL_DELAY);
+	remove_challenges();
+	if (!strcmp(o->status, "invalid"))
+		xfail_authz(a, o, ns);
+}
+
+/*
+ * Finalize (7.4) with the CSR when the order is ready, and wait until it
+ * is valid. A CA whose order lags its authorizations says orderNotReady:
+ * then the order is polled and finalize sent again, a few times.
+ */
+static void xfinalize(struct acme *a, struct order *o, const struct buf *csr)
+{
+	struct buf p = { 0 };
+	char url[MAX_URL];
+	int tries;
+	buf_str(&p, "{\"csr\":\"");
+	buf_b64url(&p, csr->p, csr->len);
+	buf_str(&p, "\"}");
+	xpoll(a, o, FIRST_POLL_DELAY);  /* a reused order may be processing still */
+	for (tries = 1; !strcmp(o->status, "ready"); tries++) {
+		info("Signing certificate...");
+		xneed_str(&o->j, 0, "finalize", url, sizeof url, "order");
+		if (xsend(a, url, p.p, &o->r, "finalize", 0))
+			xorder_state(o, "finalize");
+		else if (is_problem(&o->r, "orderNotReady") && tries < MAX_FINALIZE_TRIES)
+			strcpy(o->status, "pending");   /* poll it, then finalize again */
+		else
+			fail_problem("finalize", &o->r);
+		xpoll(a, o, FIRST_POLL_DELAY);
+	}
+	if (strcmp(o->status, "valid"))
+		xfail_order(o);
+	buf_free(&p);
+}
+
+/*
+ * 0 if pem is a certificate chain of PEM certificates and nothing else,
+ * since it goes to stdout as it is: no text between or around the blocks,
+ * only base64 inside them, each a certificate BearSSL can decode; else -1.
  */
 static int check_chain(const struct buf *pem)
 {
@@ -677,34 +786,22 @@ static int cert_fits_csr(const struct buf *pem, const struct buf *csr)
 }
 
 /*
- * Finalize (7.4) with the CSR, wait for the order to be valid, and download
- * its certificate chain into chain, checked before anyone sees it.
+ * Downloads the certificate chain (7.4.2) of the valid order into chain,
+ * checked before anyone sees it.
  */
-static void xfinalize(struct acme *a, const char *url, const char *order_url,
-		      const struct buf *csr, struct buf *chain)
+static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
+			 struct buf *chain)
 {
 	struct resp r = { 0 };
-	struct json j = { 0 };
-	struct buf p = { 0 };
-	char cert[MAX_URL], status[MAX_STATUS], err[1400];
-	info("Signing certificate...");
-	buf_str(&p, "{\"csr\":\"");
-	buf_b64url(&p, csr->p, csr->len);
-	buf_str(&p, "\"}");
-	xpost(a, url, p.p, &r, "finalize", 0);
-	xparse_object(&r, &j, "finalize");
-	xpoll(a, order_url, &r, &j, status, "order");
-	if (strcmp(status, "valid"))
-		fail("order is %s: %s", status, problem_text(&j, json_get(&j, 0, "error"), err, sizeof err));
-	xneed_str(&j, 0, "certificate", cert, sizeof cert, "order");
-	xpost(a, cert, NULL, &r, "certificate download", 0);
+	char url[MAX_URL];
+	xneed_str(&o->j, 0, "certificate", url, sizeof url, "order");
+	xpost(a, url, NULL, &r, "certificate download");
 	if (check_chain(&r.body))
 		fail("certificate download: the answer is not a PEM certificate chain");
 	if (!cert_fits_csr(&r.body, csr))
-		fail("certificate download: the certificate is not for the CSR's key");
+		fail("certificate download: the certificate of order %s is not for the CSR's key",
+		     o->url);
 	*chain = r.body;                /* the chain is the download's body */
-	json_free(&j);
-	buf_free(&p);
 	info("Certificate signed!");
 }
 
@@ -721,17 +818,33 @@ static const char *problem_text(const struct json *j, int p, char *out, size_t c
 	return out;
 }
 
-/* Ends the run with what the server said: HTTP status, problem, Retry-After. */
+/*
+ * Ends the run with what the server said: HTTP status, problem, Retry-After,
+ * and where a user must act (userActionRequired, 7.3.3): the problem's
+ * instance, and the terms of service the CA links to.
+ */
 static void fail_problem(const char *step, const struct resp *r)
 {
 	struct json j = { 0 };
-	char text[1400] = "(no problem document)";
-	if (!json_parse(&j, r->body.p, r->body.len))
+	char text[1400] = "(no problem document)", where[MAX_URL] = "";
+	if (!json_parse(&j, r->body.p, r->body.len)) {
 		problem_text(&j, 0, text, sizeof text);
+		json_get_str(&j, 0, "instance", where, sizeof where);
+	}
 	json_free(&j);
-	fail("%s failed: HTTP %d %s%s%s", step, r->status, text,
-	     r->retry_after[0] ? "; retry after " : "", r->retry_after);
+	fail("%s failed: HTTP %d %s%s%s%s%s%s%s", step, r->status, text,
+	     r->retry_after[0] ? "; retry after " : "", r->retry_after, where[0] ? "; see " : "",
+	     where, r->terms[0] ? "; terms of service: " : "", r->terms);
 }
+
+/* Ends the run with the error of an invalid order: that of the authorization that failed. */
+static void xfail_order(struct order *o)
+{
+	char err[1400];
+	fail("order %s is %s: %s", o->url, o->status,
+	     problem_text(&o->j, json_get(&o->j, 0, "error"), err, sizeof err));
+}
+
 
 /* 1 if r is an error whose problem type is urn:ietf:params:acme:error:<kind>, else 0. */
 static int is_problem(const struct resp *r, const char *kind)
@@ -816,15 +929,15 @@ static int waited_if_busy(const struct resp *r, const char *step, long long *wai
 }
 
 /*
- * A signed POST (6.2) into r; payload NULL is a POST-as-GET. Each
- * response's Replay-Nonce signs the next request, so newNonce is asked
- * only when a response came without one. badNonce is retried with the
- * nonce of the error, and a busy CA after the wait it asks for, a bounded
- * number of times; any other error status (including redirects, which are
- * not followed) ends the run. give_up, if not 0, bounds every exchange.
+ * A signed POST (6.2), its answer into r: 1 if a success, 0 if an error
+ * the caller may handle. payload NULL is a POST-as-GET. Each response's
+ * Replay-Nonce signs the next request, so newNonce is asked only when a
+ * response came without one. badNonce is retried with the nonce of the
+ * error, and a busy CA after the wait it asks for, a bounded number of
+ * times; redirects are not followed. give_up, if not 0, bounds it all.
  */
-static void xpost(struct acme *a, const char *url, const char *payload, struct resp *r,
-		  const char *step, long long give_up)
+static int xsend(struct acme *a, const char *url, const char *payload, struct resp *r,
+		 const char *step, long long give_up)
 {
 	struct buf jws = { 0 };
 	long long waited = 0;
@@ -836,41 +949,52 @@ static void xpost(struct acme *a, const char *url, const char *payload, struct r
 		xjws_build(&jws, &a->key, a->kid[0] ? a->kid : NULL, a->nonce, url, payload);
 		xhttp(&a->conn, "POST", url, &jws, r, step, give_up);
 		strcpy(a->nonce, r->nonce);
-		if (r->status >= 200 && r->status < 300)
-			break;
-		if (tries == MAX_POST_TRIES ||
+		if ((r->status >= 200 && r->status < 300) || tries == MAX_POST_TRIES ||
 		    !(is_problem(r, "badNonce") || waited_if_busy(r, step, &waited, give_up)))
-			fail_problem(step, r);
+			break;
 	}
 	buf_free(&jws);
+	return r->status >= 200 && r->status < 300;
+}
+
+/* A signed POST that must succeed, its answer into r. */
+static void xpost(struct acme *a, const char *url, const char *payload, struct resp *r,
+		  const char *step)
+{
+	if (!xsend(a, url, payload, r, step, 0))
+		fail_problem(step, r);
+}
+
+/* The order as the CA sent it in o->r: parsed into o->j, its status into o->status. */
+static void xorder_state(struct order *o, const char *step)
+{
+	xparse_object(&o->r, &o->j, step);
+	xneed_str(&o->j, 0, "status", o->status, sizeof o->status, step);
 }
 
 /*
- * Polls url (POST-as-GET) while the object in r and j is pending or
- * processing: first after a short delay, then doubling, never sooner than
- * the server's Retry-After, and never past --max-wait in all. On return
- * j holds the object in its last state, and status its status.
+ * Polls the order (POST-as-GET) while it is pending or processing: first
+ * after delay ms (0: at once), then doubling, never sooner than the CA's
+ * Retry-After, and never past --max-wait in all. Its new state into o.
  */
-static void xpoll(struct acme *a, const char *url, struct resp *r, struct json *j,
-		  char *status, const char *what)
+static void xpoll(struct acme *a, struct order *o, long long delay)
 {
-	long long give_up = now_ms() + run.max_wait * 1000LL, delay = FIRST_POLL_DELAY;
-	for (;;) {
-		long long wait = retry_after_ms(r->retry_after);
-		xneed_str(j, 0, "status", status, MAX_STATUS, what);
-		if (strcmp(status, "pending") && strcmp(status, "processing"))
-			return;
+	long long give_up = now_ms() + run.max_wait * 1000LL;
+	while (!strcmp(o->status, "pending") || !strcmp(o->status, "processing")) {
+		long long wait = retry_after_ms(o->r.retry_after);
 		if (wait > run.max_wait * 1000LL)
-			fail("%s: still %s, and the server asks to wait %lld s (Retry-After: %s),"
-			     " more than --max-wait %d", what, status, wait / 1000, r->retry_after,
+			fail("order: still %s, and the server asks to wait %lld s (Retry-After: %s),"
+			     " more than --max-wait %d", o->status, wait / 1000, o->r.retry_after,
 			     run.max_wait);
 		wait = wait > delay ? wait : delay;
 		if (now_ms() + wait > give_up)
-			fail("%s: still %s after --max-wait %d s", what, status, run.max_wait);
+			fail("order: still %s after --max-wait %d s", o->status, run.max_wait);
 		sleep_ms(wait);
-		delay = delay * 2 < MAX_POLL_DELAY ? delay * 2 : MAX_POLL_DELAY;
-		xpost(a, url, NULL, r, what, give_up);  /* the polls count against --max-wait */
-		xparse_object(r, j, what);
+		delay = delay ? delay * 2 : FIRST_POLL_DELAY;
+		delay = delay < MAX_POLL_DELAY ? delay : MAX_POLL_DELAY;
+		if (!xsend(a, o->url, NULL, &o->r, "order", give_up))   /* polls count too */
+			fail_problem("order", &o->r);
+		xorder_state(o, "order");
 	}
 }
 
@@ -1011,8 +1135,9 @@ static void xparse_args(int argc, char **argv)
 static void on_signal(int sig)
 {
 	const char *what = sig == SIGALRM ? time_up : "acme-tiny: interrupted";
-	const char *end = chal_live ? "; challenge file removed\n" : "\n";
-	remove_challenge();     /* async-signal-safe: unlink and a sig_atomic_t */
+	const char *end = n_chals > 1 ? "; challenge files removed\n" :
+			  n_chals ? "; challenge file removed\n" : "\n";
+	remove_challenges();    /* async-signal-safe: unlinkat and a sig_atomic_t */
 	if (write(2, what, strlen(what)) < 0 || write(2, end, strlen(end)) < 0) {
 		/* nothing more we can do */
 	}
@@ -1568,6 +1693,9 @@ static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, 
 		return conn_error(c, "Location header too long");
 	} else if (!strcasecmp(line, "retry-after") && strspn(v, PRINTABLE) == strlen(v)) {
 		copy_str(r->retry_after, sizeof r->retry_after, v, strlen(v));
+	} else if (!strcasecmp(line, "link") && *v == '<' && (e = strchr(v, '>')) &&
+		   strstr(e, "rel=\"terms-of-service\"") && strspn(v, PRINTABLE) == strlen(v)) {
+		copy_str(r->terms, sizeof r->terms, v + 1, (size_t)(e - v - 1));
 	}
 	return 0;
 }
@@ -1651,7 +1779,7 @@ static int read_response(struct conn *c, struct resp *r, int head)
 	int chunked;
 	r->body.len = 0;
 	buf_add(&r->body, "", 0);       /* an empty body still gives a string */
-	r->nonce[0] = r->location[0] = r->retry_after[0] = 0;
+	r->nonce[0] = r->location[0] = r->retry_after[0] = r->terms[0] = 0;
 	if (read_head(c, r, &clen, &chunked))
 		return -1;
 	if (head || r->status == 204 || r->status == 304)
@@ -3009,7 +3137,7 @@ static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt
 {
 	va_list ap;
 	hold_signals(1);        /* no signal's line may cut into this one */
-	remove_challenge();
+	remove_challenges();
 	fputs("acme-tiny: ", stderr);
 	va_start(ap, fmt);
 	put_clean(fmt, ap);

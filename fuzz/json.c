@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			json_str(&j, k, out, sizeof out);
 			json_get(&j, k, "type");
 		}
-		find_http01(&j);
+		find_challenge(&j, "http-01");
 	}
 	json_free(&j);
 	return 0;

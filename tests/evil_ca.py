@@ -7,8 +7,9 @@ Without a scenario ("normal") it serves enough of RFC 8555 for acme-tiny to
 get a certificate: the directory, HEAD/GET newNonce, newAccount (201 +
 Location), newOrder (201 + Location, one authorization, finalize), the
 authorization (pending with an http-01 challenge, valid once the challenge
-was POSTed), the challenge, finalize (processing), the order (valid with a
-certificate URL) and the certificate (a PEM chain). JWS signatures are not
+was POSTed), the challenge, the order (polled as "readyPoll": ready once the
+challenge was POSTed), finalize (processing), the order again ("orderPoll":
+valid with a certificate URL) and the certificate (a PEM chain). JWS signatures are not
 verified; the protected header and payload are decoded only to record them.
 
 A scenario (see SCENARIOS) replaces one step's answer with something
@@ -324,7 +325,7 @@ class EvilCA:
         if p == "/finalize/1" and req.method == "POST":
             return "finalize"
         if p == "/order/1" and req.method == "POST":
-            return "orderPoll"
+            return "orderPoll" if self.finalized else "readyPoll"
         if p == "/cert/1" and req.method == "POST":
             return "cert"
         return "other"
@@ -410,8 +411,11 @@ class EvilCA:
         self.finalized = True
         return Reply(200, self.order_obj("processing"), headers=[f"Location: {self.base}/order/1"])
 
+    def _readyPoll(self, req):
+        return Reply(200, self.order_obj("ready" if self.challenged else "pending"))
+
     def _orderPoll(self, req):
-        return Reply(200, self.order_obj("valid" if self.finalized else "pending"))
+        return Reply(200, self.order_obj("valid"))
 
     def _cert(self, req):
         return Reply(200, self.chain, ctype="application/pem-certificate-chain")
@@ -615,6 +619,10 @@ def _redirect(ca, req, normal):
     return Reply(302, b"", ctype=None, headers=[f"Location: {ca.base}/redirected"])
 
 
+def _order_invalid(ca, req, normal):
+    return Reply(200, ca.order_obj("invalid"))
+
+
 def _challenge_invalid(ca, req, normal):
     normal()
     a = ca.authz_obj("invalid")
@@ -677,7 +685,7 @@ SCENARIOS = {
     "http_chunked_endless": {"cert": raw(_endless_chunked)},
     "http_chunk_size_overflow": {"authz": raw(_chunk_size("fffffffffffffffff"))},
     "http_chunk_size_negative": {"authz": raw(_chunk_size("-1"))},
-    "http_short_body_close": {"authzPoll": raw(_short_body_then_close)},
+    "http_short_body_close": {"readyPoll": raw(_short_body_then_close)},
     "http_reset_mid_body": {"challenge": raw(_reset_mid_body)},
     "http_drip": {"directory": raw(_drip)},
     "http_garbage_status": {"newOrder": raw(_garbage_status)},
@@ -699,9 +707,9 @@ SCENARIOS = {
     "json_huge_number": {"finalize": body(_huge_number)},
     "json_duplicate_keys": {"authz": mutate(
         lambda o: '{"status": "pending", ' + json.dumps(o)[1:])},
-    "json_trailing_garbage": {"authzPoll": mutate(lambda o: json.dumps(o) + ' {"status": "valid"}')},
+    "json_trailing_garbage": {"readyPoll": mutate(lambda o: json.dumps(o) + ' {"status": "valid"}')},
     "json_not_json": {"finalize": body("<html><body>Service Unavailable</body></html>")},
-    "json_status_number": {"authzPoll": mutate(lambda o: json.dumps(dict(o, status=1)))},
+    "json_status_number": {"readyPoll": mutate(lambda o: json.dumps(dict(o, status=1)))},
     "json_authorizations_string": {"newOrder": mutate(
         lambda o: json.dumps(dict(o, authorizations=o["authorizations"][0])))},
     # protocol
@@ -709,10 +717,10 @@ SCENARIOS = {
     "proto_bad_nonce_forever": {"any": _bad_nonce_forever},
     "proto_account_no_location": {"newAccount": _without_location},
     "proto_order_no_location": {"newOrder": _without_location},
-    "proto_pending_retry_0": {"authzPoll": retry_after("0", "pending")},
-    "proto_pending_retry_999999": {"authzPoll": retry_after("999999", "pending")},
+    "proto_pending_retry_0": {"readyPoll": retry_after("0", "pending")},
+    "proto_pending_retry_999999": {"readyPoll": retry_after("999999", "pending")},
     "proto_processing_forever": {"orderPoll": retry_after(None, "processing")},
-    "proto_challenge_invalid": {"authzPoll": _challenge_invalid},
+    "proto_challenge_invalid": {"readyPoll": _order_invalid, "authzPoll": _challenge_invalid},
     "proto_cert_empty": {"cert": body(b"", ctype="application/pem-certificate-chain")},
     # a good chain from the trusted CA, but for another key (the server's own)
     "proto_cert_other_key": {"cert": lambda ca, req, normal: Reply(
@@ -722,7 +730,7 @@ SCENARIOS = {
                                      "</body></html>\n", ctype="text/html")},
     "proto_cert_trailing_escape": {"cert": lambda ca, req, normal: (
         lambda r: (setattr(r, "body", r.body + b"\x1b]0;pwned by CA\x07\x1b[2J\n"), r)[1])(normal())},
-    "proto_slow_polls": {"authzPoll": _slow_bad_nonce},
+    "proto_slow_polls": {"readyPoll": _slow_bad_nonce},
     "proto_redirect_new_order": {"newOrder": _redirect},
     "proto_http_new_order": {"directory": _http_order_directory},
     # URLs on another port of the same host (EvilCA(..., elsewhere="https://...")):
@@ -747,16 +755,14 @@ SCENARIOS = {
     "http_extra_response": {"directory": raw(_extra_response)},
     "http_cut_after_status": {"newAccount": raw(_cut_after_status)},
     # an IMF-fixdate Retry-After whose day name is raw 8-bit C1 bytes
-    "proto_retry_date_c1": {"authzPoll": retry_after("\x9b\x9b\x9b, 01 Jan 2099 00:00:00 GMT",
+    "proto_retry_date_c1": {"readyPoll": retry_after("\x9b\x9b\x9b, 01 Jan 2099 00:00:00 GMT",
                                                      "pending")},
     # problem documents
     # RFC 8555 erratum 5732: a challenge may carry an error and still be
-    # processing (the CA retries); the client must keep polling
-    "retrying_with_error": {"authzPoll": lambda ca, req, normal: normal() if ca.count("authzPoll") > 2
-                            else Reply(200, dict(ca.authz_obj("pending"), challenges=[dict(
-                                ca.challenge_obj("processing"), error={
-                                    "type": "urn:ietf:params:acme:error:connection",
-                                    "detail": "evil CA: first try failed, retrying"})]))},
+    # processing (the CA retries): the order stays pending, and the client
+    # must keep polling it
+    "retrying_with_error": {"readyPoll": lambda ca, req, normal: normal() if ca.count("readyPoll") > 2
+                            else Reply(200, ca.order_obj("pending"))},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)
     "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(
         ca.directory_obj(), meta={"profiles": {"classic": "90 days", "shortlived": "160 hours"}}),
@@ -765,9 +771,9 @@ SCENARIOS = {
     "busy_once": {"newOrder": lambda ca, req, normal: normal() if ca.count("newOrder") > 1 else
                   problem(503, "serverInternal", "evil CA: busy", headers=["Retry-After: 1"])},
     # pending with Retry-After 3, then 503 with Retry-After 4: past --max-wait 4
-    "busy_while_polling": {"authzPoll": lambda ca, req, normal: problem(
+    "busy_while_polling": {"readyPoll": lambda ca, req, normal: problem(
         503, "serverInternal", "evil CA: busy", headers=["Retry-After: 4"])
-        if ca.count("authzPoll") > 1 else retry_after(3, "pending")(ca, req, normal)},
+        if ca.count("readyPoll") > 1 else retry_after(3, "pending")(ca, req, normal)},
     "busy_once_429": {"newOrder": lambda ca, req, normal: normal() if ca.count("newOrder") > 1 else
                       problem(429, "rateLimited", "evil CA: slow down", headers=["Retry-After: 1"])},
     # busy, but without saying when to come back: not a wait the client may guess
@@ -791,5 +797,5 @@ SCENARIOS = {
     # TLS (the certificate is chosen by the cert= argument)
     "tls": {},
     # signals: the authorization stays pending, the client sleeps 3 s between polls
-    "signal_pending": {"authzPoll": retry_after("3", "pending")},
+    "signal_pending": {"readyPoll": retry_after("3", "pending")},
 }

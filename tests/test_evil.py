@@ -321,7 +321,7 @@ def baseline(suite):
     check_success(res, res.acme_dir)
     assert res.stderr == b"", f"stderr with --quiet: {res.stderr!r}"
     for s in ("directory", "newNonce", "newAccount", "newOrder", "authz", "challenge",
-              "authzPoll", "finalize", "orderPoll", "cert"):
+              "readyPoll", "finalize", "orderPoll", "cert"):
         assert s in steps, f"the client never reached {s}: {steps}"
     suite.baseline_kib = res.maxrss_kib
     assert res.maxrss_kib is not None, "cannot measure the peak RSS: no C compiler for the launcher"
@@ -416,7 +416,7 @@ def http_chunk_size_negative(suite):
 def http_short_body_close(suite):
     # Content-Length 1000, 17 bytes, close_notify: a clean end in the wrong place
     expect_failure(suite, "http_short_body_close",
-                   post("authorization", "/authz/1", "connection closed in the middle of the body"))
+                   post("order", "/order/1", "connection closed in the middle of the body"))
 
 
 def http_reset_mid_body(suite):
@@ -480,7 +480,7 @@ def no_usable(step, key):
 
 
 def json_huge_number(suite):
-    expect_failure(suite, "json_huge_number", no_usable("order", "status"))
+    expect_failure(suite, "json_huge_number", no_usable("finalize", "status"))
 
 
 def json_duplicate_keys(suite):
@@ -488,7 +488,7 @@ def json_duplicate_keys(suite):
 
 
 def json_status_number(suite):
-    expect_failure(suite, "json_status_number", no_usable("authorization", "status"))
+    expect_failure(suite, "json_status_number", no_usable("order", "status"))
 
 
 def json_authorizations_string(suite):
@@ -577,16 +577,16 @@ def proto_order_no_location(suite):
 
 def proto_pending_retry_0(suite):
     def after(ca, res):
-        polls = ca.count("authzPoll")
-        assert 2 <= polls <= 20, f"{polls} polls of the authorization"
+        polls = ca.count("readyPoll")
+        assert 2 <= polls <= 20, f"{polls} polls of the order"
     expect_failure(suite, "proto_pending_retry_0",
-                   r"^acme-tiny: authorization: still pending after --max-wait 4 s$",
+                   r"^acme-tiny: order: still pending after --max-wait 4 s$",
                    max_s=8, after=after)
 
 
 def proto_pending_retry_999999(suite):
     expect_failure(suite, "proto_pending_retry_999999",
-                   r"^acme-tiny: authorization: still pending, and the server asks to wait "
+                   r"^acme-tiny: order: still pending, and the server asks to wait "
                    r"999999 s \(Retry-After: 999999\), more than --max-wait 4$", max_s=2)
 
 
@@ -600,7 +600,7 @@ def proto_processing_forever(suite):
 
 
 def max_time_polling(suite):
-    # an authorization pending for ever, with --max-wait far off: --max-time
+    # an order pending for ever, with --max-wait far off: --max-time
     # ends the run, and the challenge file goes with it
     expect_failure(suite, "proto_pending_retry_0",
                    r"^acme-tiny: gave up after --max-time 2 s; challenge file removed$",
@@ -618,7 +618,7 @@ def proto_retry_date_c1(suite):
     # a Retry-After date whose day name is raw C1 bytes is no Retry-After at
     # all: the client ignores it and polls on until --max-wait
     expect_failure(suite, "proto_retry_date_c1",
-                   r"^acme-tiny: authorization: still pending after --max-wait 4 s$", max_s=8)
+                   r"^acme-tiny: order: still pending after --max-wait 4 s$", max_s=8)
 
 
 def proto_challenge_invalid(suite):
@@ -643,13 +643,14 @@ def proto_slow_polls(suite):
     # each poll answers after 2 s with badNonce many times: the polls themselves
     # count against --max-wait 4, so the run ends in about 4 s, not 16 x 2 s
     expect_failure(suite, "proto_slow_polls",
-                   r"^acme-tiny: authorization: POST https://localhost:\d+/authz/\S+: timed out$",
+                   r"^acme-tiny: order: POST https://localhost:\d+/order/\S+: timed out$",
                    max_s=8)
 
 
 def proto_cert_other_key(suite):
     expect_failure(suite, "proto_cert_other_key",
-                   r"^acme-tiny: certificate download: the certificate is not for the CSR's key$")
+                   r"^acme-tiny: certificate download: the certificate of order "
+                   r"https://localhost:\d+/order/1 is not for the CSR's key$")
 
 
 def proto_cert_html(suite):
@@ -691,11 +692,11 @@ def url_elsewhere(scenario, step):
 
 
 def retrying_with_error(suite):
-    # two polls show the challenge processing with an error (erratum 5732): not a failure
+    # two polls show the order pending while its challenge retries (erratum 5732): not a failure
     with EvilCA("retrying_with_error", suite.keys) as ca:
         res = suite.run_client(ca)
         check_success(res, res.acme_dir)
-        assert ca.count("authzPoll") == 3, ca.steps()
+        assert ca.count("readyPoll") == 3, ca.steps()
 
 
 def profile_sent(suite):
@@ -756,7 +757,7 @@ def busy_forever(suite):
 def busy_while_polling(suite):
     # a 503 whose Retry-After would take a poll past --max-wait fails as that 503, at once
     expect_failure(suite, "busy_while_polling",
-                   r"^acme-tiny: authorization failed: HTTP 503 urn:ietf:params:acme:error:"
+                   r"^acme-tiny: order failed: HTTP 503 urn:ietf:params:acme:error:"
                    r"serverInternal: evil CA: busy; retry after 4$", min_s=2.5, max_s=4.5)
 
 
@@ -880,7 +881,7 @@ CASES = [
     ("evil_json_nul_in_string", json_case("json_nul_in_string", "directory")),
     ("evil_json_huge_number", json_huge_number),
     ("evil_json_duplicate_keys", json_duplicate_keys),
-    ("evil_json_trailing_garbage", json_case("json_trailing_garbage", "authorization")),
+    ("evil_json_trailing_garbage", json_case("json_trailing_garbage", "order")),
     ("evil_json_not_json", json_case("json_not_json", "finalize")),
     ("evil_json_status_number", json_status_number),
     ("evil_json_authorizations_string", json_authorizations_string),

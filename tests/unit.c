@@ -485,17 +485,21 @@ static void test_write_file(void)
 static void test_our_leftover(void)
 {
 	set_context("our_leftover");
+	acme_fd = open(tmpdir, O_RDONLY | O_DIRECTORY);         /* as --acme-dir */
+	CHECK(acme_fd >= 0);
 	CHECK(spit("tok", "tok.thumb", 9) == 0);
-	CHECK(our_leftover(tpath("tok"), "tok.thumb"));
-	CHECK(!our_leftover(tpath("tok"), "tok.other"));
-	CHECK(!our_leftover(tpath("tok"), "tok.thum"));
+	CHECK(our_leftover("tok", "tok.thumb"));
+	CHECK(!our_leftover("tok", "tok.other"));
+	CHECK(!our_leftover("tok", "tok.thum"));
 	CHECK(spit("tokp", "tok.thu", 7) == 0);
-	CHECK(!our_leftover(tpath("tokp"), "tok.thumb"));          /* a prefix: not ours */
+	CHECK(!our_leftover("tokp", "tok.thumb"));          /* a prefix: not ours */
 	CHECK(sh("ln tok tok-link") == 0);
-	CHECK(!our_leftover(tpath("tok"), "tok.thumb"));            /* two links: not ours */
+	CHECK(!our_leftover("tok", "tok.thumb"));            /* two links: not ours */
 	CHECK(sh("mkfifo fifo && ln -s tok-link sym") == 0);
-	CHECK(!our_leftover(tpath("fifo"), "tok.thumb"));           /* no hang, no */
-	CHECK(!our_leftover(tpath("sym"), "tok.thumb"));
+	CHECK(!our_leftover("fifo", "tok.thumb"));           /* no hang, no */
+	CHECK(!our_leftover("sym", "tok.thumb"));
+	close(acme_fd);
+	acme_fd = -1;
 	context[0] = 0;
 }
 
