@@ -137,6 +137,13 @@ struct names {
 	struct ident id[MAX_NAMES];
 };
 
+/* What we read of a certificate (RFC 5280 4.1). */
+struct cert {
+	struct der serial, key;                 /* key: the subjectPublicKey bits */
+	struct der aki;                         /* the Authority Key Identifier's keyIdentifier */
+	long long not_before, not_after;        /* seconds since 1970 */
+};
+
 /* --key-type names; the first, EC P-256, is the default: quick on a router. */
 static const struct key_type {
 	const char *name;
@@ -152,9 +159,23 @@ struct url {
 	char host[256], port[6], path[MAX_URL];
 };
 
+/*
+ * For a CA addressed by IP: BearSSL 0.6 matches DNS names only, so this
+ * X.509 engine wraps the minimal one, keeps the server's certificate, and
+ * checks that it names the address in an iPAddress subjectAltName.
+ */
+struct ip_check {
+	const br_x509_class *vtable;
+	br_x509_minimal_context *xc;
+	char ip[INET6_ADDRSTRLEN];      /* as inet_ntop writes it */
+	struct buf leaf;                /* the server's certificate */
+	int certs;                      /* certificates of the chain so far */
+};
+
 struct tls {
 	br_ssl_client_context sc;
 	br_x509_minimal_context xc;
+	struct ip_check ipc;
 	br_sslio_context io;
 	unsigned char iobuf[BR_SSL_BUFSIZE_MONO];   /* half-duplex: HTTP takes turns */
 };
@@ -291,6 +312,8 @@ static const struct ident *our_ident(const struct names *ns, const char *type, c
 static int names_from_list(const char *list, struct names *ns);
 static int csr_names(const unsigned char *p, size_t len, struct names *ns);
 static int public_key_of(const void *der, size_t len, int cert, struct der *key);
+static int cert_parse(const void *der, size_t len, struct cert *c, struct names *ns);
+static long long der_time(struct der *in);
 static void xgenerate_key(const char *path, const struct key_type *t);
 
 /* 8: JSON */
@@ -314,10 +337,14 @@ static int is_b64url(const char *s, size_t max);
 static int hex_digit(int c);
 static void sha256(const void *p, size_t n, unsigned char out[32]);
 static int copy_str(char *out, size_t cap, const char *s, size_t len);
+static void lower_case(char *s);
 static void xread_file(const char *path, const char *what, struct buf *b);
 static int xcreate_temp(const char *path, char *tmp, size_t cap);
 static void xwrite_file(const char *path, const void *data, size_t len, int replace);
+static void sync_dir_of(char *path);
 static long long number(const char *s, int n);
+static long long civil_time(long long y, long long mo, long long d, long long h, long long mi,
+			    long long s);
 static long long retry_after_ms(const char *v);
 static long long now_ms(void);
 static void sleep_ms(long long ms);
@@ -346,6 +373,8 @@ int main(int argc, char **argv)
 	xload_trust_anchors(run.ca_file);
 	if (run.create_account_key)
 		xcreate_key_if_missing(run.account_key, "account key");
+	else if (access(run.account_key, F_OK) && errno == ENOENT)
+		fail("account key %s: no such file (--create-account-key makes one)", run.account_key);
 	info("Parsing account key...");
 	xload_key(run.account_key, "account key", &a.key, &key);
 	xnames_and_csr(&ns, &csr);
@@ -1195,6 +1224,7 @@ static const char *xcheck_output(const char *path)
 {
 	const char *inputs[] = { run.account_key, run.csr, run.domain_key, run.ca_file };
 	static char real[PATH_MAX];
+	struct buf old = { 0 };
 	char tmp[4096];
 	struct stat st, in;
 	int exists = !stat(path, &st);  /* through symlinks */
@@ -1206,6 +1236,12 @@ static const char *xcheck_output(const char *path)
 	for (k = 0; exists && k < sizeof inputs / sizeof inputs[0]; k++)
 		if (inputs[k] && !stat(inputs[k], &in) && st.st_dev == in.st_dev && st.st_ino == in.st_ino)
 			fail("--output %s: that is %s, which this run reads", path, inputs[k]);
+	if (exists) {
+		xread_file(path, "--output", &old);
+		if (strstr(old.p, " PRIVATE KEY-----"))
+			fail("--output %s holds a private key: it is not replaced by a certificate", path);
+		buf_free(&old);
+	}
 	hold_signals(1);                /* no signal may leave the temporary file behind */
 	close(xcreate_temp(path, tmp, sizeof tmp));
 	unlink(tmp);
@@ -1247,8 +1283,12 @@ static void xnames_and_csr(struct names *ns, struct buf *csr)
 			fail("CSR %s: malformed, or without DNS names or IP addresses (at most %d)",
 			     run.csr, MAX_NAMES);
 	}
-	for (k = 0; k < ns->n; k++)
+	for (k = 0; k < ns->n; k++) {
+		if (ns->id[k].value[0] == '*')
+			fail("%s: a wildcard name needs DNS validation (dns-01), and acme-tiny"
+			     " proves names by http-01 files only", ns->id[k].value);
 		buf_cat(&found, k ? ", " : "", ns->id[k].value, NULL);
+	}
 	info("Found domains: %s", found.p);
 	buf_free(&found);
 }
@@ -1298,6 +1338,7 @@ static int url_parse(const char *s, struct url *u)
 	    strspn(u->host, host[-1] == '[' ? "0123456789abcdefABCDEF:." :
 		   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != strlen(u->host))
 		return -1;
+	lower_case(u->host);            /* host names compare case-insensitively */
 	strcpy(u->port, u->https ? "443" : "80");
 	if (after < path) {
 		k = (size_t)(path - after - 1);
@@ -1459,6 +1500,9 @@ static const char *tls_error(int err)
 		return "TLS: server certificate is for another host name";
 	case BR_ERR_X509_NOT_TRUSTED:
 		return "TLS: server certificate is not from a CA in --ca-file";
+	case BR_ERR_UNSUPPORTED_VERSION:
+	case BR_ERR_BAD_VERSION:
+		return "TLS: the server does not answer in TLS 1.2 (is that port plain HTTP?)";
 	}
 	snprintf(msg, sizeof msg, "TLS error %d (BearSSL's BR_ERR_* codes)", err);
 	return msg;
@@ -1502,6 +1546,8 @@ static int conn_write(struct conn *c, const char *data, size_t len)
 /* Closes the connection, if open, and drops what was buffered. */
 static void conn_close(struct conn *c)
 {
+	if (c->tls)
+		buf_free(&c->tls->ipc.leaf);    /* kept for a handshake that ended early */
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -1522,8 +1568,8 @@ static int connect_wait(struct conn *c)
 	return err ? conn_error(c, strerror(err)) : 0;
 }
 
-/* Connects to the first address of host that answers before the deadline: 0, or -1. */
-static int tcp_connect(struct conn *c, const struct url *u)
+/* Connects to the first address of host that answers, each within --timeout: 0, or -1. */
+static int tcp_connect(struct conn *c, const struct url *u, long long give_up)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV }, *res, *ai;
@@ -1531,6 +1577,10 @@ static int tcp_connect(struct conn *c, const struct url *u)
 	if ((err = getaddrinfo(u->host, u->port, &hints, &res)))
 		return conn_error(c, gai_strerror(err));
 	for (ai = res; ai && c->fd < 0; ai = ai->ai_next) {
+		/* each address gets all of --timeout: one that black-holes may not use it up */
+		c->deadline = now_ms() + run.timeout * 1000LL;
+		if (give_up && give_up < c->deadline)
+			c->deadline = give_up;
 		if ((c->fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol)) < 0) {
 			conn_error(c, strerror(errno));
 			continue;
@@ -1543,6 +1593,68 @@ static int tcp_connect(struct conn *c, const struct url *u)
 	freeaddrinfo(res);
 	return c->fd < 0 ? -1 : 0;
 }
+
+/*
+ * Certificates are checked at time t (seconds since 1970): a 64-bit time of
+ * our own, since the 32-bit time() that Debian's armhf and mipsel BearSSL
+ * calls fails after 2038-01-19. BearSSL counts days from 0000-01-01.
+ */
+static void x509_set_time(br_x509_minimal_context *xc, long long t)
+{
+	br_x509_minimal_set_time(xc, (uint32_t)(t / 86400 + 719528), (uint32_t)(t % 86400));
+}
+
+/* ip_check's X.509 engine: the minimal engine's, but for what it keeps and checks. */
+static void ipc_start_chain(const br_x509_class **ctx, const char *name)
+{
+	struct ip_check *c = (struct ip_check *)ctx;
+	c->certs = 0;
+	c->leaf.len = 0;
+	c->xc->vtable->start_chain(&c->xc->vtable, name);
+}
+
+static void ipc_start_cert(const br_x509_class **ctx, uint32_t len)
+{
+	struct ip_check *c = (struct ip_check *)ctx;
+	c->certs++;
+	c->xc->vtable->start_cert(&c->xc->vtable, len);
+}
+
+static void ipc_append(const br_x509_class **ctx, const unsigned char *buf, size_t len)
+{
+	struct ip_check *c = (struct ip_check *)ctx;
+	if (c->certs == 1 && c->leaf.len + len <= MAX_BODY)     /* the server's own */
+		buf_add(&c->leaf, buf, len);
+	c->xc->vtable->append(&c->xc->vtable, buf, len);
+}
+
+static void ipc_end_cert(const br_x509_class **ctx)
+{
+	struct ip_check *c = (struct ip_check *)ctx;
+	c->xc->vtable->end_cert(&c->xc->vtable);
+}
+
+/* The minimal engine's verdict; BR_ERR_X509_BAD_SERVER_NAME if the chain is good but not for c->ip. */
+static unsigned ipc_end_chain(const br_x509_class **ctx)
+{
+	static struct names ns;
+	struct ip_check *c = (struct ip_check *)ctx;
+	struct cert cert;
+	unsigned err = c->xc->vtable->end_chain(&c->xc->vtable);
+	if (!err && (cert_parse(c->leaf.p, c->leaf.len, &cert, &ns) || !our_ident(&ns, "ip", c->ip)))
+		err = BR_ERR_X509_BAD_SERVER_NAME;
+	buf_free(&c->leaf);
+	return err;
+}
+
+static const br_x509_pkey *ipc_get_pkey(const br_x509_class *const *ctx, unsigned *usages)
+{
+	const struct ip_check *c = (const struct ip_check *)ctx;
+	return c->xc->vtable->get_pkey(&c->xc->vtable, usages);
+}
+
+static const br_x509_class IP_CHECK = { sizeof(struct ip_check), ipc_start_chain,
+	ipc_start_cert, ipc_append, ipc_end_cert, ipc_end_chain, ipc_get_pkey };
 
 /*
  * TLS 1.2 with ECDHE and AEAD ciphers only: what CAs offer today. Naming
@@ -1566,6 +1678,7 @@ static void tls_init(struct tls *t)
 	br_ssl_engine_set_versions(&t->sc.eng, BR_TLS12, BR_TLS12);
 	br_ssl_engine_set_suites(&t->sc.eng, suites, sizeof suites / sizeof suites[0]);
 	br_x509_minimal_init(&t->xc, &br_sha256_vtable, anchors, n_anchors);
+	x509_set_time(&t->xc, time(NULL));
 	for (k = 0; k < sizeof hashes / sizeof hashes[0]; k++) {
 		br_ssl_engine_set_hash(&t->sc.eng, hashes[k].id, hashes[k].impl);
 		br_x509_minimal_set_hash(&t->xc, hashes[k].id, hashes[k].impl);
@@ -1583,9 +1696,10 @@ static void tls_init(struct tls *t)
 }
 
 /* Opens a connection for u: TCP, then TLS (verified, with SNI) for https. */
-static int conn_open(struct conn *c, const struct url *u)
+static int conn_open(struct conn *c, const struct url *u, long long give_up)
 {
-	if (tcp_connect(c, u))
+	unsigned char ip[16];
+	if (tcp_connect(c, u, give_up))
 		return -1;
 	stats.connections++;
 	strcpy(c->host, u->host);
@@ -1596,7 +1710,15 @@ static int conn_open(struct conn *c, const struct url *u)
 	}
 	tls_init(c->tls);
 	br_ssl_engine_set_buffer(&c->tls->sc.eng, c->tls->iobuf, sizeof c->tls->iobuf, 0);
-	if (!br_ssl_client_reset(&c->tls->sc, u->host, 0))
+	c->tls->ipc.ip[0] = 0;
+	if (inet_pton(AF_INET, u->host, ip) == 1 || inet_pton(AF_INET6, u->host, ip) == 1) {
+		/* no SNI for an address (RFC 6066 3), and our own check of it */
+		c->tls->ipc = (struct ip_check){ .vtable = &IP_CHECK, .xc = &c->tls->xc };
+		inet_ntop(strchr(u->host, ':') ? AF_INET6 : AF_INET, ip, c->tls->ipc.ip,
+			  sizeof c->tls->ipc.ip);
+		br_ssl_engine_set_x509(&c->tls->sc.eng, &c->tls->ipc.vtable);
+	}
+	if (!br_ssl_client_reset(&c->tls->sc, c->tls->ipc.ip[0] ? NULL : u->host, 0))
 		return conn_error(c, tls_error(br_ssl_engine_last_error(&c->tls->sc.eng)));
 	br_sslio_init(&c->tls->io, &c->tls->sc.eng, tls_low_read, c, tls_low_write, c);
 	c->read = tls_read;
@@ -1832,7 +1954,7 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 		return "malformed URL";
 	if (u.https != (c->tls != NULL))
 		return c->tls ? "not an https URL" : "not an http URL";
-	c->deadline = now_ms() + run.timeout * 1000LL;
+	c->deadline = now_ms() + run.timeout * 1000LL;      /* for a connection kept alive */
 	if (give_up && give_up < c->deadline)
 		c->deadline = give_up;
 	for (attempt = 0; attempt < 2; attempt++) {
@@ -1840,7 +1962,7 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 		c->why = NULL;
 		if (!reused) {
 			conn_close(c);
-			if (conn_open(c, &u))
+			if (conn_open(c, &u, give_up))
 				break;
 		}
 		c->got = 0;
@@ -1966,6 +2088,7 @@ static void der_uint(struct buf *b, const struct der *v)
 #define OID_CN "\x55\x04\x03"
 #define OID_EXT_REQ "\x2A\x86\x48\x86\xF7\x0D\x01\x09\x0E"
 #define OID_SAN "\x55\x1D\x11"
+#define OID_AKI "\x55\x1D\x23"
 
 #define OID_RSA "\x2A\x86\x48\x86\xF7\x0D\x01\x01\x01"
 #define OID_RSA_SHA256 "\x2A\x86\x48\x86\xF7\x0D\x01\x01\x0B"
@@ -2118,7 +2241,7 @@ static void xload_der(const char *path, const char *what, const char *const *lab
 {
 	struct buf file = { 0 };
 	size_t pos = 0, k;
-	char name[128];
+	char name[128], found[128] = "no PEM block";
 	int r;
 	xread_file(path, what, &file);
 	if (!strstr(file.p, "-----BEGIN ")) {
@@ -2126,13 +2249,18 @@ static void xload_der(const char *path, const char *what, const char *const *lab
 		*der = file;
 		return;
 	}
-	while ((r = pem_next(&file, &pos, name, sizeof name, der)) > 0)
+	while ((r = pem_next(&file, &pos, name, sizeof name, der)) > 0) {
 		for (k = 0; labels[k]; k++)
 			if (!strcmp(name, labels[k])) {
 				buf_free(&file);
 				return;
 			}
-	fail("%s %s: %s", what, path, r < 0 ? "malformed PEM" : "no PEM block of the right kind");
+		if (!strcmp(found, "no PEM block"))
+			strcpy(found, name);
+	}
+	if (r < 0)
+		fail("%s %s: malformed PEM", what, path);
+	fail("%s %s: found %s, expected %s", what, path, found, labels[0]);
 }
 
 /* ---- DER, only as much as keys and CSRs need ---- */
@@ -2289,7 +2417,6 @@ static int add_name(struct names *ns, const unsigned char *s, size_t len, int ra
 {
 	struct ident id;
 	unsigned char ip[16];
-	size_t k;
 	int af = 0;
 	if (raw_ip) {
 		if (len != 4 && len != 16)
@@ -2310,9 +2437,7 @@ static int add_name(struct names *ns, const unsigned char *s, size_t len, int ra
 	if (af) {
 		inet_ntop(af, ip, id.value, sizeof id.value);
 	} else {
-		for (k = 0; k < len; k++)
-			if (id.value[k] >= 'A' && id.value[k] <= 'Z')
-				id.value[k] += 32;
+		lower_case(id.value);
 		if (strspn(id.value, "abcdefghijklmnopqrstuvwxyz0123456789-.*") != len)
 			return -1;
 	}
@@ -2372,28 +2497,41 @@ static int san_names(struct der octets, struct names *ns)
 	return 0;
 }
 
-/* The extensionRequest attribute: Extensions with their subjectAltName. */
+/*
+ * Extensions (RFC 5280 4.1.2.9): the subjectAltName names into ns, and
+ * the Authority Key Identifier's keyIdentifier into aki, each if not NULL.
+ * 0, or -1 if malformed.
+ */
+static int extensions(struct der exts, struct names *ns, struct der *aki)
+{
+	struct der ext, oid, val, seq;
+	while (exts.len) {
+		if (der_expect(&exts, 0x30, &ext) || der_expect(&ext, 0x06, &oid))
+			return -1;
+		if (ext.len && ext.p[0] == 0x01 && der_expect(&ext, 0x01, &val))
+			return -1;
+		if (der_expect(&ext, 0x04, &val))
+			return -1;
+		if (ns && der_is_oid(&oid, OID_SAN, 3) && san_names(val, ns))
+			return -1;
+		if (aki && der_is_oid(&oid, OID_AKI, 3) && (der_expect(&val, 0x30, &seq) ||
+		    (seq.len && seq.p[0] == 0x80 && der_next(&seq, aki) < 0)))
+			return -1;      /* keyIdentifier [0] is optional */
+	}
+	return 0;
+}
+
+/* The extensionRequest attribute of a CSR: the names of its subjectAltName. */
 static int attribute_names(struct der attrs, struct names *ns)
 {
-	struct der attr, oid, set, exts, ext, eoid, val;
+	struct der attr, oid, set, exts;
 	while (attrs.len) {
 		if (der_expect(&attrs, 0x30, &attr) || der_expect(&attr, 0x06, &oid) ||
 		    der_expect(&attr, 0x31, &set))
 			return -1;
-		if (!der_is_oid(&oid, OID_EXT_REQ, 9))
-			continue;
-		if (der_expect(&set, 0x30, &exts))
+		if (der_is_oid(&oid, OID_EXT_REQ, 9) &&
+		    (der_expect(&set, 0x30, &exts) || extensions(exts, ns, NULL)))
 			return -1;
-		while (exts.len) {
-			if (der_expect(&exts, 0x30, &ext) || der_expect(&ext, 0x06, &eoid))
-				return -1;
-			if (ext.len && ext.p[0] == 0x01 && der_expect(&ext, 0x01, &val))
-				return -1;
-			if (der_expect(&ext, 0x04, &val))
-				return -1;
-			if (der_is_oid(&eoid, OID_SAN, 3) && san_names(val, ns))
-				return -1;
-		}
 	}
 	return 0;
 }
@@ -2416,24 +2554,70 @@ static int csr_names(const unsigned char *p, size_t len, struct names *ns)
 }
 
 /*
+ * A certificate (RFC 5280 4.1) into c, and the names of its subjectAltName
+ * into ns if not NULL: 0, or -1 if it is malformed.
+ */
+static int cert_parse(const void *der, size_t len, struct cert *c, struct names *ns)
+{
+	struct der in = { der, len }, cert, tbs, v, validity, spki;
+	int tag;
+	memset(c, 0, sizeof *c);
+	if (ns)
+		ns->n = 0;
+	if (der_expect(&in, 0x30, &cert) || der_expect(&cert, 0x30, &tbs) ||
+	    (tbs.len && tbs.p[0] == 0xA0 && der_next(&tbs, &v) < 0))     /* version */
+		return -1;
+	if (der_expect(&tbs, 0x02, &c->serial) || der_next(&tbs, &v) < 0 ||  /* signature */
+	    der_next(&tbs, &v) < 0 || der_expect(&tbs, 0x30, &validity) ||  /* issuer */
+	    (c->not_before = der_time(&validity)) < 0 || (c->not_after = der_time(&validity)) < 0 ||
+	    der_next(&tbs, &v) < 0 || der_expect(&tbs, 0x30, &spki) ||      /* subject */
+	    der_next(&spki, &v) < 0 || der_expect(&spki, 0x03, &c->key))
+		return -1;
+	while (tbs.len) {       /* the unique IDs [1] [2], and the extensions [3] */
+		if ((tag = der_next(&tbs, &v)) < 0 ||
+		    (tag == 0xA3 && (der_expect(&v, 0x30, &validity) ||
+				     extensions(validity, ns, &c->aki))))
+			return -1;
+	}
+	return 0;
+}
+
+/*
  * The public key bits (subjectPublicKey) of a CSR (RFC 2986) or of a
- * certificate (RFC 5280), which a CA copies from the one into the other.
- * 0, or -1.
+ * certificate, which a CA copies from the one into the other: 0, or -1.
  */
 static int public_key_of(const void *der, size_t len, int cert, struct der *key)
 {
 	struct der in = { der, len }, outer, info, spki, v;
-	int k;
-	if (der_expect(&in, 0x30, &outer) || der_expect(&outer, 0x30, &info))
-		return -1;
-	if (cert && info.len && info.p[0] == 0xA0 && der_next(&info, &v) < 0)
-		return -1;              /* the certificate's version */
-	/* a certificate's serial, signature, issuer, validity, subject; a CSR's version, subject */
-	for (k = 0; k < (cert ? 5 : 2); k++)
-		if (der_next(&info, &v) < 0)
+	struct cert c;
+	if (cert) {
+		if (cert_parse(der, len, &c, NULL))
 			return -1;
+		*key = c.key;
+		return 0;
+	}
+	if (der_expect(&in, 0x30, &outer) || der_expect(&outer, 0x30, &info) ||
+	    der_next(&info, &v) < 0 || der_next(&info, &v) < 0)    /* version, subject */
+		return -1;
 	return der_expect(&info, 0x30, &spki) || der_next(&spki, &v) < 0 ||
 	       der_expect(&spki, 0x03, key) ? -1 : 0;
+}
+
+/* Seconds since 1970 of a UTCTime or GeneralizedTime (RFC 5280 4.1.2.5) taken off in; or -1. */
+static long long der_time(struct der *in)
+{
+	struct der v;
+	int tag = der_next(in, &v);
+	size_t n = tag == 0x17 ? 2 : 4;         /* digits of the year */
+	const char *s = (const char *)v.p;
+	long long y;
+	if ((tag != 0x17 && tag != 0x18) || v.len != n + 11 || s[n + 10] != 'Z' ||
+	    (y = number(s, (int)n)) < 0)
+		return -1;
+	if (n == 2)
+		y += y < 50 ? 2000 : 1900;
+	return civil_time(y, number(s + n, 2), number(s + n + 2, 2), number(s + n + 4, 2),
+			  number(s + n + 6, 2), number(s + n + 8, 2));
 }
 
 /* ---- new keys, for machines without openssl ---- */
@@ -2942,6 +3126,14 @@ static int hex_digit(int c)
 	     : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
+/* Lower-cases the ASCII letters of s. */
+static void lower_case(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s + 32);
+}
+
 /* Copies s into out only if it fits; returns 0 or -1. */
 static int copy_str(char *out, size_t cap, const char *s, size_t len)
 {
@@ -2985,7 +3177,7 @@ static int xcreate_temp(const char *path, char *tmp, size_t cap)
 	if ((size_t)snprintf(tmp, cap, "%s.tmp-XXXXXX", path) >= cap)
 		fail("path too long: %s", path);
 	if ((fd = mkstemp(tmp)) < 0)
-		fail("cannot create %s: %s", tmp, strerror(errno));
+		fail("cannot create %s: %s", path, errno == ENOENT ? "no such directory" : strerror(errno));
 	return fd;
 }
 
@@ -3017,9 +3209,30 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	if (!err && (replace ? rename(tmp, path) : link(tmp, path)))
 		err = errno;
 	unlink(tmp);                    /* after link; gone already after rename */
+	if (!err)
+		sync_dir_of(tmp);       /* the new name too must survive a power cut */
 	hold_signals(0);
 	if (err)
 		fail("cannot %s %s: %s", replace ? "write" : "create", path, strerror(err));
+}
+
+/* Syncs the directory that holds path (cut down to that directory, in place). */
+static void sync_dir_of(char *path)
+{
+	char *slash = strrchr(path, '/');
+	int fd;
+	if (!slash)
+		strcpy(path, ".");
+	else if (slash == path)
+		path[1] = 0;
+	else
+		*slash = 0;
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		if (fsync(fd)) {
+			/* a file system that cannot sync a directory: the rename stands */
+		}
+		close(fd);
+	}
 }
 
 /* Days from 1970-01-01 to the date y-m-d of the proleptic Gregorian calendar. */
@@ -3031,6 +3244,19 @@ static long long days_from_civil(long long y, int m, int d)
 	yoe = y - era * 400;
 	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
 	return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+/*
+ * Seconds since 1970 of a date and time of day, each field checked (a leap
+ * second allowed); -1 if one is out of range.
+ */
+static long long civil_time(long long y, long long mo, long long d, long long h, long long mi,
+			    long long s)
+{
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 ||
+	    mi > 59 || s < 0 || s > 60)
+		return -1;
+	return days_from_civil(y, (int)mo, (int)d) * 86400 + h * 3600 + mi * 60 + s;
 }
 
 /* The n decimal digits at s, or -1. */
@@ -3058,7 +3284,7 @@ static long long parse_date(const char *s)
 		  s[16] == ' ' && !strcmp(s + 25, " GMT");
 	char mon[4] = { 0 };
 	const char *t = s + (imf ? 17 : 11), *m;      /* the time of day */
-	long long y, mo, d, h, mi, sec, off = 0;
+	long long y, mo, d, at, off = 0;
 	if (!imf && (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't')))
 		return -1;
 	memcpy(mon, s + 8, 3);
@@ -3066,11 +3292,8 @@ static long long parse_date(const char *s)
 	y = number(s + (imf ? 12 : 0), 4);
 	mo = !imf ? number(s + 5, 2) : m && (m - months) % 3 == 0 ? (m - months) / 3 + 1 : -1;
 	d = number(s + (imf ? 5 : 8), 2);
-	h = number(t, 2);
-	mi = number(t + 3, 2);
-	sec = number(t + 6, 2);
-	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || t[2] != ':' || t[5] != ':' ||
-	    h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
+	if (t[2] != ':' || t[5] != ':' ||
+	    (at = civil_time(y, mo, d, number(t, 2), number(t + 3, 2), number(t + 6, 2))) < 0)
 		return -1;
 	t += 8;
 	if (!imf && *t == '.' && t[1] >= '0' && t[1] <= '9')
@@ -3083,8 +3306,7 @@ static long long parse_date(const char *s)
 		off = (*t == '-' ? -60 : 60) * (number(t + 1, 2) * 60 + number(t + 4, 2));
 		t += 6;
 	}
-	return imf || !*t ? days_from_civil(y, (int)mo, (int)d) * 86400 + h * 3600 + mi * 60 + sec
-			    - off : -1;
+	return imf || !*t ? at - off : -1;
 }
 
 /* Retry-After (RFC 9110 10.2.3), seconds or a date, in ms from now; -1 if neither. */

@@ -2652,7 +2652,8 @@ static void test_check_chain(void)
 
 /*
  * A CSR and a certificate by hand, with subjectPublicKey bits csr_key and
- * cert_key: as much of each as public_key_of reads. The certificate as PEM.
+ * cert_key: as much of each as public_key_of and cert_parse read. The
+ * certificate as PEM.
  */
 static void key_pair_by_hand(const char *csr_key, size_t csr_len, const char *cert_key,
 			     size_t cert_len, struct buf *csr, struct buf *pem)
@@ -2671,8 +2672,14 @@ static void key_pair_by_hand(const char *csr_key, size_t csr_len, const char *ce
 	der_wrap(csr, 0, 0x30);
 	der_add(&cert, 0xA0, "\x02\x01\x02", 3);        /* version 3 */
 	der_add(&cert, 0x02, "\x01", 1);                /* serial */
-	for (k = 0; k < 4; k++)                         /* signature, issuer, validity, subject */
-		der_add(&cert, 0x30, "", 0);
+	for (k = 0; k < 4; k++) {                       /* signature, issuer, validity, subject */
+		size_t start = cert.len;
+		if (k == 2) {
+			der_add(&cert, 0x17, "260101000000Z", 13);
+			der_add(&cert, 0x18, "20270101000000Z", 15);
+		}
+		der_wrap(&cert, start, 0x30);
+	}
 	der_add(&cert, 0x30, "", 0);
 	der_add(&cert, 0x03, cert_key, cert_len);
 	der_wrap(&cert, cert.len - cert_len - 4, 0x30);
