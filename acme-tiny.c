@@ -159,25 +159,14 @@ struct url {
 	char host[256], port[6], path[MAX_URL];
 };
 
-/*
- * For a CA addressed by IP: BearSSL 0.6 matches DNS names only, so this
- * X.509 engine wraps the minimal one, keeps the server's certificate, and
- * checks that it names the address in an iPAddress subjectAltName.
- */
-struct ip_check {
-	const br_x509_class *vtable;
-	br_x509_minimal_context *xc;
-	char ip[INET6_ADDRSTRLEN];      /* as inet_ntop writes it */
-	struct buf leaf;                /* the server's certificate */
-	int certs;                      /* certificates of the chain so far */
-};
-
 struct tls {
+	br_x509_minimal_context xc;     /* first: its methods get a struct tls (ip_engine) */
 	br_ssl_client_context sc;
-	br_x509_minimal_context xc;
-	struct ip_check ipc;
 	br_sslio_context io;
 	unsigned char iobuf[BR_SSL_BUFSIZE_MONO];   /* half-duplex: HTTP takes turns */
+	char ip[INET6_ADDRSTRLEN];      /* a CA addressed by IP: its address, as inet_ntop has it */
+	struct buf leaf;                /* ...and its certificate, kept to check that */
+	int certs;                      /* certificates of the chain so far */
 };
 
 struct conn {
@@ -1547,7 +1536,7 @@ static int conn_write(struct conn *c, const char *data, size_t len)
 static void conn_close(struct conn *c)
 {
 	if (c->tls)
-		buf_free(&c->tls->ipc.leaf);    /* kept for a handshake that ended early */
+		buf_free(&c->tls->leaf);        /* kept for a handshake that ended early */
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -1604,57 +1593,40 @@ static void x509_set_time(br_x509_minimal_context *xc, long long t)
 	br_x509_minimal_set_time(xc, (uint32_t)(t / 86400 + 719528), (uint32_t)(t % 86400));
 }
 
-/* ip_check's X.509 engine: the minimal engine's, but for what it keeps and checks. */
-static void ipc_start_chain(const br_x509_class **ctx, const char *name)
+/*
+ * A CA addressed by IP: BearSSL 0.6 matches DNS names only, so for it the
+ * minimal X.509 engine runs with three methods of ours around its own,
+ * which keep the server's certificate and check that it names the address
+ * in an iPAddress subjectAltName.
+ */
+static br_x509_class ip_engine;
+
+static void ip_start_cert(const br_x509_class **ctx, uint32_t len)
 {
-	struct ip_check *c = (struct ip_check *)ctx;
-	c->certs = 0;
-	c->leaf.len = 0;
-	c->xc->vtable->start_chain(&c->xc->vtable, name);
+	((struct tls *)ctx)->certs++;
+	br_x509_minimal_vtable.start_cert(ctx, len);
 }
 
-static void ipc_start_cert(const br_x509_class **ctx, uint32_t len)
+static void ip_append(const br_x509_class **ctx, const unsigned char *buf, size_t len)
 {
-	struct ip_check *c = (struct ip_check *)ctx;
-	c->certs++;
-	c->xc->vtable->start_cert(&c->xc->vtable, len);
+	struct tls *t = (struct tls *)ctx;
+	if (t->certs == 1 && t->leaf.len + len <= MAX_BODY)     /* the server's own */
+		buf_add(&t->leaf, buf, len);
+	br_x509_minimal_vtable.append(ctx, buf, len);
 }
 
-static void ipc_append(const br_x509_class **ctx, const unsigned char *buf, size_t len)
-{
-	struct ip_check *c = (struct ip_check *)ctx;
-	if (c->certs == 1 && c->leaf.len + len <= MAX_BODY)     /* the server's own */
-		buf_add(&c->leaf, buf, len);
-	c->xc->vtable->append(&c->xc->vtable, buf, len);
-}
-
-static void ipc_end_cert(const br_x509_class **ctx)
-{
-	struct ip_check *c = (struct ip_check *)ctx;
-	c->xc->vtable->end_cert(&c->xc->vtable);
-}
-
-/* The minimal engine's verdict; BR_ERR_X509_BAD_SERVER_NAME if the chain is good but not for c->ip. */
-static unsigned ipc_end_chain(const br_x509_class **ctx)
+/* The minimal engine's verdict; BR_ERR_X509_BAD_SERVER_NAME if the chain is good but not for t->ip. */
+static unsigned ip_end_chain(const br_x509_class **ctx)
 {
 	static struct names ns;
-	struct ip_check *c = (struct ip_check *)ctx;
-	struct cert cert;
-	unsigned err = c->xc->vtable->end_chain(&c->xc->vtable);
-	if (!err && (cert_parse(c->leaf.p, c->leaf.len, &cert, &ns) || !our_ident(&ns, "ip", c->ip)))
+	struct tls *t = (struct tls *)ctx;
+	struct cert c;
+	unsigned err = br_x509_minimal_vtable.end_chain(ctx);
+	if (!err && (cert_parse(t->leaf.p, t->leaf.len, &c, &ns) || !our_ident(&ns, "ip", t->ip)))
 		err = BR_ERR_X509_BAD_SERVER_NAME;
-	buf_free(&c->leaf);
+	buf_free(&t->leaf);
 	return err;
 }
-
-static const br_x509_pkey *ipc_get_pkey(const br_x509_class *const *ctx, unsigned *usages)
-{
-	const struct ip_check *c = (const struct ip_check *)ctx;
-	return c->xc->vtable->get_pkey(&c->xc->vtable, usages);
-}
-
-static const br_x509_class IP_CHECK = { sizeof(struct ip_check), ipc_start_chain,
-	ipc_start_cert, ipc_append, ipc_end_cert, ipc_end_chain, ipc_get_pkey };
 
 /*
  * TLS 1.2 with ECDHE and AEAD ciphers only: what CAs offer today. Naming
@@ -1710,15 +1682,18 @@ static int conn_open(struct conn *c, const struct url *u, long long give_up)
 	}
 	tls_init(c->tls);
 	br_ssl_engine_set_buffer(&c->tls->sc.eng, c->tls->iobuf, sizeof c->tls->iobuf, 0);
-	c->tls->ipc.ip[0] = 0;
+	c->tls->ip[0] = 0;
+	c->tls->certs = 0;
 	if (inet_pton(AF_INET, u->host, ip) == 1 || inet_pton(AF_INET6, u->host, ip) == 1) {
 		/* no SNI for an address (RFC 6066 3), and our own check of it */
-		c->tls->ipc = (struct ip_check){ .vtable = &IP_CHECK, .xc = &c->tls->xc };
-		inet_ntop(strchr(u->host, ':') ? AF_INET6 : AF_INET, ip, c->tls->ipc.ip,
-			  sizeof c->tls->ipc.ip);
-		br_ssl_engine_set_x509(&c->tls->sc.eng, &c->tls->ipc.vtable);
+		inet_ntop(strchr(u->host, ':') ? AF_INET6 : AF_INET, ip, c->tls->ip, sizeof c->tls->ip);
+		ip_engine = br_x509_minimal_vtable;
+		ip_engine.start_cert = ip_start_cert;
+		ip_engine.append = ip_append;
+		ip_engine.end_chain = ip_end_chain;
+		c->tls->xc.vtable = &ip_engine;
 	}
-	if (!br_ssl_client_reset(&c->tls->sc, c->tls->ipc.ip[0] ? NULL : u->host, 0))
+	if (!br_ssl_client_reset(&c->tls->sc, c->tls->ip[0] ? NULL : u->host, 0))
 		return conn_error(c, tls_error(br_ssl_engine_last_error(&c->tls->sc.eng)));
 	br_sslio_init(&c->tls->io, &c->tls->sc.eng, tls_low_read, c, tls_low_write, c);
 	c->read = tls_read;

@@ -619,6 +619,10 @@ def _redirect(ca, req, normal):
     return Reply(302, b"", ctype=None, headers=[f"Location: {ca.base}/redirected"])
 
 
+def _order_reply(ca, status):
+    return Reply(201, ca.order_obj(status), headers=[f"Location: {ca.base}/order/1"])
+
+
 def _order_invalid(ca, req, normal):
     return Reply(200, ca.order_obj("invalid"))
 
@@ -763,6 +767,30 @@ SCENARIOS = {
     # must keep polling it
     "retrying_with_error": {"readyPoll": lambda ca, req, normal: normal() if ca.count("readyPoll") > 2
                             else Reply(200, ca.order_obj("pending"))},
+    # order states (RFC 8555 7.1.6): a CA whose order lags its authorizations
+    # says orderNotReady to the first finalize
+    "order_not_ready_once": {"finalize": lambda ca, req, normal: normal() if ca.count("finalize") > 1
+                             else problem(403, "orderNotReady", "evil CA: the order is not ready")},
+    # newOrder hands back an order that exists already, in each state
+    "order_ready": {"newOrder": lambda ca, req, normal: (normal(), _order_reply(ca, "ready"))[1]},
+    "order_processing": {"newOrder": lambda ca, req, normal: (
+        normal(), setattr(ca, "finalized", True), _order_reply(ca, "processing"))[2]},
+    "order_valid": {"newOrder": lambda ca, req, normal: (
+        normal(), setattr(ca, "finalized", True), _order_reply(ca, "valid"))[2]},
+    "order_invalid": {"newOrder": lambda ca, req, normal: (normal(), Reply(201, dict(
+        ca.order_obj("invalid"), error={"type": P + "unauthorized", "detail": "evil CA: no"}),
+        headers=[f"Location: {ca.base}/order/1"]))[1]},
+    # the authorization is valid already: no file, no challenge, the order polled at once
+    "authz_valid": {"authz": lambda ca, req, normal: (setattr(ca, "challenged", True),
+                                                      Reply(200, ca.authz_obj("valid")))[1]},
+    # the challenge is valid in the answer to its POST (a CA that validates at once)
+    "challenge_valid": {"challenge": lambda ca, req, normal: (normal(), Reply(
+        200, ca.challenge_obj("valid")))[1]},
+    # new terms of service (RFC 8555 7.3.3): where the user must act
+    "user_action_required": {"newOrder": lambda ca, req, normal: Reply(403, {
+        "type": P + "userActionRequired", "detail": "evil CA: agree to the new terms",
+        "instance": ca.base + "/terms/agree"}, ctype="application/problem+json",
+        headers=[f'Link: <{ca.base}/dir>;rel="index"', f'Link: <{ca.base}/terms/v2>;rel="terms-of-service"'])},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)
     "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(
         ca.directory_obj(), meta={"profiles": {"classic": "90 days", "shortlived": "160 hours"}}),

@@ -76,7 +76,8 @@ def openssl(*args, cwd):
 
 def make_certs(d):
     """tls.pem (localhost, by the test CA ca.pem) as pebble_env makes it, and the
-    bad ones: otherhost (for other.test), expired (2020), untrusted (another CA)."""
+    bad ones: otherhost (for other.test), expired (2020), untrusted (another CA),
+    localhost-only (no IP address)."""
     make_tls_cert(d)
     openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", "otherhost.key", "-out", "otherhost.csr", "-subj", "/CN=other.test", cwd=d)
@@ -85,6 +86,12 @@ def make_certs(d):
     openssl("x509", "-req", "-in", "otherhost.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", "otherhost.pem", "-days", "2",
             "-extfile", "otherhost.cnf", cwd=d)
+    # localhost only, no IP address: for a CA addressed as 127.0.0.1
+    with open(os.path.join(d, "localhost-only.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "localhost-only.pem", "-days", "2",
+            "-extfile", "localhost-only.cnf", cwd=d)
     # OpenSSL 3.0's x509 has no -not_before: `openssl ca` takes both dates
     with open(os.path.join(d, "ca.cnf"), "w") as f:
         f.write("[ca]\ndefault_ca = evil\n[evil]\ndatabase = index.txt\nnew_certs_dir = .\n"
@@ -103,7 +110,7 @@ def make_certs(d):
             "-subj", "/CN=some other CA", cwd=d)
     openssl("x509", "-req", "-in", "tls.csr", "-CA", "other-ca.pem", "-CAkey", "other-ca.key",
             "-CAcreateserial", "-out", "untrusted.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
-    for name in ("expired", "untrusted"):
+    for name in ("expired", "untrusted", "localhost-only"):
         shutil.copy(os.path.join(d, "tls.key"), os.path.join(d, name + ".key"))
 
 
@@ -699,6 +706,88 @@ def retrying_with_error(suite):
         assert ca.count("readyPoll") == 3, ca.steps()
 
 
+def succeeds(scenario, check=None, **opts):
+    """A scenario the client must get through: check(ca, res) says how."""
+    def case(suite):
+        with EvilCA(scenario, suite.keys, **opts) as ca:
+            res = suite.run_client(ca)
+            check_success(res, res.acme_dir)
+            if check:
+                check(ca, res)
+    return case
+
+
+def order_not_ready_once(ca, res):
+    # orderNotReady: the order polled, then finalize sent again
+    steps = ca.steps()
+    assert steps.count("finalize") == 2 and "readyPoll" in steps[steps.index("finalize"):], steps
+
+
+def order_reused(*absent):
+    def check(ca, res):
+        steps = ca.steps()
+        for s in absent:
+            assert s not in steps, f"{s} in {steps}"
+    return check
+
+
+def authz_valid(ca, res):
+    steps = ca.steps()
+    assert "challenge" not in steps and steps.count("readyPoll") == 1, steps
+
+
+def polled_once(ca, res):
+    assert ca.count("readyPoll") == 1, ca.steps()
+
+
+def order_invalid(suite):
+    expect_failure(suite, "order_invalid", r"^acme-tiny: order https://localhost:\d+/order/1 is "
+                   r"invalid: urn:ietf:params:acme:error:unauthorized: evil CA: no$")
+
+
+def user_action_required(suite):
+    expect_failure(suite, "user_action_required",
+                   r"^acme-tiny: newOrder failed: HTTP 403 urn:ietf:params:acme:error:"
+                   r"userActionRequired: evil CA: agree to the new terms; see "
+                   r"https://localhost:\d+/terms/agree; terms of service: "
+                   r"https://localhost:\d+/terms/v2$")
+
+
+def ca_by_ip(suite):
+    # https://127.0.0.1:PORT/dir: no SNI, and the address checked against the
+    # certificate's iPAddress names; a certificate without it is refused
+    with EvilCA("normal", suite.keys) as ca:
+        ca.directory = ca.directory.replace("localhost", "127.0.0.1")
+        ca.base = ca.base.replace("localhost", "127.0.0.1")
+        res = suite.run_client(ca)
+        check_success(res, res.acme_dir)
+    for cert in ("otherhost", "localhost-only"):
+        with EvilCA("tls", suite.keys, cert=cert) as ca:
+            ca.directory = ca.directory.replace("localhost", "127.0.0.1")
+            res = suite.run_client(ca)
+            check_common(res, r"^acme-tiny: directory: GET https://127\.0\.0\.1:\d+/dir: "
+                         r"TLS: server certificate is for another host name$", ca)
+
+
+def tls_plain_port(suite):
+    # an https:// directory on a port that speaks plain HTTP
+    with socket.socket() as plain:
+        plain.bind(("127.0.0.1", 0))
+        plain.listen(4)
+
+        def answer():
+            conn, _ = plain.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        import threading
+        threading.Thread(target=answer, daemon=True).start()
+        fake = SimpleNamespace(directory=f"https://localhost:{plain.getsockname()[1]}/dir")
+        res = suite.run_client(fake)
+        check_common(res, r"^acme-tiny: directory: GET https://localhost:\d+/dir: TLS: the server "
+                     r"does not answer in TLS 1\.2 \(is that port plain HTTP\?\)$")
+
+
 def profile_sent(suite):
     # --profile NAME that the directory lists goes into newOrder; without it, no field
     for args, want in ((["--profile", "shortlived"], "shortlived"), ([], None)):
@@ -916,6 +1005,18 @@ CASES = [
     ("evil_certificate_elsewhere", url_elsewhere("proto_certificate_elsewhere",
                                                  "certificate download")),
     ("evil_retrying_with_error", retrying_with_error),
+    ("evil_order_not_ready_once", succeeds("order_not_ready_once", order_not_ready_once)),
+    ("evil_order_ready", succeeds("order_ready", order_reused("authz", "challenge"))),
+    ("evil_order_processing", succeeds("order_processing",
+                                       order_reused("authz", "challenge", "finalize"))),
+    ("evil_order_valid", succeeds("order_valid",
+                                  order_reused("authz", "challenge", "finalize", "orderPoll"))),
+    ("evil_order_invalid", order_invalid),
+    ("evil_authz_valid", succeeds("authz_valid", authz_valid)),
+    ("evil_challenge_valid", succeeds("challenge_valid", polled_once)),
+    ("evil_user_action_required", user_action_required),
+    ("evil_ca_by_ip", ca_by_ip),
+    ("evil_tls_plain_port", tls_plain_port),
     ("evil_profile_sent", profile_sent),
     ("evil_profile_not_offered", profile_not_offered),
     ("evil_busy_once", busy_once),

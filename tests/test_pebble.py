@@ -1,5 +1,6 @@
 """Issuance against a real Pebble (Debian's pebble package), on loopback."""
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -14,7 +15,8 @@ class Env:
         # binary may be a command, e.g. "qemu-mipsel-static ./acme-tiny-mipsel"
         self.bin, self.cmd, self.p, self.tmp = binary, shlex.split(binary), pebble, tmp
 
-    def run(self, key, csr, *extra, acme_dir=None, check=False, quiet=False, timeout=120):
+    def run(self, key, csr, *extra, acme_dir=None, check=False, quiet=False, timeout=120,
+            **kw):
         argv = [*self.cmd, "--account-key", key, "--csr", csr,
                 "--acme-dir", acme_dir or self.p.acme_dir,
                 "--directory-url", self.p.directory, "--ca-file", self.p.ca_file, *extra]
@@ -22,7 +24,9 @@ class Env:
             argv.append("--disable-check")
         if quiet:
             argv.append("--quiet")
-        return subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        out = kw.pop("stdout", subprocess.PIPE)
+        return subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, timeout=timeout,
+                              stdin=subprocess.DEVNULL, **kw)
 
     def verify_chain(self, chain, names):
         """openssl verify against Pebble's root and intermediate, and the names."""
@@ -62,6 +66,9 @@ def run(binary, report, only=None):
         if not only or "nonce" in only or only in "test_pebble":
             with Pebble(nonce_reject=50) as p:
                 report.check("pebble_nonce_reject_50", nonce_reject_50, Env(binary, p, tmp))
+        if not only or "reuse" in only or only in "test_pebble":
+            with Pebble(env={"PEBBLE_AUTHZREUSE": "100"}) as p:
+                report.check("pebble_authz_reused", authz_reused, Env(binary, p, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -355,6 +362,88 @@ def domains_usage_errors(env):
         assert res.returncode == 2 and res.stdout == b"", f"{extra}: exit {res.returncode}"
 
 
+def side_by_side(env):
+    """Ten names: every challenge answered before any wait, then the order
+    polled: at most 2n + 8 requests, on one connection."""
+    names = [f"n{k}.side.example.test" for k in range(10)]
+    res = env.issue("p256", names, "--stats")
+    m = re.search(r"stats: (\d+) HTTP requests, (\d+) connections", res.stderr.decode())
+    assert m and int(m[1]) <= 2 * len(names) + 8 and m[2] == "1", res.stderr.decode()[-300:]
+
+
+def authz_reused(env):
+    """PEBBLE_AUTHZREUSE=100: a second order for the same names is ready at
+    once: no authorization fetched, no challenge, finalized straight away."""
+    key = make_key(env.tmp, "p256", "reuse")
+    for k in range(2):
+        csr = make_csr(env.tmp, f"reuse{k}", "reuse.example.test")
+        res = env.run(key, csr, "--stats")
+        check_success(res, env.p.acme_dir)
+    err = res.stderr.decode()
+    assert "Order created (ready)" in err and "Verifying" not in err, err
+    assert "stats: 7 HTTP requests, 1 connections" in err, err
+
+
+def wildcard_refused(env):
+    # refused before the CA is asked (the CA here cannot be reached), with the reason
+    key = make_key(env.tmp, "p256")
+    csr = make_csr(env.tmp, "wild", "*.wild.example.test", ["*.wild.example.test", "wild.example.test"])
+    res = env.run(key, csr, "--directory-url", "https://127.0.0.1:9/dir", quiet=True)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: \*\.wild\.example\.test: a wildcard name needs "
+                  r"DNS validation \(dns-01\), and acme-tiny proves names by http-01 files only$")
+
+
+def ca_url_forms(env):
+    # the CA by IP address (its certificate names 127.0.0.1), and with capitals in its name
+    for host in ("127.0.0.1", "LocalHost"):
+        env.issue("p256", [f"{host.lower()}.url.example.test"], "--directory-url",
+                  env.p.directory.replace("localhost", host))
+
+
+def umask_077(env):
+    # the web server (another user, on a real machine) must be able to read the file
+    key = make_key(env.tmp, "p256", "umask")
+    csr = make_csr(env.tmp, "umask", "127.0.0.1")
+    res = env.run(key, csr, "--check-port", str(env.p.http_port), check=True,
+                  preexec_fn=lambda: os.umask(0o077))
+    check_success(res, env.p.acme_dir)
+
+
+def checked_first(env):
+    # what is wrong locally is found before the CA is asked (here it cannot be reached)
+    key = make_key(env.tmp, "p256")
+    csr = make_csr(env.tmp, "first", "first.example.test")
+    d = tempfile.mkdtemp(dir=env.tmp)
+    os.chmod(d, 0o555)
+    plain = os.path.join(env.tmp, "plain-file")
+    open(plain, "w").close()
+    pem_key = make_key(env.tmp, "p256", "output-key")
+    cases = [(os.path.join(env.tmp, "no-such-dir"), [], r"--acme-dir .*/no-such-dir: No such file "
+              r"or directory"), (plain, [], r"--acme-dir .*/plain-file: Not a directory"),
+             (env.p.acme_dir, ["--output", pem_key], r"--output .*/output-key\.key holds a private "
+              r"key: it is not replaced by a certificate")]
+    if os.geteuid() != 0:   # root may write anywhere
+        cases.append((d, [], r"--acme-dir .*: Permission denied"))
+    for acme_dir, extra, pattern in cases:
+        res = env.run(key, csr, "--directory-url", "https://127.0.0.1:9/dir", *extra,
+                      acme_dir=acme_dir, quiet=True)
+        check_failure(res, None, "^acme-tiny: " + pattern + "$")
+    res = env.run(os.path.join(env.tmp, "no-such.key"), csr, quiet=True)
+    check_failure(res, None, r"^acme-tiny: account key .*/no-such\.key: no such file "
+                  r"\(--create-account-key makes one\)$")
+
+
+def stdout_full(env):
+    # a chain that cannot be written whole must not look like success
+    key = make_key(env.tmp, "p256")
+    csr = make_csr(env.tmp, "full", "full.example.test")
+    with open("/dev/full", "wb") as full:
+        res = env.run(key, csr, quiet=True, stdout=full)
+    assert res.returncode == 1, res.returncode
+    assert re.fullmatch(rb"acme-tiny: cannot write the certificate to stdout: No space left on "
+                        rb"device\n", res.stderr), res.stderr
+
+
 def nonce_reject_50(env):
     env.issue("p256", ["nonce1.example.test"])
     env.issue("rsa2048", ["nonce2.example.test", "www.nonce2.example.test"])
@@ -364,4 +453,5 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     issue_rsa2048, issue_rsa4096, issue_p256, issue_p384, three_names_one_ip, der_csr,
     existing_account, existing_account_new_contact, contact_with_quote, self_check_passes, self_check_fails,
     validation_fails, untrusted_server, bad_account_key, usage_errors, output_file, from_nothing,
-    domain_key_types, domain_key_from_openssl, domains_usage_errors)]
+    domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
+    wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full)]

@@ -503,6 +503,62 @@ static void test_our_leftover(void)
 	context[0] = 0;
 }
 
+/* ===================== 9. dates: RFC 3339 (ARI), and X.509's ===================== */
+
+static void test_rfc3339(void)
+{
+	static const struct { const char *s; long long t; } good[] = {
+		{ "2026-03-17T08:13:43Z", 1773735223 }, { "2026-03-17T08:13:43.123456Z", 1773735223 },
+		{ "2026-03-17t08:13:43z", 1773735223 }, { "2026-03-17T10:13:43+02:00", 1773735223 },
+		{ "2026-03-17T02:43:43-05:30", 1773735223 }, { "1970-01-01T00:00:00Z", 0 },
+		{ "2038-01-19T03:14:08Z", 2147483648LL }, { "2106-02-07T06:28:16Z", 4294967296LL },
+		{ "2016-12-31T23:59:60Z", 1483228800 },
+	};
+	static const char *const bad[] = {
+		"", "2026-03-17", "2026-03-17T08:13Z", "2026-03-17T08:13:43", "2026-03-17 08:13:43Z",
+		"2026-13-17T08:13:43Z", "2026-03-32T08:13:43Z", "2026-03-17T24:13:43Z",
+		"2026-03-17T08:60:43Z", "2026-03-17T08:13:61Z", "2026-03-17T08:13:43.Z",
+		"2026-03-17T08:13:43+0200", "2026-03-17T08:13:43+24:00", "2026-03-17T08:13:43+02:60",
+		"2026-03-17T08:13:43Zjunk", "2026-03-17T08:13:43+02:00 ", "x026-03-17T08:13:43Z",
+		"2026-03-17T08:13:43.5.5Z", "+2026-03-17T08:13:43Z",
+	};
+	size_t k;
+	for (k = 0; k < sizeof good / sizeof good[0]; k++) {
+		set_context("parse_date %s", good[k].s);
+		CHECK_INT(parse_date(good[k].s), good[k].t);
+	}
+	for (k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+		set_context("parse_date %s", bad[k]);
+		CHECK(parse_date(bad[k]) < 0);
+	}
+	context[0] = 0;
+}
+
+/* UTCTime (years 1950-2049) and GeneralizedTime, strictly YYMMDDHHMMSSZ and YYYYMMDDHHMMSSZ. */
+static void test_der_time(void)
+{
+	static const struct { const char *der; size_t len; long long t; } cases[] = {
+		{ S("\x17\x0d" "260317081343Z"), 1773735223 },
+		{ S("\x17\x0d" "500101000000Z"), -631152000 },         /* 1950: before 1970, so < 0 */
+		{ S("\x17\x0d" "491231235959Z"), 2524607999LL },        /* 2049 */
+		{ S("\x18\x0f" "20390101000000Z"), 2177452800LL },
+		{ S("\x18\x0f" "21060207062816Z"), 4294967296LL },
+		{ S("\x17\x0d" "260317081343X"), -1 }, { S("\x17\x0b" "2603170813Z"), -1 },
+		{ S("\x18\x0d" "260317081343Z"), -1 }, { S("\x17\x0f" "20260317081343Z"), -1 },
+		{ S("\x04\x0d" "260317081343Z"), -1 }, { S("\x17\x0d" "261317081343Z"), -1 },
+		{ S("\x17\x0d" "2603170813 3Z"), -1 }, { S("\x17\x0e" "260317081343Z"), -1 },
+	};
+	size_t k;
+	for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		unsigned char *p = exact_copy(cases[k].der, cases[k].len);
+		struct der in = { p, cases[k].len };
+		set_context("der_time case %zu", k);
+		CHECK_INT(der_time(&in), cases[k].t);
+		free(p);
+	}
+	context[0] = 0;
+}
+
 /* ===================== 9. dates: Retry-After ===================== */
 
 static void test_retry_after(void)
@@ -2507,6 +2563,9 @@ static void test_url(void)
 		{ "http://[2001:db8::1]/x", 0, "2001:db8::1", "80", "/x" },
 		{ "https://a:1/", 1, "a", "1", "/" },
 		{ "https://a:65535/", 1, "a", "65535", "/" },
+		/* host names compare case-insensitively: kept lower-cased */
+		{ "https://LocalHost:14000/Dir", 1, "localhost", "14000", "/Dir" },
+		{ "https://[2001:DB8::A]/", 1, "2001:db8::a", "443", "/" },
 	};
 	static const char *const bad[] = {
 		"ftp://example.com/", "example.com", "", "https:/x", "https//x", "file:///etc/passwd",
@@ -2690,6 +2749,97 @@ static void key_pair_by_hand(const char *csr_key, size_t csr_len, const char *ce
 	buf_free(&cert);
 }
 
+/*
+ * cert_parse on certificates made by openssl: serial (with its leading
+ * zero), validity, names of every kind, the Authority Key Identifier.
+ */
+static void test_cert_parse(void)
+{
+	static struct names ns;
+	struct cert c;
+	struct buf pem = { 0 }, der = { 0 }, b = { 0 };
+	size_t pos = 0;
+	char label[32];
+	set_context("cert_parse");
+	CHECK_INT(sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		     "-keyout cp-ca.key -out cp-ca.pem -days 2 -subj /CN=cp-ca && "
+		     "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout cp.key "
+		     "-out cp.csr -subj /CN=cp.example && printf 'subjectAltName=DNS:cp.example,"
+		     "DNS:*.Cp.Example,IP:192.0.2.1,email:a@cp.example\\n' > cp.ext && "
+		     "openssl x509 -req -in cp.csr -CA cp-ca.pem -CAkey cp-ca.key -set_serial "
+		     "0x00a1b2c3 -days 30 -extfile cp.ext -out cp.pem"), 0);
+	CHECK(slurp("cp.pem", &pem) == 0);
+	CHECK_INT(pem_next(&pem, &pos, label, sizeof label, &der), 1);
+	CHECK_INT(cert_parse(der.p, der.len, &c, &ns), 0);
+	CHECK_MEM(c.serial.p, c.serial.len, "\x00\xa1\xb2\xc3", 4);       /* DER: positive */
+	CHECK_INT(c.not_after - c.not_before, 30 * 86400);
+	CHECK(c.not_before <= time(NULL) + 60 && c.not_before >= time(NULL) - 60);
+	CHECK_INT(c.aki.len, 20);
+	CHECK_INT(ns.n, 3);
+	CHECK(our_ident(&ns, "dns", "cp.example") && our_ident(&ns, "dns", "*.cp.example"));
+	CHECK(our_ident(&ns, "ip", "192.0.2.1") != NULL);
+	/* the AKI is the issuer's subjectKeyIdentifier */
+	CHECK_INT(sh("openssl x509 -in cp.pem -noout -ext authorityKeyIdentifier | tr -d ' :\\n' | "
+		     "grep -qi \"$(openssl x509 -in cp-ca.pem -noout -ext subjectKeyIdentifier | "
+		     "tail -1 | tr -d ' :')\""), 0);
+	/* no names wanted; cut short anywhere: refused, never read past the end */
+	CHECK_INT(cert_parse(der.p, der.len, &c, NULL), 0);
+	for (pos = 0; pos < der.len; pos++) {
+		unsigned char *p = exact_copy(der.p, pos);
+		CHECK(cert_parse(p, pos, &c, &ns) < 0);
+		free(p);
+	}
+	buf_free(&pem);
+	buf_free(&der);
+	buf_free(&b);
+	context[0] = 0;
+}
+
+/*
+ * The time certificates are checked at is ours, 64-bit: a chain valid in
+ * 2039 passes then and fails before, on every build (the 32-bit ones run
+ * this under qemu: their BearSSL's time() would fail after 2038).
+ */
+static void test_x509_after_2038(void)
+{
+	static struct tls t;
+	struct buf pem = { 0 }, der = { 0 };
+	size_t pos;
+	char label[32];
+	long long when[] = { 2191190400LL, 2139091200LL, 2224526400LL };  /* 2039-06, 2037-10, 2040-06 */
+	unsigned want[] = { 0, BR_ERR_X509_EXPIRED, BR_ERR_X509_EXPIRED };
+	int k;
+	set_context("x509_set_time after 2038");
+	CHECK_INT(sh("printf '[ca]\\ndefault_ca=x\\n[x]\\ndatabase=y-index\\nnew_certs_dir=.\\n"
+		     "serial=y-serial\\ndefault_md=sha256\\npolicy=p\\nunique_subject=no\\n"
+		     "x509_extensions=e\\n[p]\\ncommonName=supplied\\n[e]\\n"
+		     "subjectAltName=DNS:y2039.example\\n' > y.cnf && : > y-index && echo 1000 > y-serial && "
+		     "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		     "-keyout y-ca.key -out y-ca.pem -days 36500 -subj /CN=y-ca && "
+		     "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout y.key "
+		     "-out y.csr -subj /CN=y2039.example && openssl ca -batch -config y.cnf -cert y-ca.pem "
+		     "-keyfile y-ca.key -in y.csr -out y.pem -notext -startdate 20390101000000Z "
+		     "-enddate 20400101000000Z"), 0);
+	xload_trust_anchors(tpath("y-ca.pem"));
+	CHECK(slurp("y.pem", &pem) == 0);
+	pos = 0;
+	CHECK_INT(pem_next(&pem, &pos, label, sizeof label, &der), 1);
+	for (k = 0; k < 3; k++) {
+		const br_x509_class **x = &t.xc.vtable;
+		tls_init(&t);
+		x509_set_time(&t.xc, when[k]);
+		(*x)->start_chain(x, "y2039.example");
+		(*x)->start_cert(x, (uint32_t)der.len);
+		(*x)->append(x, (const unsigned char *)der.p, der.len);
+		(*x)->end_cert(x);
+		check((*x)->end_chain(x) == want[k], __FILE__, __LINE__, "at %lld", when[k]);
+	}
+	free_trust_anchors();
+	buf_free(&pem);
+	buf_free(&der);
+	context[0] = 0;
+}
+
 /* cert_fits_csr compares all of the key bits, not a prefix. */
 static void test_cert_key_bits(void)
 {
@@ -2722,7 +2872,7 @@ static const struct group GROUPS[] = {
 	/* 9. bytes, files, time and messages */
 	{ "base64", { test_base64, test_b64_decode } },
 	{ "files", { test_read_file, test_write_file, test_our_leftover } },
-	{ "dates", { test_retry_after } },
+	{ "dates", { test_retry_after, test_rfc3339, test_der_time } },
 	{ "messages", { test_info } },
 	/* 8. JSON */
 	{ "json", { test_json_valid, test_json_invalid, test_json_small_buffers, test_json_write } },
@@ -2751,6 +2901,7 @@ static const struct group GROUPS[] = {
 #ifndef UNIT_NO_BEARSSL
 	/* 2. ACME steps */
 	{ "chain", { test_check_chain, test_cert_key_bits } },
+	{ "cert", { test_cert_parse, test_x509_after_2038 } },
 #endif
 };
 
