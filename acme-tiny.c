@@ -228,7 +228,9 @@ static struct run {
 static char time_up[64];
 
 /* The PEM labels of private keys, and of CSRs */
-static const char *const KEY_LABELS[] = { "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", NULL };
+static const char *const KEY_LABELS[] = {
+	"PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", NULL
+};
 static const char *const CSR_LABELS[] = { "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST", NULL };
 
 /* What --stats prints at the end: the cost of a run, for benchmarks. */
@@ -363,7 +365,8 @@ int main(int argc, char **argv)
 	if (run.create_account_key)
 		xcreate_key_if_missing(run.account_key, "account key");
 	else if (access(run.account_key, F_OK) && errno == ENOENT)
-		fail("account key %s: no such file (--create-account-key makes one)", run.account_key);
+		fail("account key %s: no such file (--create-account-key makes one)",
+		     run.account_key);
 	info("Parsing account key...");
 	xload_key(run.account_key, "account key", &a.key, &key);
 	xnames_and_csr(&ns, &csr);
@@ -665,7 +668,8 @@ static int xanswer(struct acme *a, const char *url, const struct names *ns)
 	} else {
 		info("Verifying %s...", id->value);
 		xneed_str(&j, c, "url", chal, sizeof chal, "challenge");
-		if (!json_get_str(&j, c, "token", token, sizeof token) || !is_b64url(token, MAX_TOKEN))
+		if (!json_get_str(&j, c, "token", token, sizeof token) ||
+		    !is_b64url(token, MAX_TOKEN))
 			fail("%s: the challenge token is not 1 to 256 base64url characters;"
 			     " refusing it as a file name", id->value);
 		snprintf(keyauth, sizeof keyauth, "%s.%s", token, a->key.thumbprint);
@@ -674,7 +678,8 @@ static int xanswer(struct acme *a, const char *url, const struct names *ns)
 			xself_check(id, token, keyauth);
 		xpost(a, chal, "{}", &r, "challenge");
 		xparse_object(&r, &j, "challenge");
-		valid = json_get_str(&j, 0, "status", status, sizeof status) && !strcmp(status, "valid");
+		valid = json_get_str(&j, 0, "status", status, sizeof status) &&
+			!strcmp(status, "valid");
 	}
 	json_free(&j);
 	buf_free(&r.body);
@@ -687,16 +692,18 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
 	struct resp r = { 0 };
 	struct json j = { 0 };
 	char url[MAX_URL], status[MAX_STATUS], err[1400];
-	int list = json_get(&o->j, 0, "authorizations"), k;
+	int list = json_get(&o->j, 0, "authorizations"), k, c;
 	for (k = list + 1; list >= 0 && o->j.t[list].type == J_ARR && k < o->j.t[list].next;
 	     k = o->j.t[k].next) {
 		const struct ident *id;
 		if (json_str(&o->j, k, url, sizeof url))
 			continue;
 		id = xauthz_ident(a, url, ns, &r, &j);
-		if (json_get_str(&j, 0, "status", status, sizeof status) && !strcmp(status, "invalid"))
-			fail("%s: challenge did not pass (invalid): %s", id->value, problem_text(&j,
-			     json_get(&j, find_challenge(&j, "http-01"), "error"), err, sizeof err));
+		c = json_get(&j, find_challenge(&j, "http-01"), "error");
+		xneed_str(&j, 0, "status", status, sizeof status, "authorization");
+		if (!strcmp(status, "invalid"))
+			fail("%s: challenge did not pass (invalid): %s", id->value,
+			     problem_text(&j, c, err, sizeof err));
 	}
 	xfail_order(o);
 }
@@ -1001,9 +1008,9 @@ static void xpoll(struct acme *a, struct order *o, long long delay)
 	while (!strcmp(o->status, "pending") || !strcmp(o->status, "processing")) {
 		long long wait = retry_after_ms(o->r.retry_after);
 		if (wait > run.max_wait * 1000LL)
-			fail("order: still %s, and the server asks to wait %lld s (Retry-After: %s),"
-			     " more than --max-wait %d", o->status, wait / 1000, o->r.retry_after,
-			     run.max_wait);
+			fail("order: still %s, and the server asks to wait %lld s"
+			     " (Retry-After: %s), more than --max-wait %d", o->status, wait / 1000,
+			     o->r.retry_after, run.max_wait);
 		wait = wait > delay ? wait : delay;
 		if (now_ms() + wait > give_up)
 			fail("order: still %s after --max-wait %d s", o->status, run.max_wait);
@@ -1114,7 +1121,8 @@ static void xparse_args(int argc, char **argv)
 	const char *v;
 	int i;
 	for (i = 1; i < argc; i++) {
-		for (f = FLAGS; f->name && !xflag(argv, &i, f->name, f->text || f->max ? &v : NULL);)
+		f = FLAGS;
+		while (f->name && !xflag(argv, &i, f->name, f->text || f->max ? &v : NULL))
 			f++;
 		if (f->text) {
 			*f->text = v;
@@ -1223,12 +1231,14 @@ static const char *xcheck_output(const char *path)
 	if (!path[0] || path[strlen(path) - 1] == '/' || (exists && !S_ISREG(st.st_mode)))
 		fail("--output %s: not a regular file", path);
 	for (k = 0; exists && k < sizeof inputs / sizeof inputs[0]; k++)
-		if (inputs[k] && !stat(inputs[k], &in) && st.st_dev == in.st_dev && st.st_ino == in.st_ino)
+		if (inputs[k] && !stat(inputs[k], &in) && st.st_dev == in.st_dev &&
+		    st.st_ino == in.st_ino)
 			fail("--output %s: that is %s, which this run reads", path, inputs[k]);
 	if (exists) {
 		xread_file(path, "--output", &old);
 		if (strstr(old.p, " PRIVATE KEY-----"))
-			fail("--output %s holds a private key: it is not replaced by a certificate", path);
+			fail("--output %s holds a private key: it is not replaced by a certificate",
+			     path);
 		buf_free(&old);
 	}
 	hold_signals(1);                /* no signal may leave the temporary file behind */
@@ -1325,14 +1335,16 @@ static int url_parse(const char *s, struct url *u)
 	}
 	if (copy_str(u->host, sizeof u->host, host, (size_t)(end - host)) || !u->host[0] ||
 	    strspn(u->host, host[-1] == '[' ? "0123456789abcdefABCDEF:." :
-		   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != strlen(u->host))
+		   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") !=
+	    strlen(u->host))
 		return -1;
 	lower_case(u->host);            /* host names compare case-insensitively */
 	strcpy(u->port, u->https ? "443" : "80");
 	if (after < path) {
 		k = (size_t)(path - after - 1);
 		if (*after != ':' || copy_str(u->port, sizeof u->port, after + 1, k) || !k ||
-		    strspn(u->port, "0123456789") != k || atoi(u->port) < 1 || atoi(u->port) > 65535)
+		    strspn(u->port, "0123456789") != k || atoi(u->port) < 1 ||
+		    atoi(u->port) > 65535)
 			return -1;
 	}
 	if (copy_str(u->path, sizeof u->path, *path ? path : "/", *path ? strlen(path) : 1))
@@ -1615,7 +1627,7 @@ static void ip_append(const br_x509_class **ctx, const unsigned char *buf, size_
 	br_x509_minimal_vtable.append(ctx, buf, len);
 }
 
-/* The minimal engine's verdict; BR_ERR_X509_BAD_SERVER_NAME if the chain is good but not for t->ip. */
+/* The minimal engine's verdict, or BR_ERR_X509_BAD_SERVER_NAME if the address is not in it. */
 static unsigned ip_end_chain(const br_x509_class **ctx)
 {
 	static struct names ns;
@@ -1636,8 +1648,10 @@ static unsigned ip_end_chain(const br_x509_class **ctx)
 static void tls_init(struct tls *t)
 {
 	static const uint16_t suites[] = {
-		BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-		BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 		BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
 		BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 	};
@@ -1686,7 +1700,8 @@ static int conn_open(struct conn *c, const struct url *u, long long give_up)
 	c->tls->certs = 0;
 	if (inet_pton(AF_INET, u->host, ip) == 1 || inet_pton(AF_INET6, u->host, ip) == 1) {
 		/* no SNI for an address (RFC 6066 3), and our own check of it */
-		inet_ntop(strchr(u->host, ':') ? AF_INET6 : AF_INET, ip, c->tls->ip, sizeof c->tls->ip);
+		inet_ntop(strchr(u->host, ':') ? AF_INET6 : AF_INET, ip, c->tls->ip,
+			  sizeof c->tls->ip);
 		ip_engine = br_x509_minimal_vtable;
 		ip_engine.start_cert = ip_start_cert;
 		ip_engine.append = ip_append;
@@ -1786,7 +1801,8 @@ static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, 
 		r->close |= !strcasecmp(v, "close");
 	} else if (!strcasecmp(line, "replay-nonce") && is_b64url(v, sizeof r->nonce - 1)) {
 		strcpy(r->nonce, v);
-	} else if (!strcasecmp(line, "location") && copy_str(r->location, sizeof r->location, v, strlen(v))) {
+	} else if (!strcasecmp(line, "location") &&
+		   copy_str(r->location, sizeof r->location, v, strlen(v))) {
 		return conn_error(c, "Location header too long");
 	} else if (!strcasecmp(line, "retry-after") && strspn(v, PRINTABLE) == strlen(v)) {
 		copy_str(r->retry_after, sizeof r->retry_after, v, strlen(v));
@@ -1904,7 +1920,8 @@ static int send_request(struct conn *c, const char *method, const struct url *u,
 		"\r\nUser-Agent: " USER_AGENT "\r\n", NULL);
 	if (body) {
 		snprintf(len, sizeof len, "%zu", body->len);
-		buf_cat(&req, "Content-Type: application/jose+json\r\nContent-Length: ", len, "\r\n", NULL);
+		buf_cat(&req, "Content-Type: application/jose+json\r\nContent-Length: ", len,
+			"\r\n", NULL);
 	}
 	buf_str(&req, "\r\n");
 	if (body)
@@ -1943,7 +1960,8 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 		c->got = 0;
 		c->why = NULL;
 		stats.requests++;
-		if (!send_request(c, method, &u, body) && !read_response(c, r, !strcmp(method, "HEAD"))) {
+		if (!send_request(c, method, &u, body) &&
+		    !read_response(c, r, !strcmp(method, "HEAD"))) {
 			if (r->close || c->inpos < c->inlen)
 				conn_close(c);
 			return NULL;
@@ -2280,7 +2298,7 @@ static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
 	return oid->len == n && !memcmp(oid->p, bytes, n);
 }
 
-/* Sets k->jwk, the public key as an RFC 7638 JWK (members in order, no spaces), and its thumbprint. */
+/* Sets k->jwk, the public key as an RFC 7638 JWK (members in order), and its thumbprint. */
 static void key_jwk(struct key *k)
 {
 	unsigned char d[32];
@@ -2619,7 +2637,8 @@ static void xgenerate_key(const char *path, const struct key_type *t)
 		br_rsa_private_key sk;
 		br_rsa_public_key pk;
 		size_t dlen;
-		if (!br_rsa_keygen_get_default()(&rng.vtable, &sk, priv, &pk, pub, t->bits, 65537) ||
+		if (!br_rsa_keygen_get_default()(&rng.vtable, &sk, priv, &pk, pub, t->bits,
+						 65537) ||
 		    !(dlen = br_rsa_compute_privexp_get_default()(d, &sk, 65537)))
 			fail("RSA key generation failed");
 		len = br_encode_rsa_pkcs8_der(der, &sk, &pk, d, dlen);
@@ -2901,7 +2920,8 @@ static int json_parse(struct json *j, const char *s, size_t len)
 static int json_str(const struct json *j, int t, char *out, size_t cap)
 {
 	if (t < 0 || j->t[t].type != J_STR ||
-	    json_unescape(j->s + j->t[t].start, (size_t)(j->t[t].end - j->t[t].start), out, cap) < 0) {
+	    json_unescape(j->s + j->t[t].start, (size_t)(j->t[t].end - j->t[t].start), out,
+			  cap) < 0) {
 		if (cap)
 			out[0] = 0;     /* no half-decoded text for the caller */
 		return -1;
@@ -3152,7 +3172,8 @@ static int xcreate_temp(const char *path, char *tmp, size_t cap)
 	if ((size_t)snprintf(tmp, cap, "%s.tmp-XXXXXX", path) >= cap)
 		fail("path too long: %s", path);
 	if ((fd = mkstemp(tmp)) < 0)
-		fail("cannot create %s: %s", path, errno == ENOENT ? "no such directory" : strerror(errno));
+		fail("cannot create %s: %s", path,
+		     errno == ENOENT ? "no such directory" : strerror(errno));
 	return fd;
 }
 
