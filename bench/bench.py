@@ -2,7 +2,10 @@
 """make bench: acme-tiny against acme_tiny.py and uacme (Debian packages
 acme-tiny and uacme), each issuing certificates from the same account key and
 CSR against one local Pebble (PEBBLE_VA_NOSLEEP=1, no nonce rejection, no
-authorization reuse). Not a test: it prints numbers.
+authorization reuse): a one-name CSR, then a ten-name one, runs interleaved.
+Not a test: it prints numbers, and whether acme-tiny meets issue 6's targets
+(one name) and issue 12's (ten names: at most 2n+8 = 28 requests on one
+connection, wall time at most twice the one-name run's).
 
 Per client: wall time, and the CPU time (user+sys) and peak RSS of the client
 process itself with the children it waits for (uacme's hook), as wait4()
@@ -31,6 +34,7 @@ from pebble_env import Pebble  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 NAME = "bench.example.test"
+NAMES10 = [f"n{k}.bench.example.test" for k in range(10)]
 REQUEST_LINE = re.compile(r"^Pebble .* (GET|HEAD|POST) \S+ -> calling handler\(\)$", re.M)
 
 
@@ -123,7 +127,8 @@ def stripped_kb(path):
 
 def fmt(values, unit, scale=1, digits=0):
     v = [x * scale for x in values]
-    return f"{statistics.median(v):.{digits}f} ({min(v):.{digits}f}-{max(v):.{digits}f}) {unit}"
+    text = f"{statistics.median(v):.{digits}f} ({min(v):.{digits}f}-{max(v):.{digits}f})"
+    return f"{text} {unit}" if unit else text
 
 
 def main():
@@ -133,9 +138,6 @@ def main():
     env = {"PEBBLE_AUTHZREUSE": "0"}
     with Pebble(nonce_reject=0, env=env) as p:
         key = make_key(work, "rsa2048")        # what acme_tiny.py users have
-        csr = make_csr(work, "bench", NAME)
-        common = ["--account-key", key, "--csr", csr, "--acme-dir", p.acme_dir,
-                  "--directory-url", p.directory, "--disable-check"]
         # uacme: account key in its confdir, the CA through a private mount namespace
         conf = os.path.join(work, "uacme")
         os.makedirs(os.path.join(conf, "private"))
@@ -150,40 +152,54 @@ begin) printf %s "$5" > {shlex.quote(p.acme_dir)}/"$4" ;;
 esac
 """)
         os.chmod(hook, 0o755)
-        uacme_csr = os.path.join(work, "uacme.csr")
-        shutil.copy(csr, uacme_csr)
         # -r: a user namespace too, so that this works without root
         ns = ["unshare", "-r", "-m", "sh", "-c",
               f"mount --bind {shlex.quote(p.ca_file)} /etc/ssl/certs/ca-certificates.crt"
               ' && exec "$@"', "sh"]
         uacme = ["uacme", "-a", p.directory, "-c", conf, "-h", hook, "-y"]
-        clients = [
-            Client("acme-tiny", [ours, *common, "--ca-file", p.ca_file, "--quiet", "--stats"],
-                   vmhwm=True),
-            Client("acme-tiny (static musl)",
-                   [static, *common, "--ca-file", p.ca_file, "--quiet", "--stats"], vmhwm=True),
-            Client("acme_tiny.py", ["env", f"SSL_CERT_FILE={p.ca_file}", "acme-tiny", *common],
-                   package="acme-tiny"),
-            Client("uacme", [*uacme, "-f", "-o", "issue", uacme_csr], package="uacme", prefix=ns),
-        ]
+
+        def clients_for(csr):
+            """The four clients, each issuing for csr."""
+            common = ["--account-key", key, "--csr", csr, "--acme-dir", p.acme_dir,
+                      "--directory-url", p.directory, "--disable-check"]
+            uacme_csr = csr[:-len(".csr")] + "-uacme.csr"
+            shutil.copy(csr, uacme_csr)
+            return [
+                Client("acme-tiny", [ours, *common, "--ca-file", p.ca_file, "--quiet", "--stats"],
+                       vmhwm=True),
+                Client("acme-tiny (static musl)",
+                       [static, *common, "--ca-file", p.ca_file, "--quiet", "--stats"],
+                       vmhwm=True),
+                Client("acme_tiny.py", ["env", f"SSL_CERT_FILE={p.ca_file}", "acme-tiny", *common],
+                       package="acme-tiny"),
+                Client("uacme", [*uacme, "-f", "-o", "issue", uacme_csr], package="uacme",
+                       prefix=ns),
+            ]
+        clients = clients_for(make_csr(work, "bench", NAME))
+        clients10 = clients_for(make_csr(work, "bench10", NAMES10[0], NAMES10))
         subprocess.run([*ns, *uacme, "new"], check=True, capture_output=True)
         launcher = build_launcher(work)
-        for c in clients:
+        for c in clients + clients10:
             c.run(launcher)                      # the account exists from here on
         for _ in range(RUNS):                    # interleaved, so drift hits all alike
-            for c in clients:
+            for c in clients + clients10:
                 before = pebble_requests(p)
                 wall, cpu, peak = c.run(launcher)
                 c.samples.append((wall, cpu, peak, pebble_requests(p) - before))
-        for c in clients:
+        for c in clients + clients10:
             c.conns = c.connections(p.port)
         for c in clients[:2]:
             c.start_cpu, c.start_rss = c.startup(launcher)
     shutil.rmtree(work, ignore_errors=True)
-    report(clients, ours, static)
+    report(clients, clients10, ours, static)
 
 
-def report(clients, ours, static):
+def median_of(c, i):
+    """The median of sample field i (0 wall, 1 CPU, 2 peak, 3 requests) of client c."""
+    return statistics.median(x[i] for x in c.samples)
+
+
+def report(clients, clients10, ours, static):
     cpu = open("/proc/cpuinfo").read()
     model = re.search(r"model name\s*:\s*(.*)", cpu)
     print(f"{time.strftime('%Y-%m-%d')}, {os.uname().machine}, {os.cpu_count()} CPUs"
@@ -191,6 +207,7 @@ def report(clients, ours, static):
     bear = installed_kb("libbearssl0")[0]
     sizes = {"acme-tiny": f"{stripped_kb(ours):.0f} kB + libbearssl0 {bear} kB",
              "acme-tiny (static musl)": f"{stripped_kb(static):.0f} kB"}
+    print(f"one name ({NAME}):\n")
     print("| client | wall | CPU (user+sys) | peak RSS | HTTP requests | TCP connections | size on disk |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for c in clients:
@@ -202,14 +219,24 @@ def report(clients, ours, static):
             size = sizes[c.name]
         print(f"| {c.name} | {fmt(wall, 's', digits=3)} | {fmt(cpu_s, 'ms', 1000)} | "
               f"{fmt(peak, 'kB')} | {fmt(reqs, '')} | {c.conns} | {size} |")
-    base = dict(zip(("wall", "cpu", "peak"), (statistics.median(x) for x in list(zip(*clients[0].samples))[:3])))
+    base = clients[0]
     print("\nratios, peer / acme-tiny (medians):")
     for c in clients[2:]:
-        wall, cpu_s, peak, _ = zip(*c.samples)
-        print(f"  {c.name}: wall x{statistics.median(wall) / base['wall']:.1f}, "
-              f"CPU x{statistics.median(cpu_s) / base['cpu']:.1f}, "
-              f"peak memory x{statistics.median(peak) / base['peak']:.1f}")
+        print(f"  {c.name}: wall x{median_of(c, 0) / median_of(base, 0):.1f}, "
+              f"CPU x{median_of(c, 1) / median_of(base, 1):.1f}, "
+              f"peak memory x{median_of(c, 2) / median_of(base, 2):.1f}")
+    print(f"\nten names ({NAMES10[0]} ... {NAMES10[-1]}); 'x one name' is the wall"
+          " median over the same client's one-name median:\n")
+    print("| client | wall | x one name | CPU (user+sys) | peak RSS | HTTP requests"
+          " | TCP connections |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for c, one in zip(clients10, clients):
+        wall, cpu_s, peak, reqs = zip(*c.samples)
+        print(f"| {c.name} | {fmt(wall, 's', digits=3)} | "
+              f"x{median_of(c, 0) / median_of(one, 0):.2f} | {fmt(cpu_s, 'ms', 1000)} | "
+              f"{fmt(peak, 'kB')} | {fmt(reqs, '')} | {c.conns} |")
     targets(clients[:2])
+    targets10(clients10[:2], clients[:2])
 
 
 def targets(builds):
@@ -224,6 +251,27 @@ def targets(builds):
             (f"CPU {cpu_s * 1000:.1f} ms (start-up {c.start_cpu * 1000:.1f})", cpu_s < 0.020, "under 20 ms"),
             (f"wall {wall:.3f} s", wall < 0.5, "under 0.5 s"),
             (f"peak RSS {peak:.0f} kB (start-up {c.start_rss:.0f})", peak < 1024, "under 1 MiB"),
+        ]
+        print(f"  {c.name}:")
+        for what, ok, goal in checks:
+            print(f"    {'met   ' if ok else 'MISSED'} {what}; target {goal}")
+
+
+def targets10(builds10, builds):
+    """Issue 12's targets for acme-tiny with ten names: at most 2n+8 requests
+    in every run, on one connection, and a wall median at most twice the
+    one-name median of the same build."""
+    n = len(NAMES10)
+    print(f"\ntargets (issue 12), {n} names:")
+    for c, one in zip(builds10, builds):
+        reqs = [x[3] for x in c.samples]
+        ratio = median_of(c, 0) / median_of(one, 0)
+        counts = f"{min(reqs)}-{max(reqs)}" if min(reqs) < max(reqs) else f"{max(reqs)}"
+        checks = [
+            (f"{counts} requests", max(reqs) <= 2 * n + 8, f"at most 2n+8 = {2 * n + 8} in every run"),
+            (f"{c.conns} TCP connection(s)", c.conns == 1, "1"),
+            (f"wall {median_of(c, 0):.3f} s, x{ratio:.2f} one name's {median_of(one, 0):.3f} s",
+             ratio <= 2, "at most x2"),
         ]
         print(f"  {c.name}:")
         for what, ok, goal in checks:
