@@ -205,6 +205,8 @@ struct acme {
 	char nonce[256];             /* the last Replay-Nonce, unused yet */
 	char kid[MAX_URL];           /* the account URL, once we know it */
 	char host[256], port[6];     /* the directory's: every URL of the CA's is there */
+	char renewal_info[MAX_URL];  /* ARI (RFC 9773), if the CA has it */
+	char replaces[256];          /* the ARI certID of the certificate we renew, if any */
 };
 
 /* The run, as the command line describes it. */
@@ -213,11 +215,14 @@ static struct run {
 	const char *domains, *domain_key;     /* instead of csr: we build the CSR */
 	const char *output;                   /* instead of stdout */
 	const char *profile;                  /* the CA's certificate profile, by name */
+	const char *ca;                       /* acme_tiny.py's old --ca: the directory's base */
 	const char *key_type_name;            /* for keys we make: */
 	const struct key_type *key_type;      /* ...that name's type */
 	char **contacts;
 	int n_contacts, disable_check, stats, create_account_key, quiet;
 	int check_port;   /* for the self-check; 0: the URL names none (80) */
+	int days;         /* renew with this many days left; 0: by the lifetime (or ARI) */
+	int force;        /* renew whether due or not */
 	int timeout;      /* seconds for one HTTP exchange, connect included */
 	int max_wait;     /* seconds of polling for one authorization or order */
 	int max_time;     /* seconds for all of the talk with the CA: a cron job must end */
@@ -241,11 +246,14 @@ static struct {
 /* What the sections above use of the sections below; each definition says what it returns. */
 
 /* 1-2: the steps of an issuance */
-static void xissue(struct acme *a, const struct names *ns, const struct buf *csr,
-		   struct buf *chain);
+static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
+		  const struct buf *old, struct buf *chain);
 static void xdirectory(struct acme *a);
 static void xaccount(struct acme *a);
 static void xnew_order(struct acme *a, const struct names *ns, struct order *o);
+static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
+		const struct buf *csr);
+
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns);
 static void xfinalize(struct acme *a, struct order *o, const struct buf *csr);
 static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
@@ -265,6 +273,7 @@ static __attribute__((noreturn)) void xfail_order(struct order *o);
 static int is_problem(const struct resp *r, const char *kind);
 static void xparse_object(const struct resp *r, struct json *j, const char *step);
 static void xneed_location(const struct resp *r, char *out, const char *step);
+static void xneed_ca_host(const struct acme *a, const char *url, const char *step);
 static void xneed_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
 		      const char *step);
 
@@ -273,7 +282,7 @@ static void xparse_args(int argc, char **argv);
 static void catch_signals(void);
 static void hold_signals(int hold);
 static int guard_std_fds(void);
-static const char *xcheck_output(const char *path);
+static const char *xcheck_output(const char *path, struct buf *old);
 static void xcreate_key_if_missing(const char *path, const char *what);
 static void xnames_and_csr(struct names *ns, struct buf *csr);
 static void print_stats(void);
@@ -329,6 +338,7 @@ static int hex_digit(int c);
 static void sha256(const void *p, size_t n, unsigned char out[32]);
 static int copy_str(char *out, size_t cap, const char *s, size_t len);
 static void lower_case(char *s);
+static const char *date_text(long long t, char *out, size_t cap);
 static void xread_file(const char *path, const char *what, struct buf *b);
 static int xcreate_temp(const char *path, char *tmp, size_t cap);
 static void xwrite_file(const char *path, const void *data, size_t len, int replace);
@@ -337,6 +347,7 @@ static long long number(const char *s, int n);
 static long long civil_time(long long y, long long mo, long long d, long long h, long long mi,
 			    long long s);
 static long long retry_after_ms(const char *v);
+static long long parse_date(const char *s);
 static long long now_ms(void);
 static void sleep_ms(long long ms);
 static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...);
@@ -349,14 +360,14 @@ static __attribute__((format(printf, 1, 2))) void info(const char *fmt, ...);
 int acme_tiny_main(int argc, char **argv);
 #endif
 
-/* Gets a certificate as the command line says: exit 0, 1 on failure, 2 on a usage error. */
+/* Gets a certificate as the command line says: exit 0 when it did, 1 when none was due, 2 on failure. */
 int main(int argc, char **argv)
 {
 	static struct tls tls;
 	static struct acme a;   /* zeroed in .bss: an initializer would put its 16 kB in the file */
 	static struct names ns;
-	struct buf key = { 0 }, csr = { 0 }, chain = { 0 };
-	int stdout_closed = guard_std_fds();
+	struct buf key = { 0 }, csr = { 0 }, old = { 0 }, chain = { 0 };
+	int stdout_closed = guard_std_fds(), issued;
 	xparse_args(argc, argv);
 	if (stdout_closed && !run.output)
 		fail("stdout is closed: nowhere to write the certificate");
@@ -372,33 +383,39 @@ int main(int argc, char **argv)
 	xnames_and_csr(&ns, &csr);
 	xopen_acme_dir();               /* it and --output are tried before the CA is asked */
 	if (run.output)
-		run.output = xcheck_output(run.output);
+		run.output = xcheck_output(run.output, &old);
 	a.conn.fd = -1;
 	a.conn.tls = &tls;
 	/* however slowly a CA answers and however often it asks to wait */
 	snprintf(time_up, sizeof time_up, "acme-tiny: gave up after --max-time %d s", run.max_time);
 	alarm((unsigned)run.max_time);
-	xissue(&a, &ns, &csr, &chain);
+	issued = xissue(&a, &ns, &csr, &old, &chain);
 	alarm(0);
-	if (run.output)
+	if (issued && run.output)
 		xwrite_file(run.output, chain.p, chain.len, 1);
-	else if (fwrite(chain.p, 1, chain.len, stdout) != chain.len || fflush(stdout))
+	else if (issued && (fwrite(chain.p, 1, chain.len, stdout) != chain.len || fflush(stdout)))
 		fail("cannot write the certificate to stdout: %s", strerror(errno));
 	if (run.stats)
 		print_stats();
 	buf_free(&key);
 	buf_free(&csr);
+	buf_free(&old);
 	buf_free(&chain);
 	free_trust_anchors();
-	return 0;
+	return issued ? 0 : 1;
 }
 
-/* The issuance, step by step as acme_tiny.py's get_crt; the PEM chain into chain. */
-static void xissue(struct acme *a, const struct names *ns, const struct buf *csr,
-		   struct buf *chain)
+/*
+ * The issuance, step by step as acme_tiny.py's get_crt: 1 with the PEM
+ * chain in chain, or 0 when the certificate in --output (old) is not due.
+ */
+static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
+		  const struct buf *old, struct buf *chain)
 {
 	struct order o = { 0 };
 	xdirectory(a);                  /* the CA's URLs; is --profile offered? */
+	if (!xdue(a, old, ns, csr))     /* --output's certificate: renew it now? */
+		return 0;
 	xaccount(a);                    /* newAccount: our account URL, the kid */
 	xnew_order(a, ns, &o);          /* newOrder: our names; it may be reused */
 	if (!strcmp(o.status, "pending"))
@@ -407,6 +424,7 @@ static void xissue(struct acme *a, const struct names *ns, const struct buf *csr
 	xcertificate(a, &o, csr, chain);        /* the chain out, checked */
 	json_free(&o.j);
 	buf_free(&o.r.body);
+	return 1;
 }
 
 /* ======== 2. ACME steps (RFC 8555) ====================================================== */
@@ -449,6 +467,7 @@ static void xdirectory(struct acme *a)
 	xneed_str(&j, 0, "newOrder", a->new_order, sizeof a->new_order, "directory");
 	if (run.profile)
 		xcheck_profile(&j, run.profile);
+	json_get_str(&j, 0, "renewalInfo", a->renewal_info, sizeof a->renewal_info);
 	strcpy(a->nonce, r.nonce);
 	json_free(&j);
 	buf_free(&r.body);
@@ -488,30 +507,142 @@ static void xaccount(struct acme *a)
 	buf_free(&r.body);
 }
 
+/* The ARI certID of c (RFC 9773 4.1) into out: its AKI keyIdentifier, ".", its serial. */
+static void cert_id(const struct cert *c, char *out, size_t cap)
+{
+	struct buf b = { 0 };
+	buf_b64url(&b, c->aki.p, c->aki.len);
+	buf_str(&b, ".");
+	buf_b64url(&b, c->serial.p, c->serial.len);     /* with a leading 0 that DER has */
+	if (copy_str(out, cap, b.p, b.len))
+		out[0] = 0;
+	buf_free(&b);
+}
+
 /*
- * newOrder (7.4) for our names into o. The CA may hand back an order it
- * has already: ready (every name valid), processing or valid.
+ * When ARI (RFC 9773) says to renew the certificate der (ID a->replaces):
+ * a point in the CA's window, fixed by der's hash so that a daily job
+ * renews on one day and a fleet is spread over the window; -1, after a
+ * line that says so, if the CA's answer is unusable.
+ */
+static long long xari_time(struct acme *a, const struct buf *der)
+{
+	struct resp r = { 0 };
+	struct json j = { 0 };
+	char url[MAX_URL + 256], start[64], end[64], why[MAX_URL];
+	unsigned char h[32];
+	long long from, to, at = -1;
+	int w;
+	snprintf(url, sizeof url, "%s/%s", a->renewal_info, a->replaces);
+	xneed_ca_host(a, url, "renewalInfo");
+	xhttp(&a->conn, "GET", url, NULL, &r, "renewalInfo", 0);
+	if (r.status == 200 && !json_parse(&j, r.body.p, r.body.len) &&
+	    (w = json_get(&j, 0, "suggestedWindow")) >= 0 &&
+	    json_get_str(&j, w, "start", start, sizeof start) &&
+	    json_get_str(&j, w, "end", end, sizeof end) &&
+	    (from = parse_date(start)) >= 0 && (to = parse_date(end)) >= from) {
+		sha256(der->p, der->len, h);
+		at = from + (to - from) * (h[0] << 8 | h[1]) / 65536;
+		if (json_get_str(&j, 0, "explanationURL", why, sizeof why))
+			info("The CA explains its renewal window at %s", why);
+	} else {
+		info("The CA's renewal information is unusable (HTTP %d): going by the"
+		     " certificate's lifetime", r.status);
+	}
+	json_free(&j);
+	buf_free(&r.body);
+	return at;
+}
+
+/* When the lifetime rule says to renew c: a third of its life left (half under 10 days), or --days. */
+static long long renewal_time(const struct cert *c)
+{
+	long long life = c->not_after - c->not_before;
+	long long left = life < 10 * 86400 ? life / 2 : life / 3;
+	if (run.days && run.days * 86400LL >= life)
+		info("--days %d is the certificate's whole lifetime or more: going by a third of it",
+		     run.days);
+	else if (run.days)
+		left = run.days * 86400LL;
+	return c->not_after - left;
+}
+
+/*
+ * 1 if the certificate in --output (old) is due for renewal, or is not one
+ * for these names and this key; else 0, having said until when it is good.
+ * Its ARI certID goes into a->replaces when the new order may replace it.
+ */
+static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
+		const struct buf *csr)
+{
+	static struct names have;
+	struct buf der = { 0 };
+	struct cert c;
+	struct der key;
+	size_t pos = 0;
+	char label[32], until[32], due[32];
+	long long at = -1;
+	int k, shared = 0, ours = old->len && pem_next(old, &pos, label, sizeof label, &der) == 1 &&
+		!strcmp(label, "CERTIFICATE") && !cert_parse(der.p, der.len, &c, &have);
+	for (k = 0; ours && k < ns->n; k++)
+		shared += our_ident(&have, ns->id[k].type, ns->id[k].value) != NULL;
+	if (shared && c.aki.len && a->renewal_info[0])
+		cert_id(&c, a->replaces, sizeof a->replaces);
+	ours = ours && shared == ns->n && have.n == ns->n &&
+	       !public_key_of(csr->p, csr->len, 0, &key) && key.len == c.key.len &&
+	       !memcmp(key.p, c.key.p, key.len);
+	if (old->len && !ours)
+		info("%s holds no certificate for these names and this key: renewing now", run.output);
+	if (ours && !run.force && a->replaces[0])
+		at = xari_time(a, &der);
+	if (ours && !run.force && at < 0)
+		at = renewal_time(&c);
+	buf_free(&der);
+	if (at < 0 || time(NULL) >= at)
+		return 1;
+	info("%s is good until %s; it is due for renewal from %s", run.output,
+	     date_text(c.not_after, until, sizeof until), date_text(at, due, sizeof due));
+	return 0;
+}
+
+/*
+ * newOrder (7.4) for our names into o, as the replacement of the old
+ * certificate if there is one (RFC 9773 5); a CA that refuses that gets
+ * the order again without it. The CA may hand back an order it has
+ * already: ready (every name valid), processing or valid.
  */
 static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 {
-	struct buf p = { 0 };
+	struct buf ids = { 0 }, p = { 0 };
 	int k;
 	info("Creating new order...");
-	buf_str(&p, "{\"identifiers\":[");
 	for (k = 0; k < ns->n; k++) {
-		buf_json_str(&p, k ? ",{\"type\":" : "{\"type\":", ns->id[k].type);
-		buf_json_str(&p, ",\"value\":", ns->id[k].value);
-		buf_str(&p, "}");
+		buf_json_str(&ids, k ? ",{\"type\":" : "{\"identifiers\":[{\"type\":", ns->id[k].type);
+		buf_json_str(&ids, ",\"value\":", ns->id[k].value);
+		buf_str(&ids, "}");
 	}
-	buf_str(&p, "]");
+	buf_str(&ids, "]");
 	if (run.profile)
-		buf_json_str(&p, ",\"profile\":", run.profile);
-	buf_str(&p, "}");
-	xpost(a, a->new_order, p.p, &o->r, "newOrder");
+		buf_json_str(&ids, ",\"profile\":", run.profile);
+	for (;;) {
+		p.len = 0;
+		buf_str(&p, ids.p);
+		if (a->replaces[0])
+			buf_json_str(&p, ",\"replaces\":", a->replaces);
+		buf_str(&p, "}");
+		if (xsend(a, a->new_order, p.p, &o->r, "newOrder", 0))
+			break;
+		if (!a->replaces[0] || !(is_problem(&o->r, "alreadyReplaced") ||
+					 strstr(o->r.body.p, "replaces")))
+			fail_problem("newOrder", &o->r);
+		info("The CA refuses this order as a replacement: ordering without \"replaces\"");
+		a->replaces[0] = 0;
+	}
 	xneed_location(&o->r, o->url, "newOrder");
 	xorder_state(o, "newOrder");
 	if (!strcmp(o->status, "invalid"))
 		xfail_order(o);
+	buf_free(&ids);
 	buf_free(&p);
 	info("Order created (%s)", o->status);
 }
@@ -1044,11 +1175,15 @@ static const char USAGE[] =
 "  --key-type TYPE       for keys acme-tiny makes: p256 (default), p384,\n"
 "                        rsa2048, rsa3072, rsa4096; PKCS#8 PEM, mode 0600\n"
 "  --directory-url URL   ACME directory (default " DEFAULT_DIRECTORY ")\n"
+"  --ca URL              as acme_tiny.py's: --directory-url URL/directory\n"
 "  --contact URI ...     contact URIs for the account, e.g. mailto:you@example.com\n"
 "  --disable-check       skip fetching each challenge file before the CA does\n"
 "  --check-port PORT     port for that self-check (default 80)\n"
 "  --output FILE         write the chain to FILE instead of stdout: a temporary file,\n"
-"                        synced, renamed over FILE only when the run succeeded\n"
+"                        synced, renamed over FILE only when the run succeeded;\n"
+"                        a certificate FILE holds already is renewed only when due\n"
+"  --days N              due with N days left, not by ARI or a third of the lifetime\n"
+"  --force               renew now, due or not\n"
 "  --profile NAME        a certificate profile the CA lists in its directory,\n"
 "                        e.g. Let's Encrypt's shortlived (needed for IP addresses)\n"
 "  --ca-file FILE        CA certificates to trust for the ACME server, PEM\n"
@@ -1060,7 +1195,8 @@ static const char USAGE[] =
 "  --stats               at the end, print HTTP requests, connections, peak memory\n"
 "  --help, --version\n"
 "\n"
-"Exit status: 0 on success, 1 on failure (one line on stderr says why), 2 on usage errors.\n";
+"Exit status: 0 when a certificate was written, 1 when none was due, 2 on failure\n"
+"(one line on stderr says why).\n";
 
 /* Ends the run with a usage error: one line, a hint, exit 2. */
 static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const char *fmt, ...)
@@ -1111,7 +1247,8 @@ static const struct flag {
 	{ "--max-time", NULL, &run.max_time, 999999 },
 	{ "--create-account-key", NULL, &run.create_account_key, 0 },
 	{ "--quiet", NULL, &run.quiet, 0 }, { "--disable-check", NULL, &run.disable_check, 0 },
-	{ "--stats", NULL, &run.stats, 0 }, { NULL, NULL, NULL, 0 }
+	{ "--stats", NULL, &run.stats, 0 }, { "--days", NULL, &run.days, 3650 },
+	{ "--force", NULL, &run.force, 0 }, { "--ca", &run.ca, NULL, 0 }, { NULL, NULL, NULL, 0 }
 };
 
 /* Reads the command line into run; ends the run with a usage error. */
@@ -1147,6 +1284,11 @@ static void xparse_args(int argc, char **argv)
 			usage_error("unknown argument %s", argv[i]);
 		}
 	}
+	if (run.ca) {   /* acme_tiny.py's --ca URL, deprecated there: URL/directory */
+		static char dir[MAX_URL];
+		snprintf(dir, sizeof dir, "%s/directory", run.ca);
+		run.directory = dir;
+	}
 	for (run.key_type = KEY_TYPES; strcmp(run.key_type->name, run.key_type_name);)
 		if (!(++run.key_type)->name)
 			usage_error("--key-type is one of p256 p384 rsa2048 rsa3072 rsa4096,"
@@ -1167,7 +1309,7 @@ static void on_signal(int sig)
 	if (write(2, what, strlen(what)) < 0 || write(2, end, strlen(end)) < 0) {
 		/* nothing more we can do */
 	}
-	_exit(1);
+	_exit(2);
 }
 
 /* Sets on_signal for the signals that end a run; a closed pipe is an error, not a signal. */
@@ -1215,13 +1357,12 @@ static int guard_std_fds(void)
  * The file --output names, followed through symlinks so that a link stays a
  * link, and tried the way xwrite_file will write it before the CA is asked
  * for anything: a certificate thrown away still counts against rate limits.
- * It may not be a file the run reads: a key would be lost.
+ * It may not be a file the run reads, nor a key. What it holds goes to old.
  */
-static const char *xcheck_output(const char *path)
+static const char *xcheck_output(const char *path, struct buf *old)
 {
 	const char *inputs[] = { run.account_key, run.csr, run.domain_key, run.ca_file };
 	static char real[PATH_MAX];
-	struct buf old = { 0 };
 	char tmp[4096];
 	struct stat st, in;
 	int exists = !stat(path, &st);  /* through symlinks */
@@ -1235,11 +1376,10 @@ static const char *xcheck_output(const char *path)
 		    st.st_ino == in.st_ino)
 			fail("--output %s: that is %s, which this run reads", path, inputs[k]);
 	if (exists) {
-		xread_file(path, "--output", &old);
-		if (strstr(old.p, " PRIVATE KEY-----"))
+		xread_file(path, "--output", old);
+		if (strstr(old->p, " PRIVATE KEY-----"))
 			fail("--output %s holds a private key: it is not replaced by a certificate",
 			     path);
-		buf_free(&old);
 	}
 	hold_signals(1);                /* no signal may leave the temporary file behind */
 	close(xcreate_temp(path, tmp, sizeof tmp));
@@ -1488,14 +1628,11 @@ static int tls_low_write(void *ctx, const unsigned char *buf, size_t len)
 static const char *tls_error(int err)
 {
 	static char msg[160];
-	time_t t = time(NULL);
-	struct tm tm = { 0 };
+	char now[32];
 	switch (err) {
 	case BR_ERR_X509_EXPIRED:
-		gmtime_r(&t, &tm);
 		snprintf(msg, sizeof msg, "TLS: server certificate expired or not yet valid"
-			 " (is the clock right? it says %04d-%02d-%02d)",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+			 " (is the clock right? it says %s)", date_text(time(NULL), now, sizeof now));
 		return msg;
 	case BR_ERR_X509_BAD_SERVER_NAME:
 		return "TLS: server certificate is for another host name";
@@ -3121,6 +3258,16 @@ static int hex_digit(int c)
 	     : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
+/* out, holding time t (seconds since 1970) as "2026-03-17 08:13 UTC". */
+static const char *date_text(long long t, char *out, size_t cap)
+{
+	time_t tt = (time_t)t;
+	struct tm tm = { 0 };
+	gmtime_r(&tt, &tm);
+	strftime(out, cap, "%Y-%m-%d %H:%M UTC", &tm);
+	return out;
+}
+
 /* Lower-cases the ASCII letters of s. */
 static void lower_case(char *s)
 {
@@ -3360,7 +3507,7 @@ static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt
 	va_start(ap, fmt);
 	put_clean(fmt, ap);
 	va_end(ap);
-	exit(1);
+	exit(2);
 }
 
 /* Progress, as acme_tiny.py prints it; --quiet silences it. */

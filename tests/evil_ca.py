@@ -191,6 +191,7 @@ class EvilCA:
         self.challenged = self.finalized = False
         self.identifier = {"type": "dns", "value": DOMAIN}
         self.order_payload = None
+        self.cert_id = None
         self.token = b64u(secrets.token_bytes(32))
 
     # ---- lifecycle ----
@@ -312,6 +313,8 @@ class EvilCA:
         p = req.path
         if p == "/dir":
             return "directory"
+        if p.startswith("/ari/") and req.method == "GET":
+            return "renewalInfo"
         if p == "/nonce":
             return "newNonce"
         if p == "/acct" and req.method == "POST":
@@ -351,9 +354,12 @@ class EvilCA:
 
     def directory_obj(self):
         b = self.base
-        return {"newNonce": b + "/nonce", "newAccount": b + "/acct", "newOrder": b + "/order",
-                "revokeCert": b + "/revoke", "keyChange": b + "/key-change",
-                "meta": {"termsOfService": b + "/terms"}}
+        d = {"newNonce": b + "/nonce", "newAccount": b + "/acct", "newOrder": b + "/order",
+             "revokeCert": b + "/revoke", "keyChange": b + "/key-change",
+             "meta": {"termsOfService": b + "/terms"}}
+        if "window" in self.opts:     # EvilCA(..., window=(start, end)): ARI (RFC 9773)
+            d["renewalInfo"] = b + "/ari"
+        return d
 
     def order_obj(self, status):
         o = {"status": status, "expires": "2099-01-01T00:00:00Z",
@@ -395,6 +401,13 @@ class EvilCA:
         except (TypeError, ValueError, KeyError, IndexError):
             pass
         return Reply(201, self.order_obj("pending"), headers=[f"Location: {self.base}/order/1"])
+
+    def _renewalInfo(self, req):
+        self.cert_id = req.path[len("/ari/"):]
+        start, end = self.opts["window"]
+        return Reply(200, {"suggestedWindow": {"start": start, "end": end},
+                           "explanationURL": self.base + "/why"}, nonce=False,
+                     headers=["Retry-After: 21600"])
 
     def _authz(self, req):
         return Reply(200, self.authz_obj("pending"))
@@ -791,6 +804,19 @@ SCENARIOS = {
         "type": P + "userActionRequired", "detail": "evil CA: agree to the new terms",
         "instance": ca.base + "/terms/agree"}, ctype="application/problem+json",
         headers=[f'Link: <{ca.base}/dir>;rel="index"', f'Link: <{ca.base}/terms/v2>;rel="terms-of-service"'])},
+    # ARI answers (RFC 9773) that cannot be used: the client goes by the lifetime
+    "ari_malformed": {"renewalInfo": body('{"suggestedWindow": {"start": "2020-01-01T00:00:00Z"')},
+    "ari_wrong_types": {"renewalInfo": body('{"suggestedWindow": {"start": 1, "end": 2}}')},
+    "ari_no_window": {"renewalInfo": body('{"explanationURL": "https://x.test/"}')},
+    "ari_bad_date": {"renewalInfo": body('{"suggestedWindow": {"start": "2020-01-01", '
+                                         '"end": "2020-01-02T00:00:00Z"}}')},
+    "ari_end_before_start": {"renewalInfo": body('{"suggestedWindow": {"start": '
+                                                 '"2020-01-02T00:00:00Z", "end": "2020-01-01T00:00:00Z"}}')},
+    "ari_error": {"renewalInfo": lambda ca, req, normal: problem(404, "malformed", "evil CA: no")},
+    # a replacement refused: the same certificate replaced already (409)
+    "ari_already_replaced": {"newOrder": lambda ca, req, normal: problem(
+        409, "alreadyReplaced", "evil CA: replaced already") if "replaces" in (req.payload or "")
+        else normal()},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)
     "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(
         ca.directory_obj(), meta={"profiles": {"classic": "90 days", "shortlived": "160 hours"}}),

@@ -57,9 +57,9 @@ def check_success(res, acme_dir):
 
 
 def check_failure(res, acme_dir, pattern):
-    """Exit 1, nothing on stdout, one line on stderr (with --quiet) matching pattern."""
+    """Exit 2, nothing on stdout, one line on stderr (with --quiet) matching pattern."""
     out, err = res.stdout.decode(), res.stderr.decode(errors="replace")
-    assert res.returncode == 1, f"exit {res.returncode}, stderr: {err[-1500:]}"
+    assert res.returncode == 2, f"exit {res.returncode}, stderr: {err[-1500:]}"
     assert out == "", f"stdout not empty: {out[:200]!r}"
     lines = err.splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}: {err[-1500:]!r}"

@@ -24,6 +24,7 @@ tests/launcher.c for why wait4 on a child of this Python process cannot give it.
 The cases run one after another, each with its own server: a few depend on
 timing (drip, polling, signals), and the whole suite takes about 25 s.
 """
+import base64
 import json
 import os
 import re
@@ -126,9 +127,20 @@ class Suite:
         self.ca_file = os.path.join(self.keys, "ca.pem")
         self.account_key = make_key(self.keys, "p256")
         self.csr = make_csr(self.keys, "evil", DOMAIN)   # its key is keys/domain.key
-        # what the CA issues: a certificate for the CSR's key, by the test CA
+        # what the CA issues: a certificate for the CSR's key and name, by the test CA
+        with open(os.path.join(self.keys, "leaf.ext"), "w") as f:
+            f.write(f"subjectAltName=DNS:{DOMAIN}\nauthorityKeyIdentifier=keyid\n")
         openssl("x509", "-req", "-in", self.csr, "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", "leaf.pem", "-days", "2", cwd=self.keys)
+                "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext",
+                cwd=self.keys)
+        # the same, older: 12 hours of 60 left; 15 days of 30 left
+        now = time.time()
+        for name, start, end in (("leaf-expiring", now - 48 * 3600, now + 12 * 3600),
+                                 ("leaf-half", now - 15 * 86400, now + 15 * 86400)):
+            openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
+                    "-in", self.csr, "-out", name + ".pem", "-notext", "-extfile", "leaf.ext",
+                    "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
+                    "-enddate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(end)), cwd=self.keys)
         self.n = 0
         self.baseline_kib = None
         self.launcher = build_launcher(tmp)
@@ -788,6 +800,114 @@ def tls_plain_port(suite):
                      r"does not answer in TLS 1\.2 \(is that port plain HTTP\?\)$")
 
 
+# ---------------------------------------------------------------- renewal (RFC 9773)
+
+def iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+PAST = (iso(time.time() - 3 * 86400), iso(time.time() - 2 * 86400))
+FUTURE = (iso(time.time() + 86400), iso(time.time() + 2 * 86400))
+
+
+def cert_id(path):
+    """The ARI certID of a certificate, computed here with openssl: base64url
+    of the AKI keyIdentifier, ".", base64url of the serial's DER bytes."""
+    def out(*args):
+        return subprocess.run(["openssl", "x509", "-in", path, "-noout", *args],
+                              capture_output=True, text=True, check=True).stdout
+    aki = re.search(r"([0-9A-F]{2}(:[0-9A-F]{2})+)", out("-ext", "authorityKeyIdentifier"))[1]
+    serial = int(out("-serial").split("=")[1], 16)
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    return (b64(bytes.fromhex(aki.replace(":", ""))) + "." +
+            b64(serial.to_bytes((serial.bit_length() + 8) // 8, "big")))
+
+
+def renew(suite, scenario, have, *args, **opts):
+    """Runs the client with --output out.pem holding the chain have (a file of
+    keys/): what it said, the CA's steps, and what out.pem holds afterwards."""
+    def prepare(d):
+        shutil.copy(os.path.join(suite.keys, have), os.path.join(d, "..", "..", "..", "out.pem"))
+    with EvilCA(scenario, suite.keys, **opts) as ca:
+        res = suite.run_client(ca, prepare=prepare, args=["--output", "out.pem", *args])
+        assert not ca.stop(), "server threads still running after stop()"
+    with open(os.path.join(res.case_dir, "out.pem")) as f:
+        res.out = f.read()
+    res.steps, res.ca = ca.steps(), ca
+    assert res.stdout == b"" and res.stderr == b"", (res.stdout, res.stderr)
+    return res
+
+
+def issued(res):
+    assert res.returncode == 0 and "newOrder" in res.steps and "cert" in res.steps, \
+        (res.returncode, res.steps)
+
+
+def not_due(res, have, *steps):
+    # exit 1, the file as it was, and nothing asked of the CA but what steps says
+    assert res.returncode == 1, (res.returncode, res.steps)
+    with open(have) as f:
+        assert res.out == f.read(), "the certificate file changed"
+    assert res.steps == ["directory", *steps], res.steps
+
+
+def ari_window(suite):
+    leaf = os.path.join(suite.keys, "leaf.pem")
+    # the window has passed: renewed, as the replacement of the old one
+    res = renew(suite, "normal", "leaf.pem", window=PAST)
+    issued(res)
+    assert res.ca.cert_id == cert_id(leaf), (res.ca.cert_id, cert_id(leaf))
+    assert json.loads(res.ca.order_payload).get("replaces") == cert_id(leaf), res.ca.order_payload
+    # fractional seconds and offsets: the same past window, written otherwise
+    res = renew(suite, "normal", "leaf.pem", window=(
+        PAST[0].replace("Z", ".123456+02:00").replace("T", "t"), PAST[1].replace("Z", "-05:30")))
+    issued(res)
+    # the window is ahead: not due, nothing sent but the directory and the ARI GET
+    not_due(renew(suite, "normal", "leaf.pem", window=FUTURE), leaf, "renewalInfo")
+    # a window around now: the point in it is the same on every run
+    around = (iso(time.time() - 86400), iso(time.time() + 86400))
+    codes = {renew(suite, "normal", "leaf.pem", window=around).returncode for _ in range(3)}
+    assert len(codes) == 1, codes
+
+
+def ari_unusable(suite):
+    # an answer that cannot be used (each would say "due" if misread): by the
+    # lifetime, 2 days of 2 left is not due
+    leaf = os.path.join(suite.keys, "leaf.pem")
+    for scenario in ("ari_malformed", "ari_wrong_types", "ari_no_window", "ari_bad_date",
+                     "ari_end_before_start", "ari_error"):
+        not_due(renew(suite, scenario, "leaf.pem", window=PAST), leaf, "renewalInfo")
+
+
+def ari_already_replaced(suite):
+    # the CA refuses the replacement: newOrder once more, without "replaces"
+    res = renew(suite, "ari_already_replaced", "leaf.pem", window=PAST)
+    issued(res)
+    assert res.steps.count("newOrder") == 2, res.steps
+    assert "replaces" not in json.loads(res.ca.order_payload), res.ca.order_payload
+
+
+def lifetime_rule(suite):
+    keys = suite.keys
+    # no renewalInfo: a third of the lifetime left (half under 10 days)
+    not_due(renew(suite, "normal", "leaf.pem"), os.path.join(keys, "leaf.pem"))
+    issued(renew(suite, "normal", "leaf-expiring.pem"))            # 12 h of 60 left
+    not_due(renew(suite, "normal", "leaf-half.pem"), os.path.join(keys, "leaf-half.pem"))
+    # --days N: due with N days left or less
+    issued(renew(suite, "normal", "leaf-half.pem", "--days", "16"))
+    not_due(renew(suite, "normal", "leaf-half.pem", "--days", "14"),
+            os.path.join(keys, "leaf-half.pem"))
+    # ... unless N is the whole lifetime or more: then the lifetime rule
+    not_due(renew(suite, "normal", "leaf-half.pem", "--days", "30"),
+            os.path.join(keys, "leaf-half.pem"))
+    # --force: now; another name or key: now, and no ARI GET for it
+    issued(renew(suite, "normal", "leaf.pem", "--force"))
+    res = renew(suite, "normal", "otherhost.pem", window=FUTURE)
+    issued(res)
+    assert "renewalInfo" not in res.steps and res.ca.order_payload and \
+        "replaces" not in json.loads(res.ca.order_payload), res.steps
+
+
 def profile_sent(suite):
     # --profile NAME that the directory lists goes into newOrder; without it, no field
     for args, want in ((["--profile", "shortlived"], "shortlived"), ([], None)):
@@ -898,7 +1018,7 @@ def tls_other_host(suite):
 
 def tls_expired(suite):
     expect_failure(suite, "tls", get_dir(r"TLS: server certificate expired or not yet valid "
-                                         r"\(is the clock right\? it says \d{4}-\d\d-\d\d\)"),
+                                         r"\(is the clock right\? it says \d{4}-\d\d-\d\d \d\d:\d\d UTC\)"),
                    cert="expired")
 
 
@@ -1017,6 +1137,10 @@ CASES = [
     ("evil_user_action_required", user_action_required),
     ("evil_ca_by_ip", ca_by_ip),
     ("evil_tls_plain_port", tls_plain_port),
+    ("evil_ari_window", ari_window),
+    ("evil_ari_unusable", ari_unusable),
+    ("evil_ari_already_replaced", ari_already_replaced),
+    ("evil_lifetime_rule", lifetime_rule),
     ("evil_profile_sent", profile_sent),
     ("evil_profile_not_offered", profile_not_offered),
     ("evil_busy_once", busy_once),

@@ -217,16 +217,20 @@ def usage_errors(env):
         assert res.returncode == 2 and res.stdout == b"", f"{argv}: exit {res.returncode}"
     res = subprocess.run([*env.cmd, "--help"], capture_output=True, timeout=10)
     assert res.returncode == 0 and b"--account-key" in res.stdout
-    # each bound at its edge: inside it, the run goes on (and fails later, with
-    # exit 1, on the missing key); one past it, a usage error
+    # each bound at its edge: inside it, the run goes on (and fails later, on
+    # the missing key); one past it, a usage error (exit 2 either way)
     base = ["--account-key", "/nonexistent/k", "--csr", "c", "--acme-dir", "d"]
-    for extra, want in ((["--timeout", "999999"], 1), (["--timeout", "1000000"], 2),
-                        (["--max-time", "999999"], 1), (["--max-time", "0"], 2),
-                        (["--check-port", "65535"], 1), (["--check-port", "65536"], 2),
-                        (["--quiet"], 1), (["--quiet=yes"], 2), (["--disable-check=1"], 2)):
+    for extra, usage in ((["--timeout", "999999"], 0), (["--timeout", "1000000"], 1),
+                         (["--max-time", "999999"], 0), (["--max-time", "0"], 1),
+                         (["--check-port", "65535"], 0), (["--check-port", "65536"], 1),
+                         (["--days", "3650"], 0), (["--days", "3651"], 1), (["--days", "0"], 1),
+                         (["--quiet"], 0), (["--quiet=yes"], 1), (["--disable-check=1"], 1),
+                         (["--force"], 0), (["--force=1"], 1)):
         res = subprocess.run([*env.cmd, *base, *extra], capture_output=True, timeout=10)
-        assert res.returncode == want and res.stdout == b"", \
-            f"{extra}: exit {res.returncode}, not {want}: {res.stderr!r}"
+        said = res.stderr.decode()
+        assert res.returncode == 2 and res.stdout == b"", f"{extra}: exit {res.returncode}: {said}"
+        assert ("Try 'acme-tiny --help'" in said) == bool(usage), f"{extra}: {said!r}"
+        assert usage or "account key /nonexistent/k: no such file" in said, f"{extra}: {said!r}"
 
 
 def output_file(env):
@@ -439,7 +443,7 @@ def stdout_full(env):
     csr = make_csr(env.tmp, "full", "full.example.test")
     with open("/dev/full", "wb") as full:
         res = env.run(key, csr, quiet=True, stdout=full)
-    assert res.returncode == 1, res.returncode
+    assert res.returncode == 2, res.returncode
     assert re.fullmatch(rb"acme-tiny: cannot write the certificate to stdout: No space left on "
                         rb"device\n", res.stderr), res.stderr
 
