@@ -20,8 +20,13 @@ acme-tiny: acme-tiny.c
 tests/unit: tests/unit.c acme-tiny.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DACME_TINY_TEST -I. $(LDFLAGS) -o $@ tests/unit.c $(LDLIBS)
 
+# Debian 13's pebble (2.6.0, which serves ARI), unpacked for the tests, not installed.
+PEBBLE_ARI = tests/.pebble-trixie/usr/bin/pebble
+$(PEBBLE_ARI):
+	sh tests/fetch-pebble-trixie.sh tests/.pebble-trixie
+
 # The whole suite: unit tests, then the real binary against a local Pebble.
-test: acme-tiny tests/unit
+test: acme-tiny tests/unit $(PEBBLE_ARI)
 	$(PYTHON) tests/run.py --bin ./acme-tiny --unit tests/unit
 
 # Static musl builds for routers, against Debian's libbearssl.a of each
@@ -115,7 +120,7 @@ fuzz: $(FUZZERS)
 # Everything CI runs (README's test command): the suite, the suite again under
 # ASan+UBSan, each fuzzer for FUZZ_SECONDS, one issuance under valgrind, and
 # the router builds under qemu.
-check: acme-tiny tests/unit acme-tiny-asan tests/unit-asan $(FUZZERS) cross
+check: acme-tiny tests/unit acme-tiny-asan tests/unit-asan $(FUZZERS) cross $(PEBBLE_ARI)
 	$(PYTHON) tests/run.py --bin ./acme-tiny --unit tests/unit \
 		--asan-bin ./acme-tiny-asan --asan-unit tests/unit-asan \
 		--fuzz-seconds $(FUZZ_SECONDS) --valgrind $(CROSS_TESTS)
@@ -139,5 +144,6 @@ install: acme-tiny
 
 clean:
 	rm -f acme-tiny acme-tiny-* tests/unit tests/unit-* $(FUZZERS) fuzz/*.log
+	rm -rf tests/.pebble-trixie
 
 .PHONY: all test check check-cross cross static size memory bench fuzz demo install clean

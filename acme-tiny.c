@@ -507,6 +507,48 @@ static void xaccount(struct acme *a)
 	buf_free(&r.body);
 }
 
+/*
+ * newOrder (7.4) for our names into o, as the replacement of the old
+ * certificate if there is one (RFC 9773 5); a CA that refuses that gets
+ * the order again without it. The CA may hand back an order it has
+ * already: ready (every name valid), processing or valid.
+ */
+static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
+{
+	struct buf ids = { 0 }, p = { 0 };
+	int k;
+	info("Creating new order...");
+	for (k = 0; k < ns->n; k++) {
+		buf_json_str(&ids, k ? ",{\"type\":" : "{\"identifiers\":[{\"type\":", ns->id[k].type);
+		buf_json_str(&ids, ",\"value\":", ns->id[k].value);
+		buf_str(&ids, "}");
+	}
+	buf_str(&ids, "]");
+	if (run.profile)
+		buf_json_str(&ids, ",\"profile\":", run.profile);
+	for (;;) {
+		p.len = 0;
+		buf_str(&p, ids.p);
+		if (a->replaces[0])
+			buf_json_str(&p, ",\"replaces\":", a->replaces);
+		buf_str(&p, "}");
+		if (xsend(a, a->new_order, p.p, &o->r, "newOrder", 0))
+			break;
+		if (!a->replaces[0] || !(is_problem(&o->r, "alreadyReplaced") ||
+					 strstr(o->r.body.p, "replaces")))
+			fail_problem("newOrder", &o->r);
+		info("The CA refuses this order as a replacement: ordering without \"replaces\"");
+		a->replaces[0] = 0;
+	}
+	xneed_location(&o->r, o->url, "newOrder");
+	xorder_state(o, "newOrder");
+	if (!strcmp(o->status, "invalid"))
+		xfail_order(o);
+	buf_free(&ids);
+	buf_free(&p);
+	info("Order created (%s)", o->status);
+}
+
 /* The ARI certID of c (RFC 9773 4.1) into out: its AKI keyIdentifier, ".", its serial. */
 static void cert_id(const struct cert *c, char *out, size_t cap)
 {
@@ -603,48 +645,6 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 	info("%s is good until %s; it is due for renewal from %s", run.output,
 	     date_text(c.not_after, until, sizeof until), date_text(at, due, sizeof due));
 	return 0;
-}
-
-/*
- * newOrder (7.4) for our names into o, as the replacement of the old
- * certificate if there is one (RFC 9773 5); a CA that refuses that gets
- * the order again without it. The CA may hand back an order it has
- * already: ready (every name valid), processing or valid.
- */
-static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
-{
-	struct buf ids = { 0 }, p = { 0 };
-	int k;
-	info("Creating new order...");
-	for (k = 0; k < ns->n; k++) {
-		buf_json_str(&ids, k ? ",{\"type\":" : "{\"identifiers\":[{\"type\":", ns->id[k].type);
-		buf_json_str(&ids, ",\"value\":", ns->id[k].value);
-		buf_str(&ids, "}");
-	}
-	buf_str(&ids, "]");
-	if (run.profile)
-		buf_json_str(&ids, ",\"profile\":", run.profile);
-	for (;;) {
-		p.len = 0;
-		buf_str(&p, ids.p);
-		if (a->replaces[0])
-			buf_json_str(&p, ",\"replaces\":", a->replaces);
-		buf_str(&p, "}");
-		if (xsend(a, a->new_order, p.p, &o->r, "newOrder", 0))
-			break;
-		if (!a->replaces[0] || !(is_problem(&o->r, "alreadyReplaced") ||
-					 strstr(o->r.body.p, "replaces")))
-			fail_problem("newOrder", &o->r);
-		info("The CA refuses this order as a replacement: ordering without \"replaces\"");
-		a->replaces[0] = 0;
-	}
-	xneed_location(&o->r, o->url, "newOrder");
-	xorder_state(o, "newOrder");
-	if (!strcmp(o->status, "invalid"))
-		xfail_order(o);
-	buf_free(&ids);
-	buf_free(&p);
-	info("Order created (%s)", o->status);
 }
 
 /*

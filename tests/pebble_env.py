@@ -29,6 +29,12 @@ Server(("127.0.0.1", int(sys.argv[2])), handler).serve_forever()
 """
 
 
+# Debian 13's pebble (2.6.0), which serves ARI (RFC 9773): fetched, not
+# installed, by tests/fetch-pebble-trixie.sh (make test and make check do it)
+PEBBLE_ARI = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".pebble-trixie",
+                          "usr", "bin", "pebble")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,11 +72,15 @@ def make_tls_cert(d):
 
 
 class Pebble:
-    """with Pebble(nonce_reject=5) as p: p.directory, p.ca_file, p.acme_dir ..."""
+    """with Pebble(nonce_reject=5) as p: p.directory, p.ca_file, p.acme_dir ...
 
-    def __init__(self, nonce_reject=0, env=None):
+    binary: the pebble to run (PEBBLE_ARI: Debian 13's, which serves ARI);
+    config: more of pebble.json, e.g. {"certificateValidityPeriod": 30}."""
+
+    def __init__(self, nonce_reject=0, env=None, binary="pebble", config=None):
         self.nonce_reject = nonce_reject
         self.extra_env = env or {}
+        self.binary, self.config = binary, config or {}
         self.procs = []
 
     def start(self):
@@ -89,10 +99,11 @@ class Pebble:
             "certificate": os.path.join(d, "tls.pem"),
             "privateKey": os.path.join(d, "tls.key"),
             "httpPort": self.http_port, "tlsPort": free_port(),
-            "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+            "ocspResponderURL": "", "externalAccountBindingRequired": False, **self.config}}
         with open(os.path.join(d, "pebble.json"), "w") as f:
             json.dump(config, f)
-        self.log = open(os.path.join(d, "pebble.log"), "w")
+        self.log_path = os.path.join(d, "pebble.log")
+        self.log = open(self.log_path, "w")
         dns = self.spawn(["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1",
                           "-defaultIPv6", "", "-http01", "", "-https01", "",
                           "-tlsalpn01", "", "-dns01", f"127.0.0.1:{self.dns_port}",
@@ -102,7 +113,7 @@ class Pebble:
         wait_port(self.http_port, web, "webroot server")
         env = dict(os.environ, PEBBLE_VA_NOSLEEP="1",
                    PEBBLE_WFE_NONCEREJECT=str(self.nonce_reject), **self.extra_env)
-        peb = self.spawn(["pebble", "-config", os.path.join(d, "pebble.json"),
+        peb = self.spawn([self.binary, "-config", os.path.join(d, "pebble.json"),
                           "-dnsserver", f"127.0.0.1:{self.dns_port}"], env=env)
         wait_port(self.port, peb, "pebble")
         wait_port(self.mgmt_port, peb, "pebble management")
