@@ -1331,6 +1331,8 @@ static void xpoll(struct acme *a, struct order *o, long long delay)
 static const char USAGE[] =
 "usage: acme-tiny --account-key FILE --csr FILE --acme-dir DIR [options] > signed_chain.crt\n"
 "       acme-tiny --account-key FILE --domains NAMES --domain-key FILE --acme-dir DIR ...\n"
+"       acme-tiny --account-key FILE --revoke CERTFILE [--reason N]\n"
+"       acme-tiny --account-key FILE --new-account-key FILE | --deactivate-account\n"
 "\n"
 "Gets a certificate from an ACME CA (Let's Encrypt by default) for the names\n"
 "in a CSR, proving control of them with http-01 challenge files written to\n"
@@ -1361,14 +1363,19 @@ static const char USAGE[] =
 "  --ca-file FILE        CA certificates to trust for the ACME server, PEM\n"
 "                        (default " DEFAULT_CA_FILE ")\n"
 "  --timeout SECONDS     for one HTTP exchange, connecting included (default 30)\n"
-"  --max-wait SECONDS    of polling for one authorization or order (default 300)\n"
+"  --max-wait SECONDS    for each wait on the order, its polls included (default 300)\n"
 "  --max-time SECONDS    for all of the talk with the CA (default 3600)\n"
 "  --quiet               print errors only\n"
 "  --stats               at the end, print HTTP requests, connections, peak memory\n"
+"  --revoke CERTFILE     revoke its first certificate; --reason N: 0-10 but 7\n"
+"  --revoke-key FILE     sign that with the certificate's key, not the account's\n"
+"  --new-account-key FILE  move the account to this key (--create-account-key: make it)\n"
+"  --deactivate-account  deactivate the account, for good\n"
+"  --eab-kid KID, --eab-hmac-key KEY, --eab-alg HS256|HS384|HS512\n"
+"                        External Account Binding for a new account (ZeroSSL, Google)\n"
 "  --help, --version\n"
 "\n"
-"Exit status: 0 when a certificate was written, 1 when none was due, 2 on failure\n"
-"(one line on stderr says why).\n";
+"Exit status: 0 done, 1 no certificate was due, 2 failure (one line on stderr says why).\n";
 
 /* Ends the run with a usage error: one line, a hint, exit 2. */
 static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const char *fmt, ...)
