@@ -131,7 +131,7 @@ bench:
 	@command -v acme-tiny uacme strace pebble openssl gcc musl-gcc >/dev/null && \
 		[ -f /usr/include/bearssl.h ] || \
 		{ $(SUDO) apt-get update; $(SUDO) apt-get install -y --no-install-recommends $(BENCH_PACKAGES); }
-	$(MAKE) acme-tiny acme-tiny-static
+	$(MAKE) acme-tiny acme-tiny-static $(PEBBLE_ARI)
 	$(PYTHON) bench/bench.py ./acme-tiny ./acme-tiny-static
 
 # A real issuance against a local Pebble, set up and torn down for you.

@@ -33,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 from helpers import make_csr, make_key  # noqa: E402
-from pebble_env import Pebble  # noqa: E402
+from pebble_env import PEBBLE_ARI, Pebble  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 NAME = "bench.example.test"
@@ -58,9 +58,11 @@ def build_launcher(work):
 
 
 class Client:
-    def __init__(self, name, argv, package=None, prefix=(), vmhwm=False):
-        """argv runs the client; prefix (a namespace wrapper) goes before the launcher."""
+    def __init__(self, name, argv, package=None, prefix=(), vmhwm=False, status=0):
+        """argv runs the client; prefix (a namespace wrapper) goes before the launcher;
+        status is the wait status of a good run (256: exit 1, not due)."""
         self.name, self.argv, self.package, self.prefix, self.vmhwm = name, argv, package, prefix, vmhwm
+        self.status = status
         self.samples = []
 
     def launch(self, launcher, argv, prefix=()):
@@ -71,7 +73,7 @@ class Client:
         wall = time.monotonic() - start
         lines = open(report).read().split("\n")
         os.unlink(report)
-        if proc.returncode or len(lines) < 3 or lines[1].split()[0] != "0":
+        if proc.returncode or len(lines) < 3 or lines[1].split()[0] != str(self.status):
             raise RuntimeError(f"{self.name} failed: {proc.stderr.decode(errors='replace')[-2000:]}")
         _, maxrss, cpu_us = lines[1].split()
         return proc, wall, int(cpu_us) / 1e6, int(maxrss)
@@ -90,8 +92,9 @@ class Client:
 
     def connections(self, port):
         with tempfile.NamedTemporaryFile(prefix="bench-strace-") as log:
-            subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", log.name,
-                            *self.prefix, *self.argv], check=True, capture_output=True)
+            r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", log.name,
+                                *self.prefix, *self.argv], capture_output=True)
+            assert r.returncode == self.status >> 8, r.stderr[-2000:]
             text = open(log.name).read()
         return len(re.findall(rf"htons\({port}\)", text))
 
@@ -193,8 +196,51 @@ esac
             c.conns = c.connections(p.port)
         for c in clients[:2]:
             c.start_cpu, c.start_rss = c.startup(launcher)
+    cron = not_due(work, launcher, ours, static)
     shutil.rmtree(work, ignore_errors=True)
     report(clients, clients10, ours, static)
+    report_not_due(cron)
+
+
+def not_due(work, launcher, ours, static):
+    """A daily cron run when the certificate in --output is not due, against
+    Debian 13's Pebble (ARI): the directory and the renewalInfo GET, nothing
+    else. Both builds, after one run that issues."""
+    runs = []
+    with Pebble(binary=PEBBLE_ARI, config={"certificateValidityPeriod": 90 * 86400}) as p:
+        key = make_key(work, "p256", "cron")
+        csr = make_csr(work, "cron", "cron.bench.example.test")
+        out = os.path.join(work, "cron.pem")
+        for name, binary in (("acme-tiny", ours), ("acme-tiny (static musl)", static)):
+            argv = [binary, "--account-key", key, "--csr", csr, "--acme-dir", p.acme_dir,
+                    "--directory-url", p.directory, "--ca-file", p.ca_file, "--disable-check",
+                    "--quiet", "--stats", "--output", out]
+            if not os.path.exists(out):
+                subprocess.run(argv, check=True, capture_output=True)     # issues: exit 0
+            c = Client(name, argv, vmhwm=True, status=256)
+            for _ in range(RUNS):
+                before = pebble_requests(p)
+                wall, cpu, peak = c.run(launcher)
+                c.samples.append((wall, cpu, peak, pebble_requests(p) - before))
+            c.conns = c.connections(p.port)
+            runs.append(c)
+    return runs
+
+
+def report_not_due(runs):
+    print("\nnot due (a daily cron run, --output's certificate fresh; Debian 13's Pebble, ARI):\n")
+    print("| client | wall | CPU (user+sys) | peak RSS | HTTP requests | TCP connections |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for c in runs:
+        wall, cpu_s, peak, reqs = zip(*c.samples)
+        print(f"| {c.name} | {fmt(wall, 's', digits=3)} | {fmt(cpu_s, 'ms', 1000)} | "
+              f"{fmt(peak, 'kB')} | {fmt(reqs, '')} | {c.conns} |")
+    print("\ntargets (issue 13), not due:")
+    for c in runs:
+        reqs = max(x[3] for x in c.samples)
+        ok = reqs <= 2 and c.conns == 1
+        print(f"  {c.name}: {'met   ' if ok else 'MISSED'} {reqs} requests on {c.conns} "
+              "connection(s); target 2 requests (directory, renewalInfo) on 1 connection")
 
 
 def median_of(c, i):
