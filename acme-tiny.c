@@ -584,7 +584,8 @@ static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 	int k;
 	info("Creating new order...");
 	for (k = 0; k < ns->n; k++) {
-		buf_json_str(&ids, k ? ",{\"type\":" : "{\"identifiers\":[{\"type\":", ns->id[k].type);
+		buf_json_str(&ids, k ? ",{\"type\":" : "{\"identifiers\":[{\"type\":",
+			     ns->id[k].type);
 		buf_json_str(&ids, ",\"value\":", ns->id[k].value);
 		buf_str(&ids, "}");
 	}
@@ -661,14 +662,14 @@ static long long xari_time(struct acme *a, const struct buf *der)
 	return at;
 }
 
-/* When the lifetime rule says to renew c: a third of its life left (half under 10 days), or --days. */
+/* When to renew c by its lifetime: a third left (half, under 10 days), or --days N left. */
 static long long renewal_time(const struct cert *c)
 {
 	long long life = c->not_after - c->not_before;
 	long long left = life < 10 * 86400 ? life / 2 : life / 3;
 	if (run.days && run.days * 86400LL >= life)
-		info("--days %d is the certificate's whole lifetime or more: going by a third of it",
-		     run.days);
+		info("--days %d is the certificate's whole lifetime or more: going by a third"
+		     " of it", run.days);
 	else if (run.days)
 		left = run.days * 86400LL;
 	return c->not_after - left;
@@ -698,7 +699,8 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 	ours = ours && shared == ns->n && have.n == ns->n &&
 	       !public_key_of(csr->p, csr->len, 0, &key) && cert_has_key(&der, key);
 	if (old->len && !ours)
-		info("%s holds no certificate for these names and this key: renewing now", run.output);
+		info("%s holds no certificate for these names and this key: renewing now",
+		     run.output);
 	if (ours && !run.force && a->replaces[0])
 		at = xari_time(a, &der);
 	if (ours && !run.force && at < 0)
@@ -778,8 +780,8 @@ static void xmanage(struct acme *a)
 		}
 		buf_str(&p, "{\"certificate\":\"");
 		buf_b64url(&p, cert.p, cert.len);
-		buf_cat(&p, "\"", run.reason ? ",\"reason\":" : "", run.reason ? run.reason : "", "}",
-			NULL);
+		buf_cat(&p, "\"", run.reason ? ",\"reason\":" : "", run.reason ? run.reason : "",
+			"}", NULL);
 		xpost(a, a->revoke_cert, p.p, &r, "revokeCert");
 		info("Certificate revoked");
 	} else if (run.new_account_key) {
@@ -1429,8 +1431,8 @@ static const struct flag {
 	{ "--stats", NULL, &run.stats, 0 }, { "--days", NULL, &run.days, 3650 },
 	{ "--force", NULL, &run.force, 0 }, { "--ca", &run.ca, NULL, 0 },
 	{ "--revoke", &run.revoke, NULL, 0 }, { "--revoke-key", &run.revoke_key, NULL, 0 },
-	{ "--reason", &run.reason, NULL, 0 }, { "--new-account-key", &run.new_account_key, NULL, 0 },
-	{ "--deactivate-account", NULL, &run.deactivate, 0 }, { "--eab-kid", &run.eab_kid, NULL, 0 },
+	{ "--reason", &run.reason, NULL, 0 }, { "--deactivate-account", NULL, &run.deactivate, 0 },
+	{ "--new-account-key", &run.new_account_key, NULL, 0 }, { "--eab-kid", &run.eab_kid, NULL, 0 },
 	{ "--eab-hmac-key", &run.eab_hmac_key, NULL, 0 }, { "--eab-alg", &run.eab_alg, NULL, 0 },
 	{ NULL, NULL, NULL, 0 }
 };
@@ -1492,7 +1494,7 @@ static void xcheck_args(void)
 		usage_error("--reason goes with --revoke: 0 to 10 but 7 (RFC 5280 5.3.1), not %s",
 			    run.reason);
 	if (!run.eab_kid != !run.eab_hmac_key || (strcmp(run.eab_alg, "HS256") &&
-						   strcmp(run.eab_alg, "HS384") && strcmp(run.eab_alg, "HS512")))
+	    strcmp(run.eab_alg, "HS384") && strcmp(run.eab_alg, "HS512")))
 		usage_error("--eab-kid and --eab-hmac-key go together; --eab-alg is HS256, HS384"
 			    " or HS512");
 	if (run.revoke ? !run.account_key && !run.revoke_key : actions && !run.account_key)
@@ -1838,7 +1840,8 @@ static const char *tls_error(int err)
 	switch (err) {
 	case BR_ERR_X509_EXPIRED:
 		snprintf(msg, sizeof msg, "TLS: server certificate expired or not yet valid"
-			 " (is the clock right? it says %s)", date_text(time(NULL), now, sizeof now));
+			 " (is the clock right? it says %s)",
+			 date_text(time(NULL), now, sizeof now));
 		return msg;
 	case BR_ERR_X509_BAD_SERVER_NAME:
 		return "TLS: server certificate is for another host name";
@@ -3487,7 +3490,8 @@ static int b64_decode_url(const char *s, struct buf *out)
 	struct buf std = { 0 };
 	int r;
 	for (; *s; s++)         /* to base64's alphabet; '+' and '/' become invalid */
-		buf_add(&std, *s == '-' ? "+" : *s == '_' ? "/" : strchr("+/=\r\n", *s) ? "!" : s, 1);
+		buf_add(&std, *s == '-' ? "+" : *s == '_' ? "/" : strchr("+/=\r\n", *s) ? "!" : s,
+			1);
 	buf_add(&std, "===", (4 - std.len % 4) % 4);
 	r = b64_decode(std.p, std.len, out);
 	buf_free(&std);
