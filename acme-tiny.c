@@ -1432,7 +1432,8 @@ static const struct flag {
 	{ "--force", NULL, &run.force, 0 }, { "--ca", &run.ca, NULL, 0 },
 	{ "--revoke", &run.revoke, NULL, 0 }, { "--revoke-key", &run.revoke_key, NULL, 0 },
 	{ "--reason", &run.reason, NULL, 0 }, { "--deactivate-account", NULL, &run.deactivate, 0 },
-	{ "--new-account-key", &run.new_account_key, NULL, 0 }, { "--eab-kid", &run.eab_kid, NULL, 0 },
+	{ "--new-account-key", &run.new_account_key, NULL, 0 },
+	{ "--eab-kid", &run.eab_kid, NULL, 0 },
 	{ "--eab-hmac-key", &run.eab_hmac_key, NULL, 0 }, { "--eab-alg", &run.eab_alg, NULL, 0 },
 	{ NULL, NULL, NULL, 0 }
 };
