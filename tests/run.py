@@ -15,7 +15,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SUITES = ["test_pebble", "test_evil", "test_renewal"]
+SUITES = ["test_pebble", "test_evil", "test_renewal", "test_account"]
 
 
 FUZZERS = ["json", "http", "key", "csr"]
