@@ -9,8 +9,10 @@ Location), newOrder (201 + Location, one authorization, finalize), the
 authorization (pending with an http-01 challenge, valid once the challenge
 was POSTed), the challenge, the order (polled as "readyPoll": ready once the
 challenge was POSTed), finalize (processing), the order again ("orderPoll":
-valid with a certificate URL) and the certificate (a PEM chain). JWS signatures are not
-verified; the protected header and payload are decoded only to record them.
+valid with a certificate URL) and the certificate (a PEM chain); and for the
+account's life, revokeCert (200, empty) and keyChange (200, the account).
+JWS signatures are not verified; the protected header and payload are
+decoded only to record them (and every request is kept whole in requests).
 
 A scenario (see SCENARIOS) replaces one step's answer with something
 hostile. Responses are written as raw bytes, so status lines, headers,
@@ -185,6 +187,7 @@ class EvilCA:
         self.stopping = threading.Event()
         self.threads, self.socks = [], []
         self.log = []              # (step, method, path, protected header) of every request
+        self.requests = []         # (step, Request) of every request
         self.connections = 0
         self.handshake_failures = 0
         self.bytes_sent = 0
@@ -331,12 +334,17 @@ class EvilCA:
             return "orderPoll" if self.finalized else "readyPoll"
         if p == "/cert/1" and req.method == "POST":
             return "cert"
+        if p == "/revoke" and req.method == "POST":
+            return "revokeCert"
+        if p == "/key-change" and req.method == "POST":
+            return "keyChange"
         return "other"
 
     def _respond(self, req):
         step = self._step(req)
         with self.lock:
             self.log.append((step, req.method, req.path, req.protected))
+            self.requests.append((step, req))
         normal = getattr(self, "_" + step)
         hook = self.hooks.get(step) or self.hooks.get("any")
         return hook(self, req, lambda: normal(req)) if hook else normal(req)
@@ -432,6 +440,13 @@ class EvilCA:
 
     def _cert(self, req):
         return Reply(200, self.chain, ctype="application/pem-certificate-chain")
+
+    def _revokeCert(self, req):
+        return Reply(200, b"", ctype=None)
+
+    def _keyChange(self, req):
+        return Reply(200, {"status": "valid", "orders": self.base + "/acct/1/orders"},
+                     headers=[f"Location: {self.base}/acct/1"])
 
     def _other(self, req):
         return problem(404, "malformed", "no such resource")
@@ -852,4 +867,22 @@ SCENARIOS = {
     "tls": {},
     # signals: the authorization stays pending, the client sleeps 3 s between polls
     "signal_pending": {"readyPoll": retry_after("3", "pending")},
+    # the account's life (RFC 8555 7.6 and 7.3.5): revokeCert and keyChange
+    # answered with an error, with garbage (not JSON, or no HTTP at all), or
+    # without end (an endless chunked body; a drip until --timeout)
+    **{f"{name}_{kind}": {step: hook} for name, step in (("revoke", "revokeCert"),
+                                                          ("key_change", "keyChange"))
+       for kind, hook in (
+           ("unauthorized", lambda ca, req, normal: problem(
+               403, "unauthorized", "evil CA: not yours to change")),
+           ("not_json", body("<html><body>502 Bad Gateway</body></html>", status=502,
+                             ctype="text/html")),
+           ("garbage_status", raw(_garbage_status)),
+           ("endless_chunked", raw(_endless_chunked)),
+           ("drip", raw(_drip)))},
+    # a directory without the revokeCert or keyChange URL
+    "dir_no_revoke": {"directory": lambda ca, req, normal: Reply(200, {
+        k: v for k, v in ca.directory_obj().items() if k != "revokeCert"}, nonce=False)},
+    "dir_no_key_change": {"directory": lambda ca, req, normal: Reply(200, {
+        k: v for k, v in ca.directory_obj().items() if k != "keyChange"}, nonce=False)},
 }

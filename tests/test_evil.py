@@ -6,8 +6,10 @@ Every case runs the real binary as
               --directory-url https://localhost:PORT/dir --ca-file TESTCA
               --disable-check --quiet --timeout 5 --max-wait 4
 
-in a fresh temporary directory, and expect_failure() checks what must hold
-whatever the CA does: exit status 1 (no signal, no hang: killed after
+(with --revoke keys/leaf.pem or --new-account-key keys/rollover-new.key for
+the revokeCert and keyChange cases, --csr and --acme-dir then unused) in a
+fresh temporary directory, and expect_failure() checks what must hold
+whatever the CA does: exit status 2 (no signal, no hang: killed after
 DEADLINE s), nothing on stdout, exactly one stderr line matching the case's
 pattern, no raw control character on stderr, no sanitizer report, no file
 created or changed in the temporary directory (the challenge directory
@@ -141,6 +143,10 @@ class Suite:
                     "-in", self.csr, "-out", name + ".pem", "-notext", "-extfile", "leaf.ext",
                     "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
                     "-enddate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(end)), cwd=self.keys)
+        # for --revoke (keys/leaf.pem, whose key is keys/domain.key) and key rollover
+        self.leaf = os.path.join(self.keys, "leaf.pem")
+        self.domain_key = os.path.join(self.keys, "domain.key")
+        self.new_account_key = make_key(self.keys, "p256", "rollover-new")
         self.n = 0
         self.baseline_kib = None
         self.launcher = build_launcher(tmp)
@@ -800,6 +806,160 @@ def tls_plain_port(suite):
                      r"does not answer in TLS 1\.2 \(is that port plain HTTP\?\)$")
 
 
+# ---------------------------------------------------------------- revokeCert and keyChange (RFC 8555)
+
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64u_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def der_of(pem_path):
+    return subprocess.run(["openssl", "x509", "-in", pem_path, "-outform", "DER"],
+                          capture_output=True, check=True).stdout
+
+
+def public_jwk(key_path):
+    """The P-256 key's public JWK, computed here with openssl."""
+    text = subprocess.run(["openssl", "pkey", "-in", key_path, "-noout", "-text"],
+                          capture_output=True, text=True, check=True).stdout
+    hexes = re.search(r"pub:\s*\n((?:\s+[0-9a-f:]+\n)+)", text)[1]
+    point = bytes.fromhex(re.sub(r"[^0-9a-f]", "", hexes))
+    assert point[0] == 4 and len(point) == 65, point.hex()
+    return {"crv": "P-256", "kty": "EC", "x": b64u(point[1:33]), "y": b64u(point[33:])}
+
+
+def verify_es256(jws, jwk):
+    """True if the flattened JWS (a dict) is signed by the P-256 key jwk; None
+    where the cryptography module is missing."""
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    except ImportError:
+        return None
+    x, y = (int.from_bytes(b64u_decode(jwk[c]), "big") for c in ("x", "y"))
+    key = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
+    sig = b64u_decode(jws["signature"])
+    assert len(sig) == 64, f"an ES256 signature of {len(sig)} bytes"
+    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    try:
+        key.verify(der, f"{jws['protected']}.{jws['payload']}".encode(), ec.ECDSA(hashes.SHA256()))
+        return True
+    except InvalidSignature:
+        return False
+
+
+def managed(suite, scenario, args):
+    """A run for the account's life (--revoke, --new-account-key) that must
+    succeed, silently (--quiet): what the CA got, by step, in order."""
+    with EvilCA(scenario, suite.keys) as ca:
+        res = suite.run_client(ca, args=args)
+        assert not ca.stop(), "server threads still running after stop()"
+    assert res.returncode == 0 and res.stdout == res.stderr == b"", \
+        (res.returncode, res.stdout[:200], res.stderr[-1500:])
+    assert res.after == res.before, "files touched in the run's directory"
+    return ca, [(step, req) for step, req in ca.requests]
+
+
+def revoke_ok(suite):
+    """--revoke with the account key: the account found (onlyReturnExisting),
+    then revokeCert signed with its kid: the certificate's DER, the reason only
+    if given, as a JSON number; with --revoke-key: no account, signed with the
+    certificate's own key as a jwk."""
+    cert = b64u(der_of(suite.leaf))
+    for extra, reason in (([], None), (["--reason", "4"], 4), (["--reason", "0"], 0)):
+        ca, reqs = managed(suite, "normal", ["--revoke", suite.leaf, *extra])
+        steps = [step for step, _ in reqs]
+        assert steps == ["directory", "newNonce", "newAccount", "revokeCert"], steps
+        assert json.loads(reqs[2][1].payload) == {"onlyReturnExisting": True}, reqs[2][1].payload
+        prot, payload = reqs[3][1].protected, json.loads(reqs[3][1].payload)
+        assert prot["kid"] == ca.base + "/acct/1" and "jwk" not in prot, prot
+        assert prot["url"] == ca.base + "/revoke", prot
+        want = {"certificate": cert, **({} if reason is None else {"reason": reason})}
+        assert payload == want, (payload, want)
+    ca, reqs = managed(suite, "normal", ["--revoke", suite.leaf, "--revoke-key", suite.domain_key,
+                                         "--reason", "1"])
+    steps = [step for step, _ in reqs]
+    assert steps == ["directory", "newNonce", "revokeCert"], steps
+    req = reqs[2][1]
+    assert "kid" not in req.protected and req.protected["url"] == ca.base + "/revoke", req.protected
+    assert req.protected["jwk"] == public_jwk(suite.domain_key), req.protected
+    assert json.loads(req.payload) == {"certificate": cert, "reason": 1}, req.payload
+    assert verify_es256(json.loads(req.body), req.protected["jwk"]) in (True, None), \
+        "not signed by the certificate's key"
+
+
+def key_change_ok(suite):
+    """--new-account-key: the account found with the old key; keyChange
+    signed with its kid, whose payload is a JWS signed by the new key, with
+    its jwk, no nonce, the keyChange URL; {"account", "oldKey"} inside, oldKey
+    the jwk the old key was found with."""
+    ca, reqs = managed(suite, "normal", ["--new-account-key", suite.new_account_key])
+    steps = [step for step, _ in reqs]
+    assert steps == ["directory", "newNonce", "newAccount", "keyChange"], steps
+    old_jwk = reqs[2][1].protected["jwk"]
+    assert old_jwk == public_jwk(suite.account_key), old_jwk
+    outer = reqs[3][1]
+    assert outer.protected["kid"] == ca.base + "/acct/1" and "jwk" not in outer.protected
+    assert outer.protected["url"] == ca.base + "/key-change", outer.protected
+    inner = json.loads(outer.payload)
+    assert set(inner) == {"protected", "payload", "signature"}, inner
+    prot = json.loads(b64u_decode(inner["protected"]))
+    new_jwk = public_jwk(suite.new_account_key)
+    assert prot == {"alg": "ES256", "jwk": new_jwk, "url": ca.base + "/key-change"}, prot
+    assert json.loads(b64u_decode(inner["payload"])) == {"account": ca.base + "/acct/1",
+                                                          "oldKey": old_jwk}, inner["payload"]
+    assert verify_es256(inner, new_jwk) in (True, None), "the inner JWS is not the new key's"
+    assert verify_es256(inner, old_jwk) in (False, None), "the inner JWS is the old key's"
+
+
+MANAGE = {"revoke": ("revokeCert", "/revoke", lambda s: ["--revoke", s.leaf]),
+          "key_change": ("keyChange", "/key-change",
+                         lambda s: ["--new-account-key", s.new_account_key])}
+
+
+def manage_case(name, kind):
+    """scenario name_kind (evil_ca.py): the step's answer is an error, garbage
+    or endless; the run fails at that step, sent once, with one line."""
+    step, path, args = MANAGE[name]
+    patterns = {
+        "unauthorized": (rf"^acme-tiny: {step} failed: HTTP 403 urn:ietf:params:acme:error:"
+                         r"unauthorized: evil CA: not yours to change$", {}),
+        "not_json": (rf"^acme-tiny: {step} failed: HTTP 502 \(no problem document\)$", {}),
+        "garbage_status": (post(step, path, "malformed or unexpected status line"), {}),
+        "endless_chunked": (post(step, path, TOO_LARGE),
+                            {"max_s": 5, "after": sent_less_than(64 << 20)}),
+        "drip": (post(step, path, "timed out"), {"min_s": 4, "max_s": 15}),
+    }
+    pattern, kw = patterns[kind]
+
+    def case(suite):
+        checks = kw.get("after")
+
+        def after(ca, res):
+            assert ca.count(step) == 1, f"{step} sent {ca.count(step)} times: {ca.steps()}"
+            if checks:
+                checks(ca, res)
+        expect_failure(suite, f"{name}_{kind}", pattern, args=args(suite),
+                       **dict(kw, after=after))
+    return case
+
+
+def dir_without(scenario, step, name):
+    """A directory without the step's URL: the run fails before it, with a
+    line that names the step, and nothing is POSTed there."""
+    def case(suite):
+        def after(ca, res):
+            assert ca.count("other") == 0 and ca.count(step) == 0, ca.steps()
+        expect_failure(suite, scenario, rf"^acme-tiny: .*{step}", args=MANAGE[name][2](suite),
+                       after=after)
+    return case
+
+
 # ---------------------------------------------------------------- renewal (RFC 9773)
 
 def iso(t):
@@ -1157,6 +1317,12 @@ CASES = [
     ("evil_signal_term", signal_case(signal.SIGTERM)),
     ("evil_signal_int", signal_case(signal.SIGINT)),
     ("evil_signal_term_before_challenge", signal_before_challenge),
+    ("evil_revoke_ok", revoke_ok),
+    ("evil_key_change_ok", key_change_ok),
+    *[(f"evil_{name}_{kind}", manage_case(name, kind)) for name in MANAGE
+      for kind in ("unauthorized", "not_json", "garbage_status", "endless_chunked", "drip")],
+    ("evil_dir_no_revoke", dir_without("dir_no_revoke", "revokeCert", "revoke")),
+    ("evil_dir_no_key_change", dir_without("dir_no_key_change", "keyChange", "key_change")),
 ]
 
 

@@ -403,6 +403,77 @@ static void test_b64_decode(void)
 	context[0] = 0;
 }
 
+/*
+ * b64_decode_url of s appended to a buffer that holds "x" already: the bytes
+ * after the "x" into out (at most cap) and their count, or -1 if refused.
+ */
+static long b64url_of(const char *s, unsigned char *out, size_t cap)
+{
+	struct buf b = { 0 };
+	long n = -1;
+
+	buf_str(&b, "x");
+	if (!b64_decode_url(s, &b) && b.len >= 1 && b.p[0] == 'x' && b.len - 1 <= cap) {
+		n = (long)(b.len - 1);
+		memcpy(out, b.p + 1, b.len - 1);
+	}
+	buf_free(&b);
+	return n;
+}
+
+/* b64_decode_url (--eab-hmac-key): unpadded base64url only, appended to what is there. */
+static void test_b64_decode_url(void)
+{
+	/* RFC 4648 section 10, without the padding */
+	static const struct {
+		const char *in, *out;
+	} vectors[] = {
+		{ "", "" }, { "Zg", "f" }, { "Zm8", "fo" }, { "Zm9v", "foo" },
+		{ "Zm9vYg", "foob" }, { "Zm9vYmE", "fooba" }, { "Zm9vYmFy", "foobar" },
+	};
+	static const char *const refused[] = {
+		"Zg==", "Zm8=", "Zg=", "=", "Zm9v=",      /* padding */
+		"+/8", "Zm+v", "Zm/v", "-_+/",             /* base64's own alphabet */
+		"Z", "Zm9vY",                              /* 1 character over a group of 4 */
+		"Zm 9v", "Zm9v\n", "Zm\r\n9v", "\nZm9v",   /* blanks and line breaks, */
+		"Zm\r\r\r\r9v", "Zm\r\n\r\r9v",             /* ...as many as a group */
+		"Zm9v\x80", "Zm.9v", "Zm9v!",
+	};
+	unsigned char all[256], out[300];
+	struct buf b = { 0 };
+	size_t k;
+	long n;
+
+	set_context("b64_decode_url");
+	for (k = 0; k < sizeof vectors / sizeof vectors[0]; k++) {
+		set_context("b64_decode_url \"%s\"", vectors[k].in);
+		n = b64url_of(vectors[k].in, out, sizeof out);
+		CHECK_MEM(out, (size_t)(n < 0 ? 0 : n), vectors[k].out, strlen(vectors[k].out));
+		CHECK(n >= 0);
+	}
+	set_context("b64_decode_url: the url alphabet");
+	n = b64url_of("-_8", out, sizeof out);
+	CHECK_MEM(out, (size_t)(n < 0 ? 0 : n), "\xfb\xff", 2);
+	n = b64url_of("-_-_", out, sizeof out);
+	CHECK_MEM(out, (size_t)(n < 0 ? 0 : n), "\xfb\xff\xbf", 3);
+	for (k = 0; k < sizeof refused / sizeof refused[0]; k++) {
+		set_context("b64_decode_url refuses \"%s\"", refused[k]);
+		CHECK_INT(b64url_of(refused[k], out, sizeof out), -1);
+	}
+	/* every byte value, at every offset within a group of three, both ways */
+	set_context("b64_decode_url: every byte");
+	for (k = 0; k < 256; k++)
+		all[k] = (unsigned char)(k * 7 + 3);
+	for (k = 254; k <= 256; k++) {
+		b.len = 0;
+		buf_b64url(&b, all, k);
+		n = b64url_of(b.p, out, sizeof out);
+		CHECK_MEM(out, (size_t)(n < 0 ? 0 : n), all, k);
+	}
+	buf_free(&b);
+	context[0] = 0;
+}
+
 /* ===================== 9. whole files: read_file, write_file; and our_leftover (2.), on challenge files ===================== */
 
 /* Reads path as the CA file would be read; for in_child. */
@@ -2028,6 +2099,166 @@ static void test_jws_keys(void)
 	context[0] = 0;
 }
 
+/*
+ * The HMAC of protected "." payload (RFC 7515's signing input) under key,
+ * as openssl computes it with the digest dgst ("sha256"...), into out: its
+ * length, or -1.
+ */
+static long openssl_hmac(const char *dgst, const unsigned char *key, size_t klen,
+			 const char *input, unsigned char *out, size_t cap)
+{
+	static char hex[2 * 512 + 1];
+	struct buf mac = { 0 };
+	long n = -1;
+	size_t k;
+
+	if (klen > 512 || spit("eab-input.txt", input, strlen(input)))
+		return -1;
+	for (k = 0; k < klen; k++)
+		snprintf(hex + 2 * k, 3, "%02x", key[k]);
+	hex[2 * klen] = 0;
+	unlink(tpath("eab-mac.bin"));
+	if (sh("openssl dgst -%s -mac HMAC -macopt hexkey:%s -binary -out eab-mac.bin eab-input.txt",
+	       dgst, hex) == 0 && slurp("eab-mac.bin", &mac) == 0 && mac.len <= cap) {
+		memcpy(out, mac.p, mac.len);
+		n = (long)mac.len;
+	}
+	buf_free(&mac);
+	return n;
+}
+
+/*
+ * jws (a flattened JWS, as xjws_sign writes it) MACed with key under alg:
+ * three members, the protected header and payload as given (prot, payload,
+ * base64url), and a signature that is openssl's HMAC of the signing input.
+ */
+static void check_eab_jws(const struct json *j, int obj, const char *prot, const char *payload,
+			  const char *alg, const unsigned char *key, size_t klen)
+{
+	static char protected[4096], body[4096], signature[512], text[4096];
+	unsigned char sig[128], want[128];
+	const char *dgst = !strcmp(alg, "HS512") ? "sha512" : !strcmp(alg, "HS384") ? "sha384" : "sha256";
+	long n, m;
+
+	if (!CHECK(obj >= 0 && j->t[obj].type == J_OBJ))
+		return;
+	CHECK_INT(j->t[obj].next, obj + 7);               /* exactly three members */
+	if (!CHECK(json_get_str(j, obj, "protected", protected, sizeof protected)) ||
+	    !CHECK(json_get_str(j, obj, "payload", body, sizeof body)) ||
+	    !CHECK(json_get_str(j, obj, "signature", signature, sizeof signature)))
+		return;
+	n = b64url_decode(protected, strlen(protected), (unsigned char *)text, sizeof text - 1);
+	if (prot && CHECK(n >= 0))
+		CHECK_MEM(text, (size_t)n, prot, strlen(prot));
+	n = b64url_decode(body, strlen(body), (unsigned char *)text, sizeof text - 1);
+	if (CHECK(n >= 0))
+		CHECK_MEM(text, (size_t)n, payload, strlen(payload));
+	n = b64url_decode(signature, strlen(signature), sig, sizeof sig);
+	CHECK_INT(n, !strcmp(alg, "HS512") ? 64 : !strcmp(alg, "HS384") ? 48 : 32);
+	snprintf(text, sizeof text, "%s.%s", protected, body);
+	m = openssl_hmac(dgst, key, klen, text, want, sizeof want);
+	if (CHECK(m > 0))
+		CHECK_MEM(sig, (size_t)(n < 0 ? 0 : n), want, (size_t)m);
+	/* and not the MAC of another key */
+	m = openssl_hmac(dgst, key, klen > 1 ? klen - 1 : 2, text, want, sizeof want);
+	CHECK(m <= 0 || m != n || memcmp(sig, want, (size_t)m));
+}
+
+static struct acme eab_acme;
+static struct key eab_key;
+
+/* xadd_eab with --eab-hmac-key key; for in_child, where a key that is refused ends the run. */
+static void add_eab_with(const char *key)
+{
+	struct buf b = { 0 };
+
+	run.eab_hmac_key = key;
+	xadd_eab(&b, &eab_acme);
+	buf_free(&b);
+}
+
+/*
+ * External Account Binding (RFC 8555 7.3.4): xjws_sign with no key but a
+ * MAC key, under --eab-alg HS256, HS384 and HS512, checked against openssl's
+ * HMAC, with a key shorter and one longer than the hash's block; then
+ * xadd_eab as newAccount sends it: {"alg", "kid", "url"}, the account JWK.
+ */
+static void test_jws_eab(void)
+{
+	static const char *const algs[] = { "HS256", "HS384", "HS512" };
+	static const char prot[] = "{\"alg\":\"HS256\",\"kid\":\"kid-1\",\"url\":\"https://ca.example/new-acct\"}";
+	static const char payload[] = "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"AAAA\",\"y\":\"BBBB\"}";
+	unsigned char keys[2][200], text[256];
+	size_t lens[2] = { 32, 200 }, a, k;
+	struct buf jws = { 0 }, mac = { 0 }, out = { 0 }, key64 = { 0 };
+	struct json j = { 0 }, h = { 0 };
+	static char header[1024], protected[1024];
+	int t;
+	long n;
+
+	for (k = 0; k < sizeof keys[0]; k++) {
+		keys[0][k] = (unsigned char)k;
+		keys[1][k] = (unsigned char)(0xff - 3 * k);
+	}
+	for (a = 0; a < 3; a++) {
+		for (k = 0; k < 2; k++) {
+			set_context("xjws_sign %s, a %zu-byte key", algs[a], lens[k]);
+			run.eab_alg = algs[a];
+			mac.len = 0;
+			buf_add(&mac, keys[k], lens[k]);
+			/* into a buffer that holds something: xjws_sign replaces it */
+			buf_str(&jws, "old");
+			xjws_sign(&jws, prot, payload, NULL, &mac);
+			if (CHECK_INT(json_parse(&j, jws.p, jws.len), 0))
+				check_eab_jws(&j, 0, prot, payload, algs[a], keys[k], lens[k]);
+		}
+	}
+
+	/* xadd_eab: the member newAccount gets, under a kid that needs escaping */
+	strcpy(eab_key.jwk, payload);
+	eab_acme.key = &eab_key;
+	strcpy(eab_acme.new_account, "https://ca.example/acme/new-acct");
+	run.eab_kid = "kid \"2\"";
+	buf_b64url(&key64, keys[1], lens[1]);
+	for (a = 0; a < 3; a++) {
+		set_context("xadd_eab %s", algs[a]);
+		run.eab_alg = algs[a];
+		run.eab_hmac_key = key64.p;
+		out.len = 0;
+		buf_str(&out, "{\"termsOfServiceAgreed\":true");
+		xadd_eab(&out, &eab_acme);
+		buf_str(&out, "}");
+		if (!CHECK_INT(json_parse(&j, out.p, out.len), 0))
+			continue;
+		t = json_get(&j, 0, "externalAccountBinding");
+		check_eab_jws(&j, t, NULL, payload, algs[a], keys[1], lens[1]);
+		if (!CHECK(json_get_str(&j, t, "protected", protected, sizeof protected)))
+			continue;
+		n = b64url_decode(protected, strlen(protected), (unsigned char *)header, sizeof header - 1);
+		if (!CHECK(n > 0) || !CHECK_INT(json_parse(&h, header, (size_t)n), 0))
+			continue;
+		CHECK_INT(h.t[0].next, 7);                /* alg, kid and url; no nonce, no jwk */
+		CHECK_STR(json_get_str(&h, 0, "alg", (char *)text, sizeof text), algs[a]);
+		CHECK_STR(json_get_str(&h, 0, "kid", (char *)text, sizeof text), "kid \"2\"");
+		CHECK_STR(json_get_str(&h, 0, "url", (char *)text, sizeof text), eab_acme.new_account);
+	}
+	/* a key that is not base64url, or empty, ends the run */
+	set_context("xadd_eab refuses --eab-hmac-key");
+	CHECK_INT(in_child(add_eab_with, "a+b/c"), 1);
+	CHECK_INT(in_child(add_eab_with, "YWJj="), 1);
+	CHECK_INT(in_child(add_eab_with, ""), 1);
+	CHECK_INT(in_child(add_eab_with, "YWJj"), 0);
+	run.eab_alg = "HS256";
+	run.eab_kid = run.eab_hmac_key = NULL;
+	buf_free(&jws);
+	buf_free(&mac);
+	buf_free(&out);
+	buf_free(&key64);
+	json_free(&j);
+	json_free(&h);
+	context[0] = 0;
+}
+
 /* ===================== 7 and 6. keys and CSRs made by acme-tiny (--domains) ===================== */
 
 /*
@@ -2841,6 +3072,65 @@ static void test_x509_after_2038(void)
 }
 
 /* cert_fits_csr compares all of the key bits, not a prefix. */
+/* The index in TEST_KEYS of a key file. */
+static size_t test_key(const char *file)
+{
+	size_t i;
+
+	for (i = 0; i < N_TEST_KEYS && strcmp(TEST_KEYS[i].file, file); i++)
+		;
+	return i;
+}
+
+/*
+ * key_fits_cert (--revoke with --revoke-key): a certificate openssl made for
+ * a key fits that key, and no other: another key of the same curve, another
+ * curve, RSA; nor does anything that is not a certificate.
+ */
+static void test_key_fits_cert(void)
+{
+	static const char *const files[] = { "ec256.pem", "ec256-p8.pem", "ec384.pem", "rsa2048.pem",
+					     "rsa2048-p8.pem" };
+	enum { N = sizeof files / sizeof files[0] };
+	static struct key k[N];
+	struct buf der[N] = { { 0 } }, cert[N] = { { 0 } };
+	int made[N] = { 0 };
+	size_t i, c;
+
+	make_keys();
+	for (i = 0; i < N; i++) {
+		char name[32];
+
+		set_context("key_fits_cert: %s", files[i]);
+		snprintf(name, sizeof name, "fit-%zu.der", i);
+		/* k[i] keeps pointing into der[i] (RSA's n and e): each has its own */
+		made[i] = CHECK(test_key(files[i]) < N_TEST_KEYS) &&
+			  key_of(test_key(files[i]), &k[i], &der[i]) &&
+			  CHECK_INT(sh("openssl req -x509 -new -key %s -subj /CN=fit.test -days 1 "
+				       "-outform DER -out %s", files[i], name), 0) &&
+			  CHECK_INT(slurp(name, &cert[i]), 0);
+	}
+	for (i = 0; i < N; i++)
+		for (c = 0; c < N; c++)
+			if (made[i] && made[c]) {
+				set_context("key_fits_cert: key %s, certificate for %s", files[i], files[c]);
+				CHECK_INT(key_fits_cert(&k[i], &cert[c]), i == c);
+			}
+	if (made[0]) {
+		set_context("key_fits_cert: not a certificate");
+		CHECK_INT(key_fits_cert(&k[0], &der[0]), 0);           /* the key's own DER */
+		cert[0].len /= 2;                                       /* a cut certificate */
+		CHECK_INT(key_fits_cert(&k[0], &cert[0]), 0);
+		cert[0].len = 0;
+		CHECK_INT(key_fits_cert(&k[0], &cert[0]), 0);
+	}
+	for (i = 0; i < N; i++) {
+		buf_free(&der[i]);
+		buf_free(&cert[i]);
+	}
+	context[0] = 0;
+}
+
 static void test_cert_key_bits(void)
 {
 	struct buf b = { 0 }, pem = { 0 };
@@ -2870,7 +3160,7 @@ struct group {
 /* Bottom up through acme-tiny.c's layers; those that need BearSSL are not in tests/unit-mips. */
 static const struct group GROUPS[] = {
 	/* 9. bytes, files, time and messages */
-	{ "base64", { test_base64, test_b64_decode } },
+	{ "base64", { test_base64, test_b64_decode, test_b64_decode_url } },
 	{ "files", { test_read_file, test_write_file, test_our_leftover } },
 	{ "dates", { test_retry_after, test_rfc3339, test_der_time } },
 	{ "messages", { test_info } },
@@ -2888,7 +3178,7 @@ static const struct group GROUPS[] = {
 	{ "csr", { test_csr_handmade, test_csr_ends, test_csr } },
 	{ "load", { test_load_files } },
 	/* 6. JWS and CSRs */
-	{ "jws", { test_jws_keys } },
+	{ "jws", { test_jws_keys, test_jws_eab } },
 	{ "generate", { test_generated_keys } },
 #else
 	{ "csr", { test_csr_handmade, test_csr_ends } },
@@ -2900,7 +3190,7 @@ static const struct group GROUPS[] = {
 	{ "args", { test_parse_args } },
 #ifndef UNIT_NO_BEARSSL
 	/* 2. ACME steps */
-	{ "chain", { test_check_chain, test_cert_key_bits } },
+	{ "chain", { test_check_chain, test_cert_key_bits, test_key_fits_cert } },
 	{ "cert", { test_cert_parse, test_x509_after_2038 } },
 #endif
 };
