@@ -766,7 +766,10 @@ static void xmanage(struct acme *a)
 	static struct key other;        /* the certificate's key, or the new account key */
 	struct buf der = { 0 }, cert = { 0 }, p = { 0 };
 	struct resp r = { 0 };
+	char reason[32] = "";
 	xdirectory(a);
+	if ((run.revoke && !a->revoke_cert[0]) || (run.new_account_key && !a->key_change[0]))
+		fail("directory: the CA has no %s", run.revoke ? "revokeCert" : "keyChange");
 	if (run.revoke) {
 		xload_der(run.revoke, "--revoke", CERT_LABELS, &cert);
 		if (run.revoke_key) {   /* signed by the certificate's own key, as a jwk */
@@ -780,8 +783,9 @@ static void xmanage(struct acme *a)
 		}
 		buf_str(&p, "{\"certificate\":\"");
 		buf_b64url(&p, cert.p, cert.len);
-		buf_cat(&p, "\"", run.reason ? ",\"reason\":" : "", run.reason ? run.reason : "",
-			"}", NULL);
+		if (run.reason)         /* as a JSON number: "04" is none */
+			snprintf(reason, sizeof reason, ",\"reason\":%d", atoi(run.reason));
+		buf_cat(&p, "\"", reason, "}", NULL);
 		xpost(a, a->revoke_cert, p.p, &r, "revokeCert");
 		info("Certificate revoked");
 	} else if (run.new_account_key) {
