@@ -34,6 +34,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
@@ -205,7 +206,6 @@ struct acme {
 	char revoke_cert[MAX_URL], key_change[MAX_URL];
 	char nonce[256];             /* the last Replay-Nonce, unused yet */
 	char kid[MAX_URL];           /* the account URL, once we know it */
-	char host[256], port[6];     /* the directory's: every URL of the CA's is there */
 	char renewal_info[MAX_URL];  /* ARI (RFC 9773), if the CA has it */
 	char replaces[256];          /* the ARI certID of the certificate we renew, if any */
 };
@@ -267,7 +267,7 @@ static void xfinalize(struct acme *a, struct order *o, const struct buf *csr);
 static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 			 struct buf *chain);
 static void xopen_acme_dir(void);
-static int cert_has_key(const struct buf *der, struct der key);
+static int cert_fits_csr(const struct buf *pem, const struct buf *csr);
 static int key_fits_cert(const struct key *k, const struct buf *der);
 
 /* 3: ACME requests */
@@ -283,13 +283,12 @@ static __attribute__((noreturn)) void xfail_order(struct order *o);
 static int is_problem(const struct resp *r, const char *kind);
 static void xparse_object(const struct resp *r, struct json *j, const char *step);
 static void xneed_location(const struct resp *r, char *out, const char *step);
-static void xneed_ca_host(const struct acme *a, const char *url, const char *step);
+static void xneed_ca_host(const char *url, const char *step);
 static void xneed_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
 		      const char *step);
 
 /* 4: around the run */
 static void xparse_args(int argc, char **argv);
-static void xcheck_args(void);
 static void catch_signals(void);
 static void hold_signals(int hold);
 static int guard_std_fds(void);
@@ -325,9 +324,8 @@ static void xload_key(const char *path, const char *what, struct key *k, struct 
 static const struct ident *our_ident(const struct names *ns, const char *type, const char *value);
 static int names_from_list(const char *list, struct names *ns);
 static int csr_names(const unsigned char *p, size_t len, struct names *ns);
-static int public_key_of(const void *der, size_t len, int cert, struct der *key);
+static int csr_key(const void *der, size_t len, struct der *key);
 static int cert_parse(const void *der, size_t len, struct cert *c, struct names *ns);
-static long long der_time(struct der *in);
 static int der_next(struct der *in, struct der *val);
 static int der_expect(struct der *in, int tag, struct der *val);
 static void xgenerate_key(const char *path, const struct key_type *t);
@@ -359,7 +357,6 @@ static const char *date_text(long long t, char *out, size_t cap);
 static void xread_file(const char *path, const char *what, struct buf *b);
 static int xcreate_temp(const char *path, char *tmp, size_t cap);
 static void xwrite_file(const char *path, const void *data, size_t len, int replace);
-static void sync_dir_of(char *path);
 static long long number(const char *s, int n);
 static long long civil_time(long long y, long long mo, long long d, long long h, long long mi,
 			    long long s);
@@ -485,12 +482,8 @@ static void xdirectory(struct acme *a)
 {
 	struct resp r = { 0 };
 	struct json j = { 0 };
-	struct url u;
 	info("Getting directory...");
 	xhttp(&a->conn, "GET", run.directory, NULL, &r, "directory", 0);
-	url_parse(run.directory, &u);   /* it is well-formed: xhttp took it */
-	strcpy(a->host, u.host);
-	strcpy(a->port, u.port);
 	if (r.status != 200)
 		fail_problem("directory", &r);
 	xparse_object(&r, &j, "directory");
@@ -642,7 +635,7 @@ static long long xari_time(struct acme *a, const struct buf *der)
 	long long from, to, at = -1;
 	int w;
 	snprintf(url, sizeof url, "%s/%s", a->renewal_info, a->replaces);
-	xneed_ca_host(a, url, "renewalInfo");
+	xneed_ca_host(url, "renewalInfo");
 	xhttp(&a->conn, "GET", url, NULL, &r, "renewalInfo", 0);
 	if (r.status == 200 && !json_parse(&j, r.body.p, r.body.len) &&
 	    (w = json_get(&j, 0, "suggestedWindow")) >= 0 &&
@@ -686,7 +679,6 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 	static struct names have;
 	struct buf der = { 0 };
 	struct cert c;
-	struct der key;
 	size_t pos = 0;
 	char label[32], until[64], due[64];
 	long long at = -1;
@@ -696,8 +688,7 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		shared += our_ident(&have, ns->id[k].type, ns->id[k].value) != NULL;
 	if (shared && c.aki.len && a->renewal_info[0])
 		cert_id(&c, a->replaces, sizeof a->replaces);
-	ours = ours && shared == ns->n && have.n == ns->n &&
-	       !public_key_of(csr->p, csr->len, 0, &key) && cert_has_key(&der, key);
+	ours = ours && shared == ns->n && have.n == ns->n && cert_fits_csr(old, csr);
 	if (old->len && !ours)
 		info("%s holds no certificate for these names and this key: renewing now",
 		     run.output);
@@ -715,9 +706,10 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 
 /*
  * The account of our key (newAccount with onlyReturnExisting, 7.3.1), which
- * is never made here: 1 with its URL as our kid, 0 if there is none.
+ * is never made here: 1 with its URL as our kid, 0 if there is none (or,
+ * must, the run ends).
  */
-static int xfind_account(struct acme *a)
+static int xfind_account(struct acme *a, int must)
 {
 	struct resp r = { 0 };
 	int found = xsend(a, a->new_account, "{\"onlyReturnExisting\":true}", &r, "newAccount", 0);
@@ -725,6 +717,8 @@ static int xfind_account(struct acme *a)
 		xneed_location(&r, a->kid, "newAccount");
 	else if (!is_problem(&r, "accountDoesNotExist"))
 		fail_problem("newAccount", &r);
+	else if (must)
+		fail("account key %s: the CA has no account for it", run.account_key);
 	buf_free(&r.body);
 	return found;
 }
@@ -739,10 +733,9 @@ static void xrollover(struct acme *a, const struct key *nk)
 {
 	struct buf inner = { 0 }, p = { 0 };
 	struct resp r = { 0 };
-	if (!xfind_account(a)) {
+	if (!xfind_account(a, 0)) {
 		a->key = nk;
-		if (!xfind_account(a))
-			fail("account key %s: the CA has no account for it", run.account_key);
+		xfind_account(a, 1);
 		info("The rollover is done: account %s belongs to %s", a->kid, run.new_account_key);
 		return;
 	}
@@ -778,8 +771,8 @@ static void xmanage(struct acme *a)
 				fail("--revoke %s is no certificate for the key in --revoke-key %s",
 				     run.revoke, run.revoke_key);
 			a->key = &other;
-		} else if (!xfind_account(a)) {
-			fail("account key %s: the CA has no account for it", run.account_key);
+		} else {
+			xfind_account(a, 1);
 		}
 		buf_str(&p, "{\"certificate\":\"");
 		buf_b64url(&p, cert.p, cert.len);
@@ -792,8 +785,7 @@ static void xmanage(struct acme *a)
 		xload_key(run.new_account_key, "new account key", &other, &der);
 		xrollover(a, &other);
 	} else {
-		if (!xfind_account(a))
-			fail("account key %s: the CA has no account for it", run.account_key);
+		xfind_account(a, 1);
 		xpost(a, a->kid, "{\"status\":\"deactivated\"}", &r, "account deactivation");
 		info("Account %s deactivated: this cannot be undone", a->kid);
 	}
@@ -883,9 +875,10 @@ static void xself_check(const struct ident *id, const char *token, const char *k
 	if ((err = http_try(&plain, "GET", url, NULL, &r, 0))) {
 		snprintf(why, sizeof why, "%s", err);
 	} else {
-		while (r.body.len && strchr(" \t\r\n", r.body.p[r.body.len - 1]))
-			r.body.p[--r.body.len] = 0;
-		ok = r.status == 200 && !strcmp(r.body.p, keyauth);
+		while (r.body.len && memchr(" \t\r\n", r.body.p[r.body.len - 1], 4))
+			r.body.len--;   /* a web server may add a line break */
+		ok = r.status == 200 && r.body.len == strlen(keyauth) &&
+		     !memcmp(r.body.p, keyauth, r.body.len);
 		snprintf(why, sizeof why, "HTTP %d%s", r.status, r.status == 200 ?
 			 " with other content" : r.status == 403 ?
 			 " (may the web server read the file?)" : "");
@@ -1100,7 +1093,7 @@ static int cert_fits_csr(const struct buf *pem, const struct buf *csr)
 	size_t pos = 0;
 	char label[32];
 	int ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
-		 !public_key_of(csr->p, csr->len, 0, &key) && cert_has_key(&der, key);
+		 !csr_key(csr->p, csr->len, &key) && cert_has_key(&der, key);
 	buf_free(&der);
 	return ok;
 }
@@ -1221,11 +1214,13 @@ static void xneed_str(const struct json *j, int obj, const char *key, char *out,
  * Returns if url is on the directory's host and port, else ends the run:
  * a hostile CA could point us, and our signed requests, at other machines.
  */
-static void xneed_ca_host(const struct acme *a, const char *url, const char *step)
+static void xneed_ca_host(const char *url, const char *step)
 {
-	struct url u;
+	struct url u, dir;
+	url_parse(run.directory, &dir);         /* well-formed: it was fetched first */
 	/* a malformed or http:// URL is refused as such when it is sent */
-	if (!url_parse(url, &u) && u.https && (strcmp(u.host, a->host) || strcmp(u.port, a->port)))
+	if (!url_parse(url, &u) && u.https &&
+	    (strcmp(u.host, dir.host) || strcmp(u.port, dir.port)))
 		fail("%s: %s is not on the directory's host and port", step, url);
 }
 
@@ -1233,7 +1228,7 @@ static void xneed_ca_host(const struct acme *a, const char *url, const char *ste
 static void xnew_nonce(struct acme *a, long long give_up)
 {
 	struct resp r = { 0 };
-	xneed_ca_host(a, a->new_nonce, "newNonce");
+	xneed_ca_host(a->new_nonce, "newNonce");
 	xhttp(&a->conn, "HEAD", a->new_nonce, NULL, &r, "newNonce", give_up);
 	if (r.status != 200 && r.status != 204)
 		fail_problem("newNonce", &r);
@@ -1276,7 +1271,7 @@ static int xsend(struct acme *a, const char *url, const char *payload, struct re
 	struct buf jws = { 0 };
 	long long waited = 0;
 	int tries;
-	xneed_ca_host(a, url, step);
+	xneed_ca_host(url, step);
 	for (tries = 1;; tries++) {
 		if (!a->nonce[0])
 			xnew_nonce(a, give_up);
@@ -1442,6 +1437,31 @@ static const struct flag {
 	{ NULL, NULL, NULL, 0 }
 };
 
+/* Returns if the flags ask for one thing and give what it needs; else a usage error. */
+static void xcheck_args(void)
+{
+	int actions = !!run.revoke + !!run.new_account_key + run.deactivate;
+	size_t n = run.reason ? strlen(run.reason) : 0;
+	if (actions > 1)
+		usage_error("one of --revoke, --new-account-key, --deactivate-account at a time");
+	if (n && (!run.revoke || strspn(run.reason, "0123456789") != n || n > 2 ||
+		  atoi(run.reason) > 10 || atoi(run.reason) == 7))
+		usage_error("--reason goes with --revoke: 0 to 10 but 7 (RFC 5280 5.3.1), not %s",
+			    run.reason);
+	if (!run.eab_kid != !run.eab_hmac_key || (strcmp(run.eab_alg, "HS256") &&
+	    strcmp(run.eab_alg, "HS384") && strcmp(run.eab_alg, "HS512")))
+		usage_error("--eab-kid and --eab-hmac-key go together; --eab-alg is HS256, HS384"
+			    " or HS512");
+	if (run.revoke ? !run.account_key && !run.revoke_key : actions && !run.account_key)
+		usage_error("%s needs --account-key%s", run.revoke ? "--revoke" : run.deactivate ?
+			    "--deactivate-account" : "--new-account-key",
+			    run.revoke ? " or --revoke-key" : "");
+	if (!actions && (!run.account_key || !run.acme_dir || !run.csr == !run.domains ||
+			 !run.domains != !run.domain_key))
+		usage_error("needs --account-key, --acme-dir, and either --csr or"
+			    " --domains with --domain-key");
+}
+
 /* Reads the command line into run; ends the run with a usage error. */
 static void xparse_args(int argc, char **argv)
 {
@@ -1485,31 +1505,6 @@ static void xparse_args(int argc, char **argv)
 			usage_error("--key-type is one of p256 p384 rsa2048 rsa3072 rsa4096,"
 				    " not %s", run.key_type_name);
 	xcheck_args();
-}
-
-/* Returns if the flags ask for one thing and give what it needs; else a usage error. */
-static void xcheck_args(void)
-{
-	int actions = !!run.revoke + !!run.new_account_key + run.deactivate;
-	size_t n = run.reason ? strlen(run.reason) : 0;
-	if (actions > 1)
-		usage_error("one of --revoke, --new-account-key, --deactivate-account at a time");
-	if (n && (!run.revoke || strspn(run.reason, "0123456789") != n || n > 2 ||
-		  atoi(run.reason) > 10 || atoi(run.reason) == 7))
-		usage_error("--reason goes with --revoke: 0 to 10 but 7 (RFC 5280 5.3.1), not %s",
-			    run.reason);
-	if (!run.eab_kid != !run.eab_hmac_key || (strcmp(run.eab_alg, "HS256") &&
-	    strcmp(run.eab_alg, "HS384") && strcmp(run.eab_alg, "HS512")))
-		usage_error("--eab-kid and --eab-hmac-key go together; --eab-alg is HS256, HS384"
-			    " or HS512");
-	if (run.revoke ? !run.account_key && !run.revoke_key : actions && !run.account_key)
-		usage_error("%s needs --account-key%s", run.revoke ? "--revoke" : run.deactivate ?
-			    "--deactivate-account" : "--new-account-key",
-			    run.revoke ? " or --revoke-key" : "");
-	if (!actions && (!run.account_key || !run.acme_dir || !run.csr == !run.domains ||
-			 !run.domains != !run.domain_key))
-		usage_error("needs --account-key, --acme-dir, and either --csr or"
-			    " --domains with --domain-key");
 }
 
 /* Ends the run on SIGINT, SIGTERM, SIGHUP or SIGALRM: challenge file removed, one line. */
@@ -1832,6 +1827,7 @@ static int tls_low_read(void *ctx, unsigned char *buf, size_t len)
 	return n > 0 ? n : n == 0 ? conn_error(ctx, "connection closed") : -1;
 }
 
+/* BearSSL's transport callback for writes: bytes, or -1. */
 static int tls_low_write(void *ctx, const unsigned char *buf, size_t len)
 {
 	return sock_io(ctx, (void *)buf, len, 1);
@@ -1964,12 +1960,14 @@ static void x509_set_time(br_x509_minimal_context *xc, long long t)
  */
 static br_x509_class ip_engine;
 
+/* Counts the chain's certificates: the first is the server's. */
 static void ip_start_cert(const br_x509_class **ctx, uint32_t len)
 {
 	((struct tls *)ctx)->certs++;
 	br_x509_minimal_vtable.start_cert(ctx, len);
 }
 
+/* Keeps the bytes of the server's certificate, then hands them on. */
 static void ip_append(const br_x509_class **ctx, const unsigned char *buf, size_t len)
 {
 	struct tls *t = (struct tls *)ctx;
@@ -2443,6 +2441,7 @@ static void der_wrap(struct buf *b, size_t start, int tag)
 	memcpy(b->p + start, h, n);       /* ...which then moves to the front */
 }
 
+/* Appends a TLV of tag around len bytes of data. */
 static void der_add(struct buf *b, int tag, const void *data, size_t len)
 {
 	size_t start = b->len;
@@ -2670,11 +2669,13 @@ static int der_next(struct der *in, struct der *val)
 	return tag;
 }
 
+/* Takes one TLV of this tag off the front of in into val: 0, or -1. */
 static int der_expect(struct der *in, int tag, struct der *val)
 {
 	return der_next(in, val) == tag ? 0 : -1;
 }
 
+/* 1 if the OID's bytes are these n bytes, else 0. */
 static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
 {
 	return oid->len == n && !memcmp(oid->p, bytes, n);
@@ -2928,6 +2929,23 @@ static int csr_names(const unsigned char *p, size_t len, struct names *ns)
 	return ns->n ? 0 : -1;
 }
 
+/* Seconds since 1970 of a UTCTime or GeneralizedTime (RFC 5280 4.1.2.5) taken off in; or -1. */
+static long long der_time(struct der *in)
+{
+	struct der v;
+	int tag = der_next(in, &v);
+	size_t n = tag == 0x17 ? 2 : 4;         /* digits of the year */
+	const char *s = (const char *)v.p;
+	long long y;
+	if ((tag != 0x17 && tag != 0x18) || v.len != n + 11 || s[n + 10] != 'Z' ||
+	    (y = number(s, (int)n)) < 0)
+		return -1;
+	if (n == 2)
+		y += y < 50 ? 2000 : 1900;
+	return civil_time(y, number(s + n, 2), number(s + n + 2, 2), number(s + n + 4, 2),
+			  number(s + n + 6, 2), number(s + n + 8, 2));
+}
+
 /*
  * A certificate (RFC 5280 4.1) into c, and the names of its subjectAltName
  * into ns if not NULL: 0, or -1 if it is malformed.
@@ -2957,42 +2975,15 @@ static int cert_parse(const void *der, size_t len, struct cert *c, struct names 
 	return 0;
 }
 
-/*
- * The public key bits (subjectPublicKey) of a CSR (RFC 2986) or of a
- * certificate, which a CA copies from the one into the other: 0, or -1.
- */
-static int public_key_of(const void *der, size_t len, int cert, struct der *key)
+/* The public key bits (subjectPublicKey) of a CSR, which a CA copies into the certificate. */
+static int csr_key(const void *der, size_t len, struct der *key)
 {
 	struct der in = { der, len }, outer, info, spki, v;
-	struct cert c;
-	if (cert) {
-		if (cert_parse(der, len, &c, NULL))
-			return -1;
-		*key = c.key;
-		return 0;
-	}
 	if (der_expect(&in, 0x30, &outer) || der_expect(&outer, 0x30, &info) ||
 	    der_next(&info, &v) < 0 || der_next(&info, &v) < 0)    /* version, subject */
 		return -1;
 	return der_expect(&info, 0x30, &spki) || der_next(&spki, &v) < 0 ||
 	       der_expect(&spki, 0x03, key) ? -1 : 0;
-}
-
-/* Seconds since 1970 of a UTCTime or GeneralizedTime (RFC 5280 4.1.2.5) taken off in; or -1. */
-static long long der_time(struct der *in)
-{
-	struct der v;
-	int tag = der_next(in, &v);
-	size_t n = tag == 0x17 ? 2 : 4;         /* digits of the year */
-	const char *s = (const char *)v.p;
-	long long y;
-	if ((tag != 0x17 && tag != 0x18) || v.len != n + 11 || s[n + 10] != 'Z' ||
-	    (y = number(s, (int)n)) < 0)
-		return -1;
-	if (n == 2)
-		y += y < 50 ? 2000 : 1900;
-	return civil_time(y, number(s + n, 2), number(s + n + 2, 2), number(s + n + 4, 2),
-			  number(s + n + 6, 2), number(s + n + 8, 2));
 }
 
 /* ---- new keys, for machines without openssl ---- */
@@ -3174,6 +3165,7 @@ static long json_unescape(const char *s, size_t n, char *out, size_t cap)
 	return (long)o;
 }
 
+/* Moves *i past JSON white space. */
 static void skip_ws(const struct json *j, size_t *i)
 {
 	while (*i < j->len && (j->s[*i] == ' ' || j->s[*i] == '\t' ||
@@ -3183,6 +3175,7 @@ static void skip_ws(const struct json *j, size_t *i)
 
 static int jp_value(struct json *j, size_t *i, int depth);
 
+/* A string at *i (its quote): its token, or -1 if it is not strictly JSON. */
 static int jp_string(struct json *j, size_t *i)
 {
 	size_t start = ++*i;
@@ -3193,6 +3186,7 @@ static int jp_string(struct json *j, size_t *i)
 	return json_add(j, J_STR, start, (*i)++);
 }
 
+/* How many decimal digits stand at i. */
 static size_t digits(const struct json *j, size_t i)
 {
 	size_t k = i;
@@ -3262,6 +3256,7 @@ static int jp_container(struct json *j, size_t *i, int depth)
 	return self;
 }
 
+/* Any JSON value at *i: its token, or -1 if it is not strictly JSON. */
 static int jp_value(struct json *j, size_t *i, int depth)
 {
 	static const char *const lit[] = { "true", "false", "null" };
@@ -3437,13 +3432,10 @@ static void sha256(const void *p, size_t n, unsigned char out[32])
 /* The value of a base64 character (RFC 4648, section 4), or -1. */
 static int b64_value(int c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				  "0123456789+/";
+	const char *p = c ? strchr(b64, c) : NULL;
+	return p ? (int)(p - b64) : -1;
 }
 
 /*
@@ -3523,8 +3515,7 @@ static const char *date_text(long long t, char *out, size_t cap)
 	time_t tt = (time_t)t;
 	struct tm tm = { 0 };
 	gmtime_r(&tt, &tm);
-	snprintf(out, cap, "%04d-%02d-%02d %02d:%02d UTC", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+	strftime(out, cap, "%Y-%m-%d %H:%M UTC", &tm);
 	return out;
 }
 
@@ -3570,8 +3561,8 @@ static void xread_file(const char *path, const char *what, struct buf *b)
 }
 
 /*
- * Creates path.tmp-XXXXXX beside path, mode 0600, and holds signals off
- * until the caller lets them in again: no signal may leave it behind.
+ * Creates path.tmp-XXXXXX beside path, mode 0600: its descriptor, its name
+ * in tmp. Callers hold signals off until it is gone or renamed.
  */
 static int xcreate_temp(const char *path, char *tmp, size_t cap)
 {
@@ -3582,6 +3573,17 @@ static int xcreate_temp(const char *path, char *tmp, size_t cap)
 		fail("cannot create %s: %s", path,
 		     errno == ENOENT ? "no such directory" : strerror(errno));
 	return fd;
+}
+
+/* Syncs the directory that holds path (which dirname(3) may cut down, in place). */
+static void sync_dir_of(char *path)
+{
+	int fd = open(dirname(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0 && fsync(fd)) {
+		/* a file system that cannot sync a directory: the rename stands */
+	}
+	if (fd >= 0)
+		close(fd);
 }
 
 /*
@@ -3617,25 +3619,6 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	hold_signals(0);
 	if (err)
 		fail("cannot %s %s: %s", replace ? "write" : "create", path, strerror(err));
-}
-
-/* Syncs the directory that holds path (cut down to that directory, in place). */
-static void sync_dir_of(char *path)
-{
-	char *slash = strrchr(path, '/');
-	int fd;
-	if (!slash)
-		strcpy(path, ".");
-	else if (slash == path)
-		path[1] = 0;
-	else
-		*slash = 0;
-	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		if (fsync(fd)) {
-			/* a file system that cannot sync a directory: the rename stands */
-		}
-		close(fd);
-	}
 }
 
 /* Days from 1970-01-01 to the date y-m-d of the proleptic Gregorian calendar. */
@@ -3757,7 +3740,7 @@ static void put_clean(const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
-/* Ends the run: one line on stderr, the challenge file removed, exit 1. */
+/* Ends the run: one line on stderr, the challenge files removed, exit 2. */
 static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...)
 {
 	va_list ap;
