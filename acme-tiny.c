@@ -3429,13 +3429,16 @@ static void sha256(const void *p, size_t n, unsigned char out[32])
 	br_sha256_out(&h, out);
 }
 
-/* The value of a base64 character (RFC 4648, section 4), or -1. */
+/* The value of a base64 character (RFC 4648, section 4), or -1; by ranges: the CA bundle is big. */
 static int b64_value(int c)
 {
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-				  "0123456789+/";
-	const char *p = c ? strchr(b64, c) : NULL;
-	return p ? (int)(p - b64) : -1;
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
 /*
