@@ -40,9 +40,11 @@ def read(path):
 
 def ari_daily(binary, tmp):
     """A daily job against Debian 13's Pebble: issued once, then not due (two
-    requests, one connection, the file untouched, no order), a forced renewal
-    is accepted as the replacement of the old certificate, and replacing the
-    same certificate twice (alreadyReplaced) is ordered again without it."""
+    requests, one connection, the file untouched, no order); once the
+    certificate is revoked, ARI's window has passed and the job renews it; a
+    forced renewal is accepted as the replacement of the old certificate, and
+    replacing the same certificate twice (alreadyReplaced) is ordered again
+    without it."""
     with Pebble(binary=PEBBLE_ARI, config={"certificateValidityPeriod": 90 * 86400}) as p:
         key, csr = make_key(tmp, "p256", "ari"), make_csr(tmp, "ari", "ari.example.test")
         out = os.path.join(tmp, "ari.pem")
@@ -56,6 +58,14 @@ def ari_daily(binary, tmp):
                          r"for renewal from \d{4}-\d\d-\d\d \d\d:\d\d UTC\n", err), err[-800:]
         assert stats(res) == (2, 1), stats(res)
         assert read(out) == first and new_orders(p) == orders
+        # revoked: Pebble's window for it has passed, so the daily job renews it
+        res = subprocess.run([binary, "--account-key", key, "--revoke", out, "--directory-url",
+                              p.directory, "--ca-file", p.ca_file, "--quiet"], capture_output=True,
+                             timeout=60)
+        assert res.returncode == 0, res.stderr[-1000:]
+        res = issue_to(binary, p, key, csr, out)
+        assert res.returncode == 0 and read(out) != first, (res.returncode, res.stderr[-1500:])
+        first = read(out)
         res = issue_to(binary, p, key, csr, out, "--force")
         assert res.returncode == 0 and b"refuses" not in res.stderr, res.stderr[-1500:]
         with open(p.log_path) as f:

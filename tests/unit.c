@@ -2855,10 +2855,17 @@ static void test_parse_args(void)
 	char *argv[] = { "acme-tiny", "--account-key", "k", "--csr", "c", "--acme-dir", "d",
 			 "--contact", "mailto:a@x", "mailto:b@x", "--contact", "mailto:c@x", NULL };
 
+	char *ca[] = { "acme-tiny", "--account-key", "k", "--csr", "c", "--acme-dir", "d",
+		       "--ca", "https://ca.example/acme", NULL };
+
 	set_context("parse_args --contact twice");
 	xparse_args(12, argv);
 	CHECK_INT(run.n_contacts, 1);
 	CHECK_STR(run.contacts[0], "mailto:c@x");
+	/* acme_tiny.py's deprecated --ca URL: the directory is URL/directory */
+	set_context("parse_args --ca");
+	xparse_args(9, ca);
+	CHECK_STR(run.directory, "https://ca.example/acme/directory");
 	context[0] = 0;
 }
 
