@@ -3517,8 +3517,9 @@ static const char *date_text(long long t, char *out, size_t cap)
 {
 	time_t tt = (time_t)t;
 	struct tm tm = { 0 };
-	gmtime_r(&tt, &tm);
-	strftime(out, cap, "%Y-%m-%d %H:%M UTC", &tm);
+	gmtime_r(&tt, &tm);     /* not strftime: musl's costs the router binary 12 kB */
+	snprintf(out, cap, "%04d-%02d-%02d %02d:%02d UTC", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min);
 	return out;
 }
 
