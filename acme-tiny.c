@@ -392,12 +392,13 @@ int main(int argc, char **argv)
 		fail("stdout is closed: nowhere to write the certificate");
 	catch_signals();
 	xload_trust_anchors(run.ca_file);
+	if (run.account_key && (!run.create_account_key || run.new_account_key) &&
+	    access(run.account_key, F_OK) && errno == ENOENT)
+		fail("account key %s: no such file (--create-account-key makes one)",
+		     run.account_key);
 	if (run.create_account_key)     /* the new key of a rollover, never the old one */
 		xcreate_key_if_missing(run.new_account_key ? run.new_account_key : run.account_key,
 				       "account key");
-	if (run.account_key && access(run.account_key, F_OK) && errno == ENOENT)
-		fail("account key %s: no such file (--create-account-key makes one)",
-		     run.account_key);
 	if (run.account_key) {
 		info("Parsing account key...");
 		xload_key(run.account_key, "account key", &account, &key);

@@ -252,12 +252,14 @@ def rollover(env):
 
 def rollover_create_never_old(env):
     """--create-account-key with a rollover never makes OLDKEY: a missing
-    OLDKEY is an error (exit 2, one line), and is still missing after."""
+    OLDKEY is an error (exit 2, one line), found before NEWKEY is made, and
+    is still missing after."""
     old, new = os.path.join(env.d, "missing-old.key"), os.path.join(env.d, "missing-new.key")
     rollovers = env.requests("POST /rollover-account-key")
     res = env.acme("--account-key", old, "--new-account-key", new, "--create-account-key")
     check_failure(res, None, rf"^acme-tiny: account key {re.escape(old)}: no such file")
     assert not os.path.exists(old), "--create-account-key made the old key"
+    assert not os.path.exists(new), "NEWKEY was made for a rollover that cannot happen"
     assert env.requests("POST /rollover-account-key") == rollovers
 
 
