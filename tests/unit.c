@@ -1497,8 +1497,8 @@ out:
 	buf_free(&want);
 }
 
-/* The JWK and thumbprint of each key that must be accepted, against openssl's. */
-static void test_jwk(void)
+/* fn(key, its file) for each test key that must be accepted. */
+static void each_good_key(void (*fn)(const struct key *, const char *))
 {
 	static struct key k;
 	struct buf der = { 0 };
@@ -1509,11 +1509,18 @@ static void test_jwk(void)
 		if (!TEST_KEYS[i].alg)
 			continue;
 		set_context("key %s", TEST_KEYS[i].file);
+		/* k points into acme-tiny's one key decoder: done with it before the next key */
 		if (key_of(i, &k, &der))
-			check_jwk_with_openssl(&k, TEST_KEYS[i].file);
+			fn(&k, TEST_KEYS[i].file);
 	}
 	buf_free(&der);
 	context[0] = 0;
+}
+
+/* The JWK and thumbprint of each key that must be accepted, against openssl's. */
+static void test_jwk(void)
+{
+	each_good_key(check_jwk_with_openssl);
 }
 
 /* ===================== 7. names: --domains lists, add_name ===================== */
@@ -2082,21 +2089,7 @@ static void test_jws(const struct key *k, const char *keyfile)
 /* test_jws with each key that must be accepted. */
 static void test_jws_keys(void)
 {
-	static struct key k;
-	struct buf der = { 0 };
-	size_t i;
-
-	make_keys();
-	for (i = 0; i < N_TEST_KEYS; i++) {
-		if (!TEST_KEYS[i].alg)
-			continue;
-		set_context("key %s", TEST_KEYS[i].file);
-		/* k points into acme-tiny's one key decoder: sign before the next key */
-		if (key_of(i, &k, &der))
-			test_jws(&k, TEST_KEYS[i].file);
-	}
-	buf_free(&der);
-	context[0] = 0;
+	each_good_key(test_jws);
 }
 
 /*
