@@ -6,7 +6,8 @@
  *   0. Types, limits, and the interfaces of the layers below
  *   1. main: the run, step by step, as acme_tiny.py's get_crt
  *   2. ACME steps (RFC 8555): directory, account, order, authorizations
- *      and their http-01 files, finalize, the certificate chain
+ *      and their challenges (http-01 files, a hook's dns-01, dns-persist-01),
+ *      finalize, the certificate chain
  *   3. ACME requests: signed POSTs, nonces, polling, the CA's problems
  *   4. Around the run: command line, signals, --output, the CSR and keys
  *   5. HTTP/1.1 over TCP or TLS: URLs, trust anchors, connections,
@@ -47,6 +48,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -208,6 +210,9 @@ struct acme {
 	char kid[MAX_URL];           /* the account URL, once we know it */
 	char renewal_info[MAX_URL];  /* ARI (RFC 9773), if the CA has it */
 	char replaces[256];          /* the ARI certID of the certificate we renew, if any */
+	char issuer[MAX_NAME + 1];   /* dns-persist-01: meta's issuerDomainNames[0], if any, */
+	char caa[MAX_NAME + 1];      /* ...else the challenge's, else caaIdentities[0] */
+	char hash_prefix[256];       /* meta's accountHashPrefix: the account by hash (draft-02) */
 };
 
 /* The run, as the command line describes it. */
@@ -220,6 +225,7 @@ static struct run {
 	const char *revoke, *revoke_key;      /* --revoke CERTFILE, and the key that signs it */
 	const char *reason;                   /* its reason code (RFC 5280 5.3.1), as digits */
 	const char *new_account_key;          /* key rollover to this key */
+	const char *hook;                     /* a program that answers challenges, as uacme's */
 	const char *eab_kid, *eab_hmac_key, *eab_alg;   /* External Account Binding */
 	const char *key_type_name;            /* for keys we make: */
 	const struct key_type *key_type;      /* ...that name's type */
@@ -229,11 +235,14 @@ static struct run {
 	int days;         /* renew with this many days left; 0: by the lifetime (or ARI) */
 	int force;        /* renew whether due or not */
 	int deactivate;   /* --deactivate-account */
+	int dns_persist;  /* answer dns-persist-01 challenges: the records are set already */
+	int print_persist;        /* --print-dns-persist: the records to set, and nothing else */
+	int hook_timeout; /* seconds for one run of the hook */
 	int timeout;      /* seconds for one HTTP exchange, connect included */
 	int max_wait;     /* seconds of polling for one authorization or order */
 	int max_time;     /* seconds for all of the talk with the CA: a cron job must end */
 } run = { .directory = DEFAULT_DIRECTORY, .ca_file = DEFAULT_CA_FILE, .key_type_name = "p256",
-	  .eab_alg = "HS256", .timeout = 30, .max_wait = 300, .max_time = 3600 };
+	  .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30, .max_wait = 300, .max_time = 3600 };
 
 /* What SIGALRM, the end of --max-time, says; made before the alarm is set. */
 static char time_up[64];
@@ -266,7 +275,10 @@ static void xauthorize(struct acme *a, struct order *o, const struct names *ns);
 static void xfinalize(struct acme *a, struct order *o, const struct buf *csr);
 static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 			 struct buf *chain);
-static void xopen_acme_dir(void);
+static void xcheck_challenge_ways(void);
+static int undo_challenges(const char *what, long long deadline);
+static void xpersist_records(const struct acme *a, const struct names *ns, struct buf *out);
+static void first_str(const struct json *j, int list, char *out, size_t cap);
 static int cert_fits_csr(const struct buf *pem, const struct buf *csr);
 static int key_fits_cert(const struct key *k, const struct buf *der);
 
@@ -406,7 +418,7 @@ int main(int argc, char **argv)
 	}
 	if (!manage) {
 		xnames_and_csr(&ns, &csr);
-		xopen_acme_dir();       /* it and --output are tried before the CA is asked */
+		xcheck_challenge_ways();        /* they and --output are tried before the CA is asked */
 		if (run.output)
 			run.output = xcheck_output(run.output, &old);
 	}
@@ -437,16 +449,21 @@ int main(int argc, char **argv)
 
 /*
  * The issuance, step by step as acme_tiny.py's get_crt: 1 with the PEM
- * chain in chain, or 0 when the certificate in --output (old) is not due.
+ * chain in chain (or --print-dns-persist's records), or 0 when the
+ * certificate in --output (old) is not due.
  */
 static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
 		  const struct buf *old, struct buf *chain)
 {
 	struct order o = { 0 };
 	xdirectory(a);                  /* the CA's URLs; is --profile offered? */
-	if (!xdue(a, old, ns, csr))     /* --output's certificate: renew it now? */
+	if (!run.print_persist && !xdue(a, old, ns, csr))       /* renew --output's now? */
 		return 0;
 	xaccount(a);                    /* newAccount: our account URL, the kid */
+	if (run.print_persist) {        /* the dns-persist-01 records, instead of a chain */
+		xpersist_records(a, ns, chain);
+		return 1;
+	}
 	xnew_order(a, ns, &o);          /* newOrder: our names; it may be reused */
 	if (!strcmp(o.status, "pending"))
 		xauthorize(a, &o, ns);  /* each name proven by an http-01 file, side by side */
@@ -464,9 +481,9 @@ static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
  * lists in meta.profiles, else ends the run: a CA that knows no profiles
  * ignores the field, and would issue something other than what was asked.
  */
-static void xcheck_profile(const struct json *j, const char *profile)
+static void xcheck_profile(const struct json *j, int meta, const char *profile)
 {
-	int list = json_get(j, json_get(j, 0, "meta"), "profiles"), k;
+	int list = json_get(j, meta, "profiles"), k;
 	struct buf offered = { 0 };
 	char name[64];
 	if (json_get(j, list, profile) >= 0)
@@ -483,19 +500,24 @@ static void xdirectory(struct acme *a)
 {
 	struct resp r = { 0 };
 	struct json j = { 0 };
+	int meta;
 	info("Getting directory...");
 	xhttp(&a->conn, "GET", run.directory, NULL, &r, "directory", 0);
 	if (r.status != 200)
 		fail_problem("directory", &r);
 	xparse_object(&r, &j, "directory");
+	meta = json_get(&j, 0, "meta");
 	xneed_str(&j, 0, "newNonce", a->new_nonce, sizeof a->new_nonce, "directory");
 	xneed_str(&j, 0, "newAccount", a->new_account, sizeof a->new_account, "directory");
 	xneed_str(&j, 0, "newOrder", a->new_order, sizeof a->new_order, "directory");
 	if (run.profile)
-		xcheck_profile(&j, run.profile);
+		xcheck_profile(&j, meta, run.profile);
 	json_get_str(&j, 0, "renewalInfo", a->renewal_info, sizeof a->renewal_info);
 	json_get_str(&j, 0, "revokeCert", a->revoke_cert, sizeof a->revoke_cert);
 	json_get_str(&j, 0, "keyChange", a->key_change, sizeof a->key_change);
+	first_str(&j, json_get(&j, meta, "issuerDomainNames"), a->issuer, sizeof a->issuer);
+	first_str(&j, json_get(&j, meta, "caaIdentities"), a->caa, sizeof a->caa);
+	json_get_str(&j, meta, "accountHashPrefix", a->hash_prefix, sizeof a->hash_prefix);
 	strcpy(a->nonce, r.nonce);
 	json_free(&j);
 	buf_free(&r.body);
@@ -797,28 +819,93 @@ static void xmanage(struct acme *a)
 }
 
 /*
- * The http-01 files we made, by token, in --acme-dir (open as acme_fd).
- * The signal handler removes them too, so they are a fixed array and a
- * count, which grows with signals held off between making a file and
- * noting it.
+ * A challenge we took on: a file of ours in --acme-dir, or one the hook
+ * accepted. Every way out undoes them, the signal handler's too, so they
+ * are a fixed array and a count, which grows with signals held off
+ * between taking one on and noting it.
  */
+struct taken {
+	int file;                        /* 1: a file in --acme-dir (acme_fd); 0: the hook's */
+	char type[8], ident[MAX_NAME + 1], token[MAX_TOKEN + 1], auth[MAX_TOKEN + 64];
+};
 static int acme_fd = -1;
-static char chal_tokens[MAX_NAMES][MAX_TOKEN + 1];
-static volatile sig_atomic_t n_chals;
+static struct taken taken[MAX_NAMES];
+static volatile sig_atomic_t n_taken;
+static volatile pid_t hook_pid;         /* the hook that runs now: on_signal kills it */
 
-/* Removes the challenge files we made; safe in a signal handler. */
-static void remove_challenges(void)
+/*
+ * Runs the hook as uacme does: PROGRAM what TYPE IDENT TOKEN AUTH, by
+ * execv, never a shell, with stdin /dev/null, its output to our stderr
+ * (stdout is the certificate's), in a process group of its own. Its exit
+ * status, or -1 if it could not run or was killed, group and all, at
+ * deadline. Async-signal-safe.
+ */
+static int run_hook(const char *what, const struct taken *t, long long deadline)
 {
-	while (n_chals > 0)
-		unlinkat(acme_fd, chal_tokens[--n_chals], 0);
+	char *argv[] = { (char *)run.hook, (char *)what, (char *)t->type, (char *)t->ident,
+			 (char *)t->token, (char *)t->auth, NULL };
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	sigset_t none;
+	int status = -1, fd;
+	pid_t pid = fork();
+	if (pid == 0) {
+		sigemptyset(&none);     /* what we hold or ignore is not the hook's business */
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		sigaction(SIGPIPE, &dfl, NULL);
+		setpgid(0, 0);
+		if ((fd = open("/dev/null", O_RDONLY)) >= 0 && dup2(fd, 0) == 0 && dup2(2, 1) == 1)
+			execv(run.hook, argv);
+		_exit(127);
+	}
+	if (pid < 0)
+		return -1;
+	setpgid(pid, pid);      /* as the child does: whichever comes first, kill(-pid) works */
+	hook_pid = pid;
+	while (waitpid(pid, &status, WNOHANG) == 0) {
+		if (now_ms() >= deadline) {
+			kill(-pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			status = -1;
+			break;
+		}
+		poll(NULL, 0, 10);
+	}
+	hook_pid = 0;
+	return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* Opens --acme-dir: it must be a directory that we may write to, or the run ends. */
-static void xopen_acme_dir(void)
+/*
+ * Undoes the challenges taken on, the last first: our files removed, the
+ * hook's told what (done or failed), all by deadline (0: each hook run
+ * gets --hook-timeout). The number of hook runs that did not exit 0.
+ * Async-signal-safe.
+ */
+static int undo_challenges(const char *what, long long deadline)
 {
-	if ((acme_fd = open(run.acme_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-	    access(run.acme_dir, W_OK))
+	int bad = 0;
+	while (n_taken > 0) {
+		const struct taken *t = &taken[--n_taken];
+		if (t->file)
+			unlinkat(acme_fd, t->token, 0);
+		else
+			bad += run_hook(what, t, deadline ? deadline :
+					now_ms() + run.hook_timeout * 1000LL) != 0;
+	}
+	return bad;
+}
+
+/*
+ * Opens --acme-dir, which must be a directory that we may write to, and
+ * checks that --hook is a program we may run; else the run ends.
+ */
+static void xcheck_challenge_ways(void)
+{
+	if (run.acme_dir &&
+	    ((acme_fd = open(run.acme_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	     access(run.acme_dir, W_OK)))
 		fail("--acme-dir %s: %s", run.acme_dir, strerror(errno));
+	if (run.hook && access(run.hook, X_OK))
+		fail("--hook %s: %s", run.hook, strerror(errno));
 }
 
 /* 1 if token names a plain file holding exactly keyauth: ours, left by a run that was killed. */
@@ -842,23 +929,47 @@ static int our_leftover(const char *token, const char *keyauth)
  * us overwrite it, delete it later, or hang on a FIFO. The one exception
  * is our own leftover for this token.
  */
-static void xwrite_challenge(const char *token, const char *keyauth)
+static void xwrite_challenge(const struct taken *t)
 {
-	size_t len = strlen(keyauth);
+	size_t len = strlen(t->auth);
 	int fd, err, ours;
-	if (n_chals == MAX_NAMES)
-		fail("more challenge files than names");
+	if (n_taken == MAX_NAMES)
+		fail("more challenges than names");
 	hold_signals(1);                /* none between making the file and noting it */
-	fd = openat(acme_fd, token, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	fd = openat(acme_fd, t->token, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	err = errno;
-	if ((ours = fd >= 0 || (err == EEXIST && our_leftover(token, keyauth))))
-		strcpy(chal_tokens[n_chals++], token);
+	if ((ours = fd >= 0 || (err == EEXIST && our_leftover(t->token, t->auth))))
+		taken[n_taken++] = *t;
 	hold_signals(0);
 	if (!ours)
-		fail("cannot create challenge file %s/%s: %s", run.acme_dir, token,
+		fail("cannot create challenge file %s/%s: %s", run.acme_dir, t->token,
 		     err == EEXIST ? "a file of that name is there already" : strerror(err));
-	if (fd >= 0 && (fchmod(fd, 0644) || write(fd, keyauth, len) != (ssize_t)len || close(fd)))
-		fail("cannot write challenge file %s/%s: %s", run.acme_dir, token, strerror(errno));
+	if (fd >= 0 && (fchmod(fd, 0644) || write(fd, t->auth, len) != (ssize_t)len || close(fd)))
+		fail("cannot write challenge file %s/%s: %s", run.acme_dir, t->token,
+		     strerror(errno));
+}
+
+/*
+ * 1 if the hook takes on challenge t (PROGRAM begin ...), which is then
+ * undone on every way out, as is one whose begin a signal cuts short; 0
+ * if it declines. A hook that does not end within --hook-timeout ends the run.
+ */
+static int xoffer_hook(const struct taken *t)
+{
+	int status;
+	if (n_taken == MAX_NAMES)
+		fail("more challenges than names");
+	hold_signals(1);
+	taken[n_taken++] = *t;
+	hold_signals(0);
+	status = run_hook("begin", t, now_ms() + run.hook_timeout * 1000LL);
+	hold_signals(1);
+	n_taken -= status != 0;         /* declined or killed: nothing to undo */
+	hold_signals(0);
+	if (status < 0)
+		fail("--hook %s begin %s %s: killed, or it did not end within --hook-timeout %d s",
+		     run.hook, t->type, t->ident, run.hook_timeout);
+	return status == 0;
 }
 
 /* Fetches the challenge file the way the CA will, before asking the CA to. */
@@ -891,7 +1002,10 @@ static void xself_check(const struct ident *id, const char *token, const char *k
 		     url, why);
 }
 
-/* The challenge of type in an authorization, or -1; others, whatever their shape, are skipped. */
+/*
+ * The challenge of type in an authorization, or -1; others, whatever their
+ * shape, are skipped. Type NULL: the first with an error.
+ */
 static int find_challenge(const struct json *j, const char *type)
 {
 	int list = json_get(j, 0, "challenges"), c;
@@ -899,7 +1013,8 @@ static int find_challenge(const struct json *j, const char *type)
 	if (list < 0 || j->t[list].type != J_ARR)
 		return -1;
 	for (c = list + 1; c < j->t[list].next; c = j->t[c].next)
-		if (json_get_str(j, c, "type", t, sizeof t) && !strcmp(t, type))
+		if (type ? json_get_str(j, c, "type", t, sizeof t) && !strcmp(t, type) :
+		    json_get(j, c, "error") >= 0)
 			return c;
 	return -1;
 }
@@ -926,52 +1041,188 @@ static const struct ident *xauthz_ident(struct acme *a, const char *url,
 }
 
 /*
- * One authorization, for one of our names: a CA must not make us serve
- * others. If it is pending, its http-01 key authorization is written
- * where the web server serves it, fetched back as the CA will, and the CA
- * told (7.5.1). 1 if the authorization or the challenge is valid already.
+ * Fills t for challenge c (of type) of the authorization j for id: the
+ * token, checked, as it may become a file name, and AUTH: the key
+ * authorization (8.1), or for dns-01 the TXT record's value (8.4).
  */
-static int xanswer(struct acme *a, const char *url, const struct names *ns)
+static void xfill_taken(struct taken *t, const struct acme *a, const struct ident *id,
+			const struct json *j, int c, const char *type)
+{
+	struct buf b = { 0 };
+	unsigned char h[32];
+	t->file = run.acme_dir && !strcmp(type, "http-01");     /* else the hook's */
+	strcpy(t->type, type);
+	strcpy(t->ident, id->value + (id->value[0] == '*' ? 2 : 0));
+	if (!json_get_str(j, c, "token", t->token, sizeof t->token) ||
+	    !is_b64url(t->token, MAX_TOKEN))
+		fail("%s: the challenge token is not 1 to 256 base64url characters;"
+		     " refusing it as a file name", id->value);
+	snprintf(t->auth, sizeof t->auth, "%s.%s", t->token, a->key->thumbprint);
+	if (!strcmp(type, "dns-01")) {
+		sha256(t->auth, strlen(t->auth), h);
+		buf_b64url(&b, h, sizeof h);
+		strcpy(t->auth, b.p);
+		buf_free(&b);
+	}
+}
+
+/* The types of the challenges in j, comma-separated, into b: for messages. */
+static const char *challenge_types(const struct json *j, struct buf *b)
+{
+	int list = json_get(j, 0, "challenges"), c;
+	char t[16];
+	for (c = list + 1; list >= 0 && j->t[list].type == J_ARR && c < j->t[list].next;
+	     c = j->t[c].next)
+		if (json_get_str(j, c, "type", t, sizeof t))
+			buf_cat(b, b->len ? ", " : "", t, NULL);
+	return b->len ? b->p : "none";
+}
+
+/*
+ * Takes on a challenge of the pending authorization j for id: with
+ * --dns-persist its dns-persist-01 (the record is there already); else
+ * http-01 as a file in --acme-dir; else the first of http-01 and dns-01
+ * that the hook accepts, in the CA's order. Its index in j, or the run
+ * ends. A wildcard name is proven by DNS only.
+ */
+static int xtake_challenge(const struct acme *a, const struct ident *id, const struct json *j)
+{
+	struct taken t;
+	struct buf offered = { 0 };
+	char type[8];
+	int wild = id->value[0] == '*', list = json_get(j, 0, "challenges"), c;
+	if (run.dns_persist && (c = find_challenge(j, "dns-persist-01")) < 0)
+		fail("%s: the CA offers no dns-persist-01 challenge (it offers: %s)", id->value,
+		     challenge_types(j, &offered));
+	if (run.dns_persist)
+		return c;
+	if (run.acme_dir && !wild && (c = find_challenge(j, "http-01")) >= 0) {
+		xfill_taken(&t, a, id, j, c, "http-01");
+		xwrite_challenge(&t);
+		if (!run.disable_check)
+			xself_check(id, t.token, t.auth);
+		return c;
+	}
+	for (c = list + 1; run.hook && list >= 0 && j->t[list].type == J_ARR &&
+	     c < j->t[list].next; c = j->t[c].next) {
+		if (!json_get_str(j, c, "type", type, sizeof type) ||
+		    (strcmp(type, "dns-01") && (wild || strcmp(type, "http-01"))))
+			continue;
+		buf_cat(&offered, offered.len ? ", " : "", type, NULL);
+		xfill_taken(&t, a, id, j, c, type);
+		if (xoffer_hook(&t)) {
+			buf_free(&offered);
+			return c;
+		}
+	}
+	if (run.hook)
+		fail("%s: the hook declined every challenge (offered: %s)", id->value,
+		     offered.len ? offered.p : "none of http-01 and dns-01");
+	fail("%s: the CA offers no http-01 challenge%s", id->value,
+	     wild ? ": a wildcard name needs DNS validation" : "");
+}
+
+/*
+ * One authorization, for one of our names: a CA must not make us answer
+ * for others. If it is pending, a challenge is taken on, and its URL
+ * added to chals (each ends in a NUL) to be answered once all are ready.
+ */
+static void xanswer(struct acme *a, const char *url, const struct names *ns, struct buf *chals)
 {
 	struct resp r = { 0 };
 	struct json j = { 0 };
 	const struct ident *id = xauthz_ident(a, url, ns, &r, &j);
-	char status[MAX_STATUS], token[MAX_TOKEN + 1], chal[MAX_URL], keyauth[MAX_TOKEN + 64];
-	int c, valid;
+	char status[MAX_STATUS], chal[MAX_URL];
 	xneed_str(&j, 0, "status", status, sizeof status, "authorization");
-	if ((valid = !strcmp(status, "valid"))) {
+	if (!strcmp(status, "valid")) {
 		info("Already verified: %s", id->value);
 	} else if (strcmp(status, "pending")) {
 		fail("authorization for %s is %s", id->value, status);
-	} else if ((c = find_challenge(&j, "http-01")) < 0) {
-		fail("%s: the CA offers no http-01 challenge%s", id->value, id->value[0] == '*' ?
-		     ": a wildcard name needs DNS validation" : "");
 	} else {
 		info("Verifying %s...", id->value);
-		xneed_str(&j, c, "url", chal, sizeof chal, "challenge");
-		if (!json_get_str(&j, c, "token", token, sizeof token) ||
-		    !is_b64url(token, MAX_TOKEN))
-			fail("%s: the challenge token is not 1 to 256 base64url characters;"
-			     " refusing it as a file name", id->value);
-		snprintf(keyauth, sizeof keyauth, "%s.%s", token, a->key->thumbprint);
-		xwrite_challenge(token, keyauth);
-		if (!run.disable_check)
-			xself_check(id, token, keyauth);
-		xpost(a, chal, "{}", &r, "challenge");
-		xparse_object(&r, &j, "challenge");
-		valid = json_get_str(&j, 0, "status", status, sizeof status) &&
-			!strcmp(status, "valid");
+		xneed_str(&j, xtake_challenge(a, id, &j), "url", chal, sizeof chal, "challenge");
+		buf_add(chals, chal, strlen(chal) + 1);
 	}
 	json_free(&j);
 	buf_free(&r.body);
-	return valid;
 }
 
-/* Ends the run for an invalid order: the name whose authorization failed, and why. */
+/* The first string of the JSON array list (index, or -1) into out; "" if there is none. */
+static void first_str(const struct json *j, int list, char *out, size_t cap)
+{
+	out[0] = 0;
+	if (list >= 0 && j->t[list].type == J_ARR && list + 1 < j->t[list].next &&
+	    json_str(j, list + 1, out, cap))
+		out[0] = 0;
+}
+
+/*
+ * Appends the dns-persist-01 record (draft-ietf-acme-dns-persist) by which
+ * our account may prove name (and *.name, if wild), as a zone file line.
+ * The issuer is the directory's, else the one challenge c of j names (c
+ * -1: none), else the CA's CAA identity; the account is a hash when the
+ * directory asks for one (draft-02), else its URL (draft-01). What came
+ * from the CA is checked: this line goes to stdout and into zones.
+ */
+static void xpersist_record(struct buf *b, const struct acme *a, const char *name, int wild,
+			    const struct json *j, int c)
+{
+	char issuer[MAX_NAME + 1];
+	unsigned char len = (unsigned char)strlen(name), h[32];
+	struct buf in = { 0 }, v = { 0 };
+	strcpy(issuer, a->issuer);
+	if (!issuer[0] && c >= 0)
+		first_str(j, json_get(j, c, "issuerDomainNames"), issuer, sizeof issuer);
+	if (!issuer[0] && c >= 0)
+		first_str(j, json_get(j, c, "issuer-domain-names"), issuer, sizeof issuer);
+	if (!issuer[0])
+		strcpy(issuer, a->caa);
+	if (a->hash_prefix[0]) {        /* SHA-256 of the name's length, it, thumbprint, URL */
+		buf_add(&in, &len, 1);
+		buf_cat(&in, name, a->key->thumbprint, a->kid, NULL);
+		sha256(in.p, in.len, h);
+		buf_cat(&v, a->hash_prefix, "sha-256/", NULL);
+		buf_b64url(&v, h, sizeof h);
+	} else {
+		buf_str(&v, a->kid);
+	}
+	if (!issuer[0] || strspn(issuer, "abcdefghijklmnopqrstuvwxyz0123456789-.") !=
+	    strlen(issuer) || strcspn(v.p, "\"; \\") != v.len)
+		fail("dns-persist-01: the CA names no issuer domain name, or one or an account"
+		     " URI that cannot go into a TXT record");
+	buf_cat(b, "_validation-persist.", name, ". IN TXT \"", issuer, "; accounturi=", v.p,
+		wild ? "; policy=wildcard\"" : "\"", NULL);
+	buf_free(&in);
+	buf_free(&v);
+}
+
+/*
+ * --print-dns-persist: the records that let our account prove the names
+ * in ns, one line per DNS name without "*.", into out.
+ */
+static void xpersist_records(const struct acme *a, const struct names *ns, struct buf *out)
+{
+	char star[MAX_NAME + 3];
+	int k;
+	for (k = 0; k < ns->n; k++) {
+		const char *v = ns->id[k].value, *name = v + (v[0] == '*' ? 2 : 0);
+		snprintf(star, sizeof star, "*.%s", name);
+		if (strcmp(ns->id[k].type, "dns") || (v[0] == '*' && our_ident(ns, "dns", name)))
+			continue;       /* an address, or a wildcard that its name's line covers */
+		xpersist_record(out, a, name, our_ident(ns, "dns", star) != NULL, NULL, -1);
+		buf_str(out, "\n");
+	}
+}
+
+/*
+ * Ends the run for an invalid order: the name whose authorization failed,
+ * and why; with --dns-persist, the record the CA looked for.
+ */
 static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
 {
 	struct resp r = { 0 };
 	struct json j = { 0 };
+	struct buf rec = { 0 };
 	char url[MAX_URL], status[MAX_STATUS], err[1400];
 	int list = json_get(&o->j, 0, "authorizations"), k, c;
 	for (k = list + 1; list >= 0 && o->j.t[list].type == J_ARR && k < o->j.t[list].next;
@@ -980,37 +1231,58 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
 		if (json_str(&o->j, k, url, sizeof url))
 			continue;
 		id = xauthz_ident(a, url, ns, &r, &j);
-		c = json_get(&j, find_challenge(&j, "http-01"), "error");
+		c = find_challenge(&j, run.dns_persist ? "dns-persist-01" : NULL);
 		xneed_str(&j, 0, "status", status, sizeof status, "authorization");
-		if (!strcmp(status, "invalid"))
-			fail("%s: challenge did not pass (invalid): %s", id->value,
-			     problem_text(&j, c, err, sizeof err));
+		if (strcmp(status, "invalid"))
+			continue;
+		buf_str(&rec, "; the CA looks for ");
+		if (run.dns_persist)
+			xpersist_record(&rec, a, id->value + (id->value[0] == '*' ? 2 : 0),
+					id->value[0] == '*', &j, c);
+		fail("%s: challenge did not pass (invalid): %s%s", id->value,
+		     problem_text(&j, json_get(&j, c, "error"), err, sizeof err),
+		     run.dns_persist ? rec.p : "");
 	}
 	xfail_order(o);
 }
 
 /*
- * The order's authorizations (7.5). Every one that is pending is answered
- * before any is waited for, so that the CA validates them side by side;
- * then the order is polled until it is ready (or invalid: then we find
- * out which name failed, and why).
+ * The order's authorizations (7.5). A challenge is taken on for every one
+ * that is pending before any is answered, and all are answered before any
+ * is waited for, so that the CA validates them side by side; then the
+ * order is polled until it is ready (or invalid: then we find out which
+ * name failed, and why). The hook hears done once it is ready.
  */
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 {
-	char url[MAX_URL];
+	struct buf chals = { 0 };
+	struct resp r = { 0 };
+	struct json j = { 0 };
+	char url[MAX_URL], status[MAX_STATUS];
+	size_t at;
 	int list = json_get(&o->j, 0, "authorizations"), k, n = 0, done = 1;
 	if (list < 0 || o->j.t[list].type != J_ARR)
 		fail("newOrder: the order has no list of authorizations");
 	for (k = list + 1; k < o->j.t[list].next; k = o->j.t[k].next) {
 		if (++n > ns->n || json_str(&o->j, k, url, sizeof url))
 			fail("newOrder: more authorizations than names, or one that is no URL");
-		done &= xanswer(a, url, ns);
+		xanswer(a, url, ns, &chals);
+	}
+	for (at = 0; at < chals.len; at += strlen(chals.p + at) + 1) {
+		xpost(a, chals.p + at, "{}", &r, "challenge");
+		xparse_object(&r, &j, "challenge");
+		done &= json_get_str(&j, 0, "status", status, sizeof status) &&
+			!strcmp(status, "valid");
+		json_free(&j);
 	}
 	/* a CA that validates while it answers needs no wait: then poll at once */
 	xpoll(a, o, done ? 0 : FIRST_POLL_DELAY);
-	remove_challenges();
 	if (!strcmp(o->status, "invalid"))
 		xfail_authz(a, o, ns);
+	if (undo_challenges("done", 0))
+		info("Warning: --hook %s done did not exit 0; the certificate is valid", run.hook);
+	buf_free(&chals);
+	buf_free(&r.body);
 }
 
 /*
@@ -1344,6 +1616,11 @@ static const char USAGE[] =
 "  --account-key FILE    account private key, PEM or DER: RSA 2048-4096, EC P-256/P-384\n"
 "  --csr FILE            certificate signing request, PEM or DER\n"
 "  --acme-dir DIR        where to write the challenge files\n"
+"  --hook PROGRAM        answer challenges by PROGRAM begin|done|failed TYPE NAME TOKEN AUTH\n"
+"                        as uacme's hooks (dns-01, or http-01 without --acme-dir)\n"
+"  --hook-timeout SECONDS  for one run of the hook (default 300)\n"
+"  --dns-persist         answer dns-persist-01: the TXT records are set already\n"
+"  --print-dns-persist   print those records for the account and the names, and exit\n"
 "  --domains NAMES       instead of --csr: DNS names and IP addresses, comma-separated;\n"
 "                        acme-tiny builds the CSR and signs it with --domain-key\n"
 "  --domain-key FILE     the certificate's private key; made (--key-type) if missing\n"
@@ -1435,6 +1712,9 @@ static const struct flag {
 	{ "--new-account-key", &run.new_account_key, NULL, 0 },
 	{ "--eab-kid", &run.eab_kid, NULL, 0 },
 	{ "--eab-hmac-key", &run.eab_hmac_key, NULL, 0 }, { "--eab-alg", &run.eab_alg, NULL, 0 },
+	{ "--hook", &run.hook, NULL, 0 }, { "--hook-timeout", NULL, &run.hook_timeout, 999999 },
+	{ "--dns-persist", NULL, &run.dns_persist, 0 },
+	{ "--print-dns-persist", NULL, &run.print_persist, 0 },
 	{ NULL, NULL, NULL, 0 }
 };
 
@@ -1457,10 +1737,13 @@ static void xcheck_args(void)
 		usage_error("%s needs --account-key%s", run.revoke ? "--revoke" : run.deactivate ?
 			    "--deactivate-account" : "--new-account-key",
 			    run.revoke ? " or --revoke-key" : "");
-	if (!actions && (!run.account_key || !run.acme_dir || !run.csr == !run.domains ||
-			 !run.domains != !run.domain_key))
-		usage_error("needs --account-key, --acme-dir, and either --csr or"
-			    " --domains with --domain-key");
+	if (!actions && (!run.account_key || !run.csr == !run.domains ||
+			 !run.domains != !run.domain_key ||
+			 !(run.acme_dir || run.hook || run.dns_persist || run.print_persist)))
+		usage_error("needs --account-key, --acme-dir (or --hook, or --dns-persist), and"
+			    " either --csr or --domains with --domain-key");
+	if (run.print_persist && (actions || run.output))
+		usage_error("--print-dns-persist prints the records to stdout, and does nothing else");
 }
 
 /* Reads the command line into run; ends the run with a usage error. */
@@ -1512,9 +1795,16 @@ static void xparse_args(int argc, char **argv)
 static void on_signal(int sig)
 {
 	const char *what = sig == SIGALRM ? time_up : "acme-tiny: interrupted";
-	const char *end = n_chals > 1 ? "; challenge files removed\n" :
-			  n_chals ? "; challenge file removed\n" : "\n";
-	remove_challenges();    /* async-signal-safe: unlinkat and a sig_atomic_t */
+	const char *end = n_taken > 1 ? "; challenge files removed\n" :
+			  n_taken ? "; challenge file removed\n" : "\n";
+	int k;
+	for (k = 0; k < n_taken; k++)
+		if (!taken[k].file)
+			end = "; challenges undone\n";
+	if (hook_pid)
+		kill(-hook_pid, SIGKILL);
+	/* a supervisor such as procd kills 5 s after SIGTERM: the hook gets 4 s in all */
+	undo_challenges("failed", now_ms() + 4000);
 	if (write(2, what, strlen(what)) < 0 || write(2, end, strlen(end)) < 0) {
 		/* nothing more we can do */
 	}
@@ -1632,9 +1922,10 @@ static void xnames_and_csr(struct names *ns, struct buf *csr)
 			     run.csr, MAX_NAMES);
 	}
 	for (k = 0; k < ns->n; k++) {
-		if (ns->id[k].value[0] == '*')
-			fail("%s: a wildcard name needs DNS validation (dns-01), and acme-tiny"
-			     " proves names by http-01 files only", ns->id[k].value);
+		if (ns->id[k].value[0] == '*' && !run.hook && !run.dns_persist &&
+		    !run.print_persist)
+			fail("%s: a wildcard name needs DNS validation: --hook (dns-01) or"
+			     " --dns-persist", ns->id[k].value);
 		buf_cat(&found, k ? ", " : "", ns->id[k].value, NULL);
 	}
 	info("Found domains: %s", found.p);
@@ -3749,8 +4040,8 @@ static void put_clean(const char *fmt, va_list ap)
 static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...)
 {
 	va_list ap;
+	undo_challenges("failed", 0);   /* a signal now: on_signal undoes the rest */
 	hold_signals(1);        /* no signal's line may cut into this one */
-	remove_challenges();
 	fputs("acme-tiny: ", stderr);
 	va_start(ap, fmt);
 	put_clean(fmt, ap);

@@ -405,7 +405,7 @@ def wildcard_refused(env):
     csr = make_csr(env.tmp, "wild", "*.wild.example.test", ["*.wild.example.test", "wild.example.test"])
     res = env.run(key, csr, "--directory-url", "https://127.0.0.1:9/dir", quiet=True)
     check_failure(res, env.p.acme_dir, r"^acme-tiny: \*\.wild\.example\.test: a wildcard name needs "
-                  r"DNS validation \(dns-01\), and acme-tiny proves names by http-01 files only$")
+                  r"DNS validation: --hook \(dns-01\) or --dns-persist$")
 
 
 def ca_url_forms(env):
