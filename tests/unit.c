@@ -2862,6 +2862,200 @@ static void test_parse_args(void)
 	context[0] = 0;
 }
 
+/* ===================== 2. DNS: dns-persist-01 records, the hook ===================== */
+
+#ifndef UNIT_NO_BEARSSL
+static void persist_line(struct acme *a, const char *json, const char *name, int wild,
+			 struct buf *out)
+{
+	struct json j = { 0 };
+
+	out->len = 0;
+	buf_str(out, "");
+	if (json) {
+		CHECK(json_parse(&j, json, strlen(json)) == 0);
+		xpersist_record(out, a, name, wild, &j, find_challenge(&j, "dns-persist-01"));
+	} else {
+		xpersist_record(out, a, name, wild, NULL, -1);
+	}
+	json_free(&j);
+}
+
+static const char *hostile_json;
+
+static void persist_hostile(const char *prefix)
+{
+	static struct key k;
+	static struct acme a;
+	struct buf b = { 0 };
+
+	snprintf(k.thumbprint, sizeof k.thumbprint, "%s", "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+	a.key = &k;
+	snprintf(a.kid, sizeof a.kid, "%s", "https://ca.example/acct/123");
+	snprintf(a.hash_prefix, sizeof a.hash_prefix, "%s", prefix);
+	persist_line(&a, hostile_json, "example.com", 0, &b);
+	buf_free(&b);
+}
+
+/*
+ * xpersist_record: the draft's hashed-URI example (draft-02), the account
+ * URL (draft-01), where the issuer comes from, policy=wildcard; what a CA
+ * sends that cannot go into a TXT record ends the run.
+ */
+static void test_persist_record(void)
+{
+	static struct key k;
+	static struct acme a;
+	struct buf b = { 0 };
+	static const char *const chal =
+		"{\"challenges\":[{\"type\":\"http-01\"},{\"type\":\"dns-persist-01\","
+		"\"issuer-domain-names\":[\"old.example\"],\"issuerDomainNames\":[\"new.example\"]}]}";
+	static const char *const chal01 =
+		"{\"challenges\":[{\"type\":\"dns-persist-01\",\"issuer-domain-names\":[\"pebble.letsencrypt.org\"]}]}";
+	static const char *const bad[] = {
+		"{\"challenges\":[{\"type\":\"dns-persist-01\",\"issuerDomainNames\":[\"a\\\"b\"]}]}",
+		"{\"challenges\":[{\"type\":\"dns-persist-01\",\"issuerDomainNames\":[\"a;b\"]}]}",
+		"{\"challenges\":[{\"type\":\"dns-persist-01\",\"issuerDomainNames\":[\"a b\"]}]}",
+		"{\"challenges\":[{\"type\":\"dns-persist-01\",\"issuerDomainNames\":[\"A\\u0001\"]}]}",
+		"{\"challenges\":[{\"type\":\"dns-persist-01\",\"issuerDomainNames\":[]}]}",
+		"{\"challenges\":[{\"type\":\"dns-persist-01\",\"issuerDomainNames\":\"ca.example\"}]}",
+	};
+	size_t i;
+
+	set_context("xpersist_record");
+	snprintf(k.thumbprint, sizeof k.thumbprint, "%s", "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+	a.key = &k;
+	snprintf(a.kid, sizeof a.kid, "%s", "https://ca.example/acct/123");
+	snprintf(a.hash_prefix, sizeof a.hash_prefix, "%s", "acct:");
+	snprintf(a.issuer, sizeof a.issuer, "%s", "ca.example");
+	persist_line(&a, NULL, "example.com", 0, &b);
+	CHECK_STR(b.p, "_validation-persist.example.com. IN TXT \"ca.example; accounturi="
+		  "acct:sha-256/5SQm7n6tPh2-PlLbCKGnViTXX5z19SCN4cPGQHSk-kw\"");
+	persist_line(&a, chal, "example.com", 1, &b);   /* the directory's issuer first */
+	CHECK_STR(b.p, "_validation-persist.example.com. IN TXT \"ca.example; accounturi="
+		  "acct:sha-256/5SQm7n6tPh2-PlLbCKGnViTXX5z19SCN4cPGQHSk-kw; policy=wildcard\"");
+	a.hash_prefix[0] = a.issuer[0] = 0;             /* draft-01: the URL, the challenge's */
+	snprintf(a.caa, sizeof a.caa, "%s", "caa.example");
+	persist_line(&a, chal01, "example.com", 0, &b);
+	CHECK_STR(b.p, "_validation-persist.example.com. IN TXT \"pebble.letsencrypt.org;"
+		  " accounturi=https://ca.example/acct/123\"");
+	persist_line(&a, chal, "x.example", 0, &b);     /* draft-02's field before draft-01's */
+	CHECK_STR(b.p, "_validation-persist.x.example. IN TXT \"new.example;"
+		  " accounturi=https://ca.example/acct/123\"");
+	persist_line(&a, NULL, "x.example", 0, &b);     /* else the CAA identity */
+	CHECK_STR(b.p, "_validation-persist.x.example. IN TXT \"caa.example;"
+		  " accounturi=https://ca.example/acct/123\"");
+	buf_free(&b);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		set_context("xpersist_record: hostile issuer %zu", i);
+		hostile_json = bad[i];
+		CHECK_INT(in_child(persist_hostile, ""), 1);
+	}
+	hostile_json = chal01;
+	set_context("xpersist_record: hostile accountHashPrefix");
+	CHECK_INT(in_child(persist_hostile, "a\"b/"), 1);
+	CHECK_INT(in_child(persist_hostile, "a;b/"), 1);
+	CHECK_INT(in_child(persist_hostile, "a b/"), 1);
+	CHECK_INT(in_child(persist_hostile, "a\\b/"), 1);
+	CHECK_INT(in_child(persist_hostile, "acct:"), 0);
+	context[0] = 0;
+}
+
+/* xpersist_records: one line per base name, policy=wildcard with its *. name; no addresses. */
+static void test_persist_records(void)
+{
+	static struct key k;
+	static struct acme a;
+	static struct names ns;
+	struct buf b = { 0 };
+
+	set_context("xpersist_records");
+	snprintf(k.thumbprint, sizeof k.thumbprint, "%s", "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+	a.key = &k;
+	snprintf(a.kid, sizeof a.kid, "%s", "https://ca.example/acct/1");
+	snprintf(a.issuer, sizeof a.issuer, "%s", "ca.example");
+	CHECK(names_from_list("a.example,*.b.example,*.a.example,1.2.3.4,c.example", &ns) == 0);
+	xpersist_records(&a, &ns, &b);
+	CHECK_STR(b.p,
+		  "_validation-persist.a.example. IN TXT \"ca.example; accounturi=https://ca.example/acct/1;"
+		  " policy=wildcard\"\n"
+		  "_validation-persist.b.example. IN TXT \"ca.example; accounturi=https://ca.example/acct/1;"
+		  " policy=wildcard\"\n"
+		  "_validation-persist.c.example. IN TXT \"ca.example; accounturi=https://ca.example/acct/1\"\n");
+	buf_free(&b);
+	context[0] = 0;
+}
+
+/* xfill_taken: IDENT without "*.", AUTH the key authorization, or for dns-01 its digest (8.4). */
+static void test_fill_taken(void)
+{
+	static struct key k;
+	static struct acme a;
+	static const char *const chal =
+		"{\"challenges\":[{\"type\":\"dns-01\",\"token\":\"evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA\"}]}";
+	struct ident id = { "dns", "*.example.org" };
+	struct json j = { 0 };
+	struct taken t;
+
+	set_context("xfill_taken");
+	snprintf(k.thumbprint, sizeof k.thumbprint, "%s", "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+	a.key = &k;
+	CHECK(json_parse(&j, chal, strlen(chal)) == 0);
+	xfill_taken(&t, &a, &id, &j, find_challenge(&j, "dns-01"), "dns-01");
+	CHECK_STR(t.ident, "example.org");
+	CHECK_STR(t.type, "dns-01");
+	CHECK_STR(t.token, "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA");
+	CHECK_STR(t.auth, "ZTRx1Ckl1-tM05o5zaizTTA0yUy5AGereMgSNWC6Ll8");
+	CHECK(!t.file);
+	xfill_taken(&t, &a, &id, &j, find_challenge(&j, "dns-01"), "http-01");
+	CHECK_STR(t.auth, "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA."
+		  "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+	json_free(&j);
+	context[0] = 0;
+}
+#endif
+
+/*
+ * run_hook: the argv as uacme's, no shell (a token with spaces or $ stays
+ * one argument), stdin /dev/null, the exit status; a hook still running at
+ * the deadline is killed with its process group, children and all.
+ */
+static void test_run_hook(void)
+{
+	struct taken t = { 0, "dns-01", "a.example", "tok $(x) ;", "auth" };
+	const char *saved = run.hook;
+	long long start;
+	char got[256] = "", hook[512];
+	FILE *f;
+
+	set_context("run_hook");
+	snprintf(hook, sizeof hook, "%s", tpath("hook.sh"));     /* tpath's buffer is reused */
+	run.hook = hook;
+	CHECK(sh("cat > hook.sh <<'E'\n#!/bin/sh\n"
+		 "cd \"$(dirname \"$0\")\"\n"
+		 "printf '%%s|' \"$@\" > args; read x && echo stdin >> args\n"
+		 "[ \"$1\" = begin ] && exit 3\n"
+		 "[ \"$1\" = sleep ] && { sleep 30 & echo $! > child; wait; }\n"
+		 "exit 0\nE\nchmod +x hook.sh") == 0);
+	CHECK_INT(run_hook("begin", &t, now_ms() + 10000), 3);
+	f = fopen(tpath("args"), "r");
+	CHECK(f && fgets(got, sizeof got, f));
+	if (f)
+		fclose(f);
+	CHECK_STR(got, "begin|dns-01|a.example|tok $(x) ;|auth|");
+	CHECK_INT(run_hook("done", &t, now_ms() + 10000), 0);
+	start = now_ms();
+	CHECK_INT(run_hook("sleep", &t, now_ms() + 300), -1);
+	CHECK(now_ms() - start < 5000);
+	/* its child is gone too: dead, or a zombie where init is slow to reap */
+	CHECK(sh("sleep 0.2; [ -s child ] && { s=$(cut -d' ' -f3 /proc/$(cat child)/stat);"
+		 " [ -z \"$s\" ] || [ \"$s\" = Z ]; }") == 0);
+	run.hook = tpath("no-such-hook");
+	CHECK_INT(run_hook("begin", &t, now_ms() + 10000), 127);
+	run.hook = saved;
+	context[0] = 0;
+}
+
 /* ===================== 2. the certificate chain ===================== */
 
 #ifndef UNIT_NO_BEARSSL
@@ -3188,8 +3382,10 @@ static const struct group GROUPS[] = {
 	{ "url", { test_url } },
 	/* 4. around the run */
 	{ "args", { test_parse_args } },
+	{ "hook", { test_run_hook } },
 #ifndef UNIT_NO_BEARSSL
 	/* 2. ACME steps */
+	{ "dns", { test_persist_record, test_persist_records, test_fill_taken } },
 	{ "chain", { test_check_chain, test_cert_key_bits, test_key_fits_cert } },
 	{ "cert", { test_cert_parse, test_x509_after_2038 } },
 #endif
