@@ -1170,6 +1170,7 @@ static void xpersist_record(struct buf *b, const struct acme *a, const char *nam
 	char issuer[MAX_NAME + 1];
 	unsigned char len = (unsigned char)strlen(name), h[32];
 	struct buf in = { 0 }, v = { 0 };
+	size_t k;
 	strcpy(issuer, a->issuer);
 	if (!issuer[0] && c >= 0)
 		first_str(j, json_get(j, c, "issuerDomainNames"), issuer, sizeof issuer);
@@ -1186,10 +1187,16 @@ static void xpersist_record(struct buf *b, const struct acme *a, const char *nam
 	} else {
 		buf_str(&v, a->kid);
 	}
-	if (!issuer[0] || strspn(issuer, "abcdefghijklmnopqrstuvwxyz0123456789-.") !=
-	    strlen(issuer) || strcspn(v.p, "\"; \\") != v.len)
-		fail("dns-persist-01: the CA names no issuer domain name, or one or an account"
-		     " URI that cannot go into a TXT record");
+	for (k = 0; k < v.len && v.p[k] > 0x20 && v.p[k] < 0x7F && !strchr("\";\\", v.p[k]);)
+		k++;            /* a byte that could end the record or the line is the CA's trick */
+	lower_case(issuer);
+	if (!issuer[0])
+		fail("dns-persist-01: the directory names no issuer (meta.issuerDomainNames or"
+		     " caaIdentities); --dns-persist's failure line gives the record");
+	if (strspn(issuer, "abcdefghijklmnopqrstuvwxyz0123456789-.") != strlen(issuer) ||
+	    k < v.len)
+		fail("dns-persist-01: the CA's issuer name or account URI cannot go into a TXT"
+		     " record");
 	buf_cat(b, "_validation-persist.", name, ". IN TXT \"", issuer, "; accounturi=", v.p,
 		wild ? "; policy=wildcard\"" : "\"", NULL);
 	buf_free(&in);

@@ -15,7 +15,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SUITES = ["test_pebble", "test_evil", "test_renewal", "test_account"]
+SUITES = ["test_pebble", "test_evil", "test_renewal", "test_account", "test_dns", "test_dns_persist"]
 
 
 FUZZERS = ["json", "http", "key", "csr"]

@@ -2935,13 +2935,13 @@ static void test_persist_record(void)
 	CHECK_STR(b.p, "_validation-persist.example.com. IN TXT \"ca.example; accounturi="
 		  "acct:sha-256/5SQm7n6tPh2-PlLbCKGnViTXX5z19SCN4cPGQHSk-kw; policy=wildcard\"");
 	a.hash_prefix[0] = a.issuer[0] = 0;             /* draft-01: the URL, the challenge's */
-	snprintf(a.caa, sizeof a.caa, "%s", "caa.example");
 	persist_line(&a, chal01, "example.com", 0, &b);
 	CHECK_STR(b.p, "_validation-persist.example.com. IN TXT \"pebble.letsencrypt.org;"
 		  " accounturi=https://ca.example/acct/123\"");
 	persist_line(&a, chal, "x.example", 0, &b);     /* draft-02's field before draft-01's */
 	CHECK_STR(b.p, "_validation-persist.x.example. IN TXT \"new.example;"
 		  " accounturi=https://ca.example/acct/123\"");
+	snprintf(a.caa, sizeof a.caa, "%s", "CAA.Example");     /* DNS names: any case */
 	persist_line(&a, NULL, "x.example", 0, &b);     /* else the CAA identity */
 	CHECK_STR(b.p, "_validation-persist.x.example. IN TXT \"caa.example;"
 		  " accounturi=https://ca.example/acct/123\"");
@@ -2957,6 +2957,10 @@ static void test_persist_record(void)
 	CHECK_INT(in_child(persist_hostile, "a;b/"), 1);
 	CHECK_INT(in_child(persist_hostile, "a b/"), 1);
 	CHECK_INT(in_child(persist_hostile, "a\\b/"), 1);
+	CHECK_INT(in_child(persist_hostile, "a\nb/"), 1);     /* a line of its own in the zone */
+	CHECK_INT(in_child(persist_hostile, "a\tb/"), 1);
+	CHECK_INT(in_child(persist_hostile, "a\x7f/"), 1);
+	CHECK_INT(in_child(persist_hostile, "a\x9b/"), 1);
 	CHECK_INT(in_child(persist_hostile, "acct:"), 0);
 	context[0] = 0;
 }
