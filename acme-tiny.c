@@ -54,7 +54,7 @@
 
 /* ======== 0. Types, limits, and the interfaces of the layers ============================ */
 
-#define VERSION "0.1.0"
+#define VERSION "0.2.0"     /* as openwrt/Makefile's PKG_VERSION */
 #define USER_AGENT "acme-tiny/" VERSION
 #define DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
 #define DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
@@ -3893,8 +3893,8 @@ static void sync_dir_of(char *path)
  * Writes a whole file through a temporary one beside it, synced before it
  * takes the name, so that a crash or a power cut leaves the old file or the
  * new one, never part of one. A key (replace 0) gets mode 0600 and is
- * linked into place: an existing file is never replaced (rename would). A
- * certificate (replace 1) is renamed over the old one and keeps its mode
+ * linked into place: an existing file is never replaced (rename would);
+ * one that another run made meanwhile is the key then. A certificate (replace 1) is renamed over the old one and keeps its mode
  * and, where we may, its owner; a new one is 0644.
  */
 static void xwrite_file(const char *path, const void *data, size_t len, int replace)
@@ -3915,7 +3915,7 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	if (close(fd) && !err)
 		err = errno;
 	if (!err && (replace ? rename(tmp, path) : link(tmp, path)))
-		err = errno;
+		err = !replace && errno == EEXIST ? 0 : errno;  /* a key a run beside us made: ours */
 	unlink(tmp);                    /* after link; gone already after rename */
 	if (!err)
 		sync_dir_of(tmp);       /* the new name too must survive a power cut */

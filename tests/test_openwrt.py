@@ -1,0 +1,414 @@
+"""The OpenWrt package (issue 16): openwrt/files/hook, the acme-common
+provider, run as acme-common runs it: `hook get` under busybox sh, with a
+bare environment of exactly what acme-common exports (procd's PATH, with a
+directory of the test's in front that holds acme-tiny and a `logger` that
+writes to a file), CERT_DIR, state_dir and CHALLENGE_DIR in a temporary root,
+against a local Pebble. IPKG_INSTROOT, empty on a router, points the hook at
+that root's /usr/lib/acme (a `notify` that records its events).
+
+Also: the package's shell files are shellcheck-clean and parse under busybox
+sh, and openwrt/Makefile's PKG_VERSION and PKG_RELEASE follow apk's rules and
+match `acme-tiny --version`."""
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+
+from helpers import openssl
+from pebble_env import Pebble, free_port
+from persist_ca import DRAFT02, PersistCA
+from test_dns_persist import NAME, ZONE_LINE, Suite
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOOK = os.path.join(REPO, "openwrt", "files", "hook")
+PROCD_PATH = "/usr/sbin:/sbin:/usr/bin:/bin"
+FILES = ("crt", "key", "fullchain.crt", "chain.crt", "combined.crt")
+
+URLS = {
+    "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
+    "letsencrypt_test": "https://acme-staging-v02.api.letsencrypt.org/directory",
+    "zerossl": "https://acme.zerossl.com/v2/DV90",
+    "google": "https://dv.acme-v02.api.pki.goog/directory",
+    "actalis": "https://acme-api.actalis.com/acme/directory",
+}
+
+
+def write(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+class Router:
+    """A temporary root as a router has it, the hook's environment, and a
+    way to run the hook. acme_tiny: the command that stands for /usr/bin/acme-tiny."""
+
+    def __init__(self, tmp, acme_tiny, pebble=None):
+        self.root = tempfile.mkdtemp(dir=tmp)
+        self.p = pebble
+        self.bin = os.path.join(self.root, "testbin")
+        self.log = os.path.join(self.root, "syslog")
+        self.events = os.path.join(self.root, "events")
+        write(os.path.join(self.bin, "acme-tiny"), f'#!/bin/sh\nexec {acme_tiny} "$@"\n', 0o755)
+        # logger as busybox's: -t TAG -p PRIO [--] [MESSAGE], else lines from stdin
+        write(os.path.join(self.bin, "logger"),
+              '#!/bin/sh\ntag=logger\nwhile [ $# -gt 0 ]; do case $1 in\n'
+              '-t) tag=$2; shift 2 ;; -p) shift 2 ;; --) shift; break ;; *) break ;; esac; done\n'
+              f'if [ $# -gt 0 ]; then echo "$tag: $*" >> {self.log}; else\n'
+              f'while IFS= read -r l; do echo "$tag: $l" >> {self.log}; done; fi\n', 0o755)
+        # the tools the hook uses, as OpenWrt has them: busybox applets, not GNU's
+        for tool in ("awk", "cat", "mv", "ln", "readlink", "mkfifo", "rm", "mkdir", "sleep"):
+            os.symlink(shutil.which("busybox"), os.path.join(self.bin, tool))
+        write(os.path.join(self.root, "usr/lib/acme/notify"),
+              f'#!/bin/sh\necho "$1" >> {self.events}\n', 0o755)
+        self.cert_dir = os.path.join(self.root, "etc/ssl/acme")
+        self.state_dir = os.path.join(self.root, "etc/acme")
+        self.challenge_dir = pebble.webroot if pebble else os.path.join(self.root, "challenge")
+
+    def env(self, **options):
+        """acme-common's environment for one section: every variable, empty when unset."""
+        e = {k: "" for k in ("main_domain", "domains", "key_type", "acme_server", "staging",
+                             "days", "cert_profile", "validation_method", "dns", "dns_wait",
+                             "calias", "dalias", "listen_port", "account_email", "debug")}
+        e.update(key_type="ec256", staging="0", validation_method="webroot",
+                 account_email="admin@example.test", debug="0", state_dir=self.state_dir,
+                 CHALLENGE_DIR=self.challenge_dir, CERT_DIR=self.cert_dir,
+                 PATH=self.bin + ":" + PROCD_PATH, IPKG_INSTROOT=self.root)
+        if self.p:
+            e.update(acme_server=self.p.directory, ACME_TINY_CA_FILE=self.p.ca_file)
+        e.update(options)
+        e["main_domain"] = e["domains"].split()[0] if e["domains"] else ""
+        return e
+
+    def start(self, **options):
+        return subprocess.Popen(["busybox", "sh", HOOK, "get"], env=self.env(**options),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=self.root)
+
+    def get(self, **options):
+        p = self.start(**options)
+        out, err = p.communicate(timeout=300)
+        return p.returncode, out.decode() + err.decode()
+
+    def syslog(self):
+        return open(self.log).read() if os.path.exists(self.log) else ""
+
+    def notified(self):
+        return open(self.events).read().split() if os.path.exists(self.events) else []
+
+    def path(self, main, ext):
+        return os.path.join(self.cert_dir, f"{main}.{ext}")
+
+    def snapshot(self, main):
+        """Every file of a section, by name: link target, content, mode and mtime."""
+        snap = {}
+        for ext in FILES:
+            link = self.path(main, ext)
+            target = os.path.realpath(link)
+            st = os.stat(target)
+            snap[ext] = (os.readlink(link), open(target).read(), st.st_mode, st.st_mtime_ns)
+        return snap
+
+
+def check_files(r, main, key_kind="EC"):
+    """The five files: links into the state directory, the leaf for the key, the
+    chain verifying up to Pebble's root, the full chain, the key files 0600."""
+    d = os.path.join(r.state_dir, "acme-tiny", main)
+    for ext in FILES:
+        link = r.path(main, ext)
+        assert os.path.islink(link), f"{link} is not a link"
+        assert os.path.realpath(link).startswith(d + "/"), f"{link} -> {os.readlink(link)}"
+    leaf, key, full = r.path(main, "crt"), r.path(main, "key"), r.path(main, "fullchain.crt")
+    chain, combined = r.path(main, "chain.crt"), r.path(main, "combined.crt")
+    assert open(leaf).read().count("BEGIN CERTIFICATE") == 1, "the leaf: not one certificate"
+    assert open(chain).read().count("BEGIN CERTIFICATE") >= 1, "the chain has no certificate"
+    assert open(full).read() == open(leaf).read() + open(chain).read(), "fullchain != leaf+chain"
+    assert open(combined).read() == open(full).read() + open(key).read(), "combined is not" \
+        " the full chain, then the key"
+    text = openssl("pkey", "-in", key, "-text", "-noout").stdout.decode()
+    assert ("modulus:" in text) == (key_kind == "RSA"), f"{key}: not {key_kind}: {text[:80]}"
+    pub_key = openssl("pkey", "-in", key, "-pubout").stdout
+    pub_cert = openssl("x509", "-in", leaf, "-pubkey", "-noout").stdout
+    assert pub_key == pub_cert, "the leaf is not for the key"
+    root = os.path.join(r.root, "pebble-root.pem")
+    write(root, r.p.management("/roots/0"))
+    v = subprocess.run(["openssl", "verify", "-CAfile", root, "-untrusted", chain, leaf],
+                       capture_output=True)
+    assert v.returncode == 0, v.stderr.decode() + v.stdout.decode()
+    for path in (key, combined):
+        mode = stat.S_IMODE(os.stat(os.path.realpath(path)).st_mode)
+        assert mode == 0o600, f"{path}: mode {oct(mode)}"
+    return open(leaf).read()
+
+
+def webroot_two_names(r):
+    """Two names by webroot: the five files, `issued`, logged with the acme tag; a
+    second run is not due: exit 0, nothing changed, no event, one line says so."""
+    code, out = r.get(domains="two.openwrt.test www.two.openwrt.test")
+    assert code == 0, out + r.syslog()
+    check_files(r, "two.openwrt.test")
+    assert r.notified() == ["issued"], r.notified()
+    assert "acme-tiny: two.openwrt.test: certificate issued" in r.syslog(), r.syslog()
+    san = openssl("x509", "-in", r.path("two.openwrt.test", "crt"), "-noout", "-ext",
+                  "subjectAltName").stdout.decode()
+    assert "DNS:two.openwrt.test" in san and "DNS:www.two.openwrt.test" in san, san
+    before = r.snapshot("two.openwrt.test")
+    code, out = r.get(domains="two.openwrt.test www.two.openwrt.test")
+    assert code == 0, out + r.syslog()
+    assert r.snapshot("two.openwrt.test") == before, "a run that was not due changed files"
+    assert r.notified() == ["issued"], r.notified()
+    assert "two.openwrt.test: the certificate is not due for renewal" in r.syslog()
+    assert os.listdir(r.p.acme_dir) == [], os.listdir(r.p.acme_dir)
+
+
+def replaces_other_provider(r):
+    """Files another provider left in CERT_DIR for this name are replaced by links;
+    another name's files are left alone."""
+    os.makedirs(r.cert_dir, exist_ok=True)
+    for ext in FILES:
+        write(r.path("other.openwrt.test", ext), "uacme's\n")
+    os.symlink("/nonexistent/acme.sh/cert", r.path("other.openwrt.test", "crt.bak"))
+    write(r.path("someone.else.test", "crt"), "keep me\n")
+    code, out = r.get(domains="other.openwrt.test")
+    assert code == 0, out + r.syslog()
+    check_files(r, "other.openwrt.test")
+    assert open(r.path("someone.else.test", "crt")).read() == "keep me\n"
+
+
+def key_type_rsa2048(r):
+    """key_type rsa2048: an RSA domain key, and a new certificate when it changes."""
+    code, out = r.get(domains="rsa.openwrt.test", key_type="rsa2048")
+    assert code == 0, out + r.syslog()
+    check_files(r, "rsa.openwrt.test", "RSA")
+    code, out = r.get(domains="rsa.openwrt.test", key_type="ec384")
+    assert code == 0, out + r.syslog()
+    check_files(r, "rsa.openwrt.test", "EC")
+    assert r.notified() == ["issued", "renewed"], r.notified()
+
+
+def failure_keeps_files(r):
+    """An unreachable CA: exit 1, `renew-failed`, the old files untouched, the reason
+    logged with acme-tiny's line."""
+    code, out = r.get(domains="keep.openwrt.test")
+    assert code == 0, out + r.syslog()
+    before = r.snapshot("keep.openwrt.test")
+    code, out = r.get(domains="keep.openwrt.test", acme_server="https://127.0.0.1:9/dir")
+    assert code == 1, f"exit {code}: {out}{r.syslog()}"
+    assert r.notified() == ["issued", "renew-failed"], r.notified()
+    assert r.snapshot("keep.openwrt.test") == before
+    log = r.syslog()
+    assert re.search(r"acme-tiny: acme-tiny: directory: .*127\.0\.0\.1", log), log
+    assert "keep.openwrt.test: acme-tiny failed" in log, log
+
+
+def two_sections_at_once(r):
+    """Two sections started together share one new account key (the loser of the
+    race to make it uses the winner's); both get their certificate."""
+    procs = [r.start(domains=f"{n}.both.openwrt.test") for n in ("one", "two")]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, out.decode() + err.decode() + r.syslog()
+    for n in ("one", "two"):
+        check_files(r, f"{n}.both.openwrt.test")
+    state = os.path.join(r.state_dir, "acme-tiny")
+    keys = [f for f in os.listdir(state) if f.endswith(".key")]
+    assert keys == ["account.key"], keys
+    assert sorted(r.notified()) == ["issued", "issued"], r.notified()
+
+
+def sigterm_during_validation(r, tmp):
+    """SIGTERM to the hook while validation waits (a dns-01 hook of the user's, as
+    credential ACME_TINY_HOOK, that sleeps in begin): acme-tiny hears it, the
+    user's hook is told `failed`, the run ends within procd's 5 seconds with exit 1
+    and `issue-failed`."""
+    calls = os.path.join(r.root, "dns-calls")
+    user_hook = os.path.join(r.root, "dns-hook")
+    write(user_hook, f'#!/bin/sh\necho "$1 $2 $3" >> {calls}\n'
+                     '[ "$2" = dns-01 ] || exit 1\n[ "$1" = begin ] && sleep 60\nexit 0\n', 0o755)
+    p = r.start(domains="term.openwrt.test", validation_method="dns", ACME_TINY_HOOK=user_hook)
+    deadline = time.time() + 60
+    while not (os.path.exists(calls) and "begin dns-01" in open(calls).read()):
+        assert time.time() < deadline and p.poll() is None, "the hook's begin never ran"
+        time.sleep(0.05)
+    start = time.time()
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert time.time() - start < 5, f"took {time.time() - start:.1f} s"
+    assert p.returncode == 1, out.decode() + err.decode()
+    lines = open(calls).read().splitlines()
+    assert lines[-1] == "failed dns-01 term.openwrt.test", lines
+    assert r.notified() == ["issue-failed"], r.notified()
+    assert not os.path.exists(r.path("term.openwrt.test", "crt"))
+
+
+def dns_persist(binary, tmp):
+    """dns-persist: a first run without the record fails, logging the record the CA
+    wants (from --print-dns-persist); with it set, as a user would paste that line
+    into the zone, the next run gets the certificate (tests/persist_ca.py, draft-02)."""
+    suite = Suite(binary, tempfile.mkdtemp(dir=tmp))
+    with PersistCA(suite.keys, mode=DRAFT02) as ca:
+        r = Router(tmp, binary)
+        options = dict(domains=f"{NAME} *.{NAME}", validation_method="dns-persist",
+                       acme_server=ca.directory, ACME_TINY_CA_FILE=suite.ca_file)
+        # the CA's certificate is for this key: the section's domain key
+        d = os.path.join(r.state_dir, "acme-tiny", NAME)
+        os.makedirs(d)
+        shutil.copy(suite.domain_key, os.path.join(d, "p256.key"))
+        code, out = r.get(**options)
+        assert code == 1, out + r.syslog()
+        records = [line.split(": ", 1)[1] for line in r.syslog().splitlines()
+                   if "_validation-persist." in line and "looks for" not in line]
+        assert records == [ca.zone_line(NAME, ca.account_url(1), True)], r.syslog()
+        for line in records:
+            m = ZONE_LINE.match(line)
+            ca.set_record("_validation-persist." + m[1], [m[2]])
+        code, out = r.get(**options)
+        assert code == 0, out + r.syslog()
+        assert r.notified() == ["issue-failed", "issued"], r.notified()
+        assert os.path.islink(r.path(NAME, "fullchain.crt"))
+        ca.stop()
+
+
+def standalone(r):
+    """standalone: busybox httpd (there is no uhttpd here) serves CHALLENGE_DIR on
+    listen_port, Pebble's http-01 port, for the run only."""
+    assert shutil.which("uhttpd", path=r.env()["PATH"]) is None
+    port = r.p.config["httpPort"]
+    code, out = r.get(domains="alone.openwrt.test", validation_method="standalone",
+                      listen_port=str(port))
+    assert code == 0, out + r.syslog()
+    check_files(r, "alone.openwrt.test")
+    with socket.socket() as s:
+        s.settimeout(2)
+        listening = s.connect_ex(("127.0.0.1", port)) == 0
+    assert not listening, f"something still listens on {port}: the server was not stopped"
+
+
+def standalone_port_taken(r):
+    """standalone on a port that is taken (uhttpd serving LuCI on 80, here the
+    webroot server): exit 1 with the hint to use webroot, nothing asked of the CA."""
+    code, out = r.get(domains="taken.openwrt.test", validation_method="standalone",
+                      listen_port=str(r.p.http_port))
+    assert code == 1, out + r.syslog()
+    assert "use validation_method webroot" in r.syslog(), r.syslog()
+    assert r.notified() == ["issue-failed"], r.notified()
+
+
+def options_to_flags(tmp):
+    """acme_server aliases, staging, key_type, days, cert_profile, credentials and the
+    validation methods become acme-tiny's flags (a stub acme-tiny records them:
+    the real CAs are not reachable here); unknown methods fail before it runs."""
+    def args_of(**options):
+        r = Router(tmp, "false")
+        rec = os.path.join(r.root, "args")
+        write(os.path.join(r.bin, "acme-tiny"),
+              f'#!/bin/sh\nprintf "%s\\n" "$@" > {rec}\nexit 1\n', 0o755)
+        code, out = r.get(domains="stub.openwrt.test *.stub.openwrt.test", **options)
+        return code, (open(rec).read().split("\n")[:-1] if os.path.exists(rec) else None), r
+
+    def flag(args, name):
+        return args[args.index(name) + 1] if name in args else None
+
+    cases = [({}, URLS["letsencrypt"]), ({"staging": "1"}, URLS["letsencrypt_test"]),
+             ({"acme_server": "letsencrypt", "staging": "1"}, URLS["letsencrypt_test"])]
+    cases += [({"acme_server": a}, u) for a, u in URLS.items()]
+    cases += [({"acme_server": "https://ca.lan:9000/acme/acme/directory"},
+               "https://ca.lan:9000/acme/acme/directory")]
+    for options, url in cases:
+        code, args, r = args_of(**options)
+        assert code == 0 and args, f"{options}: exit {code} {r.syslog()}"
+        assert flag(args, "--directory-url") == url, f"{options}: {args}"
+    code, args, r = args_of(key_type="ec384", days="20", cert_profile="shortlived",
+                            ACME_TINY_CA_FILE="/etc/my ca.pem", ACME_TINY_EAB_KID="kid",
+                            ACME_TINY_EAB_HMAC_KEY="c2VjcmV0", debug="1")
+    assert flag(args, "--key-type") == "p384" and flag(args, "--days") == "20", args
+    assert flag(args, "--profile") == "shortlived", args
+    assert flag(args, "--ca-file") == "/etc/my ca.pem", args
+    assert flag(args, "--eab-kid") == "kid" and flag(args, "--eab-hmac-key") == "c2VjcmV0"
+    assert flag(args, "--domains") == "stub.openwrt.test,*.stub.openwrt.test", args
+    assert flag(args, "--contact") == "mailto:admin@example.test", args
+    assert "--quiet" not in args and "--disable-check" in args, args
+    assert flag(args, "--acme-dir") == r.challenge_dir + "/.well-known/acme-challenge", args
+    code, args, r = args_of(validation_method="dns-persist")
+    assert "--dns-persist" in args and "--acme-dir" not in args and "--quiet" in args, args
+    code, args, r = args_of(validation_method="dns", ACME_TINY_HOOK="/etc/acme/my-dns-hook")
+    assert flag(args, "--hook") == "/etc/acme/my-dns-hook", args
+    for method, why in (("dns", "ACME_TINY_HOOK"), ("alpn", "supports webroot")):
+        code, args, r = args_of(validation_method=method)
+        assert code == 1 and args is None, f"{method}: {code} {args}"
+        assert why in r.syslog(), r.syslog()
+        assert r.notified() == ["issue-failed"], r.notified()
+    code, args, r = args_of(key_type="ec521")
+    assert code == 1 and args is None and "key_type ec521" in r.syslog(), r.syslog()
+
+
+def shell_files():
+    """Every shell file the package ships: shellcheck-clean, and busybox sh parses it."""
+    s = subprocess.run(["shellcheck", "-s", "sh", HOOK], capture_output=True, text=True)
+    assert s.returncode == 0, s.stdout + s.stderr
+    s = subprocess.run(["busybox", "sh", "-n", HOOK], capture_output=True, text=True)
+    assert s.returncode == 0, s.stderr
+    assert os.access(HOOK, os.X_OK), "the hook is not executable"
+
+
+def package_version(binary):
+    """PKG_VERSION by apk's rules (no '-', no 'v'), PKG_RELEASE an integer, and
+    `acme-tiny --version` prints PKG_VERSION; the BearSSL release's published hash."""
+    mk = open(os.path.join(REPO, "openwrt", "Makefile")).read()
+    version = re.search(r"^PKG_VERSION:=(.*)$", mk, re.M)[1]
+    release = re.search(r"^PKG_RELEASE:=(.*)$", mk, re.M)[1]
+    assert re.fullmatch(r"[0-9]+(\.[0-9]+)*", version), version
+    assert re.fullmatch(r"[0-9]+", release), release
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    assert out == f"acme-tiny {version}\n", out
+    assert "PKG_HASH:=6705bba1714961b41a728dfc5debbe348d2966c117649392f8c8139efc83ff14" in mk
+    assert re.search(r"^\s*PROVIDES:=@acme$", mk, re.M) and "DEPENDS:=+acme-common" in mk
+
+
+def run(binary, report, only=None):
+    selected = lambda n: not only or only in n or only in "test_openwrt"  # noqa: E731
+    tmp = tempfile.mkdtemp(prefix="acme-tiny-openwrt-")
+    try:
+        if selected("openwrt_shell_files"):
+            report.check("openwrt_shell_files", shell_files)
+        if selected("openwrt_package_version"):
+            report.check("openwrt_package_version", package_version, binary)
+        if selected("openwrt_options_to_flags"):
+            report.check("openwrt_options_to_flags", options_to_flags, tmp)
+        tests = [f for f in (webroot_two_names, replaces_other_provider, key_type_rsa2048,
+                             failure_keeps_files, two_sections_at_once, standalone_port_taken)
+                 if selected("openwrt_" + f.__name__)]
+        if tests or selected("openwrt_sigterm_during_validation"):
+            with Pebble() as p:
+                for f in tests:
+                    report.check("openwrt_" + f.__name__, f, Router(tmp, binary, p))
+                if selected("openwrt_sigterm_during_validation"):
+                    report.check("openwrt_sigterm_during_validation", sigterm_during_validation,
+                                 Router(tmp, binary, p), tmp)
+        if selected("openwrt_dns_persist"):
+            report.check("openwrt_dns_persist", dns_persist, binary, tmp)
+        if selected("openwrt_standalone"):
+            # Pebble's http-01 port with nothing on it: the hook's server takes it
+            with Pebble(config={"httpPort": free_port()}) as p:
+                report.check("openwrt_standalone", standalone, Router(tmp, binary, p))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_cross(name, command, report):
+    """The webroot scenario with a build for another architecture under qemu-user."""
+    argv = command.split()
+    argv[-1] = os.path.abspath(argv[-1])
+    tmp = tempfile.mkdtemp(prefix="acme-tiny-openwrt-")
+    try:
+        with Pebble() as p:
+            report.check(f"{name}_openwrt_webroot", webroot_two_names,
+                         Router(tmp, " ".join(argv), p))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
