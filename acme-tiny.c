@@ -959,13 +959,10 @@ static int xoffer_hook(const struct taken *t)
 	int status;
 	if (n_taken == MAX_NAMES)
 		fail("more challenges than names");
-	hold_signals(1);
-	taken[n_taken++] = *t;
-	hold_signals(0);
+	taken[n_taken] = *t;            /* whole before it counts: on_signal may look */
+	n_taken++;
 	status = run_hook("begin", t, now_ms() + run.hook_timeout * 1000LL);
-	hold_signals(1);
 	n_taken -= status != 0;         /* declined or killed: nothing to undo */
-	hold_signals(0);
 	if (status < 0)
 		fail("--hook %s begin %s %s: killed, or it did not end within --hook-timeout %d s",
 		     run.hook, t->type, t->ident, run.hook_timeout);
@@ -3894,8 +3891,9 @@ static void sync_dir_of(char *path)
  * takes the name, so that a crash or a power cut leaves the old file or the
  * new one, never part of one. A key (replace 0) gets mode 0600 and is
  * linked into place: an existing file is never replaced (rename would);
- * one that another run made meanwhile is the key then. A certificate (replace 1) is renamed over the old one and keeps its mode
- * and, where we may, its owner; a new one is 0644.
+ * one that another run made meanwhile is the key then. A certificate
+ * (replace 1) is renamed over the old one and keeps its mode and, where we
+ * may, its owner; a new one is 0644.
  */
 static void xwrite_file(const char *path, const void *data, size_t len, int replace)
 {
