@@ -276,7 +276,6 @@ static void xfinalize(struct acme *a, struct order *o, const struct buf *csr);
 static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 			 struct buf *chain);
 static void xcheck_challenge_ways(void);
-static int undo_challenges(const char *what, long long deadline);
 static void xpersist_records(const struct acme *a, const struct names *ns, struct buf *out);
 static void first_str(const struct json *j, int list, char *out, size_t cap);
 static int cert_fits_csr(const struct buf *pem, const struct buf *csr);
