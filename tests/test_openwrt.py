@@ -192,6 +192,23 @@ def key_type_rsa2048(r):
     assert r.notified() == ["issued", "renewed"], r.notified()
 
 
+def new_names_or_server(r):
+    """A name added, or another server (here Pebble by its IP address, another
+    URL): a new certificate at once, `renewed`, though the old one is not due."""
+    code, out = r.get(domains="change.openwrt.test")
+    assert code == 0, out + r.syslog()
+    first = check_files(r, "change.openwrt.test")
+    code, out = r.get(domains="change.openwrt.test new.change.openwrt.test")
+    assert code == 0, out + r.syslog()
+    second = check_files(r, "change.openwrt.test")
+    assert second != first and r.notified() == ["issued", "renewed"], r.notified()
+    code, out = r.get(domains="change.openwrt.test new.change.openwrt.test",
+                      acme_server=r.p.directory.replace("localhost", "127.0.0.1"))
+    assert code == 0, out + r.syslog()
+    assert check_files(r, "change.openwrt.test") != second
+    assert r.notified() == ["issued", "renewed", "renewed"], r.notified()
+
+
 def failure_keeps_files(r):
     """An unreachable CA: exit 1, `renew-failed`, the old files untouched, the reason
     logged with acme-tiny's line."""
@@ -280,10 +297,21 @@ def standalone(r):
     listen_port, Pebble's http-01 port, for the run only."""
     assert shutil.which("uhttpd", path=r.env()["PATH"]) is None
     port = r.p.config["httpPort"]
+    # acme-common's firewall functions, as a stub that says what was asked of it
+    nft = os.path.join(r.root, "nft")
+    write(os.path.join(r.root, "usr/lib/acme/functions.sh"),
+          f'add_nft_rule() {{ echo "add $1 $2" >> {nft}; echo "handle 7"; }}\n'
+          f'del_nft_rule() {{ echo "del $NFT_HANDLE" >> {nft}; }}\n')
     code, out = r.get(domains="alone.openwrt.test", validation_method="standalone",
                       listen_port=str(port))
     assert code == 0, out + r.syslog()
     check_files(r, "alone.openwrt.test")
+    assert open(nft).read() == f"add alone.openwrt.test {port}\ndel handle 7\n"
+    os.remove(nft)      # and on a failure: the rule is closed too
+    code, out = r.get(domains="alone.openwrt.test", validation_method="standalone",
+                      listen_port=str(port), acme_server="https://127.0.0.1:9/dir")
+    assert code == 1, out + r.syslog()
+    assert open(nft).read() == f"add alone.openwrt.test {port}\ndel handle 7\n"
     with socket.socket() as s:
         s.settimeout(2)
         listening = s.connect_ex(("127.0.0.1", port)) == 0
@@ -382,7 +410,8 @@ def run(binary, report, only=None):
         if selected("openwrt_options_to_flags"):
             report.check("openwrt_options_to_flags", options_to_flags, tmp)
         tests = [f for f in (webroot_two_names, replaces_other_provider, key_type_rsa2048,
-                             failure_keeps_files, two_sections_at_once, standalone_port_taken)
+                             new_names_or_server, failure_keeps_files, two_sections_at_once,
+                             standalone_port_taken)
                  if selected("openwrt_" + f.__name__)]
         if tests or selected("openwrt_sigterm_during_validation"):
             with Pebble() as p:
