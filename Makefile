@@ -35,10 +35,15 @@ test: acme-tiny tests/unit $(PEBBLE_ARI)
 # On 32-bit glibc targets add -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 (musl's
 # time_t is 64-bit everywhere).
 # Unwind tables are dead weight in C without exceptions: -fno-asynchronous-
-# unwind-tables drops ours, objcopy those in libbearssl.a and libc.a, and
-# -z noseparate-code the page padding between segments: 24 kB of flash.
+# unwind-tables drops ours, objcopy those of libbearssl.a before the link
+# (after it, they would leave a hole of their size) and of libc.a after it,
+# and -z noseparate-code the page padding between segments: 24 kB of flash.
+# -z norelro and a small common page size drop the padding that puts the
+# RELRO end on a page (up to 4 kB): a static musl binary has no dynamic
+# linker to make that part read-only anyway.
 STATIC = -static -Os -ffunction-sections -fdata-sections -Wl,--gc-sections \
-	-fno-asynchronous-unwind-tables -Wl,-z,noseparate-code -I/usr/include/bearssl
+	-fno-asynchronous-unwind-tables -Wl,-z,noseparate-code \
+	-Wl,-z,norelro -Wl,-z,common-page-size=64 -I/usr/include/bearssl
 CROSS = acme-tiny-static acme-tiny-mipsel acme-tiny-armhf acme-tiny-arm64 acme-tiny-s390x
 CC_static = musl-gcc
 CC_mipsel = mipsel-linux-musl-gcc
@@ -52,8 +57,12 @@ BINUTILS_mipsel = mipsel-linux-gnu-
 BINUTILS_armhf = arm-linux-gnueabihf-
 BINUTILS_arm64 = aarch64-linux-gnu-
 
-acme-tiny-static acme-tiny-mipsel acme-tiny-armhf acme-tiny-arm64: acme-tiny.c openwrt/glibc-chk.c
-	$(CC_$(@:acme-tiny-%=%)) $(STATIC) -Wall -Wextra -o $@ acme-tiny.c openwrt/glibc-chk.c $(LIB_$(@:acme-tiny-%=%))
+bearssl-static.a bearssl-mipsel.a bearssl-armhf.a bearssl-arm64.a:
+	$(BINUTILS_$(@:bearssl-%.a=%))objcopy -R .eh_frame $(LIB_$(@:bearssl-%.a=%)) $@
+
+acme-tiny-static acme-tiny-mipsel acme-tiny-armhf acme-tiny-arm64: acme-tiny-%: acme-tiny.c \
+		openwrt/glibc-chk.c bearssl-%.a
+	$(CC_$*) $(STATIC) -Wall -Wextra -o $@ acme-tiny.c openwrt/glibc-chk.c bearssl-$*.a
 	$(BINUTILS_$(@:acme-tiny-%=%))objcopy -R .eh_frame -R .eh_frame_hdr $@
 
 tests/unit-static tests/unit-mipsel tests/unit-armhf tests/unit-arm64: tests/unit.c acme-tiny.c openwrt/glibc-chk.c
@@ -143,7 +152,7 @@ install: acme-tiny
 	install -m 755 acme-tiny $(DESTDIR)$(PREFIX)/bin/acme-tiny
 
 clean:
-	rm -f acme-tiny acme-tiny-* tests/unit tests/unit-* $(FUZZERS) fuzz/*.log
+	rm -f acme-tiny acme-tiny-* bearssl-*.a tests/unit tests/unit-* $(FUZZERS) fuzz/*.log
 	rm -rf tests/.pebble-trixie
 
 .PHONY: all test check check-cross cross static size memory bench fuzz demo install clean

@@ -52,6 +52,8 @@
 #include <time.h>
 #include <unistd.h>
 
+pid_t _Fork(void);      /* POSIX 2024's fork for signal handlers; glibc hides it */
+
 /* ======== 0. Types, limits, and the interfaces of the layers ============================ */
 
 #define VERSION "0.2.0"     /* as openwrt/Makefile's PKG_VERSION */
@@ -242,7 +244,8 @@ static struct run {
 	int max_wait;     /* seconds of polling for one authorization or order */
 	int max_time;     /* seconds for all of the talk with the CA: a cron job must end */
 } run = { .directory = DEFAULT_DIRECTORY, .ca_file = DEFAULT_CA_FILE, .key_type_name = "p256",
-	  .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30, .max_wait = 300, .max_time = 3600 };
+	  .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30, .max_wait = 300,
+	  .max_time = 3600 };
 
 /* What SIGALRM, the end of --max-time, says; made before the alarm is set. */
 static char time_up[64];
@@ -417,7 +420,7 @@ int main(int argc, char **argv)
 	}
 	if (!manage) {
 		xnames_and_csr(&ns, &csr);
-		xcheck_challenge_ways();        /* they and --output are tried before the CA is asked */
+		xcheck_challenge_ways();        /* tried, as --output is, before the CA is asked */
 		if (run.output)
 			run.output = xcheck_output(run.output, &old);
 	}
@@ -846,7 +849,7 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigset_t none;
 	int status = -1, fd;
-	pid_t pid = fork();
+	pid_t pid = _Fork();    /* fork(3) runs atfork handlers: not in on_signal */
 	if (pid == 0) {
 		sigemptyset(&none);     /* what we hold or ignore is not the hook's business */
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -1746,7 +1749,7 @@ static void xcheck_args(void)
 		usage_error("needs --account-key, --acme-dir (or --hook, or --dns-persist), and"
 			    " either --csr or --domains with --domain-key");
 	if (run.print_persist && (actions || run.output))
-		usage_error("--print-dns-persist prints the records to stdout, and does nothing else");
+		usage_error("--print-dns-persist prints records to stdout, and does nothing else");
 }
 
 /* Reads the command line into run; ends the run with a usage error. */
@@ -2319,7 +2322,16 @@ static void tls_init(struct tls *t)
 	br_ssl_engine_set_default_ecdsa(&t->sc.eng);
 	br_ssl_engine_set_prf_sha256(&t->sc.eng, &br_tls12_sha256_prf);
 	br_ssl_engine_set_prf_sha384(&t->sc.eng, &br_tls12_sha384_prf);
-	br_ssl_engine_set_default_aes_gcm(&t->sc.eng);
+	/*
+	 * AES-GCM by BearSSL's portable constant-time code alone: its default
+	 * adds AES-NI and PCLMUL code, 4 kB of a router's flash, for the few kB
+	 * of records of a run. 64-bit registers or 32.
+	 */
+	br_ssl_engine_set_gcm(&t->sc.eng, &br_sslrec_in_gcm_vtable, &br_sslrec_out_gcm_vtable);
+	br_ssl_engine_set_aes_ctr(&t->sc.eng, UINTPTR_MAX > 0xFFFFFFFFu ?
+				  &br_aes_ct64_ctr_vtable : &br_aes_ct_ctr_vtable);
+	br_ssl_engine_set_ghash(&t->sc.eng, UINTPTR_MAX > 0xFFFFFFFFu ? br_ghash_ctmul64 :
+				br_ghash_ctmul);
 	br_ssl_engine_set_x509(&t->sc.eng, &t->xc.vtable);
 }
 
@@ -3912,7 +3924,7 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	if (close(fd) && !err)
 		err = errno;
 	if (!err && (replace ? rename(tmp, path) : link(tmp, path)))
-		err = !replace && errno == EEXIST ? 0 : errno;  /* a key a run beside us made: ours */
+		err = !replace && errno == EEXIST ? 0 : errno;  /* a run beside us made the key */
 	unlink(tmp);                    /* after link; gone already after rename */
 	if (!err)
 		sync_dir_of(tmp);       /* the new name too must survive a power cut */
