@@ -886,12 +886,14 @@ static int undo_challenges(const char *what, long long deadline)
 {
 	int bad = 0;
 	while (n_taken > 0) {
-		const struct taken *t = &taken[--n_taken];
+		/* it counts until it is undone: a signal meanwhile has it undone again */
+		const struct taken *t = &taken[n_taken - 1];
 		if (t->file)
 			unlinkat(acme_fd, t->token, 0);
 		else
 			bad += run_hook(what, t, deadline ? deadline :
 					now_ms() + run.hook_timeout * 1000LL) != 0;
+		n_taken--;
 	}
 	return bad;
 }
@@ -1817,7 +1819,10 @@ static void on_signal(int sig)
 	_exit(2);
 }
 
-/* Sets on_signal for the signals that end a run; a closed pipe is an error, not a signal. */
+/*
+ * Sets on_signal for the signals that end a run; a closed pipe is an error,
+ * not a signal; a child's end is one to wait for.
+ */
 static void catch_signals(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -1828,6 +1833,8 @@ static void catch_signals(void)
 	sigaction(SIGALRM, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = SIG_DFL;        /* inherited as ignored, no hook's end could be seen */
+	sigaction(SIGCHLD, &sa, NULL);
 }
 
 /* Holds off the signals on_signal takes (hold), or lets them in again (!hold). */

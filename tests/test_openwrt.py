@@ -63,7 +63,8 @@ class Router:
               f'if [ $# -gt 0 ]; then echo "$tag: $*" >> {self.log}; else\n'
               f'while IFS= read -r l; do echo "$tag: $l" >> {self.log}; done; fi\n', 0o755)
         # the tools the hook uses, as OpenWrt has them: busybox applets, not GNU's
-        for tool in ("awk", "cat", "mv", "ln", "readlink", "mkfifo", "rm", "mkdir", "sleep"):
+        for tool in ("awk", "cat", "cmp", "mv", "ln", "readlink", "mkfifo", "rm", "mkdir",
+                     "sleep"):
             os.symlink(shutil.which("busybox"), os.path.join(self.bin, tool))
         write(os.path.join(self.root, "usr/lib/acme/notify"),
               f'#!/bin/sh\necho "$1" >> {self.events}\n', 0o755)
