@@ -844,25 +844,35 @@ static volatile pid_t hook_pid;         /* the hook that runs now: on_signal kil
  */
 static int run_hook(const char *what, const struct taken *t, long long deadline)
 {
+	static const int ours[] = { SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGPIPE };
 	char *argv[] = { (char *)run.hook, (char *)what, (char *)t->type, (char *)t->ident,
 			 (char *)t->token, (char *)t->auth, NULL };
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
-	sigset_t none;
-	int status = -1, fd;
-	pid_t pid = _Fork();    /* fork(3) runs atfork handlers: not in on_signal */
-	if (pid == 0) {
-		sigemptyset(&none);     /* what we hold or ignore is not the hook's business */
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		sigaction(SIGPIPE, &dfl, NULL);
+	sigset_t set, old;
+	int status = -1, fd, k;
+	pid_t pid;
+	if (now_ms() >= deadline)
+		return -1;      /* on_signal's time is up: none is started to be killed */
+	sigfillset(&set);       /* none until on_signal knows the hook (hook_pid) */
+	sigprocmask(SIG_SETMASK, &set, &old);
+	if ((pid = _Fork()) == 0) {     /* fork(3) runs atfork handlers: not in on_signal */
+		for (k = 0; k < 5; k++)         /* our handlers are not the hook's */
+			sigaction(ours[k], &dfl, NULL);
 		setpgid(0, 0);
-		if ((fd = open("/dev/null", O_RDONLY)) >= 0 && dup2(fd, 0) == 0 && dup2(2, 1) == 1)
+		sigemptyset(&set);
+		sigprocmask(SIG_SETMASK, &set, NULL);
+		if ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0 && dup2(fd, 0) == 0 &&
+		    dup2(2, 1) == 1)
 			execv(run.hook, argv);
 		_exit(127);
 	}
+	if (pid > 0) {
+		setpgid(pid, pid);      /* as the child does: either way kill(-pid) works */
+		hook_pid = pid;
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0)
 		return -1;
-	setpgid(pid, pid);      /* as the child does: whichever comes first, kill(-pid) works */
-	hook_pid = pid;
 	while (waitpid(pid, &status, WNOHANG) == 0) {
 		if (now_ms() >= deadline) {
 			kill(-pid, SIGKILL);
@@ -963,8 +973,9 @@ static int xoffer_hook(const struct taken *t)
 	int status;
 	if (n_taken == MAX_NAMES)
 		fail("more challenges than names");
-	taken[n_taken] = *t;            /* whole before it counts: on_signal may look */
-	n_taken++;
+	hold_signals(1);                /* on_signal finds it noted whole, or not at all */
+	taken[n_taken++] = *t;
+	hold_signals(0);
 	status = run_hook("begin", t, now_ms() + run.hook_timeout * 1000LL);
 	n_taken -= status != 0;         /* declined or killed: nothing to undo */
 	if (status < 0)

@@ -25,6 +25,9 @@ Environment:
                       record both PIDs in DNS_HOOK_PIDS, then sleep (60 s
                       at most)
   DNS_HOOK_FAIL_DONE=1  exit 3 on done, after doing its work
+  DNS_HOOK_WRONG=1    put (and take away) a TXT value other than AUTH: the
+                      CA's check fails
+  DNS_HOOK_SLOW=METHOD  sleep 2 s on METHOD before doing its work (a slow DNS API)
   DNS_HOOK_CHATTY=1   print "dns-hook: METHOD TYPE IDENT to stdout" to stdout,
                       "... to stderr, stdin /dev/null" (or "stdin not
                       /dev/null") to stderr
@@ -77,6 +80,8 @@ def main(argv):
         sys.stderr.write("usage: dns-hook.py begin|done|failed TYPE IDENT TOKEN AUTH\n")
         return 85
     method, typ, ident, _token, auth = argv[1:]
+    if os.environ.get("DNS_HOOK_WRONG") == "1":
+        auth = "wrong-" + auth
     if "DNS_HOOK_LOG" in os.environ:
         with open(os.environ["DNS_HOOK_LOG"], "a") as f:
             f.write(" ".join(argv[1:]) + "\n")
@@ -99,6 +104,8 @@ def main(argv):
         return 1
     if typ != "dns-01" or os.environ.get("DNS_HOOK_DECLINE") == "1":
         return 1
+    if os.environ.get("DNS_HOOK_SLOW") == method:
+        time.sleep(2)
     host = f"_acme-challenge.{ident}."
     state = load_state()
     values = state.setdefault(host, [])

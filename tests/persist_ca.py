@@ -13,7 +13,8 @@ TLS server, nonces, request log; no JWS signature is checked), serves:
   for NAME with "wildcard": true. Each pending authorization offers http-01,
   dns-01 and dns-persist-01 (challenges at /chal/AUTHZ/TYPE), in the order of
   `challenge_types`; a name in `no_persist` (as requested, "*." kept) gets no
-  dns-persist-01.
+  dns-persist-01. With stale_error, each dns-01 carries an error of an
+  earlier attempt ("stale dns-01 attempt"), as a CA may keep one.
 - mode "draft-01" (Pebble 2.10.1): the challenge carries
   "issuer-domain-names"; the record's accounturi is the account URL.
   mode "draft-02": the directory's meta carries "issuerDomainNames" and
@@ -82,13 +83,14 @@ def parse_record(text):
 class PersistCA(EvilCA):
     def __init__(self, tls_dir, mode=DRAFT02, issuers=(ISSUER,), hash_prefix=HASH_PREFIX,
                  no_persist=(), challenge_types=("http-01", "dns-01", PERSIST), cert="tls",
-                 challenge_status="processing", account_suffix=""):
+                 challenge_status="processing", account_suffix="", stale_error=False):
         if mode not in MODES:
             raise KeyError(f"unknown mode {mode}")
         super().__init__("normal", tls_dir, cert=cert)
         self.mode, self.issuers, self.hash_prefix = mode, list(issuers), hash_prefix
         self.no_persist, self.challenge_types = set(no_persist), tuple(challenge_types)
         self.challenge_status = challenge_status
+        self.stale_error = stale_error
         self.account_suffix = account_suffix     # appended to account URLs (hostile ones)
         self.records = {}          # "_validation-persist.NAME" -> [TXT strings]
         self.accounts = {}         # thumbprint -> account URL
@@ -310,7 +312,10 @@ class PersistCA(EvilCA):
                 self.authzs[aid] = {
                     "identifier": {"type": ident.get("type", "dns"), "value": value[2:] if wild else value},
                     "wildcard": wild, "requested": value, "status": "pending", "types": types,
-                    "chal_status": {}, "errors": {}, "order": oid,
+                    "chal_status": {}, "order": oid,
+                    "errors": {"dns-01": {"type": P + "unauthorized", "status": 403,
+                                          "detail": "stale dns-01 attempt"}}
+                    if self.stale_error and "dns-01" in types else {},
                     "tokens": {t: b64u(hashlib.sha256(f"{oid}/{aid}/{t}".encode()).digest())
                                for t in types if t != PERSIST}}
                 ids.append(aid)

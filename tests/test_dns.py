@@ -312,12 +312,26 @@ def declines_everything(env):
         os.remove(env.log_path)
 
 
+def invalid_order(env):
+    """A hook that puts the wrong TXT value: the order is invalid, exit 2
+    with the name and the CA's reason, and the hook hears failed, not done;
+    no TXT left."""
+    name = "wrong.example.test"
+    res = env.run([name], "--hook", HOOK, env=env.env(DNS_HOOK_WRONG="1"))
+    check_failure(res, env.p.acme_dir, rf"^acme-tiny: {re.escape(name)}: challenge did not pass "
+                  r"\(invalid\): ")
+    begins, rest = split_calls(env.calls())
+    assert len(begins) == 1 and rest == [["failed", *begins[0][1:]]], env.calls()
+    assert env.txt(name) == [], f"TXT left: {env.txt(name)}"
+
+
 def hook_timeout(env):
     """--hook-timeout 2, the second name's first begin hangs: killed after about
     2 s with its process group (the hook and the child it started), exit 2
     with one line, and failed for the first name's accepted dns-01 (the
     names are taken in the CA's order of authorizations)."""
     names = ["one.timeout.example.test", "two.timeout.example.test"]
+    posts = env.requests("POST /chalZ/")
     start = time.time()
     res = env.run(names, "--hook", HOOK, "--hook-timeout", "2", timeout=30,
                   env=env.env(DNS_HOOK_HANG="begin:2"))
@@ -337,9 +351,10 @@ def hook_timeout(env):
     assert line == f"acme-tiny: --hook {HOOK} begin {hung[0][1]} {hung[0][2]}: killed, or it did " \
         "not end within --hook-timeout 2 s", line
     after = calls[calls.index(hung[0]) + 1:]
-    assert ["failed", *first[0][1:]] in after, f"no failed for {first[0]}: {calls}"
-    assert all(c[0] == "failed" and c[1:] in (first[0][1:], hung[0][1:]) for c in after), calls
+    assert after == [["failed", *first[0][1:]]], f"expected failed for {first[0]} alone " \
+        f"(the killed begin has nothing to undo): {calls}"
     assert env.txt(asked[0]) == [], "TXT left"
+    assert env.requests("POST /chalZ/") == posts, "a challenge was answered before every begin"
 
 
 def sigterm(env, names, hang):
@@ -400,6 +415,69 @@ def sigterm_failed_hangs(env):
     assert [c[0] for c in env.calls()].count("failed") >= 1, env.calls()
 
 
+def sigterm_during_fail(env):
+    """SIGTERM while the failed that follows a --hook-timeout hangs: the
+    signal is not held off while fail() undoes (procd's SIGKILL comes 5 s
+    after its SIGTERM): exit 2 with the signal's line within the 4 s, long
+    before that failed's --hook-timeout of 6 s; every hanging hook killed."""
+    names = ["one.fail-term.example.test", "two.fail-term.example.test"]
+    proc = subprocess.Popen(env.argv(names, "--hook", HOOK, "--hook-timeout", "6"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=env.env(DNS_HOOK_HANG="begin:2,failed"))
+    try:
+        end = time.time() + 60
+        while len(env.hung_pids()) < 4 and proc.poll() is None and time.time() < end:
+            time.sleep(0.05)
+        assert len(env.hung_pids()) == 4, f"the failed never hung: {env.calls()}"
+        sent = time.time()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        took = time.time() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    res = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: interrupted")
+    assert took < 5, f"exited {took:.1f} s after SIGTERM"
+    env.check_killed(env.hung_pids())
+
+
+def sigterm_during_done(env):
+    """SIGTERM while a slow done runs (the order is ready): that done is cut
+    short, so the challenge is undone all the same (failed, within the 4 s):
+    exit 2, no TXT left."""
+    name = "slow-done.example.test"
+    proc = subprocess.Popen(env.argv([name], "--hook", HOOK), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=env.env(DNS_HOOK_SLOW="done"))
+    try:
+        end = time.time() + 60
+        while "done" not in [c[0] for c in env.calls()] and proc.poll() is None \
+                and time.time() < end:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, f"exit {proc.returncode}"
+    assert [c[0] for c in env.calls() if c[1] == "dns-01"][-1] == "failed", env.calls()
+    assert env.txt(name) == [], f"TXT left: {env.txt(name)}"
+
+
+def sigchld_ignored(env):
+    """Started with SIGCHLD ignored (inherited through exec from some
+    supervisors): the hook's exit status is still heard; issued."""
+    name = "sigchld.example.test"
+    res = subprocess.run(env.argv([name], "--hook", HOOK), capture_output=True, timeout=120,
+                         stdin=subprocess.DEVNULL, env=env.env(),
+                         preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+    check_success(res, env.p.acme_dir)
+
+
 def max_time_during_hook(env):
     """--max-time 3 while the second name's begin hangs (--hook-timeout
     is longer): exit 2 at about 3 s with --max-time's line, the hanging
@@ -426,12 +504,19 @@ def max_time_during_hook(env):
 
 def usage(env):
     """--hook is enough without --acme-dir (the run goes on to the CA);
-    without --acme-dir, --hook or --dns-persist it is a usage error;
+    without --acme-dir, --hook or --dns-persist it is a usage error; a
+    --hook we may not run ends the run before the CA is asked;
+    --print-dns-persist takes neither --output nor an action;
     --hook-timeout is 1..999999; a wildcard with --acme-dir only fails
     before any request, saying it needs DNS validation."""
     base = ["--account-key", env.key, "--csr", make_csr(env.d, "usage", "usage.example.test"),
             "--ca-file", env.p.ca_file, "--directory-url", "https://127.0.0.1:9/dir"]
+    cert = os.path.join(env.d, "usage.crt")
+    with open(cert, "w") as f:
+        f.write("not for TXT lines\n")
     for extra, is_usage in ((["--hook", HOOK], False), ([], True),
+                            (["--print-dns-persist", "--output", cert], True),
+                            (["--print-dns-persist", "--deactivate-account"], True),
                             (["--hook", HOOK, "--hook-timeout", "1"], False),
                             (["--hook", HOOK, "--hook-timeout", "999999"], False),
                             (["--hook", HOOK, "--hook-timeout", "0"], True),
@@ -445,6 +530,13 @@ def usage(env):
         assert (USAGE_HINT in err) == is_usage, f"{extra}: {err!r}"
         assert is_usage or re.search(r"directory|127\.0\.0\.1:9", err), f"{extra}: {err!r}"
     assert env.calls() == [], "the hook ran"
+    assert open(cert).read() == "not for TXT lines\n", "--output was written"
+    not_exec = os.path.join(env.d, "not-executable")
+    shutil.copy(HOOK, not_exec)
+    os.chmod(not_exec, 0o644)
+    res = subprocess.run([env.bin, *base, "--hook", not_exec, "--quiet"], capture_output=True,
+                         timeout=60, stdin=subprocess.DEVNULL)
+    check_failure(res, None, rf"^acme-tiny: --hook {re.escape(not_exec)}: Permission denied$")
     names = ["*.usage-wild.example.test", "usage-wild.example.test"]
     dirs = env.requests("GET /dir")
     res = env.run(names, "--acme-dir", env.p.acme_dir)
@@ -456,8 +548,8 @@ def usage(env):
 TESTS = [(f"dns_{f.__name__}", f) for f in (
     dns01_one_name, dns01_wildcard, mixed_file_and_hook, uacme_example_hook, done_fails,
     chatty_hook,
-    declines_everything, hook_timeout, sigterm_during_hook, sigterm_failed_hangs,
-    max_time_during_hook, usage)]
+    declines_everything, invalid_order, hook_timeout, sigterm_during_hook, sigterm_failed_hangs,
+    sigterm_during_fail, sigterm_during_done, sigchld_ignored, max_time_during_hook, usage)]
 
 
 def run(binary, report, only=None):

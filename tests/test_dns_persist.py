@@ -293,6 +293,17 @@ persist_until_past = failure_case(DRAFT02, "csr_single", lambda lines: [
     l[:-1] + '; persistUntil=1000000000"' for l in lines], False)
 
 
+def stale_error(suite):
+    """A draft-01 CA whose dns-01 (before dns-persist-01) carries an error of
+    an earlier attempt: the failure line gives dns-persist-01's reason and the
+    record with its issuer, not the dns-01's."""
+    with PersistCA(suite.keys, mode=DRAFT01, stale_error=True) as ca:
+        line = one_line_failure(suite.run(ca, "--dns-persist", names=suite.csr_single))
+        tail = LOOKS_FOR + ca.zone_line(NAME, ca.account_url(1))
+        assert line.endswith(tail) and "stale" not in line, f"stderr {line!r}"
+        stop(ca)
+
+
 def no_persist_offered(suite):
     for bare, offers in ((NAME, "http-01, dns-01"), ("*." + NAME, "dns-01")):
         with PersistCA(suite.keys, mode=DRAFT02, no_persist={bare}) as ca:
@@ -390,6 +401,7 @@ CASES = [
     ("persist_other_account_draft02", other_account(DRAFT02)),
     ("persist_wildcard_no_policy", no_policy),
     ("persist_until_past", persist_until_past),
+    ("persist_stale_error", stale_error),
     ("persist_not_offered", no_persist_offered),
     ("persist_hostile_directory", hostile_directory),
     ("persist_hostile_directory_issuance", hostile_directory_issuance),

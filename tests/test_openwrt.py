@@ -63,7 +63,7 @@ class Router:
               f'if [ $# -gt 0 ]; then echo "$tag: $*" >> {self.log}; else\n'
               f'while IFS= read -r l; do echo "$tag: $l" >> {self.log}; done; fi\n', 0o755)
         # the tools the hook uses, as OpenWrt has them: busybox applets, not GNU's
-        for tool in ("awk", "cat", "cmp", "mv", "ln", "readlink", "mkfifo", "rm", "mkdir",
+        for tool in ("awk", "cat", "mv", "ln", "readlink", "mkfifo", "rm", "rmdir", "mkdir",
                      "sleep"):
             os.symlink(shutil.which("busybox"), os.path.join(self.bin, tool))
         write(os.path.join(self.root, "usr/lib/acme/notify"),
@@ -169,8 +169,8 @@ def webroot_two_names(r):
 
 
 def replaces_other_provider(r):
-    """Files another provider left in CERT_DIR for this name are replaced by links;
-    another name's files are left alone."""
+    """Files another provider left in CERT_DIR for this name are replaced by links,
+    also by a run whose certificate is not due; another name's files are left alone."""
     os.makedirs(r.cert_dir, exist_ok=True)
     for ext in FILES:
         write(r.path("other.openwrt.test", ext), "uacme's\n")
@@ -180,6 +180,11 @@ def replaces_other_provider(r):
     assert code == 0, out + r.syslog()
     check_files(r, "other.openwrt.test")
     assert open(r.path("someone.else.test", "crt")).read() == "keep me\n"
+    os.remove(r.path("other.openwrt.test", "crt"))     # and again, while ours is not due
+    write(r.path("other.openwrt.test", "crt"), "uacme's\n")
+    code, out = r.get(domains="other.openwrt.test")
+    assert code == 0 and "not due" in r.syslog(), out + r.syslog()
+    check_files(r, "other.openwrt.test")
 
 
 def key_type_rsa2048(r):
@@ -208,6 +213,22 @@ def new_names_or_server(r):
     assert code == 0, out + r.syslog()
     assert check_files(r, "change.openwrt.test") != second
     assert r.notified() == ["issued", "renewed", "renewed"], r.notified()
+
+
+def files_after_a_failed_run(r):
+    """A run whose certificate came but whose files could not be made (awk fails
+    here; a full disk, SIGTERM or a power cut there): the next run, though the
+    certificate is not due, makes and links the five files."""
+    awk = os.path.join(r.bin, "awk")
+    os.remove(awk)
+    write(awk, "#!/bin/sh\nexit 1\n", 0o755)
+    code, out = r.get(domains="half.openwrt.test")
+    assert code == 1, out + r.syslog()
+    os.remove(awk)
+    os.symlink(shutil.which("busybox"), awk)
+    code, out = r.get(domains="half.openwrt.test")
+    assert code == 0, out + r.syslog()
+    check_files(r, "half.openwrt.test")
 
 
 def failure_keeps_files(r):
@@ -319,6 +340,31 @@ def standalone(r):
     assert not listening, f"something still listens on {port}: the server was not stopped"
 
 
+def sigterm_before_acme_tiny(tmp):
+    """SIGTERM while standalone's server starts, before acme-tiny runs: exit 1
+    at once, acme-tiny never run, the server stopped (the EXIT trap)."""
+    r = Router(tmp, "false")
+    ran = os.path.join(r.root, "ran")
+    write(os.path.join(r.bin, "acme-tiny"), f'#!/bin/sh\ntouch {ran}\nexit 1\n', 0o755)
+    port = free_port()
+    p = r.start(domains="early.openwrt.test", validation_method="standalone",
+                listen_port=str(port))
+    deadline = time.time() + 10
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert time.time() < deadline and p.poll() is None, "the server never listened"
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 1, f"exit {p.returncode}: {out.decode()}{err.decode()}{r.syslog()}"
+    assert not os.path.exists(ran), "acme-tiny ran after SIGTERM"
+    with socket.socket() as s:
+        s.settimeout(2)
+        assert s.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"
+
+
 def standalone_port_taken(r):
     """standalone on a port that is taken (uhttpd serving LuCI on 80, here the
     webroot server): exit 1 with the hint to use webroot, nothing asked of the CA."""
@@ -335,10 +381,12 @@ def options_to_flags(tmp):
     the real CAs are not reachable here); unknown methods fail before it runs."""
     def args_of(**options):
         r = Router(tmp, "false")
+        write(os.path.join(r.root, "glob.stub.openwrt.test"), "")  # *.stub... is no pattern
         rec = os.path.join(r.root, "args")
         write(os.path.join(r.bin, "acme-tiny"),
               f'#!/bin/sh\nprintf "%s\\n" "$@" > {rec}\nexit 1\n', 0o755)
-        code, out = r.get(domains="stub.openwrt.test *.stub.openwrt.test", **options)
+        options.setdefault("domains", "stub.openwrt.test *.stub.openwrt.test")
+        code, out = r.get(**options)
         return code, (open(rec).read().split("\n")[:-1] if os.path.exists(rec) else None), r
 
     def flag(args, name):
@@ -375,6 +423,11 @@ def options_to_flags(tmp):
         assert r.notified() == ["issue-failed"], r.notified()
     code, args, r = args_of(key_type="ec521")
     assert code == 1 and args is None and "key_type ec521" in r.syslog(), r.syslog()
+    code, args, r = args_of(account_email="")
+    assert code == 1 and args is None and "account_email is required" in r.syslog(), r.syslog()
+    for main in ("../up.openwrt.test", ".."):   # the first name names the state directory
+        code, args, r = args_of(domains=main)
+        assert code == 1 and args is None and "cannot name the files" in r.syslog(), r.syslog()
 
 
 def shell_files():
@@ -410,9 +463,11 @@ def run(binary, report, only=None):
             report.check("openwrt_package_version", package_version, binary)
         if selected("openwrt_options_to_flags"):
             report.check("openwrt_options_to_flags", options_to_flags, tmp)
+        if selected("openwrt_sigterm_before_acme_tiny"):
+            report.check("openwrt_sigterm_before_acme_tiny", sigterm_before_acme_tiny, tmp)
         tests = [f for f in (webroot_two_names, replaces_other_provider, key_type_rsa2048,
-                             new_names_or_server, failure_keeps_files, two_sections_at_once,
-                             standalone_port_taken)
+                             new_names_or_server, files_after_a_failed_run, failure_keeps_files,
+                             two_sections_at_once, standalone_port_taken)
                  if selected("openwrt_" + f.__name__)]
         if tests or selected("openwrt_sigterm_during_validation"):
             with Pebble() as p:

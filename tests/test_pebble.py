@@ -89,10 +89,52 @@ def run_valgrind(binary, report):
         assert "ERROR SUMMARY: 0 errors" in err and "All heap blocks were freed" in err, err[-3000:]
         check_success(res, env.p.acme_dir)
 
+    def hook_under_valgrind(env):
+        """The same by --hook (tests/dns-hook.py's dns-01), a name and its wildcard."""
+        from test_dns import HOOK, Env as DnsEnv
+        dns = DnsEnv(binary, env.p, env.tmp)
+        names = ["*.valgrind-dns.example.test", "valgrind-dns.example.test"]
+        argv = dns.argv(names, "--hook", HOOK)
+        vg = ["valgrind", "--error-exitcode=99", "--leak-check=full", "--show-leak-kinds=all",
+              "--errors-for-leak-kinds=all", *shlex.split(binary)]
+        res = subprocess.run(vg + argv[1:], capture_output=True, timeout=300, env=dns.env(),
+                             stdin=subprocess.DEVNULL)
+        err = res.stderr.decode()
+        assert res.returncode == 0, f"exit {res.returncode}: {err[-3000:]}"
+        assert "ERROR SUMMARY: 0 errors" in err and "All heap blocks were freed" in err, err[-3000:]
+        assert [c[0] for c in dns.calls() if c[1] == "dns-01"] == ["begin"] * 2 + ["done"] * 2
+
+    def persist_under_valgrind(tmp):
+        """--print-dns-persist, then --dns-persist with its records (tests/persist_ca.py)."""
+        from persist_ca import DRAFT02, PersistCA
+        from test_dns_persist import Suite, issue, ok_print, paste
+        log = os.path.join(tmp, "valgrind-persist.log")
+        wrapper = os.path.join(tmp, "valgrind-acme-tiny")
+        with open(wrapper, "w") as f:
+            f.write(f'#!/bin/sh\nexec valgrind --log-file={log} --error-exitcode=99 '
+                    f'--leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all '
+                    f'{binary} "$@"\n')
+        os.chmod(wrapper, 0o755)
+        suite = Suite(wrapper, tempfile.mkdtemp(dir=tmp))
+
+        def check_log(what):
+            text = open(log).read()
+            assert "ERROR SUMMARY: 0 errors" in text and "All heap blocks were freed" in text, \
+                f"{what}: {text[-3000:]}"
+
+        with PersistCA(suite.keys, mode=DRAFT02) as ca:
+            paste(ca, ok_print(suite.run(ca, "--print-dns-persist")))
+            check_log("--print-dns-persist")
+            issue(suite, ca, suite.csr_both)
+            check_log("--dns-persist")
+            ca.stop()
+
     tmp = tempfile.mkdtemp(prefix="acme-tiny-test-")
     try:
         with Pebble() as p:
             report.check("valgrind_issuance", issue_under_valgrind, Env(binary, p, tmp))
+            report.check("valgrind_hook", hook_under_valgrind, Env(binary, p, tmp))
+        report.check("valgrind_dns_persist", persist_under_valgrind, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -3018,6 +3018,70 @@ static void test_fill_taken(void)
 	json_free(&j);
 	context[0] = 0;
 }
+
+static const char *take_json;
+
+static void take_one(const char *name)
+{
+	static struct key k;
+	static struct acme a;
+	struct ident id = { "dns", "" };
+	struct json j = { 0 };
+
+	snprintf(k.thumbprint, sizeof k.thumbprint, "%s", "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+	a.key = &k;
+	snprintf(id.value, sizeof id.value, "%s", name);
+	if (json_parse(&j, take_json, strlen(take_json)) == 0)
+		xtake_challenge(&a, &id, &j);
+}
+
+/*
+ * xtake_challenge: the hook is offered http-01 and dns-01 in the CA's
+ * order, a wildcard's dns-01 only; a CA that offers a wildcard name
+ * http-01 alone gets neither a file in --acme-dir nor the hook's begin.
+ */
+static void test_take_challenge(void)
+{
+	static const char *const wild_http =
+		"{\"challenges\":[{\"type\":\"http-01\",\"url\":\"https://ca.example/c/1\",\"token\":\"tokW\"}]}";
+	static const char *const three =
+		"{\"challenges\":[{\"type\":\"tls-alpn-01\",\"url\":\"https://ca.example/c/1\",\"token\":\"tokT\"},"
+		"{\"type\":\"http-01\",\"url\":\"https://ca.example/c/2\",\"token\":\"tokH\"},"
+		"{\"type\":\"dns-01\",\"url\":\"https://ca.example/c/3\",\"token\":\"tokD\"}]}";
+	const char *saved_hook = run.hook, *saved_dir = run.acme_dir;
+	int saved_check = run.disable_check;
+	char hook[512];
+	struct buf b = { 0 };
+
+	set_context("xtake_challenge");
+	snprintf(hook, sizeof hook, "%s", tpath("take.sh"));
+	CHECK(sh("cat > take.sh <<'E'\n#!/bin/sh\n"
+		 "cd \"$(dirname \"$0\")\"\n"
+		 "echo \"$1 $2 $3\" >> took\n"
+		 "[ \"$2\" = dns-01 ]\nE\nchmod +x take.sh") == 0);
+	take_json = wild_http;                          /* --acme-dir alone */
+	run.acme_dir = tmpdir;
+	run.disable_check = 1;
+	acme_fd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	CHECK(acme_fd >= 0);
+	CHECK_INT(in_child(take_one, "*.example.org"), 1);
+	CHECK(access(tpath("tokW"), F_OK) != 0);
+	close(acme_fd);
+	acme_fd = -1;
+	run.acme_dir = NULL;                            /* --hook alone */
+	run.hook = hook;
+	CHECK_INT(in_child(take_one, "*.example.org"), 1);
+	CHECK(access(tpath("took"), F_OK) != 0);
+	take_json = three;
+	CHECK_INT(in_child(take_one, "example.org"), 0);
+	CHECK(slurp("took", &b) == 0 && b.len == 51 &&
+	      !memcmp(b.p, "begin http-01 example.org\nbegin dns-01 example.org\n", 51));
+	run.hook = saved_hook;
+	run.acme_dir = saved_dir;
+	run.disable_check = saved_check;
+	buf_free(&b);
+	context[0] = 0;
+}
 #endif
 
 /*
@@ -3028,7 +3092,9 @@ static void test_fill_taken(void)
 static void test_run_hook(void)
 {
 	struct taken t = { 0, "dns-01", "a.example", "tok $(x) ;", "auth" };
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old_pipe;
 	const char *saved = run.hook;
+	unsigned long long blocked = 1, ignored = ~0ULL;
 	long long start;
 	char got[256] = "", hook[512];
 	FILE *f;
@@ -3041,6 +3107,8 @@ static void test_run_hook(void)
 		 "printf '%%s|' \"$@\" > args; read x && echo stdin >> args\n"
 		 "[ \"$1\" = begin ] && exit 3\n"
 		 "[ \"$1\" = sleep ] && { sleep 30 & echo $! > child; wait; }\n"
+		 "[ \"$1\" = sigs ] && exec grep '^Sig[BI]' /proc/self/status > sigs\n"
+		 "[ \"$1\" = die ] && kill -9 $$\n"
 		 "exit 0\nE\nchmod +x hook.sh") == 0);
 	CHECK_INT(run_hook("begin", &t, now_ms() + 10000), 3);
 	f = fopen(tpath("args"), "r");
@@ -3055,6 +3123,19 @@ static void test_run_hook(void)
 	/* its child is gone too: dead, or a zombie where init is slow to reap */
 	CHECK(sh("sleep 0.2; [ -s child ] && { s=$(cut -d' ' -f3 /proc/$(cat child)/stat);"
 		 " [ -z \"$s\" ] || [ \"$s\" = Z ]; }") == 0);
+	CHECK_INT(run_hook("die", &t, now_ms() + 10000), -1);         /* killed: no answer */
+	/* from fail() or on_signal: what we hold or ignore is not the hook's */
+	sigaction(SIGPIPE, &ign, &old_pipe);
+	hold_signals(1);
+	CHECK_INT(run_hook("sigs", &t, now_ms() + 10000), 0);
+	hold_signals(0);
+	sigaction(SIGPIPE, &old_pipe, NULL);
+	f = fopen(tpath("sigs"), "r");
+	CHECK(f && fscanf(f, "SigBlk: %llx SigIgn: %llx", &blocked, &ignored) == 2);
+	if (f)
+		fclose(f);
+	CHECK_INT(blocked, 0);
+	CHECK_INT(ignored >> (SIGPIPE - 1) & 1, 0);
 	run.hook = tpath("no-such-hook");
 	CHECK_INT(run_hook("begin", &t, now_ms() + 10000), 127);
 	run.hook = saved;
@@ -3390,7 +3471,7 @@ static const struct group GROUPS[] = {
 	{ "hook", { test_run_hook } },
 #ifndef UNIT_NO_BEARSSL
 	/* 2. ACME steps */
-	{ "dns", { test_persist_record, test_persist_records, test_fill_taken } },
+	{ "dns", { test_persist_record, test_persist_records, test_fill_taken, test_take_challenge } },
 	{ "chain", { test_check_chain, test_cert_key_bits, test_key_fits_cert } },
 	{ "cert", { test_cert_parse, test_x509_after_2038 } },
 #endif
