@@ -856,7 +856,7 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 	sigfillset(&set);       /* none until on_signal knows the hook (hook_pid) */
 	sigprocmask(SIG_SETMASK, &set, &old);
 	if ((pid = _Fork()) == 0) {     /* fork(3) runs atfork handlers: not in on_signal */
-		for (k = 0; k < 5; k++)         /* our handlers are not the hook's */
+		for (k = 0; k < (int)(sizeof ours / sizeof ours[0]); k++)      /* not the hook's */
 			sigaction(ours[k], &dfl, NULL);
 		setpgid(0, 0);
 		sigemptyset(&set);
