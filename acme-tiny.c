@@ -1624,6 +1624,7 @@ static void xpoll(struct acme *a, struct order *o, long long delay)
 static const char USAGE[] =
 "usage: acme-tiny --account-key FILE --csr FILE --acme-dir DIR [options] > signed_chain.crt\n"
 "       acme-tiny --account-key FILE --domains NAMES --domain-key FILE --acme-dir DIR ...\n"
+"       acme-tiny ... --hook PROGRAM | --dns-persist | --print-dns-persist (DNS, no --acme-dir)\n"
 "       acme-tiny --account-key FILE --revoke CERTFILE [--reason N]\n"
 "       acme-tiny --account-key FILE --new-account-key FILE | --deactivate-account\n"
 "\n"
