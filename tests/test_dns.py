@@ -357,18 +357,18 @@ def hook_timeout(env):
     assert env.requests("POST /chalZ/") == posts, "a challenge was answered before every begin"
 
 
-def sigterm(env, names, hang):
-    """acme-tiny for names with the hook's knob DNS_HOOK_HANG=hang, sent
-    SIGTERM once a hook hangs: exit 2, the one line; returns how long
-    acme-tiny took after SIGTERM."""
-    proc = subprocess.Popen(env.argv(names, "--hook", HOOK), stdout=subprocess.PIPE,
+def sigterm(env, names, hang, *args, hung=2, line=r"^acme-tiny: interrupted; challenges undone$"):
+    """acme-tiny for names (and args) with the hook's knob DNS_HOOK_HANG=hang,
+    sent SIGTERM once hung processes (two per hanging hook) hang: exit 2, the
+    one line; returns how long acme-tiny took after SIGTERM."""
+    proc = subprocess.Popen(env.argv(names, "--hook", HOOK, *args), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=env.env(DNS_HOOK_HANG=hang))
     try:
         end = time.time() + 60
-        while len(env.hung_pids()) < 2 and proc.poll() is None and time.time() < end:
+        while len(env.hung_pids()) < hung and proc.poll() is None and time.time() < end:
             time.sleep(0.05)
-        assert len(env.hung_pids()) == 2, f"the hook never hung: {env.calls()}"
+        assert len(env.hung_pids()) == hung, f"the hook never hung: {env.calls()}"
         sent = time.time()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -378,7 +378,7 @@ def sigterm(env, names, hang):
             proc.kill()
             proc.wait()
     res = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    check_failure(res, env.p.acme_dir, r"^acme-tiny: interrupted; challenges undone$")
+    check_failure(res, env.p.acme_dir, line)
     return took
 
 
@@ -421,24 +421,8 @@ def sigterm_during_fail(env):
     after its SIGTERM): exit 2 with the signal's line within the 4 s, long
     before that failed's --hook-timeout of 6 s; every hanging hook killed."""
     names = ["one.fail-term.example.test", "two.fail-term.example.test"]
-    proc = subprocess.Popen(env.argv(names, "--hook", HOOK, "--hook-timeout", "6"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=env.env(DNS_HOOK_HANG="begin:2,failed"))
-    try:
-        end = time.time() + 60
-        while len(env.hung_pids()) < 4 and proc.poll() is None and time.time() < end:
-            time.sleep(0.05)
-        assert len(env.hung_pids()) == 4, f"the failed never hung: {env.calls()}"
-        sent = time.time()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        took = time.time() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    res = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    check_failure(res, env.p.acme_dir, r"^acme-tiny: interrupted")
+    took = sigterm(env, names, "begin:2,failed", "--hook-timeout", "6", hung=4,
+                   line=r"^acme-tiny: interrupted")
     assert took < 5, f"exited {took:.1f} s after SIGTERM"
     env.check_killed(env.hung_pids())
 
