@@ -1,33 +1,26 @@
 /*
- * acme-tiny: get certificates from an ACME (RFC 8555) CA such as Let's
- * Encrypt, in one C file over BearSSL. A drop-in for acme_tiny.py.
+ * acme-tiny: an ACME (RFC 8555) client in one C file over BearSSL, a drop-in for acme_tiny.py.
  *
  * Map of this file, top down: the protocol first, then what it stands on.
  *   0. Types, limits, and the interfaces of the layers below
  *   1. main: the run, step by step, as acme_tiny.py's get_crt
- *   2. ACME steps (RFC 8555): directory, account, order, authorizations
- *      and their challenges (http-01 files, a hook's dns-01, dns-persist-01),
- *      finalize, the certificate chain
+ *   2. ACME steps (RFC 8555): directory, account, order, authorizations and their challenges
+ *      (http-01 files, a hook's dns-01, dns-persist-01), finalize, the certificate chain
  *   3. ACME requests: signed POSTs, nonces, polling, the CA's problems
  *   4. Around the run: command line, signals, --output, the CSR and keys
- *   5. HTTP/1.1 over TCP or TLS: URLs, trust anchors, connections,
- *      requests and responses, all with hard limits and deadlines
+ *   5. HTTP/1.1 over TCP or TLS: URLs, trust anchors, connections, requests and responses
  *   6. JWS and CSRs: what we sign
  *   7. Keys and DER: PEM, private keys and their JWK, names in CSRs
  *   8. JSON: a strict tokenizer, lookups, escaped strings
- *   9. Bytes, files, time and messages: buffers, base64, whole files,
- *      dates, and fail(), where every failure ends
+ *   9. Bytes, files, time and messages: buffers, base64, whole files, dates, and fail()
  *
- * Conventions. A function whose name begins with x (xpost, xread_file)
- * may end the run through fail() instead of returning; fail(),
- * fail_problem() and usage_error() never return. Every other function
- * returns its errors (-1, 0 or NULL, as its comment says), except that
- * running out of memory ends the run wherever it happens. Deadlines are
- * times of now_ms(), passed as parameters.
+ * Conventions. A function whose name begins with x (xpost, xread_file) may end the run through
+ * fail() instead of returning; fail(), fail_problem() and usage_error() never return. Others
+ * return their errors (-1, 0 or NULL, as their comments say), but running out of memory ends the
+ * run wherever it happens. Deadlines are times of now_ms(), passed as parameters.
  *
- * Everything that arrives from the network is hostile: sizes and loops
- * are bounded, reads have deadlines, parsing is strict, and nothing from a
- * server reaches a file name, a request or the terminal unchecked.
+ * Everything from the network is hostile: sizes and loops are bounded, reads have deadlines,
+ * parsing is strict; nothing from a server reaches file names, requests or the terminal unchecked.
  */
 #define _XOPEN_SOURCE 700       /* POSIX 2008 with XSI: realpath */
 #include <bearssl.h>
@@ -91,10 +84,9 @@ struct der {
 };
 
 /*
- * A strict RFC 8259 tokenizer. Values become tokens in document order;
- * `next` is the index just past a value and everything inside it, so
- * arrays and objects are walked without recursion. Strings must be valid
- * UTF-8 without NUL (escaped or not); nesting and token counts are bounded.
+ * A strict RFC 8259 tokenizer. Values become tokens in document order; `next` is the index just
+ * past a value and everything inside it, so arrays and objects are walked without recursion.
+ * Strings must be valid UTF-8 without NUL (escaped or not); nesting and token counts are bounded.
  */
 enum { J_OBJ = 1, J_ARR, J_STR, J_NUM, J_TRUE, J_FALSE, J_NULL };
 
@@ -111,15 +103,10 @@ struct json {
 	int n, cap;
 };
 
-/*
- * A private key (the account key, or a domain key for --domains) with what
- * JWS and CSRs need of it. BearSSL's key decoder keeps the key inside its
- * context, so the context lives in here. BearSSL 0.6 can write up to 24
- * bytes past that context on a crafted key file: `spare` takes those writes.
- */
+/* A private key and what JWS and CSRs need of it. */
 struct key {
-	br_skey_decoder_context dc;
-	unsigned char spare[64];
+	br_skey_decoder_context dc;        /* BearSSL's key decoder: it holds the key */
+	unsigned char spare[64];  /* BearSSL 0.6 writes up to 24 bytes past dc on a crafted key */
 	int type;                          /* BR_KEYTYPE_RSA or BR_KEYTYPE_EC */
 	const br_rsa_private_key *rsa;
 	const br_ec_private_key *ec;
@@ -250,7 +237,7 @@ static struct run {
 /* What SIGALRM, the end of --max-time, says; made before the alarm is set. */
 static char time_up[64];
 
-/* The PEM labels of private keys, and of CSRs */
+/* The PEM labels of private keys, CSRs and certificates */
 static const char *const KEY_LABELS[] = {
 	"PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", NULL
 };
@@ -273,7 +260,6 @@ static void xnew_order(struct acme *a, const struct names *ns, struct order *o);
 static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		const struct buf *csr);
 static void xmanage(struct acme *a);
-
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns);
 static void xfinalize(struct acme *a, struct order *o, const struct buf *csr);
 static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
@@ -388,10 +374,7 @@ static __attribute__((format(printf, 1, 2))) void info(const char *fmt, ...);
 int acme_tiny_main(int argc, char **argv);
 #endif
 
-/*
- * Gets a certificate as the command line says (or revokes one, or changes
- * the account): exit 0 when it did, 1 when no certificate was due, 2 on failure.
- */
+/* Does what the command line asks: exit 0 if done, 1 if no certificate was due, 2 on failure. */
 int main(int argc, char **argv)
 {
 	static struct tls tls;
@@ -450,9 +433,8 @@ int main(int argc, char **argv)
 }
 
 /*
- * The issuance, step by step as acme_tiny.py's get_crt: 1 with the PEM
- * chain in chain (or --print-dns-persist's records), or 0 when the
- * certificate in --output (old) is not due.
+ * The issuance, step by step as acme_tiny.py's get_crt: 1 with the PEM chain (or
+ * --print-dns-persist's records) in chain, or 0 when the certificate in --output (old) is not due.
  */
 static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
 		  const struct buf *old, struct buf *chain)
@@ -468,7 +450,7 @@ static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
 	}
 	xnew_order(a, ns, &o);          /* newOrder: our names; it may be reused */
 	if (!strcmp(o.status, "pending"))
-		xauthorize(a, &o, ns);  /* each name proven by an http-01 file, side by side */
+		xauthorize(a, &o, ns);  /* each name proven by a challenge, side by side */
 	xfinalize(a, &o, csr);          /* the CSR in, until the order is valid */
 	xcertificate(a, &o, csr, chain);        /* the chain out, checked */
 	json_free(&o.j);
@@ -479,9 +461,8 @@ static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
 /* ======== 2. ACME steps (RFC 8555) ====================================================== */
 
 /*
- * Returns if --profile (draft-ietf-acme-profiles) is one the directory
- * lists in meta.profiles, else ends the run: a CA that knows no profiles
- * ignores the field, and would issue something other than what was asked.
+ * Returns if the directory's meta.profiles lists --profile (draft-ietf-acme-profiles), else ends
+ * the run: a CA that knows no profiles ignores the field, and would issue something else.
  */
 static void xcheck_profile(const struct json *j, int meta, const char *profile)
 {
@@ -591,28 +572,27 @@ static void xaccount(struct acme *a)
 }
 
 /*
- * newOrder (7.4) for our names into o, as the replacement of the old
- * certificate if there is one (RFC 9773 5); a CA that refuses that gets
- * the order again without it. The CA may hand back an order it has
- * already: ready (every name valid), processing or valid.
+ * newOrder (7.4) for our names into o, replacing the old certificate if any (RFC 9773 5), and
+ * without that if the CA refuses it. It may hand back an order it has: ready, processing or valid.
  */
 static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 {
-	struct buf ids = { 0 }, p = { 0 };
+	struct buf p = { 0 };
+	size_t ids;                     /* the payload's length up to "replaces" */
 	int k;
 	info("Creating new order...");
 	for (k = 0; k < ns->n; k++) {
-		buf_json_str(&ids, k ? ",{\"type\":" : "{\"identifiers\":[{\"type\":",
+		buf_json_str(&p, k ? ",{\"type\":" : "{\"identifiers\":[{\"type\":",
 			     ns->id[k].type);
-		buf_json_str(&ids, ",\"value\":", ns->id[k].value);
-		buf_str(&ids, "}");
+		buf_json_str(&p, ",\"value\":", ns->id[k].value);
+		buf_str(&p, "}");
 	}
-	buf_str(&ids, "]");
+	buf_str(&p, "]");
 	if (run.profile)
-		buf_json_str(&ids, ",\"profile\":", run.profile);
+		buf_json_str(&p, ",\"profile\":", run.profile);
+	ids = p.len;
 	for (;;) {
-		p.len = 0;
-		buf_str(&p, ids.p);
+		p.len = ids;
 		if (a->replaces[0])
 			buf_json_str(&p, ",\"replaces\":", a->replaces);
 		buf_str(&p, "}");
@@ -628,7 +608,6 @@ static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 	xorder_state(o, "newOrder");
 	if (!strcmp(o->status, "invalid"))
 		xfail_order(o);
-	buf_free(&ids);
 	buf_free(&p);
 	info("Order created (%s)", o->status);
 }
@@ -646,10 +625,8 @@ static void cert_id(const struct cert *c, char *out, size_t cap)
 }
 
 /*
- * When ARI (RFC 9773) says to renew the certificate der (ID a->replaces):
- * a point in the CA's window, fixed by der's hash so that a daily job
- * renews on one day and a fleet is spread over the window; -1, after a
- * line that says so, if the CA's answer is unusable.
+ * When ARI (RFC 9773) says to renew der (ID a->replaces): a point in the CA's window fixed by der's
+ * hash, so a daily job renews on one day and a fleet spreads out; -1, after saying so, if unusable.
  */
 static long long xari_time(struct acme *a, const struct buf *der)
 {
@@ -694,9 +671,8 @@ static long long renewal_time(const struct cert *c)
 }
 
 /*
- * 1 if the certificate in --output (old) is due for renewal, or is not one
- * for these names and this key; else 0, having said until when it is good.
- * Its ARI certID goes into a->replaces when the new order may replace it.
+ * 1 if the certificate in --output (old) is due, or is not one for these names and this key;
+ * else 0, having said until when it is good. Its ARI certID goes to a->replaces if replaceable.
  */
 static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		const struct buf *csr)
@@ -729,11 +705,7 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 	return 0;
 }
 
-/*
- * The account of our key (newAccount with onlyReturnExisting, 7.3.1), which
- * is never made here: 1 with its URL as our kid, 0 if there is none (or,
- * must, the run ends).
- */
+/* Our key's account, never made (7.3.1): 1 with its URL as our kid, else 0 (or, if must, fails). */
 static int xfind_account(struct acme *a, int must)
 {
 	struct resp r = { 0 };
@@ -749,10 +721,8 @@ static int xfind_account(struct acme *a, int must)
 }
 
 /*
- * Key rollover (7.3.5): the account of a->key moves to key nk. The inner
- * JWS is signed by the new key, with its jwk and no nonce; the outer one by
- * the old key, as every request. A rerun after an answer that was lost
- * finds the account under the new key, and says so.
+ * Key rollover (7.3.5): a->key's account moves to nk. The inner JWS is signed by nk, with its jwk
+ * and no nonce; the outer by the old key. A rerun after a lost answer finds the account under nk.
  */
 static void xrollover(struct acme *a, const struct key *nk)
 {
@@ -775,10 +745,7 @@ static void xrollover(struct acme *a, const struct key *nk)
 	buf_free(&r.body);
 }
 
-/*
- * Revocation (7.6), key rollover (7.3.5) or deactivation (7.3.6) of the
- * account: whatever the command line asks for instead of a certificate.
- */
+/* Revokes (7.6), rolls the account key over (7.3.5) or deactivates the account (7.3.6). */
 static void xmanage(struct acme *a)
 {
 	static struct key other;        /* the certificate's key, or the new account key */
