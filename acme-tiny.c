@@ -788,10 +788,9 @@ static void xmanage(struct acme *a)
 }
 
 /*
- * A challenge we took on: a file of ours in --acme-dir, or one the hook
- * accepted. Every way out undoes them, the signal handler's too, so they
- * are a fixed array and a count, which grows with signals held off
- * between taking one on and noting it.
+ * A challenge we took on: a file of ours in --acme-dir, or one the hook accepted. Every way out
+ * undoes them, the signal handler's too: so a fixed array and a count, which grows with signals
+ * held off between taking one on and noting it.
  */
 struct taken {
 	int file;                        /* 1: a file in --acme-dir (acme_fd); 0: the hook's */
@@ -803,11 +802,10 @@ static volatile sig_atomic_t n_taken;
 static volatile pid_t hook_pid;         /* the hook that runs now: on_signal kills it */
 
 /*
- * Runs the hook as uacme does: PROGRAM what TYPE IDENT TOKEN AUTH, by
- * execv, never a shell, with stdin /dev/null, its output to our stderr
- * (stdout is the certificate's), in a process group of its own. Its exit
- * status, or -1 if it could not run or was killed, group and all, at
- * deadline. Async-signal-safe.
+ * Runs the hook as uacme does: PROGRAM what TYPE IDENT TOKEN AUTH, by execv, never a shell, with
+ * stdin /dev/null, its output to our stderr (stdout is the certificate's), in a process group of
+ * its own. Its exit status, or -1 if it could not run or was killed, group and all, at deadline.
+ * Async-signal-safe.
  */
 static int run_hook(const char *what, const struct taken *t, long long deadline)
 {
@@ -854,10 +852,9 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 }
 
 /*
- * Undoes the challenges taken on, the last first: our files removed, the
- * hook's told what (done or failed), all by deadline (0: each hook run
- * gets --hook-timeout). The number of hook runs that did not exit 0.
- * Async-signal-safe.
+ * Undoes the challenges taken on, the last first: our files removed, the hook's told what (done
+ * or failed), all by deadline (0: each hook run gets --hook-timeout). The number of hook runs
+ * that did not exit 0. Async-signal-safe.
  */
 static int undo_challenges(const char *what, long long deadline)
 {
@@ -875,10 +872,7 @@ static int undo_challenges(const char *what, long long deadline)
 	return bad;
 }
 
-/*
- * Opens --acme-dir, which must be a directory that we may write to, and
- * checks that --hook is a program we may run; else the run ends.
- */
+/* Opens --acme-dir (a directory we may write to), checks that --hook may run; else the run ends. */
 static void xcheck_challenge_ways(void)
 {
 	if (run.acme_dir &&
@@ -904,22 +898,24 @@ static int our_leftover(const char *token, const char *keyauth)
 }
 
 /*
- * Writes the key authorization where the web server serves it (8.3),
- * readable by it whatever our umask. The file must be new (O_EXCL,
- * O_NOFOLLOW): a CA naming a token after a file that is there cannot make
- * us overwrite it, delete it later, or hang on a FIFO. The one exception
- * is our own leftover for this token.
+ * Takes on t: with t->file, writes the key authorization where the web server serves it (8.3),
+ * readable by it whatever our umask, to a new file (O_EXCL, O_NOFOLLOW): a CA naming a token
+ * after a file that is there cannot make us overwrite it, delete it later, or hang on a FIFO;
+ * the one exception is our own leftover for this token. Else offers it to the hook (PROGRAM
+ * begin ...). 1 if taken on, then undone on every way out, as is one whose begin a signal cuts
+ * short; 0 if the hook declines. A hook that does not end within --hook-timeout ends the run.
  */
-static void xwrite_challenge(const struct taken *t)
+static int xtake_on(const struct taken *t)
 {
 	size_t len = strlen(t->auth);
-	int fd, err, ours;
+	int fd, err, ours, status;
 	if (n_taken == MAX_NAMES)
 		fail("more challenges than names");
-	hold_signals(1);                /* none between making the file and noting it */
-	fd = openat(acme_fd, t->token, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	hold_signals(1);        /* no signal between making the file and noting t, whole */
+	fd = t->file ? openat(acme_fd, t->token, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+			      O_CLOEXEC, 0644) : -1;
 	err = errno;
-	if ((ours = fd >= 0 || (err == EEXIST && our_leftover(t->token, t->auth))))
+	if ((ours = !t->file || fd >= 0 || (err == EEXIST && our_leftover(t->token, t->auth))))
 		taken[n_taken++] = *t;
 	hold_signals(0);
 	if (!ours)
@@ -928,21 +924,8 @@ static void xwrite_challenge(const struct taken *t)
 	if (fd >= 0 && (fchmod(fd, 0644) || write(fd, t->auth, len) != (ssize_t)len || close(fd)))
 		fail("cannot write challenge file %s/%s: %s", run.acme_dir, t->token,
 		     strerror(errno));
-}
-
-/*
- * 1 if the hook takes on challenge t (PROGRAM begin ...), which is then
- * undone on every way out, as is one whose begin a signal cuts short; 0
- * if it declines. A hook that does not end within --hook-timeout ends the run.
- */
-static int xoffer_hook(const struct taken *t)
-{
-	int status;
-	if (n_taken == MAX_NAMES)
-		fail("more challenges than names");
-	hold_signals(1);                /* on_signal finds it noted whole, or not at all */
-	taken[n_taken++] = *t;
-	hold_signals(0);
+	if (t->file)
+		return 1;
 	status = run_hook("begin", t, now_ms() + run.hook_timeout * 1000LL);
 	n_taken -= status != 0;         /* declined or killed: nothing to undo */
 	if (status < 0)
@@ -963,9 +946,7 @@ static void xself_check(const struct ident *id, const char *token, const char *k
 		snprintf(port, sizeof port, ":%d", run.check_port);
 	snprintf(url, sizeof url, "http://%s%s%s%s/.well-known/acme-challenge/%s", v6 ? "[" : "",
 		 id->value, v6 ? "]" : "", port, token);
-	if ((err = http_try(&plain, "GET", url, NULL, &r, 0))) {
-		snprintf(why, sizeof why, "%s", err);
-	} else {
+	if (!(err = http_try(&plain, "GET", url, NULL, &r, 0))) {
 		while (r.body.len && memchr(" \t\r\n", r.body.p[r.body.len - 1], 4))
 			r.body.len--;   /* a web server may add a line break */
 		ok = r.status == 200 && r.body.len == strlen(keyauth) &&
@@ -973,35 +954,29 @@ static void xself_check(const struct ident *id, const char *token, const char *k
 		snprintf(why, sizeof why, "HTTP %d%s", r.status, r.status == 200 ?
 			 " with other content" : r.status == 403 ?
 			 " (may the web server read the file?)" : "");
+		err = why;
 	}
 	conn_close(&plain);
 	buf_free(&r.body);
 	if (!ok)
 		fail("Wrote file to %s/%s, but couldn't download %s: %s", run.acme_dir, token,
-		     url, why);
+		     url, err);
 }
 
-/*
- * The challenge of type in an authorization, or -1; others, whatever their
- * shape, are skipped. Type NULL: the first with an error.
- */
+/* j's challenge of type (NULL: the first with an error), or -1; others, of any shape, skipped. */
 static int find_challenge(const struct json *j, const char *type)
 {
 	int list = json_get(j, 0, "challenges"), c;
 	char t[16];
-	if (list < 0 || j->t[list].type != J_ARR)
-		return -1;
-	for (c = list + 1; c < j->t[list].next; c = j->t[c].next)
+	for (c = list + 1; list >= 0 && j->t[list].type == J_ARR && c < j->t[list].next;
+	     c = j->t[c].next)
 		if (type ? json_get_str(j, c, "type", t, sizeof t) && !strcmp(t, type) :
 		    json_get(j, c, "error") >= 0)
 			return c;
 	return -1;
 }
 
-/*
- * Fetches an authorization into r and j: the one of our names it is for
- * (the *. name for a wildcard authorization), or the run ends.
- */
+/* Fetches authorization url into r, j: our name it is for (the *. one if wildcard); else fails. */
 static const struct ident *xauthz_ident(struct acme *a, const char *url,
 					const struct names *ns, struct resp *r, struct json *j)
 {
@@ -1020,9 +995,8 @@ static const struct ident *xauthz_ident(struct acme *a, const char *url,
 }
 
 /*
- * Fills t for challenge c (of type) of the authorization j for id: the
- * token, checked, as it may become a file name, and AUTH: the key
- * authorization (8.1), or for dns-01 the TXT record's value (8.4).
+ * Fills t for challenge c (of type) of authorization j for id: the token, checked as it may
+ * become a file name, and AUTH: the key authorization (8.1), or for dns-01 the TXT value (8.4).
  */
 static void xfill_taken(struct taken *t, const struct acme *a, const struct ident *id,
 			const struct json *j, int c, const char *type)
@@ -1058,11 +1032,9 @@ static const char *challenge_types(const struct json *j, struct buf *b)
 }
 
 /*
- * Takes on a challenge of the pending authorization j for id: with
- * --dns-persist its dns-persist-01 (the record is there already); else
- * http-01 as a file in --acme-dir; else the first of http-01 and dns-01
- * that the hook accepts, in the CA's order. Its index in j, or the run
- * ends. A wildcard name is proven by DNS only.
+ * Takes on a challenge of pending authorization j for id; its index in j, or the run ends: with
+ * --dns-persist, dns-persist-01 (its record is there already); else http-01, a file in --acme-dir;
+ * else the first http-01 or dns-01 the hook accepts, in the CA's order. Wildcards: DNS only.
  */
 static int xtake_challenge(const struct acme *a, const struct ident *id, const struct json *j)
 {
@@ -1077,7 +1049,7 @@ static int xtake_challenge(const struct acme *a, const struct ident *id, const s
 		return c;
 	if (run.acme_dir && !wild && (c = find_challenge(j, "http-01")) >= 0) {
 		xfill_taken(&t, a, id, j, c, "http-01");
-		xwrite_challenge(&t);
+		xtake_on(&t);
 		if (!run.disable_check)
 			xself_check(id, t.token, t.auth);
 		return c;
@@ -1089,7 +1061,7 @@ static int xtake_challenge(const struct acme *a, const struct ident *id, const s
 			continue;
 		buf_cat(&offered, offered.len ? ", " : "", type, NULL);
 		xfill_taken(&t, a, id, j, c, type);
-		if (xoffer_hook(&t)) {
+		if (xtake_on(&t)) {
 			buf_free(&offered);
 			return c;
 		}
@@ -1102,9 +1074,8 @@ static int xtake_challenge(const struct acme *a, const struct ident *id, const s
 }
 
 /*
- * One authorization, for one of our names: a CA must not make us answer
- * for others. If it is pending, a challenge is taken on, and its URL
- * added to chals (each ends in a NUL) to be answered once all are ready.
+ * One authorization, for one of our names: a CA must not make us answer for others. If pending, a
+ * challenge is taken on, its URL added to chals (each ends in a NUL) to answer when all are ready.
  */
 static void xanswer(struct acme *a, const char *url, const struct names *ns, struct buf *chals)
 {
@@ -1136,12 +1107,11 @@ static void first_str(const struct json *j, int list, char *out, size_t cap)
 }
 
 /*
- * Appends the dns-persist-01 record (draft-ietf-acme-dns-persist) by which
- * our account may prove name (and *.name, if wild), as a zone file line.
- * The issuer is the directory's, else the one challenge c of j names (c
- * -1: none), else the CA's CAA identity; the account is a hash when the
- * directory asks for one (draft-02), else its URL (draft-01). What came
- * from the CA is checked: this line goes to stdout and into zones.
+ * Appends the dns-persist-01 record (draft-ietf-acme-dns-persist) by which our account may prove
+ * name (and *.name, if wild), as a zone file line. The issuer is the directory's, else the one
+ * challenge c of j names (c -1: none), else the CA's CAA identity; the account is a hash when the
+ * directory asks for one (draft-02), else its URL (draft-01). What came from the CA is checked:
+ * this line goes to stdout and into zones.
  */
 static void xpersist_record(struct buf *b, const struct acme *a, const char *name, int wild,
 			    const struct json *j, int c)
@@ -1182,10 +1152,7 @@ static void xpersist_record(struct buf *b, const struct acme *a, const char *nam
 	buf_free(&v);
 }
 
-/*
- * --print-dns-persist: the records that let our account prove the names
- * in ns, one line per DNS name without "*.", into out.
- */
+/* --print-dns-persist into out: per DNS name sans "*.", the line by which our account proves it. */
 static void xpersist_records(const struct acme *a, const struct names *ns, struct buf *out)
 {
 	char star[MAX_NAME + 3];
@@ -1200,10 +1167,7 @@ static void xpersist_records(const struct acme *a, const struct names *ns, struc
 	}
 }
 
-/*
- * Ends the run for an invalid order: the name whose authorization failed,
- * and why; with --dns-persist, the record the CA looked for.
- */
+/* Ends the run for an invalid order: which name failed, why (--dns-persist: the record sought). */
 static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
 {
 	struct resp r = { 0 };
@@ -1233,10 +1197,9 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
 }
 
 /*
- * The order's authorizations (7.5). A challenge is taken on for every one
- * that is pending before any is answered, and all are answered before any
- * is waited for, so that the CA validates them side by side; then the
- * order is polled until it is ready (or invalid: then we find out which
+ * The order's authorizations (7.5). A challenge is taken on for every one that is pending before
+ * any is answered, and all are answered before any is waited for, so that the CA validates them
+ * side by side; then the order is polled until it is ready (or invalid: then we find out which
  * name failed, and why). The hook hears done once it is ready.
  */
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
@@ -1272,9 +1235,8 @@ static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 }
 
 /*
- * Finalize (7.4) with the CSR when the order is ready, and wait until it
- * is valid. A CA whose order lags its authorizations says orderNotReady:
- * then the order is polled and finalize sent again, a few times.
+ * Finalizes (7.4) the order with the CSR when ready, and waits until it is valid. A CA whose order
+ * lags its authorizations says orderNotReady: then it is polled and finalized again, a few times.
  */
 static void xfinalize(struct acme *a, struct order *o, const struct buf *csr)
 {
@@ -1302,9 +1264,8 @@ static void xfinalize(struct acme *a, struct order *o, const struct buf *csr)
 }
 
 /*
- * 0 if pem is a certificate chain of PEM certificates and nothing else,
- * since it goes to stdout as it is: no text between or around the blocks,
- * only base64 inside them, each a certificate BearSSL can decode; else -1.
+ * 0 if pem is PEM certificates and nothing else, else -1: it goes to stdout as it is. No text
+ * between or around the blocks, only base64 inside them, each a certificate BearSSL can decode.
  */
 static int check_chain(const struct buf *pem)
 {
@@ -1330,10 +1291,7 @@ static int check_chain(const struct buf *pem)
 	return ok && n > 0 ? 0 : -1;
 }
 
-/*
- * 1 if the certificate der is for the public key whose subjectPublicKey
- * bits are key, else 0: how a certificate and a key are matched, always.
- */
+/* 1 if certificate der is for the key with subjectPublicKey bits key: the one way the two match. */
 static int cert_has_key(const struct buf *der, struct der key)
 {
 	struct cert c;
@@ -1341,10 +1299,7 @@ static int cert_has_key(const struct buf *der, struct der key)
 	       !memcmp(c.key.p, key.p, key.len);
 }
 
-/*
- * 1 if the first certificate of pem is for the CSR's key, else 0: a
- * certificate for another key would break the server that loads it.
- */
+/* 1 if pem's first certificate is for the CSR's key: another breaks the server that loads it. */
 static int cert_fits_csr(const struct buf *pem, const struct buf *csr)
 {
 	struct buf der = { 0 };
@@ -1371,10 +1326,7 @@ static int key_fits_cert(const struct key *k, const struct buf *der)
 	return ok;
 }
 
-/*
- * Downloads the certificate chain (7.4.2) of the valid order into chain,
- * checked before anyone sees it.
- */
+/* Downloads the order's certificate chain (7.4.2) into chain, checked before anyone sees it. */
 static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 			 struct buf *chain)
 {
