@@ -1383,7 +1383,6 @@ static void xfail_order(struct order *o)
 	     problem_text(&o->j, json_get(&o->j, 0, "error"), err, sizeof err));
 }
 
-
 /* 1 if r is an error whose problem type is urn:ietf:params:acme:error:<kind>, else 0. */
 static int is_problem(const struct resp *r, const char *kind)
 {
@@ -1450,9 +1449,8 @@ static void xnew_nonce(struct acme *a, long long give_up)
 }
 
 /*
- * A 503 or 429 with Retry-After: the CA is busy or limits this endpoint's
- * rate. Waits as asked and returns 1, while this request's waits stay
- * within --max-wait and before give_up (if not 0); else returns 0.
+ * 1 after waiting out a 503's or 429's Retry-After (busy CA, rate limit) if
+ * this request's waits stay within --max-wait and give_up (if not 0); else 0.
  */
 static int waited_if_busy(const struct resp *r, const char *step, long long *waited,
 			  long long give_up)
@@ -1469,32 +1467,30 @@ static int waited_if_busy(const struct resp *r, const char *step, long long *wai
 }
 
 /*
- * A signed POST (6.2), its answer into r: 1 if a success, 0 if an error
- * the caller may handle. payload NULL is a POST-as-GET. Each response's
- * Replay-Nonce signs the next request, so newNonce is asked only when a
- * response came without one. badNonce is retried with the nonce of the
- * error, and a busy CA after the wait it asks for, a bounded number of
- * times; redirects are not followed. give_up, if not 0, bounds it all.
+ * A signed POST (6.2), its answer into r: 1 if a success, 0 if an error the
+ * caller may handle. payload NULL is a POST-as-GET. Each Replay-Nonce signs the
+ * next request (newNonce only after an answer without one). After badNonce
+ * (with its nonce) or a busy CA's wait, it is sent again, MAX_POST_TRIES sends
+ * in all at most; redirects are not followed. give_up, if not 0, bounds it all.
  */
 static int xsend(struct acme *a, const char *url, const char *payload, struct resp *r,
 		 const char *step, long long give_up)
 {
 	struct buf jws = { 0 };
 	long long waited = 0;
-	int tries;
+	int ok, tries = 0;
 	xneed_ca_host(url, step);
-	for (tries = 1;; tries++) {
+	do {
 		if (!a->nonce[0])
 			xnew_nonce(a, give_up);
 		xjws_build(&jws, a->key, a->kid[0] ? a->kid : NULL, a->nonce, url, payload);
 		xhttp(&a->conn, "POST", url, &jws, r, step, give_up);
 		strcpy(a->nonce, r->nonce);
-		if ((r->status >= 200 && r->status < 300) || tries == MAX_POST_TRIES ||
-		    !(is_problem(r, "badNonce") || waited_if_busy(r, step, &waited, give_up)))
-			break;
-	}
+		ok = r->status >= 200 && r->status < 300;
+	} while (!ok && ++tries < MAX_POST_TRIES &&
+		 (is_problem(r, "badNonce") || waited_if_busy(r, step, &waited, give_up)));
 	buf_free(&jws);
-	return r->status >= 200 && r->status < 300;
+	return ok;
 }
 
 /* A signed POST that must succeed, its answer into r. */
@@ -1571,9 +1567,8 @@ static const char USAGE[] =
 "  --contact URI ...     contact URIs for the account, e.g. mailto:you@example.com\n"
 "  --disable-check       skip fetching each challenge file before the CA does\n"
 "  --check-port PORT     port for that self-check (default 80)\n"
-"  --output FILE         write the chain to FILE instead of stdout: a temporary file,\n"
-"                        synced, renamed over FILE only when the run succeeded;\n"
-"                        a certificate FILE holds already is renewed only when due\n"
+"  --output FILE         write the chain to FILE, not stdout, replacing it only when the run\n"
+"                        succeeds (atomically); a certificate it holds is renewed only when due\n"
 "  --days N              due with N days left, not by ARI or a third of the lifetime\n"
 "  --force               renew now, due or not\n"
 "  --profile NAME        a certificate profile the CA lists in its directory,\n"
@@ -1616,19 +1611,14 @@ static int xflag(char **argv, int *i, const char *name, const char **value)
 	size_t n = strlen(name);
 	if (strncmp(argv[*i], name, n) || (argv[*i][n] && (!value || argv[*i][n] != '=')))
 		return 0;
-	if (value && argv[*i][n] == '=')
-		*value = argv[*i] + n + 1;
-	else if (value && !(*value = argv[++*i]))
+	if (value && !(*value = argv[*i][n] ? argv[*i] + n + 1 : argv[++*i]))
 		usage_error("missing value for %s", name);
 	if (value && !**value)          /* an unset variable in a cron line: --acme-dir "" is / */
 		usage_error("empty value for %s", name);
 	return 1;
 }
 
-/*
- * The flags: a text value goes to text; a number (1 to max) to number; a
- * flag without a value (max 0) sets number to 1.
- */
+/* The flags: a value to text, a number (1 to max) to number; a switch (max 0) sets number to 1. */
 static const struct flag {
 	const char *name;
 	const char **text;
@@ -1639,19 +1629,19 @@ static const struct flag {
 	{ "--ca-file", &run.ca_file, NULL, 0 }, { "--domains", &run.domains, NULL, 0 },
 	{ "--domain-key", &run.domain_key, NULL, 0 }, { "--output", &run.output, NULL, 0 },
 	{ "--profile", &run.profile, NULL, 0 }, { "--key-type", &run.key_type_name, NULL, 0 },
+	{ "--ca", &run.ca, NULL, 0 }, { "--revoke", &run.revoke, NULL, 0 },
+	{ "--revoke-key", &run.revoke_key, NULL, 0 }, { "--reason", &run.reason, NULL, 0 },
+	{ "--new-account-key", &run.new_account_key, NULL, 0 },
+	{ "--eab-kid", &run.eab_kid, NULL, 0 }, { "--eab-hmac-key", &run.eab_hmac_key, NULL, 0 },
+	{ "--eab-alg", &run.eab_alg, NULL, 0 }, { "--hook", &run.hook, NULL, 0 },
 	{ "--check-port", NULL, &run.check_port, 65535 },
 	{ "--timeout", NULL, &run.timeout, 999999 }, { "--max-wait", NULL, &run.max_wait, 999999 },
-	{ "--max-time", NULL, &run.max_time, 999999 },
+	{ "--max-time", NULL, &run.max_time, 999999 }, { "--days", NULL, &run.days, 3650 },
+	{ "--hook-timeout", NULL, &run.hook_timeout, 999999 },
 	{ "--create-account-key", NULL, &run.create_account_key, 0 },
 	{ "--quiet", NULL, &run.quiet, 0 }, { "--disable-check", NULL, &run.disable_check, 0 },
-	{ "--stats", NULL, &run.stats, 0 }, { "--days", NULL, &run.days, 3650 },
-	{ "--force", NULL, &run.force, 0 }, { "--ca", &run.ca, NULL, 0 },
-	{ "--revoke", &run.revoke, NULL, 0 }, { "--revoke-key", &run.revoke_key, NULL, 0 },
-	{ "--reason", &run.reason, NULL, 0 }, { "--deactivate-account", NULL, &run.deactivate, 0 },
-	{ "--new-account-key", &run.new_account_key, NULL, 0 },
-	{ "--eab-kid", &run.eab_kid, NULL, 0 },
-	{ "--eab-hmac-key", &run.eab_hmac_key, NULL, 0 }, { "--eab-alg", &run.eab_alg, NULL, 0 },
-	{ "--hook", &run.hook, NULL, 0 }, { "--hook-timeout", NULL, &run.hook_timeout, 999999 },
+	{ "--stats", NULL, &run.stats, 0 }, { "--force", NULL, &run.force, 0 },
+	{ "--deactivate-account", NULL, &run.deactivate, 0 },
 	{ "--dns-persist", NULL, &run.dns_persist, 0 },
 	{ "--print-dns-persist", NULL, &run.print_persist, 0 },
 	{ NULL, NULL, NULL, 0 }
@@ -1750,10 +1740,7 @@ static void on_signal(int sig)
 	_exit(2);
 }
 
-/*
- * Sets on_signal for the signals that end a run; a closed pipe is an error,
- * not a signal; a child's end is one to wait for.
- */
+/* Sets on_signal for the signals that end a run; a closed pipe is an error, not a signal. */
 static void catch_signals(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -1781,16 +1768,12 @@ static void hold_signals(int hold)
 	sigprocmask(hold ? SIG_BLOCK : SIG_SETMASK, hold ? &set : &old, hold ? &old : NULL);
 }
 
-/*
- * 1 if stdout was closed. A closed stdin, stdout or stderr would be taken
- * by the first file or socket we open: /dev/null takes its place.
- */
+/* 1 if stdout was closed. A closed 0, 1 or 2 gets /dev/null, not our first file or socket. */
 static int guard_std_fds(void)
 {
 	int stdout_closed = fcntl(1, F_GETFD) < 0, fd;
-	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd < 3) {
-		/* each takes the lowest closed one of 0, 1, 2 */
-	}
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd < 3)
+		continue;       /* each takes the lowest closed one of 0, 1, 2 */
 	if (fd >= 3)
 		close(fd);
 	return stdout_closed;
@@ -1841,9 +1824,8 @@ static void xcreate_key_if_missing(const char *path, const char *what)
 }
 
 /*
- * The names into ns and the CSR into csr: from --csr (the domain key is
- * never read), or built for --domains and signed with --domain-key, made
- * if missing.
+ * The names into ns, the CSR into csr: from --csr (the domain key is never
+ * read), or built for --domains and signed with --domain-key, made if missing.
  */
 static void xnames_and_csr(struct names *ns, struct buf *csr)
 {
