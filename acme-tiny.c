@@ -1875,10 +1875,13 @@ static void print_stats(void)
 
 /* ======== 5. HTTP/1.1 over TCP or TLS =================================================== */
 
+static const char TOO_LARGE[] = "response body larger than 128 KiB";
+static const char PRINTABLE[] = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				"[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
+
 /*
- * Splits an http:// or https:// URL. Host, port and path are checked
- * character by character, so nothing from a server reaches a request line
- * or a Host header unless it is plain printable ASCII. 0, or -1.
+ * Splits an http:// or https:// URL, checked byte by byte: nothing from a server reaches a
+ * request line or a Host header unless it is plain printable ASCII. 0, or -1.
  */
 static int url_parse(const char *s, struct url *u)
 {
@@ -1913,11 +1916,9 @@ static int url_parse(const char *s, struct url *u)
 		    atoi(u->port) > 65535)
 			return -1;
 	}
-	if (copy_str(u->path, sizeof u->path, *path ? path : "/", *path ? strlen(path) : 1))
+	if (copy_str(u->path, sizeof u->path, *path ? path : "/", *path ? strlen(path) : 1) ||
+	    u->path[strspn(u->path, PRINTABLE + 1)])         /* + 1: not even a space */
 		return -1;
-	for (k = 0; u->path[k]; k++)
-		if (u->path[k] <= 0x20 || u->path[k] >= 0x7F)
-			return -1;
 	return 0;
 }
 
@@ -1926,8 +1927,8 @@ static int url_parse(const char *s, struct url *u)
 static br_x509_trust_anchor *anchors;
 static size_t n_anchors;
 
-/* Adds the certificate in der as a trust anchor: 0, or -1 if BearSSL cannot read it. */
-static int add_anchor(const struct buf *der)
+/* Adds the certificate in der as a trust anchor, unless BearSSL cannot read it. */
+static void add_anchor(const struct buf *der)
 {
 	br_x509_decoder_context dc;
 	struct buf mem = { 0 };         /* the anchor's bytes: its DN, then its key */
@@ -1938,7 +1939,7 @@ static int add_anchor(const struct buf *der)
 	br_x509_decoder_push(&dc, der->p, der->len);
 	if (!(pk = br_x509_decoder_get_pkey(&dc))) {
 		buf_free(&mem);
-		return -1;
+		return;
 	}
 	if (!(ta = realloc(anchors, (n_anchors + 1) * sizeof *ta)))
 		fail("out of memory");
@@ -1958,7 +1959,6 @@ static int add_anchor(const struct buf *der)
 	}
 	ta->dn.data = (unsigned char *)mem.p;   /* freed by free_trust_anchors */
 	ta->dn.len = dn;
-	return 0;
 }
 
 /* Loads every certificate of a PEM bundle that BearSSL can use. */
@@ -2147,12 +2147,11 @@ static int tcp_connect(struct conn *c, const struct url *u, long long give_up)
 		c->deadline = now_ms() + run.timeout * 1000LL;
 		if (give_up && give_up < c->deadline)
 			c->deadline = give_up;
-		if ((c->fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol)) < 0) {
+		if ((c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				    ai->ai_protocol)) < 0) {
 			conn_error(c, strerror(errno));
 			continue;
 		}
-		fcntl(c->fd, F_SETFD, FD_CLOEXEC);
-		fcntl(c->fd, F_SETFL, O_NONBLOCK);
 		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) && connect_wait(c))
 			conn_close(c);
 	}
@@ -2161,9 +2160,8 @@ static int tcp_connect(struct conn *c, const struct url *u, long long give_up)
 }
 
 /*
- * Certificates are checked at time t (seconds since 1970): a 64-bit time of
- * our own, since the 32-bit time() that Debian's armhf and mipsel BearSSL
- * calls fails after 2038-01-19. BearSSL counts days from 0000-01-01.
+ * Certificates are checked at t, 64-bit seconds since 1970: the 32-bit time() that Debian's
+ * armhf and mipsel BearSSL calls fails after 2038-01-19. BearSSL counts days from 0000-01-01.
  */
 static void x509_set_time(br_x509_minimal_context *xc, long long t)
 {
@@ -2171,10 +2169,8 @@ static void x509_set_time(br_x509_minimal_context *xc, long long t)
 }
 
 /*
- * A CA addressed by IP: BearSSL 0.6 matches DNS names only, so for it the
- * minimal X.509 engine runs with three methods of ours around its own,
- * which keep the server's certificate and check that it names the address
- * in an iPAddress subjectAltName.
+ * A CA addressed by IP: BearSSL 0.6 matches DNS names only, so three methods of ours wrap the
+ * minimal X.509 engine's to keep the server's certificate and check its iPAddress subjectAltName.
  */
 static br_x509_class ip_engine;
 
@@ -2208,10 +2204,9 @@ static unsigned ip_end_chain(const br_x509_class **ctx)
 }
 
 /*
- * TLS 1.2 with ECDHE and AES-GCM only: what every public ACME CA offers.
- * Naming just these (not br_ssl_client_init_full) keeps CBC, 3DES, RC4-era
- * code and TLS 1.0 out of the binary, about 30 kB of a router's flash, and
- * leaving ChaCha20-Poly1305 out 8 kB more: a run moves some 20 kB.
+ * TLS 1.2 with ECDHE and AES-GCM only: what every public ACME CA offers. Naming just these (not
+ * br_ssl_client_init_full) keeps CBC, 3DES, RC4-era code and TLS 1.0 out of the binary, about
+ * 30 kB of a router's flash, and leaving ChaCha20-Poly1305 out 8 kB more: a run moves some 20 kB.
  */
 static void tls_init(struct tls *t)
 {
@@ -2221,20 +2216,17 @@ static void tls_init(struct tls *t)
 		BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
 		BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 	};
-	static const struct { int id; const br_hash_class *impl; } hashes[] = {
-		{ br_sha256_ID, &br_sha256_vtable }, { br_sha384_ID, &br_sha384_vtable },
-		{ br_sha512_ID, &br_sha512_vtable },
-	};
-	size_t k;
 	br_ssl_client_zero(&t->sc);
 	br_ssl_engine_set_versions(&t->sc.eng, BR_TLS12, BR_TLS12);
 	br_ssl_engine_set_suites(&t->sc.eng, suites, sizeof suites / sizeof suites[0]);
 	br_x509_minimal_init(&t->xc, &br_sha256_vtable, anchors, n_anchors);
 	x509_set_time(&t->xc, time(NULL));
-	for (k = 0; k < sizeof hashes / sizeof hashes[0]; k++) {
-		br_ssl_engine_set_hash(&t->sc.eng, hashes[k].id, hashes[k].impl);
-		br_x509_minimal_set_hash(&t->xc, hashes[k].id, hashes[k].impl);
-	}
+	br_ssl_engine_set_hash(&t->sc.eng, br_sha256_ID, &br_sha256_vtable);
+	br_ssl_engine_set_hash(&t->sc.eng, br_sha384_ID, &br_sha384_vtable);
+	br_ssl_engine_set_hash(&t->sc.eng, br_sha512_ID, &br_sha512_vtable);
+	br_x509_minimal_set_hash(&t->xc, br_sha256_ID, &br_sha256_vtable);
+	br_x509_minimal_set_hash(&t->xc, br_sha384_ID, &br_sha384_vtable);
+	br_x509_minimal_set_hash(&t->xc, br_sha512_ID, &br_sha512_vtable);
 	br_x509_minimal_set_rsa(&t->xc, br_rsa_pkcs1_vrfy_get_default());
 	br_x509_minimal_set_ecdsa(&t->xc, br_ec_get_default(), br_ecdsa_vrfy_asn1_get_default());
 	br_ssl_client_set_default_rsapub(&t->sc);
@@ -2243,9 +2235,8 @@ static void tls_init(struct tls *t)
 	br_ssl_engine_set_prf_sha256(&t->sc.eng, &br_tls12_sha256_prf);
 	br_ssl_engine_set_prf_sha384(&t->sc.eng, &br_tls12_sha384_prf);
 	/*
-	 * AES-GCM by BearSSL's portable constant-time code alone: its default
-	 * adds AES-NI and PCLMUL code, 4 kB of a router's flash, for the few kB
-	 * of records of a run. 64-bit registers or 32.
+	 * AES-GCM by BearSSL's portable constant-time code alone (64-bit registers or 32): its
+	 * default adds AES-NI and PCLMUL code, 4 kB of a router's flash, for a run's few kB.
 	 */
 	br_ssl_engine_set_gcm(&t->sc.eng, &br_sslrec_in_gcm_vtable, &br_sslrec_out_gcm_vtable);
 	br_ssl_engine_set_aes_ctr(&t->sc.eng, UINTPTR_MAX > 0xFFFFFFFFu ?
@@ -2259,23 +2250,22 @@ static void tls_init(struct tls *t)
 static int conn_open(struct conn *c, const struct url *u, long long give_up)
 {
 	unsigned char ip[16];
+	int af = strchr(u->host, ':') ? AF_INET6 : AF_INET;
 	if (tcp_connect(c, u, give_up))
 		return -1;
 	stats.connections++;
 	strcpy(c->host, u->host);
 	strcpy(c->port, u->port);
-	if (!c->tls) {
-		c->read = sock_read;
+	c->read = c->tls ? tls_read : sock_read;
+	if (!c->tls)
 		return 0;
-	}
 	tls_init(c->tls);
 	br_ssl_engine_set_buffer(&c->tls->sc.eng, c->tls->iobuf, sizeof c->tls->iobuf, 0);
 	c->tls->ip[0] = 0;
 	c->tls->certs = 0;
-	if (inet_pton(AF_INET, u->host, ip) == 1 || inet_pton(AF_INET6, u->host, ip) == 1) {
+	if (inet_pton(af, u->host, ip) == 1) {
 		/* no SNI for an address (RFC 6066 3), and our own check of it */
-		inet_ntop(strchr(u->host, ':') ? AF_INET6 : AF_INET, ip, c->tls->ip,
-			  sizeof c->tls->ip);
+		inet_ntop(af, ip, c->tls->ip, sizeof c->tls->ip);
 		ip_engine = br_x509_minimal_vtable;
 		ip_engine.start_cert = ip_start_cert;
 		ip_engine.append = ip_append;
@@ -2285,16 +2275,12 @@ static int conn_open(struct conn *c, const struct url *u, long long give_up)
 	if (!br_ssl_client_reset(&c->tls->sc, c->tls->ip[0] ? NULL : u->host, 0))
 		return conn_error(c, tls_error(br_ssl_engine_last_error(&c->tls->sc.eng)));
 	br_sslio_init(&c->tls->io, &c->tls->sc.eng, tls_low_read, c, tls_low_write, c);
-	c->read = tls_read;
 	return 0;
 }
 
 /* ---- reading a response ---- */
 
-/*
- * Makes sure a byte is buffered: 1, 0 at the end of the stream, -1 on error.
- * Where the stream may not end yet, at_end says why its end is an error.
- */
+/* Makes sure a byte is buffered: 1; at the stream's end 0, or -1 with why at_end if set; -1. */
 static int conn_fill(struct conn *c, const char *at_end)
 {
 	int n;
@@ -2345,10 +2331,6 @@ static int conn_take(struct conn *c, struct buf *body, size_t n)
 	}
 	return 0;
 }
-
-static const char TOO_LARGE[] = "response body larger than 128 KiB";
-static const char PRINTABLE[] = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				"[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
 
 /* Takes one header line apart and keeps what we use. 0, or -1 with why. */
 static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, int *chunked)
@@ -2491,25 +2473,22 @@ static int send_request(struct conn *c, const char *method, const struct url *u,
 	int r;
 	buf_cat(&req, method, " ", u->path, " HTTP/1.1\r\nHost: ", v6 ? "[" : "", u->host,
 		v6 ? "]" : "", port ? ":" : "", port ? u->port : "",
-		"\r\nUser-Agent: " USER_AGENT "\r\n", NULL);
+		"\r\nUser-Agent: " USER_AGENT "\r\n", body ? "" : "\r\n", NULL);
 	if (body) {
 		snprintf(len, sizeof len, "%zu", body->len);
 		buf_cat(&req, "Content-Type: application/jose+json\r\nContent-Length: ", len,
-			"\r\n", NULL);
-	}
-	buf_str(&req, "\r\n");
-	if (body)
+			"\r\n\r\n", NULL);
 		buf_add(&req, body->p, body->len);
+	}
 	r = conn_write(c, req.p, req.len);
 	buf_free(&req);
 	return r;
 }
 
 /*
- * One HTTP exchange on c, within --timeout and before give_up (if not 0),
- * reusing c's connection when it goes to the same host and port. If a
- * kept-alive connection turns out closed before any answer, the request
- * goes once more on a new one. NULL, or why it failed.
+ * One HTTP exchange on c, within --timeout and before give_up (if not 0), reusing c's connection
+ * to the same host and port; if that turns out closed before any answer, the request goes once
+ * more on a new one. NULL, or why it failed.
  */
 static const char *http_try(struct conn *c, const char *method, const char *url,
 			    const struct buf *body, struct resp *r, long long give_up)
