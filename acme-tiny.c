@@ -2560,10 +2560,9 @@ static size_t key_sign(const struct key *k, const void *data, size_t len, unsign
 }
 
 /*
- * A request to the CA as a flattened JWS (RFC 8555 6.2) into out, signed
- * with k: the key as "kid" once the account exists, else as "jwk". payload
- * NULL means POST-as-GET (empty payload); nonce NULL, none (7.3.5's inner
- * JWS).
+ * A request to the CA as a flattened JWS (RFC 8555 6.2) into out, signed with k: the key as
+ * "kid" once the account exists, else as "jwk". payload NULL means POST-as-GET (empty
+ * payload); nonce NULL, none (7.3.5's inner JWS).
  */
 static void xjws_build(struct buf *out, const struct key *k, const char *kid,
 		       const char *nonce, const char *url, const char *payload)
@@ -2582,17 +2581,9 @@ static void xjws_build(struct buf *out, const struct key *k, const char *kid,
 	buf_free(&prot);
 }
 
-/* The hash of a JWS HMAC algorithm (RFC 7518 3.2), HS256 unless HS384 or HS512. */
-static const br_hash_class *eab_hash(const char *alg)
-{
-	return !strcmp(alg, "HS512") ? &br_sha512_vtable : !strcmp(alg, "HS384") ?
-	       &br_sha384_vtable : &br_sha256_vtable;
-}
-
 /*
- * A flattened JWS (RFC 7515 7.2.2) of the protected header prot and payload
- * (NULL: empty) into out, signed with k, or MACed with the HMAC key mac
- * (the hash of --eab-alg).
+ * A flattened JWS (RFC 7515 7.2.2) of the protected header prot and payload (NULL: empty)
+ * into out, signed with k, or MACed with the HMAC key mac (the hash of --eab-alg).
  */
 static void xjws_sign(struct buf *out, const char *prot, const char *payload,
 		      const struct key *k, const struct buf *mac)
@@ -2602,14 +2593,17 @@ static void xjws_sign(struct buf *out, const char *prot, const char *payload,
 	size_t siglen;
 	br_hmac_key_context kc;
 	br_hmac_context hc;
+	const br_hash_class *hash;
 	buf_b64url(&input, prot, strlen(prot));
 	buf_str(&input, ".");
 	if (payload)
 		buf_b64url(&input, payload, strlen(payload));
 	if (k) {
 		siglen = key_sign(k, input.p, input.len, sig, 0);
-	} else {
-		br_hmac_key_init(&kc, eab_hash(run.eab_alg), mac->p, mac->len);
+	} else {        /* --eab-alg: HS256, HS384 or HS512 (RFC 7518 3.2) */
+		hash = !strcmp(run.eab_alg, "HS512") ? &br_sha512_vtable :
+		       !strcmp(run.eab_alg, "HS384") ? &br_sha384_vtable : &br_sha256_vtable;
+		br_hmac_key_init(&kc, hash, mac->p, mac->len);
 		br_hmac_init(&hc, &kc, 0);
 		br_hmac_update(&hc, input.p, input.len);
 		siglen = br_hmac_out(&hc, sig);
@@ -2624,7 +2618,6 @@ static void xjws_sign(struct buf *out, const char *prot, const char *payload,
 	buf_str(out, "\"}");
 	buf_free(&input);
 }
-
 
 /* ---- a PKCS#10 CSR (RFC 2986) for --domains ---- */
 
@@ -2709,7 +2702,7 @@ static void der_subject(struct buf *b, const struct names *ns)
 {
 	size_t name = b->len;
 	int k;
-	for (k = 0; k < ns->n; k++) {
+	for (k = 0; k < ns->n; k++)
 		if (!strcmp(ns->id[k].type, "dns") && strlen(ns->id[k].value) <= 64) {
 			der_add(b, 0x06, OID_CN, 3);
 			der_add(b, 0x0C, ns->id[k].value, strlen(ns->id[k].value));
@@ -2717,7 +2710,6 @@ static void der_subject(struct buf *b, const struct names *ns)
 			der_wrap(b, name, 0x31);
 			break;
 		}
-	}
 	der_wrap(b, name, 0x30);
 }
 
@@ -2752,39 +2744,34 @@ static void der_san_request(struct buf *b, const struct names *ns)
 /* A CSR for names ns, signed with k (SHA-256, or SHA-384 for P-384). */
 static void xcsr_build(struct buf *b, const struct names *ns, const struct key *k)
 {
-	unsigned char sig[512];
+	unsigned char sig[1 + 512] = { 0 };       /* a BIT STRING: no unused bits, the signature */
 	size_t start, siglen;
-	int p256 = k->type == BR_KEYTYPE_EC && k->ec->curve == BR_EC_secp256r1;
+	int rsa = k->type == BR_KEYTYPE_RSA;
+	int p256 = !rsa && k->ec->curve == BR_EC_secp256r1;
 	b->len = 0;
 	der_add(b, 0x02, "", 1);          /* version 0 */
 	der_subject(b, ns);
 	der_spki(b, k);
 	der_san_request(b, ns);
 	der_wrap(b, 0, 0x30);             /* CertificationRequestInfo */
-	if (!(siglen = key_sign(k, b->p, b->len, sig, 1)))
+	if (!(siglen = key_sign(k, b->p, b->len, sig + 1, 1)))
 		fail("signing the CSR with the domain key failed");
 	start = b->len;
-	if (k->type == BR_KEYTYPE_RSA) {
-		der_add(b, 0x06, OID_RSA_SHA256, 9);
-		der_add(b, 0x05, "", 0);
-	} else {
-		der_add(b, 0x06, p256 ? OID_ECDSA_SHA256 : OID_ECDSA_SHA384, 8);
-	}
-	der_wrap(b, start, 0x30);
-	start = b->len;
-	buf_add(b, "", 1);
-	buf_add(b, sig, siglen);
-	der_wrap(b, start, 0x03);
+	der_add(b, 0x06, rsa ? OID_RSA_SHA256 : p256 ? OID_ECDSA_SHA256 : OID_ECDSA_SHA384,
+		rsa ? 9 : 8);
+	if (rsa)
+		der_add(b, 0x05, "", 0);  /* NULL parameters */
+	der_wrap(b, start, 0x30);         /* signatureAlgorithm */
+	der_add(b, 0x03, sig, 1 + siglen);
 	der_wrap(b, 0, 0x30);
 }
 
 /* ======== 7. Keys and DER =============================================================== */
 
 /*
- * Decodes the next PEM block (RFC 7468) of in from *pos: its label into
- * label and its bytes into der. Text before a block is skipped (CA bundles
- * have comments); inside one, only base64 and line breaks may appear.
- * Returns 1, 0 when there is none, -1 if malformed.
+ * Decodes the next PEM block (RFC 7468) of in from *pos: its label into label and its bytes
+ * into der. Text before a block is skipped (CA bundles have comments); inside one, only base64
+ * and line breaks may appear. Returns 1, 0 when there is none, -1 if malformed.
  */
 static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
 		    struct buf *der)
@@ -2812,10 +2799,7 @@ static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
 	return 1;
 }
 
-/*
- * Reads a PEM file's first object labelled with one of labels (a list
- * ending in NULL) into der. A file without PEM armour is taken as DER.
- */
+/* Reads into der a PEM file's first object labelled one of labels (NULL-ended), or a DER file. */
 static void xload_der(const char *path, const char *what, const char *const *labels,
 		     struct buf *der)
 {
@@ -2915,20 +2899,18 @@ static void key_jwk(struct key *k)
 }
 
 /*
- * RSA n and e, read from the key's DER (PKCS#1 RSAPrivateKey, maybe inside
- * PKCS#8): BearSSL's decoder drops them, and 0.6's helpers that recompute
- * them fail on 4096-bit keys and on some 2048-bit ones.
+ * RSA n and e from the key's DER (PKCS#1 RSAPrivateKey, maybe inside PKCS#8): 0, or -1.
+ * BearSSL's decoder drops them, and 0.6's helpers that recompute them fail on 4096-bit keys
+ * and on some 2048-bit ones.
  */
 static int rsa_public_from_der(const void *der, size_t len, struct der *n, struct der *e)
 {
 	struct der in = { der, len }, key, v, octets;
-	if (der_expect(&in, 0x30, &key) || der_expect(&key, 0x02, &v))
-		return -1;
-	if (key.len && key.p[0] == 0x30 &&
-	    (der_expect(&key, 0x30, &v) || der_expect(&key, 0x04, &octets) ||
-	     der_expect(&octets, 0x30, &key) || der_expect(&key, 0x02, &v)))
-		return -1;
-	if (der_expect(&key, 0x02, n) || der_expect(&key, 0x02, e))
+	if (der_expect(&in, 0x30, &key) || der_expect(&key, 0x02, &v) ||
+	    (key.len && key.p[0] == 0x30 &&          /* PKCS#8: PKCS#1 in an OCTET STRING */
+	     (der_expect(&key, 0x30, &v) || der_expect(&key, 0x04, &octets) ||
+	      der_expect(&octets, 0x30, &key) || der_expect(&key, 0x02, &v))) ||
+	    der_expect(&key, 0x02, n) || der_expect(&key, 0x02, e))
 		return -1;
 	while (n->len > 1 && !n->p[0])
 		n->p++, n->len--;
@@ -2991,9 +2973,8 @@ static const struct ident *our_ident(const struct names *ns, const char *type, c
 }
 
 /*
- * Adds a name from the CSR: an IP address (raw 4 or 16 bytes when raw_ip,
- * or text that parses as one) becomes "ip", anything else must be a DNS
- * name and is lower-cased. Duplicates are dropped. Returns 0 or -1.
+ * Adds a name from the CSR: an IP address (raw 4 or 16 bytes if raw_ip, or text) becomes "ip",
+ * anything else must be a DNS name, and is lower-cased. Duplicates are dropped. 0, or -1.
  */
 static int add_name(struct names *ns, const unsigned char *s, size_t len, int raw_ip)
 {
@@ -3010,10 +2991,8 @@ static int add_name(struct names *ns, const unsigned char *s, size_t len, int ra
 	} else {
 		memcpy(id.value, s, len);
 		id.value[len] = 0;
-		if (inet_pton(AF_INET, id.value, ip) == 1)
-			af = AF_INET;
-		else if (inet_pton(AF_INET6, id.value, ip) == 1)
-			af = AF_INET6;
+		af = inet_pton(AF_INET, id.value, ip) == 1 ? AF_INET :
+		     inet_pton(AF_INET6, id.value, ip) == 1 ? AF_INET6 : 0;
 	}
 	strcpy(id.type, af ? "ip" : "dns");
 	if (af) {
@@ -3052,13 +3031,11 @@ static int subject_names(struct der subject, struct names *ns)
 	while (subject.len) {
 		if (der_expect(&subject, 0x31, &rdn))
 			return -1;
-		while (rdn.len) {
+		while (rdn.len)
 			if (der_expect(&rdn, 0x30, &atv) || der_expect(&atv, 0x06, &oid) ||
-			    der_next(&atv, &val) < 0)
+			    der_next(&atv, &val) < 0 ||
+			    (der_is_oid(&oid, OID_CN, 3) && add_name(ns, val.p, val.len, 0)))
 				return -1;
-			if (der_is_oid(&oid, OID_CN, 3) && add_name(ns, val.p, val.len, 0))
-				return -1;
-		}
 	}
 	return 0;
 }
@@ -3070,29 +3047,24 @@ static int san_names(struct der octets, struct names *ns)
 	int tag;
 	if (der_expect(&octets, 0x30, &seq) || octets.len)
 		return -1;
-	while (seq.len) {
-		if ((tag = der_next(&seq, &gn)) < 0)
+	while (seq.len)
+		if ((tag = der_next(&seq, &gn)) < 0 ||
+		    ((tag == 0x82 || tag == 0x87) && add_name(ns, gn.p, gn.len, tag == 0x87)))
 			return -1;
-		if ((tag == 0x82 || tag == 0x87) && add_name(ns, gn.p, gn.len, tag == 0x87))
-			return -1;
-	}
 	return 0;
 }
 
 /*
- * Extensions (RFC 5280 4.1.2.9): the subjectAltName names into ns, and
- * the Authority Key Identifier's keyIdentifier into aki, each if not NULL.
- * 0, or -1 if malformed.
+ * Extensions (RFC 5280 4.1.2.9): the subjectAltName names into ns, and the Authority Key
+ * Identifier's keyIdentifier into aki, each if not NULL. 0, or -1 if malformed.
  */
 static int extensions(struct der exts, struct names *ns, struct der *aki)
 {
 	struct der ext, oid, val, seq;
 	while (exts.len) {
-		if (der_expect(&exts, 0x30, &ext) || der_expect(&ext, 0x06, &oid))
-			return -1;
-		if (ext.len && ext.p[0] == 0x01 && der_expect(&ext, 0x01, &val))
-			return -1;
-		if (der_expect(&ext, 0x04, &val))
+		if (der_expect(&exts, 0x30, &ext) || der_expect(&ext, 0x06, &oid) ||
+		    (ext.len && ext.p[0] == 0x01 && der_expect(&ext, 0x01, &val)) ||  /* critical */
+		    der_expect(&ext, 0x04, &val))
 			return -1;
 		if (ns && der_is_oid(&oid, OID_SAN, 3) && san_names(val, ns))
 			return -1;
@@ -3107,14 +3079,11 @@ static int extensions(struct der exts, struct names *ns, struct der *aki)
 static int attribute_names(struct der attrs, struct names *ns)
 {
 	struct der attr, oid, set, exts;
-	while (attrs.len) {
+	while (attrs.len)
 		if (der_expect(&attrs, 0x30, &attr) || der_expect(&attr, 0x06, &oid) ||
-		    der_expect(&attr, 0x31, &set))
+		    der_expect(&attr, 0x31, &set) || (der_is_oid(&oid, OID_EXT_REQ, 9) &&
+		    (der_expect(&set, 0x30, &exts) || extensions(exts, ns, NULL))))
 			return -1;
-		if (der_is_oid(&oid, OID_EXT_REQ, 9) &&
-		    (der_expect(&set, 0x30, &exts) || extensions(exts, ns, NULL)))
-			return -1;
-	}
 	return 0;
 }
 
@@ -3126,13 +3095,11 @@ static int csr_names(const unsigned char *p, size_t len, struct names *ns)
 {
 	struct der in = { p, len }, csr, info, subject, v;
 	ns->n = 0;
-	if (der_expect(&in, 0x30, &csr) || in.len || der_expect(&csr, 0x30, &info) ||
-	    der_expect(&info, 0x02, &v) || der_expect(&info, 0x30, &subject) ||
-	    der_expect(&info, 0x30, &v) || subject_names(subject, ns))
-		return -1;
-	if (info.len && (der_expect(&info, 0xA0, &v) || info.len || attribute_names(v, ns)))
-		return -1;
-	return ns->n ? 0 : -1;
+	return der_expect(&in, 0x30, &csr) || in.len || der_expect(&csr, 0x30, &info) ||
+	       der_expect(&info, 0x02, &v) || der_expect(&info, 0x30, &subject) ||
+	       der_expect(&info, 0x30, &v) || subject_names(subject, ns) ||
+	       (info.len && (der_expect(&info, 0xA0, &v) || info.len || attribute_names(v, ns))) ||
+	       !ns->n ? -1 : 0;
 }
 
 /* Seconds since 1970 of a UTCTime or GeneralizedTime (RFC 5280 4.1.2.5) taken off in; or -1. */
@@ -3164,31 +3131,28 @@ static int cert_parse(const void *der, size_t len, struct cert *c, struct names 
 	if (ns)
 		ns->n = 0;
 	if (der_expect(&in, 0x30, &cert) || der_expect(&cert, 0x30, &tbs) ||
-	    (tbs.len && tbs.p[0] == 0xA0 && der_next(&tbs, &v) < 0))     /* version */
-		return -1;
-	if (der_expect(&tbs, 0x02, &c->serial) || der_next(&tbs, &v) < 0 ||  /* signature */
+	    (tbs.len && tbs.p[0] == 0xA0 && der_next(&tbs, &v) < 0) ||      /* version */
+	    der_expect(&tbs, 0x02, &c->serial) || der_next(&tbs, &v) < 0 ||  /* signature */
 	    der_next(&tbs, &v) < 0 || der_expect(&tbs, 0x30, &validity) ||  /* issuer */
 	    (c->not_before = der_time(&validity)) < 0 || (c->not_after = der_time(&validity)) < 0 ||
 	    der_next(&tbs, &v) < 0 || der_expect(&tbs, 0x30, &spki) ||      /* subject */
 	    der_next(&spki, &v) < 0 || der_expect(&spki, 0x03, &c->key))
 		return -1;
-	while (tbs.len) {       /* the unique IDs [1] [2], and the extensions [3] */
+	while (tbs.len)         /* the unique IDs [1] [2], and the extensions [3] */
 		if ((tag = der_next(&tbs, &v)) < 0 ||
 		    (tag == 0xA3 && (der_expect(&v, 0x30, &validity) ||
 				     extensions(validity, ns, &c->aki))))
 			return -1;
-	}
 	return 0;
 }
 
-/* The public key bits (subjectPublicKey) of a CSR, which a CA copies into the certificate. */
+/* The public key bits (subjectPublicKey) of a CSR, which a CA copies into a certificate, or -1. */
 static int csr_key(const void *der, size_t len, struct der *key)
 {
 	struct der in = { der, len }, outer, info, spki, v;
-	if (der_expect(&in, 0x30, &outer) || der_expect(&outer, 0x30, &info) ||
-	    der_next(&info, &v) < 0 || der_next(&info, &v) < 0)    /* version, subject */
-		return -1;
-	return der_expect(&info, 0x30, &spki) || der_next(&spki, &v) < 0 ||
+	return der_expect(&in, 0x30, &outer) || der_expect(&outer, 0x30, &info) ||
+	       der_next(&info, &v) < 0 || der_next(&info, &v) < 0 ||    /* version, subject */
+	       der_expect(&info, 0x30, &spki) || der_next(&spki, &v) < 0 ||
 	       der_expect(&spki, 0x03, key) ? -1 : 0;
 }
 
