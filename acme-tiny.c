@@ -2537,10 +2537,7 @@ static void xhttp(struct conn *c, const char *method, const char *url, const str
 
 /* ======== 6. JWS and CSRs: what we sign ================================================= */
 
-/*
- * Signs data: RSASSA-PKCS1-v1_5, or ECDSA as r||s for JWS (RFC 7518 3.4)
- * or as a DER SEQUENCE for a CSR (asn1). The length, or 0 on failure.
- */
+/* Signs data: RSASSA-PKCS1-v1_5, or ECDSA r||s (JWS, RFC 7518 3.4) or DER (asn1): length or 0. */
 static size_t key_sign(const struct key *k, const void *data, size_t len, unsigned char *sig,
 		       int asn1)
 {
@@ -2554,15 +2551,13 @@ static size_t key_sign(const struct key *k, const void *data, size_t len, unsign
 	if (k->type == BR_KEYTYPE_EC)
 		return (asn1 ? br_ecdsa_sign_asn1_get_default() : br_ecdsa_sign_raw_get_default())
 		       (br_ec_get_default(), hash, digest, k->ec, sig);
-	if (!br_rsa_pkcs1_sign_get_default()(BR_HASH_OID_SHA256, digest, 32, k->rsa, sig))
-		return 0;
-	return (k->rsa->n_bitlen + 7) / 8;
+	return br_rsa_pkcs1_sign_get_default()(BR_HASH_OID_SHA256, digest, 32, k->rsa, sig)
+	       ? (k->rsa->n_bitlen + 7) / 8 : 0;
 }
 
 /*
- * A request to the CA as a flattened JWS (RFC 8555 6.2) into out, signed with k: the key as
- * "kid" once the account exists, else as "jwk". payload NULL means POST-as-GET (empty
- * payload); nonce NULL, none (7.3.5's inner JWS).
+ * A request to the CA, a flattened JWS (RFC 8555 6.2) into out, signed with k: as "kid" once the
+ * account exists, else as "jwk". payload NULL: POST-as-GET; nonce NULL: none (7.3.5's inner JWS).
  */
 static void xjws_build(struct buf *out, const struct key *k, const char *kid,
 		       const char *nonce, const char *url, const char *payload)
@@ -2829,10 +2824,7 @@ static void xload_der(const char *path, const char *what, const char *const *lab
 
 /* ---- DER, only as much as keys and CSRs need ---- */
 
-/*
- * Takes one TLV off the front of in. Only one-byte tags and definite
- * lengths (up to 3 length bytes) exist in what we read. Returns the tag or -1.
- */
+/* Takes one TLV off in: its tag, or -1. We read only one-byte tags and definite lengths < 2^24. */
 static int der_next(struct der *in, struct der *val)
 {
 	size_t len, hdr = 2, k;
@@ -3061,17 +3053,14 @@ static int san_names(struct der octets, struct names *ns)
 static int extensions(struct der exts, struct names *ns, struct der *aki)
 {
 	struct der ext, oid, val, seq;
-	while (exts.len) {
+	while (exts.len)
 		if (der_expect(&exts, 0x30, &ext) || der_expect(&ext, 0x06, &oid) ||
 		    (ext.len && ext.p[0] == 0x01 && der_expect(&ext, 0x01, &val)) ||  /* critical */
-		    der_expect(&ext, 0x04, &val))
+		    der_expect(&ext, 0x04, &val) ||
+		    (ns && der_is_oid(&oid, OID_SAN, 3) && san_names(val, ns)) ||
+		    (aki && der_is_oid(&oid, OID_AKI, 3) && (der_expect(&val, 0x30, &seq) ||
+		     (seq.len && seq.p[0] == 0x80 && der_next(&seq, aki) < 0))))  /* [0] optional */
 			return -1;
-		if (ns && der_is_oid(&oid, OID_SAN, 3) && san_names(val, ns))
-			return -1;
-		if (aki && der_is_oid(&oid, OID_AKI, 3) && (der_expect(&val, 0x30, &seq) ||
-		    (seq.len && seq.p[0] == 0x80 && der_next(&seq, aki) < 0)))
-			return -1;      /* keyIdentifier [0] is optional */
-	}
 	return 0;
 }
 
@@ -3087,10 +3076,7 @@ static int attribute_names(struct der attrs, struct names *ns)
 	return 0;
 }
 
-/*
- * The identifiers a PKCS#10 CSR (RFC 2986) asks for: subject CN and
- * subjectAltName entries. 0, or -1 if the CSR is malformed or names nothing.
- */
+/* The names a CSR (RFC 2986) asks for, CN and subjectAltName: 0, or -1 if malformed or none. */
 static int csr_names(const unsigned char *p, size_t len, struct names *ns)
 {
 	struct der in = { p, len }, csr, info, subject, v;
@@ -3119,10 +3105,7 @@ static long long der_time(struct der *in)
 			  number(s + n + 6, 2), number(s + n + 8, 2));
 }
 
-/*
- * A certificate (RFC 5280 4.1) into c, and the names of its subjectAltName
- * into ns if not NULL: 0, or -1 if it is malformed.
- */
+/* A certificate (RFC 5280 4.1) into c, its subjectAltName names into ns if not NULL: 0 or -1. */
 static int cert_parse(const void *der, size_t len, struct cert *c, struct names *ns)
 {
 	struct der in = { der, len }, cert, tbs, v, validity, spki;
