@@ -3209,11 +3209,8 @@ static long hex4(const char *s)
 {
 	long v = 0;
 	int k;
-	for (k = 0; k < 4; k++) {
-		if (hex_digit(s[k]) < 0)
-			return -1;
-		v = v * 16 + hex_digit(s[k]);
-	}
+	for (k = 0; k < 4 && v >= 0; k++)
+		v = hex_digit(s[k]) < 0 ? -1 : v * 16 + hex_digit(s[k]);
 	return v;
 }
 
@@ -3236,10 +3233,7 @@ static size_t unicode_escape(const char *s, size_t n, long *u)
 		return 0;
 	if (*u < 0xD800 || *u > 0xDBFF)
 		return 6;
-	if (n < 12 || s[6] != '\\' || s[7] != 'u')
-		return 0;
-	lo = hex4(s + 8);
-	if (lo < 0xDC00 || lo > 0xDFFF)
+	if (n < 12 || s[6] != '\\' || s[7] != 'u' || (lo = hex4(s + 8)) < 0xDC00 || lo > 0xDFFF)
 		return 0;
 	*u = 0x10000 + ((*u - 0xD800) << 10) + (lo - 0xDC00);
 	return 12;
@@ -3248,24 +3242,13 @@ static size_t unicode_escape(const char *s, size_t n, long *u)
 /* Length of one valid UTF-8 sequence at p (RFC 3629), or 0. */
 static size_t utf8_seq(const unsigned char *p, size_t n)
 {
-	unsigned lo = 0x80, hi = 0xBF;
-	size_t len, k;
+	unsigned lo = p[0] == 0xE0 ? 0xA0 : p[0] == 0xF0 ? 0x90 : 0x80;
+	unsigned hi = p[0] == 0xED ? 0x9F : p[0] == 0xF4 ? 0x8F : 0xBF;
+	size_t len = p[0] < 0xC2 ? 0 : p[0] < 0xE0 ? 2 : p[0] < 0xF0 ? 3 : p[0] < 0xF5 ? 4 : 0;
+	size_t k;
 	if (p[0] < 0x80)
 		return 1;
-	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-		len = 2;
-	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-		len = 3;
-		lo = p[0] == 0xE0 ? 0xA0 : 0x80;
-		hi = p[0] == 0xED ? 0x9F : 0xBF;
-	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-		len = 4;
-		lo = p[0] == 0xF0 ? 0x90 : 0x80;
-		hi = p[0] == 0xF4 ? 0x8F : 0xBF;
-	} else {
-		return 0;
-	}
-	if (n < len || p[1] < lo || p[1] > hi)
+	if (!len || n < len || p[1] < lo || p[1] > hi)
 		return 0;
 	for (k = 2; k < len; k++)
 		if ((p[k] & 0xC0) != 0x80)
@@ -3274,9 +3257,8 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 }
 
 /*
- * Decodes the inside of a JSON string into out (cap bytes with the NUL),
- * or only checks it when out is NULL. Returns the length, or -1 when the
- * string is invalid, holds a NUL, or does not fit.
+ * Decodes the inside of a JSON string into out (cap bytes with the NUL), or only checks it
+ * when out is NULL. Returns the length, or -1 when it is invalid, holds a NUL, or does not fit.
  */
 static long json_unescape(const char *s, size_t n, char *out, size_t cap)
 {
@@ -3321,8 +3303,7 @@ static long json_unescape(const char *s, size_t n, char *out, size_t cap)
 /* Moves *i past JSON white space. */
 static void skip_ws(const struct json *j, size_t *i)
 {
-	while (*i < j->len && (j->s[*i] == ' ' || j->s[*i] == '\t' ||
-			       j->s[*i] == '\n' || j->s[*i] == '\r'))
+	while (*i < j->len && j->s[*i] && strchr(" \t\n\r", j->s[*i]))
 		++*i;
 }
 
@@ -3490,14 +3471,9 @@ static void buf_json_str(struct buf *b, const char *before, const char *s)
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		char esc[8];
-		if (c < 0x20 || c == 0x7F) {
-			snprintf(esc, sizeof esc, "\\u%04x", c);
-			buf_str(b, esc);
-			continue;
-		}
-		if (c == '"' || c == '\\')
-			buf_add(b, "\\", 1);
-		buf_add(b, s, 1);
+		snprintf(esc, sizeof esc, c < 0x20 || c == 0x7F ? "\\u%04x" :
+			 c == '"' || c == '\\' ? "\\%c" : "%c", c);
+		buf_str(b, esc);
 	}
 	buf_str(b, "\"");
 }
@@ -3560,13 +3536,10 @@ static void buf_b64url(struct buf *b, const void *data, size_t n)
 	const unsigned char *p = data;
 	size_t i;
 	for (i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
 		size_t left = n - i, k;
+		uint32_t v = (uint32_t)p[i] << 16 | (left > 1 ? (uint32_t)p[i + 1] << 8 : 0) |
+			     (left > 2 ? p[i + 2] : 0);
 		char q[4];
-		if (left > 1)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (left > 2)
-			v |= p[i + 2];
 		for (k = 0; k < 4; k++)
 			q[k] = B64URL[(v >> (18 - 6 * k)) & 63];
 		buf_add(b, q, left >= 3 ? 4 : left + 1);
@@ -3595,10 +3568,9 @@ static int b64_value(int c)
 }
 
 /*
- * Appends the bytes of base64 text (s, n) to out. Line breaks may come
- * anywhere but one after another (a blank line, which openssl refuses);
- * padding must make whole groups of four and end the text. Returns 0, or
- * -1 for anything else.
+ * Appends the bytes of base64 text (s, n) to out. Line breaks may come anywhere but one after
+ * another (a blank line, which openssl refuses); padding must make whole groups of four and
+ * end the text. Returns 0, or -1 for anything else.
  */
 static int b64_decode(const char *s, size_t n, struct buf *out)
 {
@@ -3615,26 +3587,21 @@ static int b64_decode(const char *s, size_t n, struct buf *out)
 			continue;
 		}
 		blank = 0;
-		if (s[i] == '=' && pad < 2 && chars % 4 >= 2) {
+		if (s[i] == '=' && pad < 2 && chars % 4 >= 2)
 			pad++;
-			continue;
-		}
-		if (v < 0 || pad)
+		else if (v >= 0 && !pad)
+			chars++;
+		else
 			return -1;
-		acc = acc << 6 | (uint32_t)v;
-		if (++chars % 4 == 0) {
+		acc = acc << 6 | (uint32_t)(v < 0 ? 0 : v);     /* '=' counts as zero bits */
+		if ((chars + pad) % 4 == 0) {
 			bytes[0] = (unsigned char)(acc >> 16);
 			bytes[1] = (unsigned char)(acc >> 8);
 			bytes[2] = (unsigned char)acc;
-			buf_add(out, bytes, 3);
+			buf_add(out, bytes, 3 - pad);
 		}
 	}
-	if ((chars + pad) % 4)
-		return -1;
-	bytes[0] = (unsigned char)(acc >> (chars % 4 == 3 ? 10 : 4));
-	bytes[1] = (unsigned char)(acc >> 2);
-	buf_add(out, bytes, pad ? 3 - pad : 0);
-	return 0;
+	return (chars + pad) % 4 ? -1 : 0;
 }
 
 /* The bytes of unpadded base64url text s (RFC 4648 5) appended to out: 0, or -1. */
@@ -3642,9 +3609,8 @@ static int b64_decode_url(const char *s, struct buf *out)
 {
 	struct buf std = { 0 };
 	int r;
-	for (; *s; s++)         /* to base64's alphabet; '+' and '/' become invalid */
-		buf_add(&std, *s == '-' ? "+" : *s == '_' ? "/" : strchr("+/=\r\n", *s) ? "!" : s,
-			1);
+	for (; *s; s++)         /* to base64's alphabet; the rest, '+' and '/' too, invalid */
+		buf_add(&std, !strchr(B64URL, *s) ? "!" : *s == '-' ? "+" : *s == '_' ? "/" : s, 1);
 	buf_add(&std, "===", (4 - std.len % 4) % 4);
 	r = b64_decode(std.p, std.len, out);
 	buf_free(&std);
@@ -3718,8 +3684,8 @@ static void xread_file(const char *path, const char *what, struct buf *b)
 }
 
 /*
- * Creates path.tmp-XXXXXX beside path, mode 0600: its descriptor, its name
- * in tmp. Callers hold signals off until it is gone or renamed.
+ * Creates path.tmp-XXXXXX beside path, mode 0600: its descriptor, its name in tmp.
+ * Callers hold signals off until it is gone or renamed.
  */
 static int xcreate_temp(const char *path, char *tmp, size_t cap)
 {
@@ -3736,21 +3702,19 @@ static int xcreate_temp(const char *path, char *tmp, size_t cap)
 static void sync_dir_of(char *path)
 {
 	int fd = open(dirname(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0 && fsync(fd)) {
-		/* a file system that cannot sync a directory: the rename stands */
-	}
-	if (fd >= 0)
+	if (fd >= 0) {
+		fsync(fd);      /* a directory that cannot be synced: the rename stands */
 		close(fd);
+	}
 }
 
 /*
- * Writes a whole file through a temporary one beside it, synced before it
- * takes the name, so that a crash or a power cut leaves the old file or the
- * new one, never part of one. A key (replace 0) gets mode 0600 and is
- * linked into place: an existing file is never replaced (rename would);
- * one that another run made meanwhile is the key then. A certificate
- * (replace 1) is renamed over the old one and keeps its mode and, where we
- * may, its owner; a new one is 0644.
+ * Writes a whole file through a temporary one beside it, synced before it takes the name, so
+ * that a crash or a power cut leaves the old file or the new one, never part of one. A key
+ * (replace 0) gets mode 0600 and is linked into place: an existing file is never replaced
+ * (rename would); one that another run made meanwhile is the key then. A certificate
+ * (replace 1) is renamed over the old one and keeps its mode and, where we may, its owner;
+ * a new one is 0644.
  */
 static void xwrite_file(const char *path, const void *data, size_t len, int replace)
 {
@@ -3790,10 +3754,7 @@ static long long days_from_civil(long long y, int m, int d)
 	return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
 }
 
-/*
- * Seconds since 1970 of a date and time of day, each field checked (a leap
- * second allowed); -1 if one is out of range.
- */
+/* Seconds since 1970 of a date and time, each field checked (a leap second allowed); or -1. */
 static long long civil_time(long long y, long long mo, long long d, long long h, long long mi,
 			    long long s)
 {
@@ -3816,9 +3777,9 @@ static long long number(const char *s, int n)
 }
 
 /*
- * Seconds since 1970 of an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT",
- * RFC 9110 5.6.7) or of an RFC 3339 date-time ("2026-03-17T08:13:43Z",
- * with fractional seconds and an offset allowed); negative if s is neither.
+ * Seconds since 1970 of an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110 5.6.7) or of
+ * an RFC 3339 date-time ("2026-03-17T08:13:43Z", fractional seconds and an offset allowed);
+ * negative if s is neither.
  */
 static long long parse_date(const char *s)
 {
@@ -3845,9 +3806,8 @@ static long long parse_date(const char *s)
 	if (!imf && (*t == 'Z' || *t == 'z')) {
 		t++;
 	} else if (!imf && (*t == '+' || *t == '-') && strlen(t) == 6 && t[3] == ':' &&
-		   number(t + 1, 2) >= 0 && number(t + 1, 2) < 24 &&
-		   number(t + 4, 2) >= 0 && number(t + 4, 2) < 60) {
-		off = (*t == '-' ? -60 : 60) * (number(t + 1, 2) * 60 + number(t + 4, 2));
+		   (off = civil_time(1970, 1, 1, number(t + 1, 2), number(t + 4, 2), 0)) >= 0) {
+		off = *t == '-' ? -off : off;   /* hh:mm, range-checked as a time of day */
 		t += 6;
 	}
 	return imf || !*t ? at - off : -1;
@@ -3883,10 +3843,9 @@ static void sleep_ms(long long ms)
 }
 
 /*
- * Writes the message as one line on stderr. It may hold text from a server:
- * so that such text can neither drive nor fool the terminal, every byte
- * that is not printable ASCII becomes '?': controls, DEL, and all of UTF-8,
- * where invisible, bidirectional and look-alike characters hide.
+ * Writes the message as one line on stderr. It may hold a server's text: so that it can neither
+ * drive nor fool the terminal, every byte but printable ASCII becomes '?': controls, DEL, and
+ * all of UTF-8, where invisible, bidirectional and look-alike characters hide.
  */
 static void put_clean(const char *fmt, va_list ap)
 {
