@@ -2280,7 +2280,7 @@ static int conn_open(struct conn *c, const struct url *u, long long give_up)
 
 /* ---- reading a response ---- */
 
-/* Makes sure a byte is buffered: 1; at the stream's end 0, or -1 with why at_end if set; -1. */
+/* 1 once a byte is buffered; 0 at the end of the stream (-1 if at_end says why it may not); -1. */
 static int conn_fill(struct conn *c, const char *at_end)
 {
 	int n;
