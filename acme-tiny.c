@@ -705,7 +705,10 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 	return 0;
 }
 
-/* Our key's account, never made (7.3.1): 1 with its URL as our kid, else 0 (or, if must, fails). */
+/*
+ * Our key's account by onlyReturnExisting (7.3.1), which never makes one: 1 with its URL as
+ * our kid, 0 if there is none (if must, the run ends then).
+ */
 static int xfind_account(struct acme *a, int must)
 {
 	struct resp r = { 0 };
@@ -911,7 +914,7 @@ static int xtake_on(const struct taken *t)
 	int fd, err, ours, status;
 	if (n_taken == MAX_NAMES)
 		fail("more challenges than names");
-	hold_signals(1);        /* no signal between making the file and noting t, whole */
+	hold_signals(1);        /* no signal between making a file and noting t, whole */
 	fd = t->file ? openat(acme_fd, t->token, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 			      O_CLOEXEC, 0644) : -1;
 	err = errno;
@@ -1567,8 +1570,9 @@ static const char USAGE[] =
 "  --contact URI ...     contact URIs for the account, e.g. mailto:you@example.com\n"
 "  --disable-check       skip fetching each challenge file before the CA does\n"
 "  --check-port PORT     port for that self-check (default 80)\n"
-"  --output FILE         write the chain to FILE, not stdout, replacing it only when the run\n"
-"                        succeeds (atomically); a certificate it holds is renewed only when due\n"
+"  --output FILE         write the chain to FILE, not stdout: a temporary file beside it,\n"
+"                        renamed over FILE only when the run succeeded; a certificate\n"
+"                        FILE holds already is renewed only when due\n"
 "  --days N              due with N days left, not by ARI or a third of the lifetime\n"
 "  --force               renew now, due or not\n"
 "  --profile NAME        a certificate profile the CA lists in its directory,\n"
@@ -2280,7 +2284,7 @@ static int conn_open(struct conn *c, const struct url *u, long long give_up)
 
 /* ---- reading a response ---- */
 
-/* 1 once a byte is buffered; 0 at the end of the stream (-1 if at_end says why it may not); -1. */
+/* 1 once a byte is buffered; at the end of the stream 0, or -1 if at_end says why; else -1. */
 static int conn_fill(struct conn *c, const char *at_end)
 {
 	int n;
