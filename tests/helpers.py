@@ -1,7 +1,10 @@
-"""Keys, CSRs and the checks every issuance test shares."""
+"""Keys, CSRs and the checks every issuance test shares; what every suite's run() shares."""
+import contextlib
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 
 PEM_CHAIN = re.compile(r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n)+")
 
@@ -67,3 +70,18 @@ def check_failure(res, acme_dir, pattern):
     if acme_dir:
         assert os.listdir(acme_dir) == [], f"challenge files left: {os.listdir(acme_dir)}"
     return lines[0]
+
+
+def picked(only, name, suite):
+    """True if run.py's --only (part of a test's name, or of its suite's) picks this test."""
+    return not only or only in name or only in suite
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix):
+    """A temporary directory for one suite, removed however the suite ends."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

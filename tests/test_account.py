@@ -13,12 +13,11 @@ import json
 import os
 import re
 import secrets
-import shutil
 import stat
 import subprocess
 import tempfile
 
-from helpers import check_failure, check_success, make_csr, make_key, openssl
+from helpers import check_failure, check_success, make_csr, make_key, openssl, picked, scratch_dir
 from pebble_env import Pebble
 
 USAGE_HINT = "Try 'acme-tiny --help'."
@@ -394,14 +393,11 @@ TESTS = [(f"account_{f.__name__}", f) for f in (
 
 
 def run(binary, report, only=None):
-    tmp = tempfile.mkdtemp(prefix="acme-tiny-account-")
-    try:
-        selected = [(n, f) for n, f in TESTS if not only or only in n or only in "test_account"]
+    selected = [(n, f) for n, f in TESTS if picked(only, n, "test_account")]
+    with scratch_dir("acme-tiny-account-") as tmp:
         if selected:
             with Pebble() as p:
                 for name, fn in selected:
                     report.check(name, fn, Env(binary, p, tmp))
-        if not only or only in "account_eab" or only in "test_account":
+        if picked(only, "account_eab", "test_account"):
             report.check("account_eab", eab, binary, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

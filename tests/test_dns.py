@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 
-from helpers import check_failure, check_success, make_csr, make_key, openssl
+from helpers import check_failure, check_success, make_csr, make_key, openssl, picked, scratch_dir
 from pebble_env import Pebble
 
 HOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dns-hook.py")
@@ -537,15 +537,11 @@ TESTS = [(f"dns_{f.__name__}", f) for f in (
 
 
 def run(binary, report, only=None):
-    tmp = tempfile.mkdtemp(prefix="acme-tiny-dns-")
-    try:
-        selected = [(n, f) for n, f in TESTS if not only or only in n or only in "test_dns"]
-        if selected:
-            with Pebble() as p:
-                for name, fn in selected:
-                    env = Env(binary, p, tmp)
-                    report.check(name, fn, env)
-                    for pid in filter(running, env.hung_pids()):    # after a failure
-                        os.kill(pid, signal.SIGKILL)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    selected = [(n, f) for n, f in TESTS if picked(only, n, "test_dns")]
+    if selected:
+        with scratch_dir("acme-tiny-dns-") as tmp, Pebble() as p:
+            for name, fn in selected:
+                env = Env(binary, p, tmp)
+                report.check(name, fn, env)
+                for pid in filter(running, env.hung_pids()):    # after a failure
+                    os.kill(pid, signal.SIGKILL)

@@ -23,12 +23,10 @@ returns is the fixed chain of keys/leaf.pem, made here for the CSRs' key.
 """
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 
-from helpers import PEM_CHAIN, make_csr, make_key, openssl
+from helpers import PEM_CHAIN, make_csr, make_key, openssl, picked, scratch_dir
 from pebble_env import make_tls_cert
 from persist_ca import (CAA, DRAFT01, DRAFT02, PERSIST, PersistCA, account_hash,
                         jwk_thumbprint)
@@ -411,13 +409,9 @@ CASES = [
 
 
 def run(binary, report, only=None):
-    selected = [(n, f) for n, f in CASES if not only or only in n or only in "test_dns_persist"]
-    if not selected:
-        return
-    tmp = tempfile.mkdtemp(prefix="acme-tiny-persist-")
-    try:
-        suite = Suite(binary, tmp)
-        for name, fn in selected:
-            report.check(name, fn, suite)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    selected = [(n, f) for n, f in CASES if picked(only, n, "test_dns_persist")]
+    if selected:
+        with scratch_dir("acme-tiny-persist-") as tmp:
+            suite = Suite(binary, tmp)
+            for name, fn in selected:
+                report.check(name, fn, suite)

@@ -35,12 +35,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from types import SimpleNamespace
 
 from evil_ca import DOMAIN, EvilCA
-from helpers import check_failure, check_success, make_csr, make_key
+from helpers import check_failure, check_success, make_csr, make_key, picked, scratch_dir
 from pebble_env import make_tls_cert
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1327,13 +1326,9 @@ CASES = [
 
 
 def run(binary, report, only=None):
-    selected = [(n, f) for n, f in CASES if not only or only in n or only in "test_evil"]
-    if not selected:
-        return
-    tmp = tempfile.mkdtemp(prefix="acme-tiny-evil-")
-    try:
-        suite = Suite(binary, tmp)
-        for name, fn in selected:
-            report.check(name, fn, suite)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    selected = [(n, f) for n, f in CASES if picked(only, n, "test_evil")]
+    if selected:
+        with scratch_dir("acme-tiny-evil-") as tmp:
+            suite = Suite(binary, tmp)
+            for name, fn in selected:
+                report.check(name, fn, suite)

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 
-from helpers import openssl
+from helpers import openssl, picked, scratch_dir
 from pebble_env import Pebble, free_port
 from persist_ca import DRAFT02, PersistCA
 from test_dns_persist import NAME, ZONE_LINE, Suite
@@ -454,9 +454,10 @@ def package_version(binary):
 
 
 def run(binary, report, only=None):
-    selected = lambda n: not only or only in n or only in "test_openwrt"  # noqa: E731
-    tmp = tempfile.mkdtemp(prefix="acme-tiny-openwrt-")
-    try:
+    def selected(name):
+        return picked(only, name, "test_openwrt")
+
+    with scratch_dir("acme-tiny-openwrt-") as tmp:
         if selected("openwrt_shell_files"):
             report.check("openwrt_shell_files", shell_files)
         if selected("openwrt_package_version"):
@@ -482,18 +483,11 @@ def run(binary, report, only=None):
             # Pebble's http-01 port with nothing on it: the hook's server takes it
             with Pebble(config={"httpPort": free_port()}) as p:
                 report.check("openwrt_standalone", standalone, Router(tmp, binary, p))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_cross(name, command, report):
     """The webroot scenario with a build for another architecture under qemu-user."""
     argv = command.split()
     argv[-1] = os.path.abspath(argv[-1])
-    tmp = tempfile.mkdtemp(prefix="acme-tiny-openwrt-")
-    try:
-        with Pebble() as p:
-            report.check(f"{name}_openwrt_webroot", webroot_two_names,
-                         Router(tmp, " ".join(argv), p))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with scratch_dir("acme-tiny-openwrt-") as tmp, Pebble() as p:
+        report.check(f"{name}_openwrt_webroot", webroot_two_names, Router(tmp, " ".join(argv), p))

@@ -2,11 +2,11 @@
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import tempfile
 
-from helpers import check_failure, check_success, make_csr, make_key, openssl, split_pem
+from helpers import (check_failure, check_success, make_csr, make_key, openssl, picked,
+                     scratch_dir, split_pem)
 from pebble_env import Pebble
 
 
@@ -55,13 +55,12 @@ class Env:
 
 
 def run(binary, report, only=None):
-    tmp = tempfile.mkdtemp(prefix="acme-tiny-test-")
-    try:
+    with scratch_dir("acme-tiny-test-") as tmp:
         # Pebble's default nonce rejection (5%) stays on: badNonce must be retried.
         with Pebble() as p:
             env = Env(binary, p, tmp)
             for name, fn in TESTS:
-                if not only or only in name or only in "test_pebble":
+                if picked(only, name, "test_pebble"):
                     report.check(name, fn, env)
         if not only or "nonce" in only or only in "test_pebble":
             with Pebble(nonce_reject=50) as p:
@@ -69,8 +68,6 @@ def run(binary, report, only=None):
         if not only or "reuse" in only or only in "test_pebble":
             with Pebble(env={"PEBBLE_AUTHZREUSE": "100"}) as p:
                 report.check("pebble_authz_reused", authz_reused, Env(binary, p, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_valgrind(binary, report):
@@ -129,14 +126,11 @@ def run_valgrind(binary, report):
             check_log("--dns-persist")
             ca.stop()
 
-    tmp = tempfile.mkdtemp(prefix="acme-tiny-test-")
-    try:
+    with scratch_dir("acme-tiny-test-") as tmp:
         with Pebble() as p:
             report.check("valgrind_issuance", issue_under_valgrind, Env(binary, p, tmp))
             report.check("valgrind_hook", hook_under_valgrind, Env(binary, p, tmp))
         report.check("valgrind_dns_persist", persist_under_valgrind, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_cross(name, command, report):
@@ -146,12 +140,8 @@ def run_cross(name, command, report):
         env.issue("rsa2048", [f"{name}.cross.example.test", "127.0.0.1"])
         from_nothing(env)
 
-    tmp = tempfile.mkdtemp(prefix="acme-tiny-test-")
-    try:
-        with Pebble() as p:
-            report.check(f"{name}_issuance", cross_issuance, Env(command, p, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with scratch_dir("acme-tiny-test-") as tmp, Pebble() as p:
+        report.check(f"{name}_issuance", cross_issuance, Env(command, p, tmp))
 
 
 def issue_rsa2048(env):

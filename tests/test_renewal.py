@@ -4,12 +4,11 @@ serves ARI, RFC 9773; tests/fetch-pebble-trixie.sh unpacks it), Debian 12's
 cron example run under busybox sh."""
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
 
-from helpers import check_success, make_csr, make_key
+from helpers import check_success, make_csr, make_key, picked, scratch_dir
 from pebble_env import PEBBLE_ARI, Pebble
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -133,10 +132,7 @@ TESTS = [(f"renewal_{f.__name__}", f) for f in (ari_daily, lifetime_short, cron_
 
 
 def run(binary, report, only=None):
-    tmp = tempfile.mkdtemp(prefix="acme-tiny-renewal-")
-    try:
+    with scratch_dir("acme-tiny-renewal-") as tmp:
         for name, fn in TESTS:
-            if not only or only in name or only in "test_renewal":
+            if picked(only, name, "test_renewal"):
                 report.check(name, fn, binary, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
