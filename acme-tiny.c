@@ -537,19 +537,26 @@ static void xadd_eab(struct buf *b, const struct acme *a)
 	buf_free(&jws);
 }
 
-/* newAccount (7.3) finds or creates the account; its URL becomes our kid. */
+/*
+ * newAccount (7.3) finds or creates the account; its URL becomes our kid. With EAB, the account is
+ * looked for first (7.3.1): EAB keys are single-use and expire (Google's in 7 days), so only a new
+ * account is sent one, and a cron job that keeps the flags keeps renewing.
+ */
 static void xaccount(struct acme *a)
 {
 	struct buf p = { 0 };
 	struct resp r = { 0 };
+	int found;
 	info("Registering account...");
+	found = run.eab_kid &&
+		xsend(a, a->new_account, "{\"onlyReturnExisting\":true}", &r, "newAccount", 0);
 	buf_str(&p, "{\"termsOfServiceAgreed\":true");
 	if (run.n_contacts)
 		add_contacts(&p, ",");
-	if (run.eab_kid)
+	if (run.eab_kid && !found)
 		xadd_eab(&p, a);
 	buf_str(&p, "}");
-	if (!xsend(a, a->new_account, p.p, &r, "newAccount", 0)) {
+	if (!found && !xsend(a, a->new_account, p.p, &r, "newAccount", 0)) {
 		if (is_problem(&r, "externalAccountRequired") && !run.eab_kid)
 			fail("newAccount: the CA requires External Account Binding:"
 			     " --eab-kid and --eab-hmac-key, as the CA gives them");

@@ -664,6 +664,22 @@ def _challenge_invalid(ca, req, normal):
     return Reply(200, a)
 
 
+def _eab_single_use(ca, req, normal):
+    """newAccount at a CA that requires External Account Binding and whose EAB
+    keys are single-use, as Google's: EvilCA(..., exists=True) has an account
+    for the key already, and a binding sent again is refused as unknown."""
+    p, exists = json.loads(req.payload or "{}"), ca.opts["exists"]
+    if p.get("onlyReturnExisting") and not exists:
+        return problem(400, "accountDoesNotExist", "evil CA: no account for this key")
+    if "externalAccountBinding" in p and exists:
+        return problem(403, "unauthorized", "evil CA: Unknown external account binding (EAB) key")
+    if "externalAccountBinding" not in p and not exists:
+        return problem(403, "externalAccountRequired", "evil CA: EAB required")
+    r = normal()
+    r.status = "200 OK" if exists else r.status
+    return r
+
+
 def _control_chars(ca, req, normal):
     normal()
     detail = ('"red\\u001b[31mRED \\u001b]0;title\\u0007 CR\\rLF\\nBS\\b '
@@ -832,6 +848,7 @@ SCENARIOS = {
     "ari_already_replaced": {"newOrder": lambda ca, req, normal: problem(
         409, "alreadyReplaced", "evil CA: replaced already") if "replaces" in (req.payload or "")
         else normal()},
+    "eab_single_use": {"newAccount": _eab_single_use},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)
     "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(
         ca.directory_obj(), meta={"profiles": {"classic": "90 days", "shortlived": "160 hours"}}),

@@ -723,11 +723,11 @@ def retrying_with_error(suite):
         assert ca.count("readyPoll") == 3, ca.steps()
 
 
-def succeeds(scenario, check=None, **opts):
-    """A scenario the client must get through: check(ca, res) says how."""
+def succeeds(scenario, check=None, args=(), **opts):
+    """A scenario the client must get through, with these arguments: check(ca, res) says how."""
     def case(suite):
         with EvilCA(scenario, suite.keys, **opts) as ca:
-            res = suite.run_client(ca)
+            res = suite.run_client(ca, args=args)
             check_success(res, res.acme_dir)
             if check:
                 check(ca, res)
@@ -746,6 +746,18 @@ def order_reused(*absent):
         for s in absent:
             assert s not in steps, f"{s} in {steps}"
     return check
+
+
+def eab_single_use(exists):
+    """EAB keys that are single-use (Google's): the key's account is looked for
+    first (onlyReturnExisting), and only a new account is sent the binding, once."""
+    def check(ca, res):
+        sent = [json.loads(req.payload) for step, req in ca.requests if step == "newAccount"]
+        assert sent[0] == {"onlyReturnExisting": True}, sent
+        assert sum("externalAccountBinding" in p for p in sent) == (0 if exists else 1), sent
+    key = base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
+    args = ("--eab-kid", "kid-1", "--eab-hmac-key", key)
+    return succeeds("eab_single_use", check, args=args, exists=exists)
 
 
 def authz_valid(ca, res):
@@ -1292,6 +1304,8 @@ CASES = [
                                   order_reused("authz", "challenge", "finalize", "orderPoll"))),
     ("evil_order_invalid", order_invalid),
     ("evil_authz_valid", succeeds("authz_valid", authz_valid)),
+    ("evil_eab_account_exists", eab_single_use(exists=True)),
+    ("evil_eab_account_new", eab_single_use(exists=False)),
     ("evil_challenge_valid", succeeds("challenge_valid", polled_once)),
     ("evil_user_action_required", user_action_required),
     ("evil_ca_by_ip", ca_by_ip),
