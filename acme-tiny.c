@@ -275,6 +275,8 @@ static int xsend(struct acme *a, const char *url, const char *payload, struct re
 		 const char *step, long long give_up);
 static void xpost(struct acme *a, const char *url, const char *payload, struct resp *r,
 		  const char *step);
+static void xget(struct acme *a, const char *method, const char *url, struct resp *r,
+		 const char *step, long long give_up);
 static void xorder_state(struct order *o, const char *step);
 static void xpoll(struct acme *a, struct order *o, long long delay);
 static const char *problem_text(const struct json *j, int p, char *out, size_t cap);
@@ -485,7 +487,7 @@ static void xdirectory(struct acme *a)
 	struct json j = { 0 };
 	int meta;
 	info("Getting directory...");
-	xhttp(&a->conn, "GET", run.directory, NULL, &r, "directory", 0);
+	xget(a, "GET", run.directory, &r, "directory", 0);
 	if (r.status != 200)
 		fail_problem("directory", &r);
 	xparse_object(&r, &j, "directory");
@@ -644,8 +646,7 @@ static long long xari_time(struct acme *a, const struct buf *der)
 	long long from, to, at = -1;
 	int w;
 	snprintf(url, sizeof url, "%s/%s", a->renewal_info, a->replaces);
-	xneed_ca_host(url, "renewalInfo");
-	xhttp(&a->conn, "GET", url, NULL, &r, "renewalInfo", 0);
+	xget(a, "GET", url, &r, "renewalInfo", 0);
 	if (r.status == 200 && !json_parse(&j, r.body.p, r.body.len) &&
 	    (w = json_get(&j, 0, "suggestedWindow")) >= 0 &&
 	    json_get_str(&j, w, "start", start, sizeof start) &&
@@ -1437,7 +1438,7 @@ static void xneed_str(const struct json *j, int obj, const char *key, char *out,
 static void xneed_ca_host(const char *url, const char *step)
 {
 	struct url u, dir;
-	url_parse(run.directory, &dir);         /* well-formed: it was fetched first */
+	url_parse(run.directory, &dir);         /* well-formed, once it was fetched */
 	/* a malformed or http:// URL is refused as such when it is sent */
 	if (!url_parse(url, &u) && u.https &&
 	    (strcmp(u.host, dir.host) || strcmp(u.port, dir.port)))
@@ -1448,8 +1449,7 @@ static void xneed_ca_host(const char *url, const char *step)
 static void xnew_nonce(struct acme *a, long long give_up)
 {
 	struct resp r = { 0 };
-	xneed_ca_host(a->new_nonce, "newNonce");
-	xhttp(&a->conn, "HEAD", a->new_nonce, NULL, &r, "newNonce", give_up);
+	xget(a, "HEAD", a->new_nonce, &r, "newNonce", give_up);
 	if (r.status != 200 && r.status != 204)
 		fail_problem("newNonce", &r);
 	if (!r.nonce[0])
@@ -1509,6 +1509,21 @@ static void xpost(struct acme *a, const char *url, const char *payload, struct r
 {
 	if (!xsend(a, url, payload, r, step, 0))
 		fail_problem(step, r);
+}
+
+/*
+ * A GET or HEAD on the CA's host (no JWS), its answer into r. A busy CA's Retry-After is waited
+ * out as xsend does: per-endpoint rate limits answer the directory and newNonce with a 503.
+ */
+static void xget(struct acme *a, const char *method, const char *url, struct resp *r,
+		 const char *step, long long give_up)
+{
+	long long waited = 0;
+	int tries = 0;
+	xneed_ca_host(url, step);
+	do
+		xhttp(&a->conn, method, url, NULL, r, step, give_up);
+	while (++tries < MAX_POST_TRIES && waited_if_busy(r, step, &waited, give_up));
 }
 
 /* The order as the CA sent it in o->r: parsed into o->j, its status into o->status. */

@@ -489,6 +489,12 @@ def mutate(fn):
     return hook
 
 
+def busy_once(step, status=503, kind="serverInternal", detail="evil CA: busy"):
+    """The first request of step gets status with Retry-After: 1; later ones are served."""
+    return lambda ca, req, normal: normal() if ca.count(step) > 1 else \
+        problem(status, kind, detail, headers=["Retry-After: 1"])
+
+
 def retry_after(value, status):
     """The authorization stays pending (or the order processing) with this Retry-After."""
     def hook(ca, req, normal):
@@ -853,15 +859,16 @@ SCENARIOS = {
     "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(
         ca.directory_obj(), meta={"profiles": {"classic": "90 days", "shortlived": "160 hours"}}),
         nonce=False)},
-    # a busy CA: 503 + Retry-After once (then served), or every time
-    "busy_once": {"newOrder": lambda ca, req, normal: normal() if ca.count("newOrder") > 1 else
-                  problem(503, "serverInternal", "evil CA: busy", headers=["Retry-After: 1"])},
+    # a busy CA: 503 + Retry-After once (then served), or every time; per-endpoint rate
+    # limits answer GETs and HEADs too
+    "busy_once": {"newOrder": busy_once("newOrder")},
+    "busy_once_directory": {"directory": busy_once("directory")},
+    "busy_once_nonce": {"newNonce": busy_once("newNonce")},
     # pending with Retry-After 3, then 503 with Retry-After 4: past --max-wait 4
     "busy_while_polling": {"readyPoll": lambda ca, req, normal: problem(
         503, "serverInternal", "evil CA: busy", headers=["Retry-After: 4"])
         if ca.count("readyPoll") > 1 else retry_after(3, "pending")(ca, req, normal)},
-    "busy_once_429": {"newOrder": lambda ca, req, normal: normal() if ca.count("newOrder") > 1 else
-                      problem(429, "rateLimited", "evil CA: slow down", headers=["Retry-After: 1"])},
+    "busy_once_429": {"newOrder": busy_once("newOrder", 429, "rateLimited", "evil CA: slow down")},
     # busy, but without saying when to come back: not a wait the client may guess
     "busy_no_retry_after": {"newOrder": lambda ca, req, normal: problem(
         503, "serverInternal", "evil CA: busy")},

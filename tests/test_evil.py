@@ -1098,13 +1098,15 @@ def profile_not_offered(suite):
                    args=["--profile", "shortlived"], after=after)
 
 
-def busy_once(suite):
-    # 503 with Retry-After: 1 from newOrder: the client waits a second and sends it again
-    with EvilCA("busy_once", suite.keys) as ca:
-        res = suite.run_client(ca)
-        check_success(res, res.acme_dir)
-        assert ca.count("newOrder") == 2, f"{ca.count('newOrder')} newOrder requests"
-        assert res.elapsed >= 1, f"no wait: {res.elapsed:.2f} s"
+def busy_once(scenario, step):
+    # 503 with Retry-After: 1 from step: the client waits a second and asks again
+    def case(suite):
+        with EvilCA(scenario, suite.keys) as ca:
+            res = suite.run_client(ca)
+            check_success(res, res.acme_dir)
+            assert ca.count(step) == 2, f"{ca.count(step)} {step} requests"
+            assert res.elapsed >= 1, f"no wait: {res.elapsed:.2f} s"
+    return case
 
 
 def busy_once_429(suite):
@@ -1316,7 +1318,9 @@ CASES = [
     ("evil_lifetime_rule", lifetime_rule),
     ("evil_profile_sent", profile_sent),
     ("evil_profile_not_offered", profile_not_offered),
-    ("evil_busy_once", busy_once),
+    ("evil_busy_once", busy_once("busy_once", "newOrder")),
+    ("evil_busy_once_directory", busy_once("busy_once_directory", "directory")),
+    ("evil_busy_once_nonce", busy_once("busy_once_nonce", "newNonce")),
     ("evil_busy_forever", busy_forever),
     ("evil_busy_while_polling", busy_while_polling),
     ("evil_problem_rate_limited", problem_rate_limited),
