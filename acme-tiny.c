@@ -635,9 +635,10 @@ static void cert_id(const struct cert *c, char *out, size_t cap)
 
 /*
  * When ARI (RFC 9773) says to renew der (ID a->replaces): a point in the CA's window fixed by der's
- * hash, so a daily job renews on one day and a fleet spreads out; -1, after saying so, if unusable.
+ * hash, so a daily job renews on one day and a fleet spreads out; -1, after saying so, if unusable
+ * or not before not_after (a window past the end would let the certificate expire).
  */
-static long long xari_time(struct acme *a, const struct buf *der)
+static long long xari_time(struct acme *a, const struct buf *der, long long not_after)
 {
 	struct resp r = { 0 };
 	struct json j = { 0 };
@@ -656,10 +657,12 @@ static long long xari_time(struct acme *a, const struct buf *der)
 		at = from + (to - from) * (h[0] << 8 | h[1]) / 65536;
 		if (json_get_str(&j, 0, "explanationURL", why, sizeof why))
 			info("The CA explains its renewal window at %s", why);
-	} else {
+	}
+	if (at >= not_after)
+		at = -1;
+	if (at < 0)
 		info("The CA's renewal information is unusable (HTTP %d): going by the"
 		     " certificate's lifetime", r.status);
-	}
 	json_free(&j);
 	buf_free(&r.body);
 	return at;
@@ -681,6 +684,7 @@ static long long renewal_time(const struct cert *c)
 /*
  * 1 if the certificate in --output (old) is due, or is not one for these names and this key;
  * else 0, having said until when it is good. Its ARI certID goes to a->replaces if replaceable.
+ * Due by ARI, else by the lifetime; with --days, also when N days are left, whatever ARI says.
  */
 static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		const struct buf *csr)
@@ -702,9 +706,11 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		info("%s holds no certificate for these names and this key: renewing now",
 		     run.output);
 	if (ours && !run.force && a->replaces[0])
-		at = xari_time(a, &der);
-	if (ours && !run.force && at < 0)
-		at = renewal_time(&c);
+		at = xari_time(a, &der, c.not_after);
+	if (ours && !run.force && (at < 0 || run.days)) {
+		long long by_life = renewal_time(&c);
+		at = at < 0 || by_life < at ? by_life : at;
+	}
 	buf_free(&der);
 	if (at < 0 || time(NULL) >= at)
 		return 1;
@@ -1595,7 +1601,7 @@ static const char USAGE[] =
 "  --output FILE         write the chain to FILE, not stdout: a temporary file beside it,\n"
 "                        renamed over FILE only when the run succeeded; a certificate\n"
 "                        FILE holds already is renewed only when due\n"
-"  --days N              due with N days left, not by ARI or a third of the lifetime\n"
+"  --days N              due with N days left, or sooner if ARI says so\n"
 "  --force               renew now, due or not\n"
 "  --profile NAME        a certificate profile the CA lists in its directory,\n"
 "                        e.g. Let's Encrypt's shortlived (needed for IP addresses)\n"

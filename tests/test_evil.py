@@ -1050,6 +1050,24 @@ def ari_unusable(suite):
         not_due(renew(suite, scenario, "leaf.pem", window=PAST), leaf, "renewalInfo")
 
 
+def ari_and_lifetime(suite):
+    keys, day = suite.keys, 86400
+    # a window that ends after the certificate does would let it expire: the
+    # lifetime rule instead (12 h of 60 left: due), still as a replacement
+    res = renew(suite, "normal", "leaf-expiring.pem", window=FUTURE)
+    issued(res)
+    assert json.loads(res.ca.order_payload).get("replaces"), res.ca.order_payload
+    # --days N: due with N days left whatever ARI says (15 days of 30 left; the
+    # window 10 to 12 days ahead), and sooner when ARI says so (a past window)
+    ahead = (iso(time.time() + 10 * day), iso(time.time() + 12 * day))
+    half = os.path.join(keys, "leaf-half.pem")
+    not_due(renew(suite, "normal", "leaf-half.pem", window=ahead), half, "renewalInfo")
+    issued(renew(suite, "normal", "leaf-half.pem", "--days", "16", window=ahead))
+    not_due(renew(suite, "normal", "leaf-half.pem", "--days", "14", window=ahead), half,
+            "renewalInfo")
+    issued(renew(suite, "normal", "leaf-half.pem", "--days", "14", window=PAST))
+
+
 def ari_already_replaced(suite):
     # the CA refuses the replacement: newOrder once more, without "replaces"
     res = renew(suite, "ari_already_replaced", "leaf.pem", window=PAST)
@@ -1315,6 +1333,7 @@ CASES = [
     ("evil_ari_window", ari_window),
     ("evil_ari_unusable", ari_unusable),
     ("evil_ari_already_replaced", ari_already_replaced),
+    ("evil_ari_and_lifetime", ari_and_lifetime),
     ("evil_lifetime_rule", lifetime_rule),
     ("evil_profile_sent", profile_sent),
     ("evil_profile_not_offered", profile_not_offered),
