@@ -1253,7 +1253,8 @@ static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 
 /*
  * Finalizes (7.4) the order with the CSR when ready, and waits until it is valid. A CA whose order
- * lags its authorizations says orderNotReady: then it is polled and finalized again, a few times.
+ * lags its authorizations says orderNotReady: then it is polled and finalized again, a few times;
+ * so is one whose order stays ready, which 7.4 does not allow, MAX_FINALIZE_TRIES in all.
  */
 static void xfinalize(struct acme *a, struct order *o, const struct buf *csr)
 {
@@ -1265,6 +1266,9 @@ static void xfinalize(struct acme *a, struct order *o, const struct buf *csr)
 	buf_str(&p, "\"}");
 	xpoll(a, o, FIRST_POLL_DELAY);  /* a reused order may be processing still */
 	for (tries = 1; !strcmp(o->status, "ready"); tries++) {
+		if (tries > MAX_FINALIZE_TRIES)
+			fail("finalize: the order is still ready after %d finalize requests",
+			     MAX_FINALIZE_TRIES);
 		info("Signing certificate...");
 		xneed_str(&o->j, 0, "finalize", url, sizeof url, "order");
 		if (xsend(a, url, p.p, &o->r, "finalize", 0))

@@ -821,6 +821,9 @@ SCENARIOS = {
     # says orderNotReady to the first finalize
     "order_not_ready_once": {"finalize": lambda ca, req, normal: normal() if ca.count("finalize") > 1
                              else problem(403, "orderNotReady", "evil CA: the order is not ready")},
+    # finalize answers with the order still ready (7.4 allows processing, valid or
+    # invalid): the client must not finalize again without end
+    "finalize_still_ready": {"finalize": lambda ca, req, normal: Reply(200, ca.order_obj("ready"))},
     # newOrder hands back an order that exists already, in each state
     "order_ready": {"newOrder": lambda ca, req, normal: (normal(), _order_reply(ca, "ready"))[1]},
     "order_processing": {"newOrder": lambda ca, req, normal: (

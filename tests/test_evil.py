@@ -774,6 +774,14 @@ def order_invalid(suite):
                    r"invalid: urn:ietf:params:acme:error:unauthorized: evil CA: no$")
 
 
+def finalize_still_ready(suite):
+    # finalize sent MAX_FINALIZE_TRIES (4) times, then one line
+    def after(ca, res):
+        assert ca.count("finalize") == 4, ca.steps()
+    expect_failure(suite, "finalize_still_ready", r"^acme-tiny: finalize: the order is still "
+                   r"ready after 4 finalize requests$", max_s=5, after=after)
+
+
 def user_action_required(suite):
     expect_failure(suite, "user_action_required",
                    r"^acme-tiny: newOrder failed: HTTP 403 urn:ietf:params:acme:error:"
@@ -1323,6 +1331,7 @@ CASES = [
     ("evil_order_valid", succeeds("order_valid",
                                   order_reused("authz", "challenge", "finalize", "orderPoll"))),
     ("evil_order_invalid", order_invalid),
+    ("evil_finalize_still_ready", finalize_still_ready),
     ("evil_authz_valid", succeeds("authz_valid", authz_valid)),
     ("evil_eab_account_exists", eab_single_use(exists=True)),
     ("evil_eab_account_new", eab_single_use(exists=False)),
