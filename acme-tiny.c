@@ -234,8 +234,13 @@ static struct run {
 	  .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30, .max_wait = 300,
 	  .max_time = 3600 };
 
-/* What SIGALRM, the end of --max-time, says; made before the alarm is set. */
-static char time_up[64];
+/* The signals that end a run through on_signal: challenges undone, one line. 0 ends the list. */
+static const int ENDING_SIGNALS[] = {
+	SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGQUIT, SIGUSR1, SIGUSR2, SIGXCPU, SIGXFSZ, 0
+};
+
+/* What SIGALRM, the end of --max-time, says; made before the alarm is set (or inherited). */
+static char time_up[64] = "acme-tiny: interrupted";
 
 /* The PEM labels of private keys, CSRs and certificates */
 static const char *const KEY_LABELS[] = {
@@ -826,7 +831,6 @@ static volatile pid_t hook_pid;         /* the hook that runs now: on_signal kil
  */
 static int run_hook(const char *what, const struct taken *t, long long deadline)
 {
-	static const int ours[] = { SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGPIPE };
 	char *argv[] = { (char *)run.hook, (char *)what, (char *)t->type, (char *)t->ident,
 			 (char *)t->token, (char *)t->auth, NULL };
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
@@ -838,8 +842,9 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 	sigfillset(&set);       /* none until on_signal knows the hook (hook_pid) */
 	sigprocmask(SIG_SETMASK, &set, &old);
 	if ((pid = _Fork()) == 0) {     /* fork(3) runs atfork handlers: not in on_signal */
-		for (k = 0; k < (int)(sizeof ours / sizeof ours[0]); k++)      /* not the hook's */
-			sigaction(ours[k], &dfl, NULL);
+		for (k = 0; ENDING_SIGNALS[k]; k++)     /* our handlers, not the hook's */
+			sigaction(ENDING_SIGNALS[k], &dfl, NULL);
+		sigaction(SIGPIPE, &dfl, NULL);
 		setpgid(0, 0);
 		sigemptyset(&set);
 		sigprocmask(SIG_SETMASK, &set, NULL);
@@ -1756,7 +1761,7 @@ static void xparse_args(int argc, char **argv)
 	xcheck_args();
 }
 
-/* Ends the run on SIGINT, SIGTERM, SIGHUP or SIGALRM: challenge file removed, one line. */
+/* Ends the run on one of ENDING_SIGNALS: challenge files removed, hook told, one line. */
 static void on_signal(int sig)
 {
 	const char *what = sig == SIGALRM ? time_up : "acme-tiny: interrupted";
@@ -1776,32 +1781,33 @@ static void on_signal(int sig)
 	_exit(2);
 }
 
-/* Sets on_signal for the signals that end a run; a closed pipe is an error, not a signal. */
+/*
+ * Sets on_signal for the signals that end a run, and lets them in: blocked in the mask we
+ * inherited, they would leave --max-time and every cleanup dead. A closed pipe is an error.
+ */
 static void catch_signals(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
+	int k;
 	sigfillset(&sa.sa_mask);        /* one handler at a time: one line on stderr */
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGALRM, &sa, NULL);
+	for (k = 0; ENDING_SIGNALS[k]; k++)
+		sigaction(ENDING_SIGNALS[k], &sa, NULL);
+	hold_signals(0);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sa.sa_handler = SIG_DFL;        /* inherited as ignored, no hook's end could be seen */
 	sigaction(SIGCHLD, &sa, NULL);
 }
 
-/* Holds off the signals on_signal takes (hold), or lets them in again (!hold). */
+/* Holds off the signals on_signal takes (hold), or lets them in (!hold). */
 static void hold_signals(int hold)
 {
-	static sigset_t old;
 	sigset_t set;
+	int k;
 	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGALRM);
-	sigprocmask(hold ? SIG_BLOCK : SIG_SETMASK, hold ? &set : &old, hold ? &old : NULL);
+	for (k = 0; ENDING_SIGNALS[k]; k++)
+		sigaddset(&set, ENDING_SIGNALS[k]);
+	sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
 /* 1 if stdout was closed. A closed 0, 1 or 2 gets /dev/null, not our first file or socket. */

@@ -631,6 +631,16 @@ def max_time_polling(suite):
                    min_s=1.9, max_s=4, args=["--max-wait", "100", "--max-time", "2"])
 
 
+def max_time_signals_blocked(suite):
+    # started with its signals blocked (a mask survives exec, as from a
+    # daemon's thread): --max-time still ends the run, challenge file removed
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGTERM})
+    try:
+        max_time_polling(suite)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def max_time_busy(suite):
     # a CA that is busy for ever, each answer asking for another second: 16
     # sends would take 16 s, --max-time ends the run after 2
@@ -1309,6 +1319,7 @@ CASES = [
     ("evil_http_cut_after_status", http_cut_after_status),
     ("evil_max_time_polling", max_time_polling),
     ("evil_max_time_busy", max_time_busy),
+    ("evil_max_time_signals_blocked", max_time_signals_blocked),
     ("evil_proto_pending_retry_999999", proto_pending_retry_999999),
     ("evil_proto_processing_forever", proto_processing_forever),
     ("evil_proto_retry_date_c1", proto_retry_date_c1),
@@ -1361,6 +1372,8 @@ CASES = [
     ("evil_tls_untrusted", tls_untrusted),
     ("evil_signal_term", signal_case(signal.SIGTERM)),
     ("evil_signal_int", signal_case(signal.SIGINT)),
+    ("evil_signal_quit", signal_case(signal.SIGQUIT)),
+    ("evil_signal_usr1", signal_case(signal.SIGUSR1)),
     ("evil_signal_term_before_challenge", signal_before_challenge),
     ("evil_revoke_ok", revoke_ok),
     ("evil_key_change_ok", key_change_ok),
