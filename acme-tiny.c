@@ -2377,8 +2377,8 @@ static int conn_take(struct conn *c, struct buf *body, size_t n)
 /* Takes one header line apart and keeps what we use. 0, or -1 with why. */
 static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, int *chunked)
 {
-	char *v = strchr(line, ':'), *e;
-	size_t n = v ? (size_t)(v - line) : 0;
+	char *v = strchr(line, ':'), *e, *rel;
+	size_t n = v ? (size_t)(v - line) : 0, url;
 	if (!n || strcspn(line, " \t") < n)
 		return conn_error(c, "malformed header line");
 	*v++ = 0;
@@ -2404,9 +2404,13 @@ static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, 
 		return conn_error(c, "Location header too long");
 	} else if (!strcasecmp(line, "retry-after") && strspn(v, PRINTABLE) == strlen(v)) {
 		copy_str(r->retry_after, sizeof r->retry_after, v, strlen(v));
-	} else if (!strcasecmp(line, "link") && *v == '<' && (e = strchr(v, '>')) &&
-		   strstr(e, "rel=\"terms-of-service\"") && strspn(v, PRINTABLE) == strlen(v)) {
-		copy_str(r->terms, sizeof r->terms, v + 1, (size_t)(e - v - 1));
+	} else if (!strcasecmp(line, "link") && strspn(v, PRINTABLE) == strlen(v) &&
+		   (rel = strstr(v, "rel=\"terms-of-service\""))) {
+		for (e = rel; e > v && e[-1] != '<';)   /* its <URL>: the last one before it */
+			e--;
+		url = strcspn(e, ">");
+		if (e > v && e + url < rel)
+			copy_str(r->terms, sizeof r->terms, e, url);
 	}
 	return 0;
 }

@@ -2430,6 +2430,36 @@ static const char *body_text(const struct resp *r)
 	return r->body.len ? r->body.p : "";
 }
 
+/* Link headers: the terms of service are the <URL> of the link whose rel says so, no other. */
+static void test_http_terms(void)
+{
+	static const char *const cases[][2] = {
+		{ "<https://ca.test/tos>;rel=\"terms-of-service\"", "https://ca.test/tos" },
+		{ "<https://ca.test/dir>;rel=\"index\", <https://ca.test/tos-v2>;"
+		  "rel=\"terms-of-service\"", "https://ca.test/tos-v2" },
+		{ "<https://ca.test/tos>; rel=\"terms-of-service\", <https://ca.test/dir>;rel=\"index\"",
+		  "https://ca.test/tos" },
+		{ "<https://ca.test/up>;rel=\"up\"", "" },
+		{ "rel=\"terms-of-service\", <https://ca.test/dir>;rel=\"index\"", "" },
+		{ "https://ca.test/tos;rel=\"terms-of-service\"", "" },
+		{ "<https://ca.test/tos;rel=\"terms-of-service\"", "" },
+	};
+	struct resp r = { 0 };
+	struct buf in = { 0 };
+	const char *why;
+	size_t k;
+
+	for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		in.len = 0;
+		buf_cat(&in, "HTTP/1.1 403 Forbidden\r\nLink: ", cases[k][0],
+			"\r\nContent-Length: 0\r\n\r\n", NULL);
+		if (CHECK_INT(HTTP_CASE(cases[k][0], in.p, in.len, 0, 0, &r, &why), 0))
+			CHECK_STR(r.terms, cases[k][1]);
+	}
+	buf_free(&in);
+	buf_free(&r.body);
+}
+
 static void test_http_good(void)
 {
 	struct resp r = { 0 };
@@ -2546,6 +2576,7 @@ static void test_http_good(void)
 		CHECK_STR(r.nonce, "");
 		CHECK_INT(r.body.len, 0);
 	}
+	test_http_terms();
 	buf_free(&r.body);
 	context[0] = 0;
 }
