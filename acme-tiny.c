@@ -1631,7 +1631,7 @@ static const char USAGE[] =
 "\n"
 "Exit status: 0 done, 1 no certificate was due, 2 failure (one line on stderr says why).\n";
 
-/* Ends the run with a usage error: one line, a hint, exit 2. */
+/* Ends the run with a usage error: one line, ending in a hint, exit 2. */
 static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -1639,7 +1639,7 @@ static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const ch
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fputs("\nTry 'acme-tiny --help'.\n", stderr);
+	fputs(" (try 'acme-tiny --help')\n", stderr);
 	exit(2);
 }
 

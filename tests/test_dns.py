@@ -28,7 +28,7 @@ from pebble_env import Pebble
 
 HOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dns-hook.py")
 UACME_HOOK = "/usr/share/uacme/uacme.sh"
-USAGE_HINT = "Try 'acme-tiny --help'."
+USAGE_HINT = " (try 'acme-tiny --help')\n"
 B64U = r"[A-Za-z0-9_-]+"
 
 

@@ -261,7 +261,7 @@ def usage_errors(env):
         res = subprocess.run([*env.cmd, *base, *extra], capture_output=True, timeout=10)
         said = res.stderr.decode()
         assert res.returncode == 2 and res.stdout == b"", f"{extra}: exit {res.returncode}: {said}"
-        assert ("Try 'acme-tiny --help'" in said) == bool(usage), f"{extra}: {said!r}"
+        assert said.endswith(" (try 'acme-tiny --help')\n") == bool(usage), f"{extra}: {said!r}"
         assert usage or "account key /nonexistent/k: no such file" in said, f"{extra}: {said!r}"
 
 
