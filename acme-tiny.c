@@ -924,8 +924,8 @@ static int our_leftover(const char *token, const char *keyauth)
  * readable by it whatever our umask, to a new file (O_EXCL, O_NOFOLLOW): a CA naming a token
  * after a file that is there cannot make us overwrite it, delete it later, or hang on a FIFO;
  * the one exception is our own leftover for this token. Else offers it to the hook (PROGRAM
- * begin ...). 1 if taken on, then undone on every way out, as is one whose begin a signal cuts
- * short; 0 if the hook declines. A hook that does not end within --hook-timeout ends the run.
+ * begin ...). 1 if taken on, then undone on every way out, as is one whose begin a signal or
+ * --hook-timeout cuts short (the run ends then); 0 if the hook declines.
  */
 static int xtake_on(const struct taken *t)
 {
@@ -949,7 +949,7 @@ static int xtake_on(const struct taken *t)
 	if (t->file)
 		return 1;
 	status = run_hook("begin", t, now_ms() + run.hook_timeout * 1000LL);
-	n_taken -= status != 0;         /* declined or killed: nothing to undo */
+	n_taken -= status > 0;          /* declined: nothing to undo; killed: half done, undone */
 	if (status < 0)
 		fail("--hook %s begin %s %s: killed, or it did not end within --hook-timeout %d s",
 		     run.hook, t->type, t->ident, run.hook_timeout);
