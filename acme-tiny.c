@@ -1196,10 +1196,12 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
 	struct json j = { 0 };
 	struct buf rec = { 0 };
 	char url[MAX_URL], status[MAX_STATUS], err[1400];
-	int list = json_get(&o->j, 0, "authorizations"), k, c;
+	int list = json_get(&o->j, 0, "authorizations"), k, c, n = 0;
 	for (k = list + 1; list >= 0 && o->j.t[list].type == J_ARR && k < o->j.t[list].next;
 	     k = o->j.t[k].next) {
 		const struct ident *id;
+		if (++n > ns->n)        /* one per name: no more fetches for a longer list */
+			break;
 		if (json_str(&o->j, k, url, sizeof url))
 			continue;
 		id = xauthz_ident(a, url, ns, &r, &j);
@@ -3897,10 +3899,11 @@ static void put_clean(const char *fmt, va_list ap)
 {
 	unsigned char msg[2048];
 	size_t k;
-	vsnprintf((char *)msg, sizeof msg, fmt, ap);
+	vsnprintf((char *)msg, sizeof msg - 1, fmt, ap);
 	for (k = 0; msg[k]; k++)
-		fputc(msg[k] >= 0x20 && msg[k] < 0x7F ? msg[k] : '?', stderr);
-	fputc('\n', stderr);
+		msg[k] = msg[k] >= 0x20 && msg[k] < 0x7F ? msg[k] : '?';
+	msg[k] = '\n';         /* one write: a signal's line cannot cut into it */
+	fwrite(msg, 1, k + 1, stderr);
 }
 
 /* Ends the run: one line on stderr, the challenge files removed, exit 2. */

@@ -775,6 +775,9 @@ SCENARIOS = {
     "proto_pending_retry_999999": {"readyPoll": retry_after("999999", "pending")},
     "proto_processing_forever": {"orderPoll": retry_after(None, "processing")},
     "proto_challenge_invalid": {"readyPoll": _order_invalid, "authzPoll": _challenge_invalid},
+    # an invalid order that lists its one authorization (valid) a thousand times
+    "proto_invalid_long_list": {"readyPoll": lambda ca, req, normal: Reply(200, dict(
+        ca.order_obj("invalid"), authorizations=[ca.base + "/authz/1"] * 1000))},
     "proto_cert_empty": {"cert": body(b"", ctype="application/pem-certificate-chain")},
     # a good chain from the trusted CA, but for another key (the server's own)
     "proto_cert_other_key": {"cert": lambda ca, req, normal: Reply(

@@ -662,6 +662,14 @@ def proto_challenge_invalid(suite):
                    r"evil CA could not connect to 192\.0\.2\.1:80$")
 
 
+def proto_invalid_long_list(suite):
+    # looking for the failed authorization fetches one per name, not the CA's thousand
+    def after(ca, res):
+        assert ca.count("authzPoll") == 1, f"{ca.count('authzPoll')} authorization fetches"
+    expect_failure(suite, "proto_invalid_long_list", r"^acme-tiny: order https://localhost:\d+/"
+                   r"order/1 is invalid: \(no problem type\)$", after=after)
+
+
 def proto_cert_empty(suite):
     expect_failure(suite, "proto_cert_empty",
                    r"^acme-tiny: certificate download: the answer is not a PEM certificate chain$")
@@ -1324,6 +1332,7 @@ CASES = [
     ("evil_proto_processing_forever", proto_processing_forever),
     ("evil_proto_retry_date_c1", proto_retry_date_c1),
     ("evil_proto_challenge_invalid", proto_challenge_invalid),
+    ("evil_proto_invalid_long_list", proto_invalid_long_list),
     ("evil_proto_cert_empty", proto_cert_empty),
     ("evil_proto_cert_html", proto_cert_html),
     ("evil_proto_cert_other_key", proto_cert_other_key),
