@@ -67,7 +67,7 @@ enum {
 	MAX_TOKEN = 256,          /* an http-01 token, base64url */
 	MAX_STATUS = 32,          /* an ACME object's "status" */
 	MAX_POST_TRIES = 16,      /* sends of one request, for badNonce or a busy CA */
-	MAX_FINALIZE_TRIES = 4,   /* finalize sends, for a CA whose order lags (orderNotReady) */
+	MAX_FINALIZE_TRIES = 4,   /* finalize sends, in all (a lagging order: orderNotReady) */
 	MAX_POLL_DELAY = 8000,    /* ms between polls without Retry-After */
 	FIRST_POLL_DELAY = 20     /* ms before the first poll, doubling from there */
 };
@@ -236,7 +236,7 @@ static struct run {
 
 /* The signals that end a run through on_signal: challenges undone, one line. 0 ends the list. */
 static const int ENDING_SIGNALS[] = {
-	SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGQUIT, SIGUSR1, SIGUSR2, SIGXCPU, SIGXFSZ, 0
+	SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGQUIT, SIGUSR1, SIGUSR2, SIGXCPU, 0
 };
 
 /* What SIGALRM, the end of --max-time, says; made before the alarm is set (or inherited). */
@@ -265,6 +265,7 @@ static void xnew_order(struct acme *a, const struct names *ns, struct order *o);
 static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		const struct buf *csr);
 static void xmanage(struct acme *a);
+static int xfind_account(struct acme *a, int must);
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns);
 static void xfinalize(struct acme *a, struct order *o, const struct buf *csr);
 static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
@@ -555,21 +556,22 @@ static void xaccount(struct acme *a)
 	struct resp r = { 0 };
 	int found;
 	info("Registering account...");
-	found = run.eab_kid &&
-		xsend(a, a->new_account, "{\"onlyReturnExisting\":true}", &r, "newAccount", 0);
-	buf_str(&p, "{\"termsOfServiceAgreed\":true");
-	if (run.n_contacts)
-		add_contacts(&p, ",");
-	if (run.eab_kid && !found)
-		xadd_eab(&p, a);
-	buf_str(&p, "}");
-	if (!found && !xsend(a, a->new_account, p.p, &r, "newAccount", 0)) {
-		if (is_problem(&r, "externalAccountRequired") && !run.eab_kid)
-			fail("newAccount: the CA requires External Account Binding:"
-			     " --eab-kid and --eab-hmac-key, as the CA gives them");
-		fail_problem("newAccount", &r);
+	found = run.eab_kid && xfind_account(a, 0);
+	if (!found) {
+		buf_str(&p, "{\"termsOfServiceAgreed\":true");
+		if (run.n_contacts)
+			add_contacts(&p, ",");
+		if (run.eab_kid)
+			xadd_eab(&p, a);
+		buf_str(&p, "}");
+		if (!xsend(a, a->new_account, p.p, &r, "newAccount", 0)) {
+			if (is_problem(&r, "externalAccountRequired") && !run.eab_kid)
+				fail("newAccount: the CA requires External Account Binding:"
+				     " --eab-kid and --eab-hmac-key, as the CA gives them");
+			fail_problem("newAccount", &r);
+		}
+		xneed_location(&r, a->kid, "newAccount");
 	}
-	xneed_location(&r, a->kid, "newAccount");
 	if (r.status == 201)
 		info("Registered! The account is %s", a->kid);
 	else
@@ -664,13 +666,13 @@ static long long xari_time(struct acme *a, const struct buf *der, long long not_
 			info("The CA explains its renewal window at %s", why);
 	}
 	if (at >= not_after)
-		at = -1;
-	if (at < 0)
+		info("The CA's renewal window ends after the certificate does: going by its lifetime");
+	else if (at < 0)
 		info("The CA's renewal information is unusable (HTTP %d): going by the"
 		     " certificate's lifetime", r.status);
 	json_free(&j);
 	buf_free(&r.body);
-	return at;
+	return at < not_after ? at : -1;
 }
 
 /* When to renew c by its lifetime: a third left (half, under 10 days), or --days N left. */
@@ -726,7 +728,8 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 
 /*
  * Our key's account by onlyReturnExisting (7.3.1), which never makes one: 1 with its URL as
- * our kid, 0 if there is none (if must, the run ends then).
+ * our kid, 0 if there is none (if must, the run ends then). A CA that wants EAB before all else
+ * may say externalAccountRequired for none.
  */
 static int xfind_account(struct acme *a, int must)
 {
@@ -734,7 +737,7 @@ static int xfind_account(struct acme *a, int must)
 	int found = xsend(a, a->new_account, "{\"onlyReturnExisting\":true}", &r, "newAccount", 0);
 	if (found)
 		xneed_location(&r, a->kid, "newAccount");
-	else if (!is_problem(&r, "accountDoesNotExist"))
+	else if (!is_problem(&r, "accountDoesNotExist") && !is_problem(&r, "externalAccountRequired"))
 		fail_problem("newAccount", &r);
 	else if (must)
 		fail("account key %s: the CA has no account for it", run.account_key);
@@ -845,6 +848,7 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 		for (k = 0; ENDING_SIGNALS[k]; k++)     /* our handlers, not the hook's */
 			sigaction(ENDING_SIGNALS[k], &dfl, NULL);
 		sigaction(SIGPIPE, &dfl, NULL);
+		sigaction(SIGXFSZ, &dfl, NULL);
 		setpgid(0, 0);
 		sigemptyset(&set);
 		sigprocmask(SIG_SETMASK, &set, NULL);
@@ -1636,13 +1640,12 @@ static const char USAGE[] =
 /* Ends the run with a usage error: one line, ending in a hint, exit 2. */
 static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
-	fputs("acme-tiny: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fputs(" (try 'acme-tiny --help')\n", stderr);
-	exit(2);
+	fail("%s (try 'acme-tiny --help')", msg);
 }
 
 /*
@@ -1785,7 +1788,8 @@ static void on_signal(int sig)
 
 /*
  * Sets on_signal for the signals that end a run, and lets them in: blocked in the mask we
- * inherited, they would leave --max-time and every cleanup dead. A closed pipe is an error.
+ * inherited, they would leave --max-time and every cleanup dead. A closed pipe, or a file grown
+ * past its size limit, is an error of the write, which then says so.
  */
 static void catch_signals(void)
 {
@@ -1797,11 +1801,12 @@ static void catch_signals(void)
 	hold_signals(0);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGXFSZ, &sa, NULL);
 	sa.sa_handler = SIG_DFL;        /* inherited as ignored, no hook's end could be seen */
 	sigaction(SIGCHLD, &sa, NULL);
 }
 
-/* Holds off the signals on_signal takes (hold), or lets them in (!hold). */
+/* Holds off the signals on_signal takes (hold), or lets them in (!hold); holds do not nest. */
 static void hold_signals(int hold)
 {
 	sigset_t set;

@@ -673,10 +673,11 @@ def _challenge_invalid(ca, req, normal):
 def _eab_single_use(ca, req, normal):
     """newAccount at a CA that requires External Account Binding and whose EAB
     keys are single-use, as Google's: EvilCA(..., exists=True) has an account
-    for the key already, and a binding sent again is refused as unknown."""
+    for the key already, and a binding sent again is refused as unknown;
+    none=KIND: the problem that says there is none (accountDoesNotExist)."""
     p, exists = json.loads(req.payload or "{}"), ca.opts["exists"]
     if p.get("onlyReturnExisting") and not exists:
-        return problem(400, "accountDoesNotExist", "evil CA: no account for this key")
+        return problem(400, ca.opts.get("none", "accountDoesNotExist"), "evil CA: no account")
     if "externalAccountBinding" in p and exists:
         return problem(403, "unauthorized", "evil CA: Unknown external account binding (EAB) key")
     if "externalAccountBinding" not in p and not exists:

@@ -766,7 +766,7 @@ def order_reused(*absent):
     return check
 
 
-def eab_single_use(exists):
+def eab_single_use(exists, **opts):
     """EAB keys that are single-use (Google's): the key's account is looked for
     first (onlyReturnExisting), and only a new account is sent the binding, once."""
     def check(ca, res):
@@ -775,7 +775,7 @@ def eab_single_use(exists):
         assert sum("externalAccountBinding" in p for p in sent) == (0 if exists else 1), sent
     key = base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
     args = ("--eab-kid", "kid-1", "--eab-hmac-key", key)
-    return succeeds("eab_single_use", check, args=args, exists=exists)
+    return succeeds("eab_single_use", check, args=args, exists=exists, **opts)
 
 
 def authz_valid(ca, res):
@@ -1355,6 +1355,7 @@ CASES = [
     ("evil_authz_valid", succeeds("authz_valid", authz_valid)),
     ("evil_eab_account_exists", eab_single_use(exists=True)),
     ("evil_eab_account_new", eab_single_use(exists=False)),
+    ("evil_eab_account_new_eab_first", eab_single_use(exists=False, none="externalAccountRequired")),
     ("evil_challenge_valid", succeeds("challenge_valid", polled_once)),
     ("evil_user_action_required", user_action_required),
     ("evil_ca_by_ip", ca_by_ip),

@@ -1,6 +1,7 @@
 """Issuance against a real Pebble (Debian's pebble package), on loopback."""
 import os
 import re
+import resource
 import shlex
 import subprocess
 import tempfile
@@ -372,6 +373,21 @@ def from_nothing(env):
     assert (sha256_of(acct), sha256_of(dkey)) == before, "an existing key was replaced"
 
 
+def file_size_limit(env):
+    """ulimit -f 0 (a file size limit): making a key fails with the write's own
+    reason, not a signal's line, and leaves no file behind."""
+    d = tempfile.mkdtemp(dir=env.tmp)
+    acct = os.path.join(d, "account.key")
+    argv = [*env.cmd, "--account-key", acct, "--create-account-key", "--csr", "/nonexistent",
+            "--acme-dir", env.p.acme_dir, "--directory-url", env.p.directory,
+            "--ca-file", env.p.ca_file, "--quiet"]
+    res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)))
+    check_failure(res, env.p.acme_dir, rf"^acme-tiny: cannot create {re.escape(acct)}: "
+                  r"File too large$")
+    assert os.listdir(d) == [], os.listdir(d)
+
+
 def domain_key_types(env):
     acct = make_key(env.tmp, "p256")
     for kind in ("p384", "rsa2048", "rsa3072", "rsa4096"):
@@ -501,4 +517,4 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     existing_account, existing_account_new_contact, contact_with_quote, self_check_passes, self_check_fails,
     validation_fails, untrusted_server, bad_account_key, usage_errors, output_file, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
-    wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full)]
+    wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit)]
