@@ -371,6 +371,8 @@ def usage_errors(env):
          eab_pair),
         ([*issue, "--eab-kid", "kid-1", "--eab-hmac-key", b64u(b"k" * 32), "--eab-alg", "hs256"],
          eab_pair),
+        # what the user typed is cleaned as a server's text is: one line, no escapes
+        ([*issue, "--bogus\nsecond line\x1b[31m"], r"unknown argument --bogus\?second line\?\[31m"),
     ]
     for args, why in cases:
         before = env.requests("GET /dir")
