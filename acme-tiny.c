@@ -3774,11 +3774,13 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	char tmp[4096];
 	struct stat st;
 	int keep = replace && !stat(path, &st), fd, err;
-	ssize_t n;
+	ssize_t n = 0;
+	size_t done;
 	hold_signals(1);                /* no signal may leave the temporary file behind */
 	fd = xcreate_temp(path, tmp, sizeof tmp);
-	n = write(fd, data, len);
-	err = n < 0 ? errno : (size_t)n != len ? EIO : 0;
+	for (done = 0; done < len && (n = write(fd, (const char *)data + done, len - done)) > 0;)
+		done += (size_t)n;      /* a full disk writes part, then says so (ENOSPC) */
+	err = done == len ? 0 : n < 0 ? errno : EIO;
 	if (!err && keep && fchown(fd, st.st_uid, st.st_gid)) {
 		/* only root may give a file away: it stays ours then */
 	}

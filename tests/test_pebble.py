@@ -374,18 +374,21 @@ def from_nothing(env):
 
 
 def file_size_limit(env):
-    """ulimit -f 0 (a file size limit): making a key fails with the write's own
-    reason, not a signal's line, and leaves no file behind."""
-    d = tempfile.mkdtemp(dir=env.tmp)
-    acct = os.path.join(d, "account.key")
-    argv = [*env.cmd, "--account-key", acct, "--create-account-key", "--csr", "/nonexistent",
-            "--acme-dir", env.p.acme_dir, "--directory-url", env.p.directory,
-            "--ca-file", env.p.ca_file, "--quiet"]
-    res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
-                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)))
-    check_failure(res, env.p.acme_dir, rf"^acme-tiny: cannot create {re.escape(acct)}: "
-                  r"File too large$")
-    assert os.listdir(d) == [], os.listdir(d)
+    """A file size limit (ulimit -f) of 0 or 100 bytes, below a P-256 key's
+    PEM: making the key fails with the write's own reason (after the part
+    that fits, too), not a signal's line, and leaves no file behind."""
+    for limit in (0, 100):
+        d = tempfile.mkdtemp(dir=env.tmp)
+        acct = os.path.join(d, "account.key")
+        argv = [*env.cmd, "--account-key", acct, "--create-account-key", "--csr", "/nonexistent",
+                "--acme-dir", env.p.acme_dir, "--directory-url", env.p.directory,
+                "--ca-file", env.p.ca_file, "--quiet"]
+        res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                                   (limit, limit)))
+        check_failure(res, env.p.acme_dir, rf"^acme-tiny: cannot create {re.escape(acct)}: "
+                      r"File too large$")
+        assert os.listdir(d) == [], os.listdir(d)
 
 
 def domain_key_types(env):
