@@ -666,7 +666,8 @@ static long long xari_time(struct acme *a, const struct buf *der, long long not_
 			info("The CA explains its renewal window at %s", why);
 	}
 	if (at >= not_after)
-		info("The CA's renewal window ends after the certificate does: going by its lifetime");
+		info("The CA's renewal window ends after the certificate does: going by the"
+		     " certificate's lifetime");
 	else if (at < 0)
 		info("The CA's renewal information is unusable (HTTP %d): going by the"
 		     " certificate's lifetime", r.status);
@@ -737,7 +738,8 @@ static int xfind_account(struct acme *a, int must)
 	int found = xsend(a, a->new_account, "{\"onlyReturnExisting\":true}", &r, "newAccount", 0);
 	if (found)
 		xneed_location(&r, a->kid, "newAccount");
-	else if (!is_problem(&r, "accountDoesNotExist") && !is_problem(&r, "externalAccountRequired"))
+	else if (!is_problem(&r, "accountDoesNotExist") &&
+		 !is_problem(&r, "externalAccountRequired"))
 		fail_problem("newAccount", &r);
 	else if (must)
 		fail("account key %s: the CA has no account for it", run.account_key);
