@@ -453,6 +453,23 @@ def package_version(binary):
     assert re.search(r"^\s*PROVIDES:=@acme$", mk, re.M) and "DEPENDS:=+acme-common" in mk
 
 
+def package_unpack(tmp):
+    """BearSSL unpacks into the build directory itself: the Makefile's TAR_CMD
+    is the one in force after package.mk, whose unpack.mk sets TAR_OPTIONS and
+    TAR_CMD unconditionally (as here, in a stand-in for the SDK's)."""
+    d = tempfile.mkdtemp(dir=tmp)
+    os.mkdir(os.path.join(d, "include"))
+    open(os.path.join(d, "rules.mk"), "w").close()
+    with open(os.path.join(d, "include", "package.mk"), "w") as f:
+        f.write("TAR_OPTIONS:=-xf -\nTAR_CMD=$(HOST_TAR) -C $(1)/.. $(TAR_OPTIONS)\n")
+    res = subprocess.run(["make", "-s", "-f", os.path.join(REPO, "openwrt", "Makefile"),
+                          f"TOPDIR={d}", f"INCLUDE_DIR={d}/include", "HOST_TAR=tar",
+                          "--eval", "show: ; @echo $(call TAR_CMD,/build/acme-tiny)", "show"],
+                         capture_output=True, text=True, cwd=d)
+    assert res.stdout == "tar -C /build/acme-tiny -xf - --strip-components 1\n", \
+        (res.stdout, res.stderr)
+
+
 def run(binary, report, only=None):
     def selected(name):
         return picked(only, name, "test_openwrt")
@@ -462,6 +479,8 @@ def run(binary, report, only=None):
             report.check("openwrt_shell_files", shell_files)
         if selected("openwrt_package_version"):
             report.check("openwrt_package_version", package_version, binary)
+        if selected("openwrt_package_unpack"):
+            report.check("openwrt_package_unpack", package_unpack, tmp)
         if selected("openwrt_options_to_flags"):
             report.check("openwrt_options_to_flags", options_to_flags, tmp)
         if selected("openwrt_sigterm_before_acme_tiny"):
