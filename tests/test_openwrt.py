@@ -217,18 +217,23 @@ def new_names_or_server(r):
 
 def files_after_a_failed_run(r):
     """A run whose certificate came but whose files could not be made (awk fails
-    here; a full disk, SIGTERM or a power cut there): the next run, though the
-    certificate is not due, makes and links the five files."""
+    here; a full disk, SIGTERM or a power cut there): `issue-failed`; the next
+    run, though the certificate is not due, makes and links the five files, and
+    says so to acme-common (the web servers load them); the one after, nothing."""
     awk = os.path.join(r.bin, "awk")
     os.remove(awk)
     write(awk, "#!/bin/sh\nexit 1\n", 0o755)
     code, out = r.get(domains="half.openwrt.test")
     assert code == 1, out + r.syslog()
+    assert r.notified() == ["issue-failed"], r.notified()
     os.remove(awk)
     os.symlink(shutil.which("busybox"), awk)
     code, out = r.get(domains="half.openwrt.test")
     assert code == 0, out + r.syslog()
     check_files(r, "half.openwrt.test")
+    assert r.notified() == ["issue-failed", "renewed"], r.notified()
+    code, out = r.get(domains="half.openwrt.test")
+    assert code == 0 and r.notified() == ["issue-failed", "renewed"], r.notified()
 
 
 def failure_keeps_files(r):
@@ -284,6 +289,21 @@ def sigterm_during_validation(r, tmp):
     assert lines[-1] == "failed dns-01 term.openwrt.test", lines
     assert r.notified() == ["issue-failed"], r.notified()
     assert not os.path.exists(r.path("term.openwrt.test", "crt"))
+
+
+def stray_child_of_dns_hook(r):
+    """A dns-01 hook of the user's that declines but leaves a child running, which
+    holds the log's fifo open: the run ends at once with `issue-failed`, not when
+    that child does (20 s later), so procd's next renew of the section is not lost."""
+    user_hook = os.path.join(r.root, "dns-hook")
+    write(user_hook, "#!/bin/sh\nsleep 20 &\nexit 1\n", 0o755)
+    start = time.time()
+    code, out = r.get(domains="stray.openwrt.test", validation_method="dns",
+                      ACME_TINY_HOOK=user_hook)
+    assert code == 1, out + r.syslog()
+    assert time.time() - start < 10, f"took {time.time() - start:.1f} s"
+    assert "the hook declined every challenge" in r.syslog(), r.syslog()
+    assert r.notified() == ["issue-failed"], r.notified()
 
 
 def dns_persist(binary, tmp):
@@ -365,6 +385,30 @@ def sigterm_before_acme_tiny(tmp):
         assert s.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"
 
 
+def sigterm_dns_persist(tmp):
+    """SIGTERM while acme-tiny validates by dns-persist (a stub that waits here):
+    the run ends, `issue-failed`, without asking the CA again for the records to
+    log (procd's SIGKILL follows in 5 s)."""
+    r = Router(tmp, "false")
+    calls = os.path.join(r.root, "calls")
+    write(os.path.join(r.bin, "acme-tiny"), f'#!/bin/sh\necho "$*" >> {calls}\n'
+          "trap 'exit 2' TERM\nsleep 5 </dev/null >/dev/null 2>&1 &\nwait $!\nexit 2\n", 0o755)
+    p = r.start(domains="persist-term.openwrt.test", validation_method="dns-persist")
+    deadline = time.time() + 10
+    while not os.path.exists(calls):
+        assert time.time() < deadline and p.poll() is None, "acme-tiny never ran"
+        time.sleep(0.02)
+    start = time.time()
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 1, f"exit {p.returncode}: {out.decode()}{err.decode()}{r.syslog()}"
+    assert time.time() - start < 4, f"took {time.time() - start:.1f} s"
+    runs = open(calls).read().splitlines()
+    assert len(runs) == 1 and "--print-dns-persist" not in runs[0], runs
+    assert "needs these TXT records" not in r.syslog(), r.syslog()
+    assert r.notified() == ["issue-failed"], r.notified()
+
+
 def standalone_port_taken(r):
     """standalone on a port that is taken (uhttpd serving LuCI on 80, here the
     webroot server): exit 1 with the hint to use webroot, nothing asked of the CA."""
@@ -379,9 +423,11 @@ def options_to_flags(tmp):
     """acme_server aliases, staging, key_type, days, cert_profile, credentials and the
     validation methods become acme-tiny's flags (a stub acme-tiny records them:
     the real CAs are not reachable here); unknown methods fail before it runs."""
-    def args_of(**options):
+    def args_of(before=None, **options):
         r = Router(tmp, "false")
         write(os.path.join(r.root, "glob.stub.openwrt.test"), "")  # *.stub... is no pattern
+        if before:
+            before(r)
         rec = os.path.join(r.root, "args")
         write(os.path.join(r.bin, "acme-tiny"),
               f'#!/bin/sh\nprintf "%s\\n" "$@" > {rec}\nexit 1\n', 0o755)
@@ -408,10 +454,28 @@ def options_to_flags(tmp):
     assert flag(args, "--profile") == "shortlived", args
     assert flag(args, "--ca-file") == "/etc/my ca.pem", args
     assert flag(args, "--eab-kid") == "kid" and flag(args, "--eab-hmac-key") == "c2VjcmV0"
+
     assert flag(args, "--domains") == "stub.openwrt.test,*.stub.openwrt.test", args
     assert flag(args, "--contact") == "mailto:admin@example.test", args
     assert "--quiet" not in args and "--disable-check" in args, args
     assert flag(args, "--acme-dir") == r.challenge_dir + "/.well-known/acme-challenge", args
+
+    def has_cert(server):
+        def before(r):
+            d = os.path.join(r.state_dir, "acme-tiny", "stub.openwrt.test")
+            os.makedirs(d)
+            write(os.path.join(d, "fullchain.crt"), "")
+            write(os.path.join(d, "server"), server + "\n")
+        return before
+    eab = {"ACME_TINY_EAB_KID": "kid", "ACME_TINY_EAB_HMAC_KEY": "c2VjcmV0"}
+    # the key shows in the process list: once the section has a certificate from this
+    # CA, its account exists, and the flags are left out (for another CA, not)
+    code, args, r = args_of(before=has_cert(URLS["letsencrypt"]), **eab)
+    assert "--eab-kid" not in args and "--eab-hmac-key" not in args and "--force" not in args, args
+    code, args, r = args_of(before=has_cert(URLS["zerossl"]), **eab)
+    assert flag(args, "--eab-hmac-key") == "c2VjcmV0" and "--force" in args, args
+    code, args, r = args_of(days="0")       # LuCI allows 0: acme-tiny's own rule then
+    assert code == 0 and "--days" not in args, args
     code, args, r = args_of(validation_method="dns-persist")
     assert "--dns-persist" in args and "--acme-dir" not in args and "--quiet" in args, args
     code, args, r = args_of(validation_method="dns", ACME_TINY_HOOK="/etc/acme/my-dns-hook")
@@ -485,9 +549,12 @@ def run(binary, report, only=None):
             report.check("openwrt_options_to_flags", options_to_flags, tmp)
         if selected("openwrt_sigterm_before_acme_tiny"):
             report.check("openwrt_sigterm_before_acme_tiny", sigterm_before_acme_tiny, tmp)
+        if selected("openwrt_sigterm_dns_persist"):
+            report.check("openwrt_sigterm_dns_persist", sigterm_dns_persist, tmp)
         tests = [f for f in (webroot_two_names, replaces_other_provider, key_type_rsa2048,
                              new_names_or_server, files_after_a_failed_run, failure_keeps_files,
-                             two_sections_at_once, standalone_port_taken)
+                             two_sections_at_once, standalone_port_taken,
+                             stray_child_of_dns_hook)
                  if selected("openwrt_" + f.__name__)]
         if tests or selected("openwrt_sigterm_during_validation"):
             with Pebble() as p:
