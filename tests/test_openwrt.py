@@ -485,6 +485,8 @@ def options_to_flags(tmp):
         assert code == 1 and args is None, f"{method}: {code} {args}"
         assert why in r.syslog(), r.syslog()
         assert r.notified() == ["issue-failed"], r.notified()
+    code, args, r = args_of(acme_server="buypass")  # an acme.sh name acme-tiny does not know
+    assert code == 1 and args is None and "acme_server buypass" in r.syslog(), r.syslog()
     code, args, r = args_of(key_type="ec521")
     assert code == 1 and args is None and "key_type ec521" in r.syslog(), r.syslog()
     code, args, r = args_of(account_email="")
