@@ -85,3 +85,14 @@ def scratch_dir(prefix):
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def run_cases(cases, report, only, suite, new_suite):
+    """Runs the (name, fn) cases that --only picks, each as fn(s) with one
+    s = new_suite(tmp) over a scratch directory made only if any is picked."""
+    selected = [(n, f) for n, f in cases if picked(only, n, suite)]
+    if selected:
+        with scratch_dir(f"acme-tiny-{suite}-") as tmp:
+            s = new_suite(tmp)
+            for name, fn in selected:
+                report.check(name, fn, s)

@@ -26,7 +26,7 @@ import re
 import subprocess
 import time
 
-from helpers import PEM_CHAIN, make_csr, make_key, openssl, picked, scratch_dir
+from helpers import PEM_CHAIN, make_csr, make_key, openssl, run_cases
 from pebble_env import make_tls_cert
 from persist_ca import (CAA, DRAFT01, DRAFT02, PERSIST, PersistCA, account_hash,
                         jwk_thumbprint)
@@ -409,9 +409,4 @@ CASES = [
 
 
 def run(binary, report, only=None):
-    selected = [(n, f) for n, f in CASES if picked(only, n, "test_dns_persist")]
-    if selected:
-        with scratch_dir("acme-tiny-persist-") as tmp:
-            suite = Suite(binary, tmp)
-            for name, fn in selected:
-                report.check(name, fn, suite)
+    run_cases(CASES, report, only, "test_dns_persist", lambda tmp: Suite(binary, tmp))
