@@ -3045,8 +3045,10 @@ static int add_name(struct names *ns, const unsigned char *s, size_t len, int ra
 	if (af) {
 		inet_ntop(af, ip, id.value, sizeof id.value);
 	} else {
+		/* '*' only as a whole first label: the code for wildcards skips a leading "*." */
+		const char *rest = id.value + (strncmp(id.value, "*.", 2) ? 0 : 2);
 		lower_case(id.value);
-		if (strspn(id.value, "abcdefghijklmnopqrstuvwxyz0123456789-.*") != len)
+		if (!*rest || rest[strspn(rest, "abcdefghijklmnopqrstuvwxyz0123456789-.")])
 			return -1;
 	}
 	if (our_ident(ns, id.type, id.value))

@@ -1542,6 +1542,15 @@ static void test_names_from_list(void)
 	CHECK(names_from_list("a.example,,b.example", &ns) < 0);
 	CHECK(names_from_list("a.example b.example", &ns) < 0);
 	CHECK(names_from_list("under_score.example", &ns) < 0);
+	set_context("names_from_list: '*' only as a whole first label");
+	CHECK(names_from_list("*.a.example", &ns) == 0 && !strcmp(ns.id[0].value, "*.a.example"));
+	CHECK(names_from_list("*", &ns) < 0);
+	CHECK(names_from_list("*.", &ns) < 0);
+	CHECK(names_from_list("a.example,*", &ns) < 0);
+	CHECK(names_from_list("*a.example", &ns) < 0);
+	CHECK(names_from_list("a*b.example", &ns) < 0);
+	CHECK(names_from_list("*.*.example", &ns) < 0);
+	CHECK(names_from_list("a.*.example", &ns) < 0);
 	for (list[0] = 0, i = 0; i < 101; i++)
 		snprintf(list + strlen(list), sizeof list - strlen(list), "%sn%d.ex", i ? "," : "", i);
 	CHECK(names_from_list(list, &ns) < 0);
