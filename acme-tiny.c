@@ -268,8 +268,7 @@ static void xmanage(struct acme *a);
 static int xfind_account(struct acme *a, int must);
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns);
 static void xfinalize(struct acme *a, struct order *o, const struct buf *csr);
-static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
-			 struct buf *chain);
+static void xcertificate(struct acme *a, struct order *o, const struct buf *csr, struct buf *chain);
 static void xcheck_challenge_ways(void);
 static void xpersist_records(const struct acme *a, const struct names *ns, struct buf *out);
 static void first_str(const struct json *j, int list, char *out, size_t cap);
@@ -291,7 +290,6 @@ static __attribute__((noreturn)) void xfail_order(struct order *o);
 static int is_problem(const struct resp *r, const char *kind);
 static void xparse_object(const struct resp *r, struct json *j, const char *step);
 static void xneed_location(const struct resp *r, char *out, const char *step);
-static void xneed_ca_host(const char *url, const char *step);
 static void xneed_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
 		      const char *step);
 
@@ -316,16 +314,15 @@ static void xhttp(struct conn *c, const char *method, const char *url, const str
 		  struct resp *r, const char *step, long long give_up);
 
 /* 6: JWS and CSRs */
-static void xjws_build(struct buf *out, const struct key *k, const char *kid,
-		       const char *nonce, const char *url, const char *payload);
+static void xjws_build(struct buf *out, const struct key *k, const char *kid, const char *nonce,
+		       const char *url, const char *payload, const struct buf *mac);
 static void xjws_sign(struct buf *out, const char *prot, const char *payload,
 		      const struct key *k, const struct buf *mac);
 static void xcsr_build(struct buf *b, const struct names *ns, const struct key *k);
 static void der_spki(struct buf *b, const struct key *k);
 
 /* 7: keys and DER */
-static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
-		    struct buf *der);
+static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap, struct buf *der);
 static void xload_der(const char *path, const char *what, const char *const *labels,
 		      struct buf *der);
 static void xload_key(const char *path, const char *what, struct key *k, struct buf *der);
@@ -531,16 +528,11 @@ static void add_contacts(struct buf *b, const char *before)
  */
 static void xadd_eab(struct buf *b, const struct acme *a)
 {
-	struct buf prot = { 0 }, mac = { 0 }, jws = { 0 };
+	struct buf mac = { 0 }, jws = { 0 };
 	if (b64_decode_url(run.eab_hmac_key, &mac) || !mac.len)
 		fail("--eab-hmac-key: not base64url");
-	buf_cat(&prot, "{\"alg\":\"", run.eab_alg, "\"", NULL);
-	buf_json_str(&prot, ",\"kid\":", run.eab_kid);
-	buf_json_str(&prot, ",\"url\":", a->new_account);
-	buf_str(&prot, "}");
-	xjws_sign(&jws, prot.p, a->key->jwk, NULL, &mac);
+	xjws_build(&jws, a->key, run.eab_kid, NULL, a->new_account, a->key->jwk, &mac);
 	buf_cat(b, ",\"externalAccountBinding\":", jws.p, NULL);
-	buf_free(&prot);
 	buf_free(&mac);
 	buf_free(&jws);
 }
@@ -763,7 +755,7 @@ static void xrollover(struct acme *a, const struct key *nk)
 	}
 	buf_json_str(&p, "{\"account\":", a->kid);
 	buf_cat(&p, ",\"oldKey\":", a->key->jwk, "}", NULL);
-	xjws_build(&inner, nk, NULL, NULL, a->key_change, p.p);
+	xjws_build(&inner, nk, NULL, NULL, a->key_change, p.p, NULL);
 	xpost(a, a->key_change, inner.p, &r, "keyChange");
 	info("Account %s now belongs to %s: use that as --account-key from now on", a->kid,
 	     run.new_account_key);
@@ -1170,8 +1162,7 @@ static void xpersist_record(struct buf *b, const struct acme *a, const char *nam
 	if (!issuer[0])
 		fail("dns-persist-01: the directory names no issuer (meta.issuerDomainNames or"
 		     " caaIdentities); --dns-persist's failure line gives the record");
-	if (strspn(issuer, "abcdefghijklmnopqrstuvwxyz0123456789-.") != strlen(issuer) ||
-	    k < v.len)
+	if (strspn(issuer, "abcdefghijklmnopqrstuvwxyz0123456789-.") != strlen(issuer) || k < v.len)
 		fail("dns-persist-01: the CA's issuer name or account URI cannot go into a TXT"
 		     " record");
 	buf_cat(b, "_validation-persist.", name, ". IN TXT \"", issuer, "; accounturi=", v.p,
@@ -1361,8 +1352,7 @@ static int key_fits_cert(const struct key *k, const struct buf *der)
 }
 
 /* Downloads the order's certificate chain (7.4.2) into chain, checked before anyone sees it. */
-static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
-			 struct buf *chain)
+static void xcertificate(struct acme *a, struct order *o, const struct buf *csr, struct buf *chain)
 {
 	struct resp r = { 0 };
 	char url[MAX_URL];
@@ -1516,7 +1506,7 @@ static int xsend(struct acme *a, const char *url, const char *payload, struct re
 	do {
 		if (!a->nonce[0])
 			xnew_nonce(a, give_up);
-		xjws_build(&jws, a->key, a->kid[0] ? a->kid : NULL, a->nonce, url, payload);
+		xjws_build(&jws, a->key, a->kid[0] ? a->kid : NULL, a->nonce, url, payload, NULL);
 		xhttp(&a->conn, "POST", url, &jws, r, step, give_up);
 		strcpy(a->nonce, r->nonce);
 		ok = r->status >= 200 && r->status < 300;
@@ -2613,12 +2603,13 @@ static size_t key_sign(const struct key *k, const void *data, size_t len, unsign
 /*
  * A request to the CA, a flattened JWS (RFC 8555 6.2) into out, signed with k: as "kid" once the
  * account exists, else as "jwk". payload NULL: POST-as-GET; nonce NULL: none (7.3.5's inner JWS).
+ * With mac, External Account Binding's JWS (7.3.4): MACed with it under --eab-alg.
  */
-static void xjws_build(struct buf *out, const struct key *k, const char *kid,
-		       const char *nonce, const char *url, const char *payload)
+static void xjws_build(struct buf *out, const struct key *k, const char *kid, const char *nonce,
+		       const char *url, const char *payload, const struct buf *mac)
 {
 	struct buf prot = { 0 };
-	buf_cat(&prot, "{\"alg\":\"", k->alg, "\"", NULL);
+	buf_cat(&prot, "{\"alg\":\"", mac ? run.eab_alg : k->alg, "\"", NULL);
 	if (kid)
 		buf_json_str(&prot, ",\"kid\":", kid);
 	else
@@ -2627,13 +2618,13 @@ static void xjws_build(struct buf *out, const struct key *k, const char *kid,
 		buf_json_str(&prot, ",\"nonce\":", nonce);
 	buf_json_str(&prot, ",\"url\":", url);
 	buf_str(&prot, "}");
-	xjws_sign(out, prot.p, payload, k, NULL);
+	xjws_sign(out, prot.p, payload, k, mac);
 	buf_free(&prot);
 }
 
 /*
  * A flattened JWS (RFC 7515 7.2.2) of the protected header prot and payload (NULL: empty)
- * into out, signed with k, or MACed with the HMAC key mac (the hash of --eab-alg).
+ * into out: MACed with the HMAC key mac (the hash of --eab-alg), or without mac signed with k.
  */
 static void xjws_sign(struct buf *out, const char *prot, const char *payload,
 		      const struct key *k, const struct buf *mac)
@@ -2648,7 +2639,7 @@ static void xjws_sign(struct buf *out, const char *prot, const char *payload,
 	buf_str(&input, ".");
 	if (payload)
 		buf_b64url(&input, payload, strlen(payload));
-	if (k) {
+	if (!mac) {
 		siglen = key_sign(k, input.p, input.len, sig, 0);
 	} else {        /* --eab-alg: HS256, HS384 or HS512 (RFC 7518 3.2) */
 		hash = !strcmp(run.eab_alg, "HS512") ? &br_sha512_vtable :
@@ -2823,8 +2814,7 @@ static void xcsr_build(struct buf *b, const struct names *ns, const struct key *
  * into der. Text before a block is skipped (CA bundles have comments); inside one, only base64
  * and line breaks may appear. Returns 1, 0 when there is none, -1 if malformed.
  */
-static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap,
-		    struct buf *der)
+static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap, struct buf *der)
 {
 	const char *s = in->p + *pos, *body, *end;
 	size_t n;
@@ -3585,8 +3575,7 @@ static void buf_free(struct buf *b)
 	memset(b, 0, sizeof *b);
 }
 
-static const char B64URL[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 /* Appends base64url without padding (RFC 7515, appendix C). */
 static void buf_b64url(struct buf *b, const void *data, size_t n)
 {
@@ -3755,16 +3744,6 @@ static int xcreate_temp(const char *path, char *tmp, size_t cap)
 	return fd;
 }
 
-/* Syncs the directory that holds path (which dirname(3) may cut down, in place). */
-static void sync_dir_of(char *path)
-{
-	int fd = open(dirname(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);      /* a directory that cannot be synced: the rename stands */
-		close(fd);
-	}
-}
-
 /*
  * Writes a whole file through a temporary one beside it, synced before it takes the name, so
  * that a crash or a power cut leaves the old file or the new one, never part of one. A key
@@ -3777,7 +3756,7 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 {
 	char tmp[4096];
 	struct stat st;
-	int keep = replace && !stat(path, &st), fd, err;
+	int keep = replace && !stat(path, &st), fd, dir, err;
 	ssize_t n = 0;
 	size_t done;
 	hold_signals(1);                /* no signal may leave the temporary file behind */
@@ -3795,8 +3774,11 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	if (!err && (replace ? rename(tmp, path) : link(tmp, path)))
 		err = !replace && errno == EEXIST ? 0 : errno;  /* a run beside us made the key */
 	unlink(tmp);                    /* after link; gone already after rename */
-	if (!err)
-		sync_dir_of(tmp);       /* the new name too must survive a power cut */
+	/* the new name too must survive a power cut; dirname(3) may cut tmp down, done with now */
+	if (!err && (dir = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		fsync(dir);     /* a directory that cannot be synced: the rename stands */
+		close(dir);
+	}
 	hold_signals(0);
 	if (err)
 		fail("cannot %s %s: %s", replace ? "write" : "create", path, strerror(err));

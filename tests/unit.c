@@ -2032,7 +2032,7 @@ static void test_jws(const struct key *k, const char *keyfile)
 		set_context("JWS %s %s, %s, %s", keyfile, k->alg, kid ? "kid" : "jwk",
 			    body ? "payload" : "POST-as-GET");
 		/* the same buffer each time: jws_build must replace, not append */
-		xjws_build(&jws, k, kid, nonce, url, body);
+		xjws_build(&jws, k, kid, nonce, url, body, NULL);
 		if (!CHECK_INT(json_parse(&j, jws.p, jws.len), 0) || !CHECK_INT(j.t[0].type, J_OBJ))
 			continue;
 		CHECK_INT(j.t[0].next, 7);                    /* exactly three members */
