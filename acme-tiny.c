@@ -268,11 +268,12 @@ static void xmanage(struct acme *a);
 static int xfind_account(struct acme *a, int must);
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns);
 static void xfinalize(struct acme *a, struct order *o, const struct buf *csr);
-static void xcertificate(struct acme *a, struct order *o, const struct buf *csr, struct buf *chain);
+static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
+			 const struct names *ns, struct buf *chain);
 static void xcheck_challenge_ways(void);
 static void xpersist_records(const struct acme *a, const struct names *ns, struct buf *out);
 static void first_str(const struct json *j, int list, char *out, size_t cap);
-static int cert_fits_csr(const struct buf *pem, const struct buf *csr);
+static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns);
 static int key_fits_cert(const struct key *k, const struct buf *der);
 
 /* 3: ACME requests */
@@ -457,7 +458,7 @@ static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
 	if (!strcmp(o.status, "pending"))
 		xauthorize(a, &o, ns);  /* each name proven by a challenge, side by side */
 	xfinalize(a, &o, csr);          /* the CSR in, until the order is valid */
-	xcertificate(a, &o, csr, chain);        /* the chain out, checked */
+	xcertificate(a, &o, csr, ns, chain);    /* the chain out, checked */
 	json_free(&o.j);
 	buf_free(&o.r.body);
 	return 1;
@@ -682,7 +683,7 @@ static long long renewal_time(const struct cert *c)
 }
 
 /*
- * 1 if the certificate in --output (old) is due, or is not one for these names and this key;
+ * 1 if the certificate in --output (old) is due, or is no unexpired one for these names and key;
  * else 0, having said until when it is good. Its ARI certID goes to a->replaces if replaceable.
  * Due by ARI, else by the lifetime; with --days, also when N days are left, whatever ARI says.
  */
@@ -701,9 +702,9 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		shared += our_ident(&have, ns->id[k].type, ns->id[k].value) != NULL;
 	if (shared && c.aki.len && a->renewal_info[0])
 		cert_id(&c, a->replaces, sizeof a->replaces);
-	ours = ours && shared == ns->n && have.n == ns->n && cert_fits_csr(old, csr);
+	ours = ours && cert_is_ours(old, csr, ns);
 	if (old->len && !ours)
-		info("%s holds no certificate for these names and this key: renewing now",
+		info("%s holds no unexpired certificate for these names and this key: renewing now",
 		     run.output);
 	if (ours && !run.force && a->replaces[0])
 		at = xari_time(a, &der, c.not_after);
@@ -1324,15 +1325,25 @@ static int cert_has_key(const struct buf *der, struct der key)
 	       !memcmp(c.key.p, key.p, key.len);
 }
 
-/* 1 if pem's first certificate is for the CSR's key: another breaks the server that loads it. */
-static int cert_fits_csr(const struct buf *pem, const struct buf *csr)
+/*
+ * 1 if pem's first certificate is ours: for the CSR's key and exactly the names ns (another
+ * breaks the server that loads it), not expired, and not ending before it begins; else 0.
+ * The one test for the certificate in --output and for the one the CA sends.
+ */
+static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns)
 {
+	static struct names have;
 	struct buf der = { 0 };
 	struct der key;
+	struct cert c;
 	size_t pos = 0;
 	char label[32];
-	int ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
-		 !csr_key(csr->p, csr->len, &key) && cert_has_key(&der, key);
+	int k, ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
+		!strcmp(label, "CERTIFICATE") && !csr_key(csr->p, csr->len, &key) &&
+		cert_has_key(&der, key) && !cert_parse(der.p, der.len, &c, &have) &&
+		have.n == ns->n && c.not_before < c.not_after && time(NULL) < c.not_after;
+	for (k = 0; ok && k < ns->n; k++)
+		ok = our_ident(&have, ns->id[k].type, ns->id[k].value) != NULL;
 	buf_free(&der);
 	return ok;
 }
@@ -1352,7 +1363,8 @@ static int key_fits_cert(const struct key *k, const struct buf *der)
 }
 
 /* Downloads the order's certificate chain (7.4.2) into chain, checked before anyone sees it. */
-static void xcertificate(struct acme *a, struct order *o, const struct buf *csr, struct buf *chain)
+static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
+			 const struct names *ns, struct buf *chain)
 {
 	struct resp r = { 0 };
 	char url[MAX_URL];
@@ -1360,9 +1372,9 @@ static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 	xpost(a, url, NULL, &r, "certificate download");
 	if (check_chain(&r.body))
 		fail("certificate download: the answer is not a PEM certificate chain");
-	if (!cert_fits_csr(&r.body, csr))
-		fail("certificate download: the certificate of order %s is not for the CSR's key",
-		     o->url);
+	if (!cert_is_ours(&r.body, csr, ns))
+		fail("certificate download: the certificate of order %s is not for the CSR's key"
+		     " and names, or has expired", o->url);
 	*chain = r.body;                /* the chain is the download's body */
 	info("Certificate signed!");
 }

@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cert_parse(data, size, &c, &ns);
 	buf_add(&in, data, size);
 	check_chain(&in);
-	cert_fits_csr(&in, &in);
+	cert_is_ours(&in, &in, &ns);
 	buf_free(&in);
 	return 0;
 }

@@ -26,6 +26,7 @@ down and joins them.
 """
 import base64
 import json
+import os
 import secrets
 import socket
 import ssl
@@ -471,6 +472,16 @@ def raw(fn):
     return lambda ca, req, normal: (normal(), Raw(fn))[1]
 
 
+def chain_of(name):
+    """A hook answering the download with keys/NAME.pem and the test CA's certificate."""
+    def hook(ca, req, normal):
+        normal()
+        d = os.path.dirname(ca.cert)
+        with open(os.path.join(d, name + ".pem")) as f, open(os.path.join(d, "ca.pem")) as g:
+            return Reply(200, f.read() + g.read(), ctype="application/pem-certificate-chain")
+    return hook
+
+
 def with_token(token):
     def hook(ca, req, normal):
         ca.token = token
@@ -784,6 +795,11 @@ SCENARIOS = {
     "proto_cert_other_key": {"cert": lambda ca, req, normal: Reply(
         200, open(ca.cert).read() + ca.chain.split("-----END CERTIFICATE-----\n", 1)[1],
         ctype="application/pem-certificate-chain")},
+    # for the CSR's key, but not what was ordered (keys/leaf-*.pem)
+    "proto_cert_other_names": {"cert": chain_of("leaf-other-names")},
+    "proto_cert_extra_name": {"cert": chain_of("leaf-extra-name")},
+    "proto_cert_expired": {"cert": chain_of("leaf-expired")},
+    "proto_cert_reversed": {"cert": chain_of("leaf-reversed")},
     "proto_cert_html": {"cert": body("<!DOCTYPE html>\n<html><body>Your certificate is ready"
                                      "</body></html>\n", ctype="text/html")},
     "proto_cert_trailing_escape": {"cert": lambda ca, req, normal: (

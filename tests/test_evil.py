@@ -142,6 +142,21 @@ class Suite:
                     "-in", self.csr, "-out", name + ".pem", "-notext", "-extfile", "leaf.ext",
                     "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
                     "-enddate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(end)), cwd=self.keys)
+        # for the CSR's key too, but wrong: other names, one name more, expired, and a
+        # validity that ends before it begins
+        for name, sans in (("leaf-other-names", "DNS:other.example.test"),
+                           ("leaf-extra-name", f"DNS:{DOMAIN},DNS:extra.example.test")):
+            with open(os.path.join(self.keys, name + ".ext"), "w") as f:
+                f.write(f"subjectAltName={sans}\n")
+            openssl("x509", "-req", "-in", self.csr, "-CA", "ca.pem", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile",
+                    name + ".ext", cwd=self.keys)
+        for name, start, end in (("leaf-expired", now - 60 * 86400, now - 86400),
+                                 ("leaf-reversed", now + 365 * 86400, now + 30 * 86400)):
+            openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
+                    "-in", self.csr, "-out", name + ".pem", "-notext", "-extfile", "leaf.ext",
+                    "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
+                    "-enddate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(end)), cwd=self.keys)
         # for --revoke (keys/leaf.pem, whose key is keys/domain.key) and key rollover
         self.leaf = os.path.join(self.keys, "leaf.pem")
         self.domain_key = os.path.join(self.keys, "domain.key")
@@ -692,7 +707,21 @@ def proto_slow_polls(suite):
 def proto_cert_other_key(suite):
     expect_failure(suite, "proto_cert_other_key",
                    r"^acme-tiny: certificate download: the certificate of order "
-                   r"https://localhost:\d+/order/1 is not for the CSR's key$")
+                   r"https://localhost:\d+/order/1 is not for the CSR's key and names, "
+                   r"or has expired$")
+
+
+def proto_cert_not_ours(suite):
+    # a certificate for the CSR's key that is still not the one asked for: the
+    # good one in --output stays as it was (the snapshot of the run's directory)
+    def prepare(d):
+        shutil.copy(os.path.join(suite.keys, "leaf-expiring.pem"),
+                    os.path.join(d, "..", "..", "..", "out.pem"))
+    for scenario in ("proto_cert_other_names", "proto_cert_extra_name", "proto_cert_expired",
+                     "proto_cert_reversed"):
+        expect_failure(suite, scenario, r"^acme-tiny: certificate download: the certificate of "
+                       r"order https://localhost:\d+/order/1 is not for the CSR's key and names, "
+                       r"or has expired$", prepare=prepare, args=["--output", "out.pem"])
 
 
 def proto_cert_html(suite):
@@ -1115,6 +1144,11 @@ def lifetime_rule(suite):
     # ... unless N is the whole lifetime or more: then the lifetime rule
     not_due(renew(suite, "normal", "leaf-half.pem", "--days", "30"),
             os.path.join(keys, "leaf-half.pem"))
+    # expired, or a validity that ends before it begins (never due by the lifetime
+    # rule): now, whatever ARI says
+    issued(renew(suite, "normal", "leaf-expired.pem", window=FUTURE))
+    issued(renew(suite, "normal", "leaf-reversed.pem"))
+    issued(renew(suite, "normal", "leaf-reversed.pem", "--days", "10", window=FUTURE))
     # --force: now; another name or key: now, and no ARI GET for it
     issued(renew(suite, "normal", "leaf.pem", "--force"))
     res = renew(suite, "normal", "otherhost.pem", window=FUTURE)
@@ -1329,6 +1363,7 @@ CASES = [
     ("evil_proto_cert_empty", proto_cert_empty),
     ("evil_proto_cert_html", proto_cert_html),
     ("evil_proto_cert_other_key", proto_cert_other_key),
+    ("evil_proto_cert_not_ours", proto_cert_not_ours),
     ("evil_proto_cert_trailing_escape", proto_cert_trailing_escape),
     ("evil_proto_slow_polls", proto_slow_polls),
     ("evil_proto_redirect_new_order", proto_redirect_new_order),

@@ -3185,7 +3185,34 @@ static void test_run_hook(void)
 /* ===================== 2. the certificate chain ===================== */
 
 #ifndef UNIT_NO_BEARSSL
-/* check_chain: PEM certificates and nothing else; cert_fits_csr: for the CSR's key. */
+static const struct names no_names;
+
+/* cert_is_ours: exactly the names asked for, in any order (cc.key's certificates). */
+static void test_cert_is_ours_names(void)
+{
+	static const struct { const char *list; int want; } cases[] = {
+		{ "a.test,b.test", 1 }, { "b.test,a.test", 1 }, { "a.test", 0 },
+		{ "a.test,b.test,c.test", 0 }, { "a.test,c.test", 0 }, { "a.test,b.test,1.2.3.4", 0 },
+	};
+	static struct names ns;
+	struct buf csr = { 0 }, pem = { 0 };
+	size_t i;
+
+	if (!CHECK_INT(sh("openssl req -x509 -key cc.key -subj /CN=a.test -days 1 -out ab.pem "
+			  "-addext subjectAltName=DNS:a.test,DNS:b.test"), 0) ||
+	    !CHECK_INT(slurp("ab.pem", &pem), 0) || !CHECK_INT(slurp("cc.der", &csr), 0))
+		return;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		set_context("cert_is_ours: a certificate for a.test and b.test, asked for %s",
+			    cases[i].list);
+		CHECK_INT(names_from_list(cases[i].list, &ns), 0);
+		CHECK_INT(cert_is_ours(&pem, &csr, &ns), cases[i].want);
+	}
+	buf_free(&csr);
+	buf_free(&pem);
+}
+
+/* check_chain: PEM certificates and nothing else; cert_is_ours: for the CSR's key and names. */
 static void test_check_chain(void)
 {
 	struct buf b = { 0 }, pem = { 0 };
@@ -3230,16 +3257,17 @@ static void test_check_chain(void)
 		buf_add(&b, pem.p, k);
 		buf_cat(&b, "\n", pem.p + k, NULL);
 		CHECK_INT(check_chain(&b), -1);
-		set_context("chain_fits_csr");
+		set_context("cert_is_ours: the key");
 		CHECK_INT(sh("openssl req -new -key cc.key -subj /CN=x -outform DER -out cc.der && "
 			     "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
 			     "-keyout other.key -subj /CN=x -outform DER -out other.der"), 0);
 		CHECK_INT(slurp("cc.der", &b), 0);
-		CHECK(cert_fits_csr(&pem, &b));
+		CHECK(cert_is_ours(&pem, &b, &no_names));   /* no subjectAltName: no names */
 		b.len -= 10;                                /* truncated: no key to compare */
-		CHECK(!cert_fits_csr(&pem, &b));
+		CHECK(!cert_is_ours(&pem, &b, &no_names));
 		CHECK_INT(slurp("other.der", &b), 0);
-		CHECK(!cert_fits_csr(&pem, &b));
+		CHECK(!cert_is_ours(&pem, &b, &no_names));
+		test_cert_is_ours_names();
 		set_context("check_chain, a certificate under another label");
 		CHECK_INT(sh("sed 's/CERTIFICATE/TRUSTED CERTIFICATE/' cc.pem > cc-trusted.pem"), 0);
 		CHECK_INT(slurp("cc-trusted.pem", &b), 0);
@@ -3286,7 +3314,7 @@ static void key_pair_by_hand(const char *csr_key, size_t csr_len, const char *ce
 		size_t start = cert.len;
 		if (k == 2) {
 			der_add(&cert, 0x17, "260101000000Z", 13);
-			der_add(&cert, 0x18, "20270101000000Z", 15);
+			der_add(&cert, 0x18, "20990101000000Z", 15);   /* not expired */
 		}
 		der_wrap(&cert, start, 0x30);
 	}
@@ -3391,7 +3419,7 @@ static void test_x509_after_2038(void)
 	context[0] = 0;
 }
 
-/* cert_fits_csr compares all of the key bits, not a prefix. */
+/* cert_is_ours compares all of the key bits, not a prefix. */
 /* The index in TEST_KEYS of a key file. */
 static size_t test_key(const char *file)
 {
@@ -3455,13 +3483,13 @@ static void test_cert_key_bits(void)
 {
 	struct buf b = { 0 }, pem = { 0 };
 
-	set_context("chain_fits_csr: the key bits, all of them");
+	set_context("cert_is_ours: the key bits, all of them");
 	key_pair_by_hand("\x00\x04\x01\x02", 4, "\x00\x04\x01\x02", 4, &b, &pem);
-	CHECK(cert_fits_csr(&pem, &b));
+	CHECK(cert_is_ours(&pem, &b, &no_names));
 	key_pair_by_hand("\x00\x04\x01\x02", 4, "\x00\x04\x01\x02\x03", 5, &b, &pem);
-	CHECK(!cert_fits_csr(&pem, &b));
+	CHECK(!cert_is_ours(&pem, &b, &no_names));
 	key_pair_by_hand("\x00\x04\x01\x02\x03", 5, "\x00\x04\x01\x02", 4, &b, &pem);
-	CHECK(!cert_fits_csr(&pem, &b));
+	CHECK(!cert_is_ours(&pem, &b, &no_names));
 	buf_free(&b);
 	buf_free(&pem);
 	context[0] = 0;
