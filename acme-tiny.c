@@ -2577,8 +2577,8 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 			return NULL;
 		}
 		conn_close(c);
-		if (!reused || c->got)
-			break;
+		if (!reused || c->got || now_ms() >= c->deadline)
+			break;  /* resent only if the kept connection was closed, not timed out */
 	}
 	return c->why ? c->why : "failed";
 }

@@ -588,6 +588,12 @@ def _drip(ca, conn, req):
     return False
 
 
+def _silent(ca, conn, req):
+    """The request taken, and not a byte back (until stop() or MAX_SEND_SECONDS)."""
+    conn.wait(MAX_SEND_SECONDS)
+    return False
+
+
 def _garbage_status(ca, conn, req):
     """Letters O for zeros: garbage that looks almost right."""
     conn.send("HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\n{}")
@@ -754,6 +760,7 @@ SCENARIOS = {
     "http_short_body_close": {"readyPoll": raw(_short_body_then_close)},
     "http_reset_mid_body": {"challenge": raw(_reset_mid_body)},
     "http_drip": {"directory": raw(_drip)},
+    "http_silent_new_order": {"newOrder": raw(_silent)},
     "http_garbage_status": {"newOrder": raw(_garbage_status)},
     "http_close_delimited_directory": {
         "directory": raw(_close_delimited_directory),

@@ -469,6 +469,15 @@ def http_drip(suite):
     expect_failure(suite, "http_drip", get_dir("timed out"), min_s=4, max_s=15)
 
 
+def http_silent_new_order(suite):
+    # newOrder on the kept-alive connection, taken and never answered: --timeout 5
+    # ends the exchange, and the signed request is not sent again on a new one
+    def after(ca, res):
+        assert ca.steps().count("newOrder") == 1, ca.steps()
+    expect_failure(suite, "http_silent_new_order", post("newOrder", "/order", "timed out"),
+                   min_s=4, max_s=9, after=after)
+
+
 def http_garbage_status(suite):
     expect_failure(suite, "http_garbage_status",
                    post("newOrder", "/order", "malformed or unexpected status line"))
@@ -1323,6 +1332,7 @@ CASES = [
     ("evil_http_short_body_close", http_short_body_close),
     ("evil_http_reset_mid_body", http_reset_mid_body),
     ("evil_http_drip", http_drip),
+    ("evil_http_silent_new_order", http_silent_new_order),
     ("evil_http_garbage_status", http_garbage_status),
     ("evil_http_close_delimited_directory", http_close_delimited_directory),
     ("evil_http_close_after_each", http_close_after_each),
