@@ -2448,8 +2448,6 @@ static int read_head(struct conn *c, struct resp *r, long *clen, int *chunked)
 	}
 	if (*chunked && *clen >= 0)
 		return conn_error(c, "both Content-Length and chunked");
-	if (*clen > MAX_BODY)
-		return conn_error(c, TOO_LARGE);
 	return 0;
 }
 
@@ -2512,6 +2510,8 @@ static int read_response(struct conn *c, struct resp *r, int head)
 		return 0;
 	if (chunked)
 		return read_chunked(c, &r->body);
+	if (clen > MAX_BODY)
+		return conn_error(c, TOO_LARGE);
 	if (clen >= 0)
 		return conn_take(c, &r->body, (size_t)clen);
 	r->close = 1;

@@ -2539,6 +2539,14 @@ static void test_http_good(void)
 		CHECK_INT(r.body.len, 0);
 	}
 
+	/* a HEAD answer's Content-Length is the size of a GET's body: no limit applies */
+	ret = HTTP_CASE("HEAD, Content-Length past MAX_BODY", S("HTTP/1.1 200 OK\r\n"
+			"Content-Length: 1048576\r\n"
+			"Replay-Nonce: bigHead\r\n"
+			"\r\n"), 1, 0, &r, &why);
+	if (CHECK_INT(ret, 0))
+		CHECK_STR(r.nonce, "bigHead");
+
 	ret = HTTP_CASE("204", S("HTTP/1.1 204 No Content\r\n"
 			"Replay-Nonce: n204\r\n"
 			"\r\n"), 0, 0, &r, &why);
