@@ -234,10 +234,8 @@ static struct run {
 	  .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30, .max_wait = 300,
 	  .max_time = 3600 };
 
-/* The signals that end a run through on_signal: challenges undone, one line. 0 ends the list. */
-static const int ENDING_SIGNALS[] = {
-	SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGQUIT, SIGUSR1, SIGUSR2, SIGXCPU, 0
-};
+/* The signals on which on_signal ends a run (challenges undone, one line): catch_signals sets. */
+static sigset_t ending;
 
 /* What SIGALRM, the end of --max-time, says; made before the alarm is set (or inherited). */
 static char time_up[64] = "acme-tiny: interrupted";
@@ -840,8 +838,9 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 	sigfillset(&set);       /* none until on_signal knows the hook (hook_pid) */
 	sigprocmask(SIG_SETMASK, &set, &old);
 	if ((pid = _Fork()) == 0) {     /* fork(3) runs atfork handlers: not in on_signal */
-		for (k = 0; ENDING_SIGNALS[k]; k++)     /* our handlers, not the hook's */
-			sigaction(ENDING_SIGNALS[k], &dfl, NULL);
+		for (k = 1; k <= SIGRTMAX; k++)         /* our handlers, not the hook's */
+			if (sigismember(&ending, k) == 1)
+				sigaction(k, &dfl, NULL);
 		sigaction(SIGPIPE, &dfl, NULL);
 		sigaction(SIGXFSZ, &dfl, NULL);
 		setpgid(0, 0);
@@ -1770,7 +1769,7 @@ static void xparse_args(int argc, char **argv)
 	xcheck_args();
 }
 
-/* Ends the run on one of ENDING_SIGNALS: challenge files removed, hook told, one line. */
+/* Ends the run on a signal of ending: challenge files removed, hook told, one line. */
 static void on_signal(int sig)
 {
 	const char *what = sig == SIGALRM ? time_up : "acme-tiny: interrupted";
@@ -1791,6 +1790,22 @@ static void on_signal(int sig)
 }
 
 /*
+ * 1 if on_signal is to end the run on sig: every signal whose default ends the process, but a
+ * fault's (a bug of ours, told better by its core dump), SIGKILL's, SIGPIPE's and SIGXFSZ's.
+ */
+static int ends_run(int sig)
+{
+	static const int others[] = { SIGKILL, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT, SIGCHLD,
+				      SIGURG, SIGWINCH, SIGPIPE, SIGXFSZ, SIGSEGV, SIGBUS, SIGFPE,
+				      SIGILL, SIGTRAP, SIGABRT, SIGSYS };
+	size_t k;
+	for (k = 0; k < sizeof others / sizeof others[0]; k++)
+		if (sig == others[k])
+			return 0;
+	return 1;
+}
+
+/*
  * Sets on_signal for the signals that end a run, and lets them in: blocked in the mask we
  * inherited, they would leave --max-time and every cleanup dead. A closed pipe, or a file grown
  * past its size limit, is an error of the write, which then says so.
@@ -1798,10 +1813,12 @@ static void on_signal(int sig)
 static void catch_signals(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
-	int k;
+	int sig;
 	sigfillset(&sa.sa_mask);        /* one handler at a time: one line on stderr */
-	for (k = 0; ENDING_SIGNALS[k]; k++)
-		sigaction(ENDING_SIGNALS[k], &sa, NULL);
+	sigemptyset(&ending);
+	for (sig = 1; sig <= SIGRTMAX; sig++)   /* the C library's own refuse: not ours then */
+		if (ends_run(sig) && !sigaction(sig, &sa, NULL))
+			sigaddset(&ending, sig);
 	hold_signals(0);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
@@ -1813,12 +1830,7 @@ static void catch_signals(void)
 /* Holds off the signals on_signal takes (hold), or lets them in (!hold); holds do not nest. */
 static void hold_signals(int hold)
 {
-	sigset_t set;
-	int k;
-	sigemptyset(&set);
-	for (k = 0; ENDING_SIGNALS[k]; k++)
-		sigaddset(&set, ENDING_SIGNALS[k]);
-	sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+	sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &ending, NULL);
 }
 
 /* 1 if stdout was closed. A closed 0, 1 or 2 gets /dev/null, not our first file or socket. */

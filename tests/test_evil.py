@@ -1422,6 +1422,10 @@ CASES = [
     ("evil_signal_int", signal_case(signal.SIGINT)),
     ("evil_signal_quit", signal_case(signal.SIGQUIT)),
     ("evil_signal_usr1", signal_case(signal.SIGUSR1)),
+    # signals no list of names would think of: every one whose default ends the process
+    ("evil_signal_pwr", signal_case(signal.SIGPWR)),
+    ("evil_signal_vtalrm", signal_case(signal.SIGVTALRM)),
+    ("evil_signal_rtmin_1", signal_case(signal.SIGRTMIN + 1)),
     ("evil_signal_term_before_challenge", signal_before_challenge),
     ("evil_revoke_ok", revoke_ok),
     ("evil_key_change_ok", key_change_ok),
