@@ -74,6 +74,9 @@ def make_tls_cert(d):
 class Pebble:
     """with Pebble(nonce_reject=5) as p: p.directory, p.ca_file, p.acme_dir ...
 
+    nonce_reject: the percentage of nonces refused (0: none, so that request
+    counts are exact; None: Pebble's default, 5%);
+
     binary: the pebble to run (PEBBLE_ARI: Debian 13's, which serves ARI);
     config: more of pebble.json, e.g. {"certificateValidityPeriod": 30}."""
 
@@ -111,8 +114,10 @@ class Pebble:
         wait_port(self.dns_mgmt_port, dns, "pebble-challtestsrv")
         web = self.spawn([sys.executable, "-c", WEBROOT_SERVER, self.webroot, str(self.http_port)])
         wait_port(self.http_port, web, "webroot server")
-        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1",
-                   PEBBLE_WFE_NONCEREJECT=str(self.nonce_reject), **self.extra_env)
+        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", **self.extra_env)
+        env.pop("PEBBLE_WFE_NONCEREJECT", None)
+        if self.nonce_reject is not None:       # None: Pebble's own default, 5%
+            env["PEBBLE_WFE_NONCEREJECT"] = str(self.nonce_reject)
         peb = self.spawn([self.binary, "-config", os.path.join(d, "pebble.json"),
                           "-dnsserver", f"127.0.0.1:{self.dns_port}"], env=env)
         wait_port(self.port, peb, "pebble")
