@@ -127,8 +127,8 @@ fuzz: $(FUZZERS)
 	$(PYTHON) tests/run.py --no-suites --fuzz-seconds $(FUZZ_SECONDS)
 
 # Everything CI runs (README's test command): the suite, the suite again under
-# ASan+UBSan, each fuzzer for FUZZ_SECONDS, one issuance under valgrind, and
-# the router builds under qemu.
+# ASan+UBSan, each fuzzer for FUZZ_SECONDS, issuances under valgrind (by file,
+# by hook, by dns-persist-01), and the router builds under qemu.
 check: acme-tiny tests/unit acme-tiny-asan tests/unit-asan $(FUZZERS) cross $(PEBBLE_ARI)
 	$(PYTHON) tests/run.py --bin ./acme-tiny --unit tests/unit \
 		--asan-bin ./acme-tiny-asan --asan-unit tests/unit-asan \

@@ -657,8 +657,8 @@ static long long xari_time(struct acme *a, const struct buf *der, long long not_
 			info("The CA explains its renewal window at %s", why);
 	}
 	if (at >= not_after)
-		info("The CA's renewal window ends after the certificate does: going by the"
-		     " certificate's lifetime");
+		info("The CA's renewal window puts renewal after the certificate's end: going by"
+		     " the certificate's lifetime");
 	else if (at < 0)
 		info("The CA's renewal information is unusable (HTTP %d): going by the"
 		     " certificate's lifetime", r.status);
@@ -673,8 +673,8 @@ static long long renewal_time(const struct cert *c)
 	long long life = c->not_after - c->not_before;
 	long long left = life < 10 * 86400 ? life / 2 : life / 3;
 	if (run.days && run.days * 86400LL >= life)
-		info("--days %d is the certificate's whole lifetime or more: going by a third"
-		     " of it", run.days);
+		info("--days %d is the certificate's whole lifetime or more: going by the"
+		     " lifetime rule", run.days);
 	else if (run.days)
 		left = run.days * 86400LL;
 	return c->not_after - left;
@@ -1751,8 +1751,11 @@ static void xparse_args(int argc, char **argv)
 			/* like acme_tiny.py: every following argument up to the next option */
 			run.contacts = argv + i + 1;
 			run.n_contacts = 0;     /* given twice, the last one counts */
-			while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
-				run.n_contacts++, i++;
+			while (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) {
+				if (!argv[++i][0])      /* as xflag: an unset variable */
+					usage_error("empty value for --contact");
+				run.n_contacts++;
+			}
 		} else {
 			usage_error("unknown argument %s", argv[i]);
 		}
