@@ -27,7 +27,7 @@ $(PEBBLE_ARI):
 
 # The whole suite: unit tests, then the real binary against a local Pebble.
 test: acme-tiny tests/unit $(PEBBLE_ARI)
-	$(PYTHON) tests/run.py --bin ./acme-tiny --unit tests/unit
+	$(PYTHON) tests/run.py --bin ./acme-tiny --unit tests/unit --warnings $(CC)
 
 # Static musl builds for routers, against Debian's libbearssl.a of each
 # architecture (multiarch); openwrt/glibc-chk.c stands in for the three glibc
@@ -132,7 +132,8 @@ fuzz: $(FUZZERS)
 check: acme-tiny tests/unit acme-tiny-asan tests/unit-asan $(FUZZERS) cross $(PEBBLE_ARI)
 	$(PYTHON) tests/run.py --bin ./acme-tiny --unit tests/unit \
 		--asan-bin ./acme-tiny-asan --asan-unit tests/unit-asan \
-		--fuzz-seconds $(FUZZ_SECONDS) --valgrind $(CROSS_TESTS)
+		--fuzz-seconds $(FUZZ_SECONDS) --valgrind --warnings $(CC) --warnings $(CLANG) \
+		$(CROSS_TESTS)
 
 # Side by side with acme_tiny.py and uacme (Debian's packages, installed here).
 BENCH_PACKAGES = acme-tiny uacme strace gcc musl-tools pebble openssl libbearssl-dev python3

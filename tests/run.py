@@ -81,6 +81,13 @@ def check_size(path, limit):
     assert size < limit, f"{path} stripped is {size} bytes, over {limit}"
 
 
+def check_warnings(compiler):
+    """acme-tiny.c compiles without a warning under -Wall -Wextra (README says so)."""
+    p = subprocess.run([compiler, "-O2", "-Wall", "-Wextra", "-Werror", "-c", "-o", os.devnull,
+                        "-I/usr/include/bearssl", "acme-tiny.c"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+
+
 def run_fuzzer(name, seconds):
     """One libFuzzer target for a bounded time, from the seed corpus in the repo;
     what it finds new goes to a temporary directory, crashes to fuzz/. Inputs
@@ -110,6 +117,8 @@ def main():
                     help="issue certificates with a binary for another architecture")
     ap.add_argument("--size-limit", action="append", default=[], metavar="BINARY=BYTES",
                     help="fail if the stripped binary is not smaller than BYTES")
+    ap.add_argument("--warnings", action="append", default=[], metavar="COMPILER",
+                    help="fail if acme-tiny.c gets a warning from COMPILER (-Wall -Wextra)")
     ap.add_argument("--only", help="run only the suites or tests whose name contains this")
     ap.add_argument("--no-suites", action="store_true", help="skip the unit and suite tests")
     args = ap.parse_args()
@@ -127,6 +136,8 @@ def main():
             del os.environ[k]
     for name in FUZZERS if args.fuzz_seconds else []:
         report.check(f"fuzz_{name}", run_fuzzer, name, args.fuzz_seconds)
+    for compiler in args.warnings:
+        report.check(f"warnings_{os.path.basename(compiler)}", check_warnings, compiler)
     for path, limit in map(name_and_command, args.size_limit):
         report.check(f"size_{os.path.basename(path)}", check_size, path, int(limit))
     for name, command in map(name_and_command, args.cross_unit):

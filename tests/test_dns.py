@@ -270,6 +270,25 @@ def done_fails(env):
                 f"expected one warning about the hook's done: {res.stderr.decode()[-1500:]!r}"
 
 
+def done_hangs(env):
+    """--hook-timeout 2 and a done that hangs: its process group killed after
+    about 2 s, one warning, and the certificate all the same (exit 0, PEM on
+    stdout): the CA has issued it."""
+    name = "done-hangs.example.test"
+    start = time.time()
+    res = env.run([name], "--hook", HOOK, "--hook-timeout", "2", quiet=False, timeout=30,
+                  env=env.env(DNS_HOOK_HANG="done"))
+    took = time.time() - start
+    check_success(res, env.p.acme_dir)
+    assert 2 <= took < 15, f"took {took:.1f} s with --hook-timeout 2"
+    pids = env.hung_pids()
+    assert len(pids) == 2, f"done did not hang: {env.calls()}"
+    env.check_killed(pids)
+    warnings = [line for line in res.stderr.decode().splitlines() if "Warning" in line]
+    assert warnings == [f"Warning: --hook {HOOK} done did not exit 0; the certificate is valid"], \
+        res.stderr.decode()[-1500:]
+
+
 def chatty_hook(env):
     """A hook that prints to stdout and stderr: both go to acme-tiny's
     stderr, in order among its own lines, and stdout stays the certificate
@@ -532,7 +551,7 @@ def usage(env):
 
 TESTS = [(f"dns_{f.__name__}", f) for f in (
     dns01_one_name, dns01_wildcard, mixed_file_and_hook, uacme_example_hook, done_fails,
-    chatty_hook,
+    done_hangs, chatty_hook,
     declines_everything, invalid_order, hook_timeout, sigterm_during_hook, sigterm_failed_hangs,
     sigterm_during_fail, sigterm_during_done, sigchld_ignored, max_time_during_hook, usage)]
 

@@ -356,8 +356,12 @@ def baseline(suite):
     with EvilCA("normal", suite.keys) as ca:
         res = suite.run_client(ca)
         steps = ca.steps()
+        agents = {req.headers.get("user-agent") for _, req in ca.requests}
         assert not ca.stop(), "server threads still running after stop()"
     check_success(res, res.acme_dir)
+    # every request says who sends it (Pebble 2.10 and later refuse one that does not)
+    version = subprocess.run([suite.bin, "--version"], capture_output=True).stdout.split()[-1]
+    assert agents == {"acme-tiny/" + version.decode()}, agents
     assert res.stderr == b"", f"stderr with --quiet: {res.stderr!r}"
     for s in ("directory", "newNonce", "newAccount", "newOrder", "authz", "challenge",
               "readyPoll", "finalize", "orderPoll", "cert"):
