@@ -884,6 +884,9 @@ SCENARIOS = {
     "ari_already_replaced": {"newOrder": lambda ca, req, normal: problem(
         409, "alreadyReplaced", "evil CA: replaced already") if "replaces" in (req.payload or "")
         else normal()},
+    # ...and refused without it too: newOrder twice, then the failure
+    "ari_already_replaced_always": {"newOrder": lambda ca, req, normal: problem(
+        409, "alreadyReplaced", "evil CA: replaced already")},
     "eab_single_use": {"newAccount": _eab_single_use},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)
     "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(
@@ -902,6 +905,9 @@ SCENARIOS = {
     # busy, but without saying when to come back: not a wait the client may guess
     "busy_no_retry_after": {"newOrder": lambda ca, req, normal: problem(
         503, "serverInternal", "evil CA: busy")},
+    # busy with Retry-After: 0 at the directory: no wait adds up to --max-wait
+    "busy_forever_directory": {"directory": lambda ca, req, normal: problem(
+        503, "serverInternal", "evil CA: busy", headers=["Retry-After: 0"])},
     "busy_forever": {"newOrder": lambda ca, req, normal: problem(
         503, "serverInternal", "evil CA: busy", headers=["Retry-After: 1"])},
     "problem_rate_limited": {"newOrder": lambda ca, req, normal: problem(

@@ -35,6 +35,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from types import SimpleNamespace
 
@@ -1144,6 +1145,20 @@ def ari_already_replaced(suite):
     assert "replaces" not in json.loads(res.ca.order_payload), res.ca.order_payload
 
 
+def ari_already_replaced_always(suite):
+    # refused as a replacement, then refused without "replaces" too: no third try
+    def prepare(d):
+        shutil.copy(os.path.join(suite.keys, "leaf.pem"), os.path.join(d, "..", "..", "..",
+                                                                      "out.pem"))
+
+    def after(ca, res):
+        assert ca.count("newOrder") == 2, ca.steps()
+    expect_failure(suite, "ari_already_replaced_always",
+                   r"^acme-tiny: newOrder failed: HTTP 409 urn:ietf:params:acme:error:"
+                   r"alreadyReplaced: evil CA: replaced already$", prepare=prepare,
+                   args=["--output", "out.pem"], after=after, window=PAST)
+
+
 def lifetime_rule(suite):
     keys = suite.keys
     # no renewalInfo: a third of the lifetime left (half under 10 days)
@@ -1218,6 +1233,15 @@ def busy_forever(suite):
     expect_failure(suite, "busy_forever",
                    r"^acme-tiny: newOrder failed: HTTP 503 urn:ietf:params:acme:error:serverInternal: "
                    r"evil CA: busy; retry after 1$", min_s=3.5, max_s=8, after=after)
+
+
+def busy_forever_directory(suite):
+    # GETs are bounded as POSTs are: MAX_POST_TRIES (16) sends, then the failure
+    def after(ca, res):
+        assert ca.count("directory") == 16, f"{ca.count('directory')} directory requests"
+    expect_failure(suite, "busy_forever_directory",
+                   r"^acme-tiny: directory failed: HTTP 503 urn:ietf:params:acme:error:serverInternal: "
+                   r"evil CA: busy; retry after 0$", max_s=8, after=after)
 
 
 def busy_while_polling(suite):
@@ -1299,18 +1323,23 @@ def signal_case(sig):
     return case
 
 
-def signal_before_challenge(suite):
+def signal_before_challenge(args=()):
     # SIGTERM while the directory drips in (no challenge file exists yet):
-    # the message must not say that a challenge file was removed
-    sent = {}
+    # the message must not say that a challenge file was removed; with args
+    # that make a key first, whose writing holds signals off until it is done
+    def case(suite):
+        sent = {}
 
-    def tick(pid, case_dir, ca):
-        if not sent and ca.count("directory"):
-            os.kill(pid, signal.SIGTERM)
-            sent["at"] = time.monotonic()
-    res = expect_failure(suite, "http_drip", r"^acme-tiny: interrupted(?!.*challenge file removed)",
-                         on_tick=tick)
-    assert sent and res.end - sent["at"] < 2, "no prompt exit after the signal"
+        def tick(pid, case_dir, ca):
+            if not sent and ca.count("directory"):
+                os.kill(pid, signal.SIGTERM)
+                sent["at"] = time.monotonic()
+        with tempfile.TemporaryDirectory() as keys:     # KEYS: outside the watched files
+            res = expect_failure(suite, "http_drip",
+                                 r"^acme-tiny: interrupted(?!.*challenge file removed)",
+                                 on_tick=tick, args=[a.replace("KEYS", keys) for a in args])
+        assert sent and res.end - sent["at"] < 2, "no prompt exit after the signal"
+    return case
 
 
 CASES = [
@@ -1405,6 +1434,7 @@ CASES = [
     ("evil_ari_window", ari_window),
     ("evil_ari_unusable", ari_unusable),
     ("evil_ari_already_replaced", ari_already_replaced),
+    ("evil_ari_already_replaced_always", ari_already_replaced_always),
     ("evil_ari_and_lifetime", ari_and_lifetime),
     ("evil_lifetime_rule", lifetime_rule),
     ("evil_profile_sent", profile_sent),
@@ -1413,6 +1443,7 @@ CASES = [
     ("evil_busy_once_directory", busy_once("busy_once_directory", "directory")),
     ("evil_busy_once_nonce", busy_once("busy_once_nonce", "newNonce")),
     ("evil_busy_forever", busy_forever),
+    ("evil_busy_forever_directory", busy_forever_directory),
     ("evil_busy_while_polling", busy_while_polling),
     ("evil_problem_rate_limited", problem_rate_limited),
     ("evil_problem_unauthorized", problem_unauthorized),
@@ -1430,7 +1461,9 @@ CASES = [
     ("evil_signal_pwr", signal_case(signal.SIGPWR)),
     ("evil_signal_vtalrm", signal_case(signal.SIGVTALRM)),
     ("evil_signal_rtmin_1", signal_case(signal.SIGRTMIN + 1)),
-    ("evil_signal_term_before_challenge", signal_before_challenge),
+    ("evil_signal_term_before_challenge", signal_before_challenge()),
+    ("evil_signal_term_after_new_key", signal_before_challenge(
+        ["--account-key", "KEYS/new-account.key", "--create-account-key"])),
     ("evil_revoke_ok", revoke_ok),
     ("evil_key_change_ok", key_change_ok),
     *[(f"evil_{name}_{kind}", manage_case(name, kind)) for name in MANAGE

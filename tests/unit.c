@@ -570,6 +570,13 @@ static void test_our_leftover(void)
 	CHECK(sh("mkfifo fifo && ln -s tok-link sym") == 0);
 	CHECK(!our_leftover("fifo", "tok.thumb"));           /* no hang, no */
 	CHECK(!our_leftover("sym", "tok.thumb"));
+	CHECK(spit("one", "tok.thumb", 9) == 0 && sh("ln -s one sym-one") == 0);
+	CHECK(our_leftover("one", "tok.thumb"));
+	CHECK(!our_leftover("sym-one", "tok.thumb"));        /* a symlink, to a file of one link */
+	CHECK(spit("tokl", "tok.thumbX", 10) == 0);
+	CHECK(!our_leftover("tokl", "tok.thumb"));          /* more than it: not ours */
+	CHECK(spit("tokn", "tok.thumb\0", 10) == 0);
+	CHECK(!our_leftover("tokn", "tok.thumb"));          /* even a NUL more */
 	close(acme_fd);
 	acme_fd = -1;
 	context[0] = 0;
@@ -2472,8 +2479,9 @@ static void test_http_terms(void)
 static void test_http_good(void)
 {
 	struct resp r = { 0 };
+	struct buf b = { 0 };
 	const char *why;
-	int ret;
+	int ret, k, n;
 
 	ret = HTTP_CASE("Content-Length", S("HTTP/1.1 201 Created\r\n"
 			"Replay-Nonce: abc-DEF_123\r\n"
@@ -2547,6 +2555,19 @@ static void test_http_good(void)
 	if (CHECK_INT(ret, 0))
 		CHECK_STR(r.nonce, "bigHead");
 
+	/* a Replay-Nonce that fills r->nonce, and one byte more: that one is not kept */
+	for (k = 255; k <= 256; k++) {
+		b.len = 0;
+		buf_str(&b, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nReplay-Nonce: ");
+		for (n = 0; n < k; n++)
+			buf_str(&b, "N");
+		buf_str(&b, "\r\n\r\n");
+		ret = HTTP_CASE(k == 255 ? "Replay-Nonce of 255" : "Replay-Nonce of 256", b.p, b.len,
+				0, 0, &r, &why);
+		if (CHECK_INT(ret, 0))
+			CHECK_INT((int)strlen(r.nonce), k == 255 ? 255 : 0);
+	}
+
 	ret = HTTP_CASE("204", S("HTTP/1.1 204 No Content\r\n"
 			"Replay-Nonce: n204\r\n"
 			"\r\n"), 0, 0, &r, &why);
@@ -2595,6 +2616,7 @@ static void test_http_good(void)
 	}
 	test_http_terms();
 	buf_free(&r.body);
+	buf_free(&b);
 	context[0] = 0;
 }
 
