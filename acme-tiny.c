@@ -234,7 +234,7 @@ static struct run {
 	  .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30, .max_wait = 300,
 	  .max_time = 3600 };
 
-/* The signals on which on_signal ends a run (challenges undone, one line): catch_signals sets. */
+/* The signals on which on_signal ends the run (challenges undone, one line): catch_signals' */
 static sigset_t ending;
 
 /* What SIGALRM, the end of --max-time, says; made before the alarm is set (or inherited). */
@@ -1772,7 +1772,7 @@ static void xparse_args(int argc, char **argv)
 	xcheck_args();
 }
 
-/* Ends the run on a signal of ending: challenge files removed, hook told, one line. */
+/* Ends the run on a signal in ending: challenge files removed, hook told, one line. */
 static void on_signal(int sig)
 {
 	const char *what = sig == SIGALRM ? time_up : "acme-tiny: interrupted";
@@ -1819,7 +1819,7 @@ static void catch_signals(void)
 	int sig;
 	sigfillset(&sa.sa_mask);        /* one handler at a time: one line on stderr */
 	sigemptyset(&ending);
-	for (sig = 1; sig <= SIGRTMAX; sig++)   /* the C library's own refuse: not ours then */
+	for (sig = 1; sig <= SIGRTMAX; sig++)   /* those the C library keeps refuse sigaction */
 		if (ends_run(sig) && !sigaction(sig, &sa, NULL))
 			sigaddset(&ending, sig);
 	hold_signals(0);
