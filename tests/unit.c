@@ -38,8 +38,27 @@
  * the groups that need BearSSL are left out (keys jwk load jws generate
  * chain), and pem and csr skip their checks that need it.
  */
+/* spies: what run_hook forks, and the signal mask when a temporary file is made */
+#define _Fork spy_fork
+#define mkstemp spy_mkstemp
 #include "acme-tiny.c"
 #undef main
+#undef _Fork
+#undef mkstemp
+pid_t _Fork(void);
+int mkstemp(char *);
+static int n_forks;
+static sigset_t mask_at_mkstemp;
+pid_t spy_fork(void)
+{
+	n_forks++;
+	return _Fork();
+}
+int spy_mkstemp(char *t)
+{
+	sigprocmask(SIG_BLOCK, NULL, &mask_at_mkstemp);
+	return mkstemp(t);
+}
 
 #include <sys/wait.h>
 
@@ -525,7 +544,14 @@ static void test_write_file(void)
 	struct buf b = { 0 };
 
 	set_context("write_file, a key");
+	sigemptyset(&mask_at_mkstemp);
 	xwrite_file(tpath("made.key"), "secret", 6, 0);
+	{	/* signals held while the temporary file exists, and let in again after */
+		sigset_t now;
+		sigprocmask(SIG_BLOCK, NULL, &now);
+		CHECK(sigismember(&mask_at_mkstemp, SIGTERM) && sigismember(&mask_at_mkstemp, SIGALRM));
+		CHECK(!sigismember(&now, SIGTERM) && !sigismember(&now, SIGALRM));
+	}
 	CHECK(stat(tpath("made.key"), &st) == 0 && (st.st_mode & 0777) == 0600);
 	CHECK(slurp("made.key", &b) == 0 && b.len == 6 && !memcmp(b.p, "secret", 6));
 	/* made by another run since we looked: that one is the key, kept as it is */
@@ -3194,6 +3220,11 @@ static void test_run_hook(void)
 	CHECK(sh("sleep 0.2; [ -s child ] && { s=$(cut -d' ' -f3 /proc/$(cat child)/stat);"
 		 " [ -z \"$s\" ] || [ \"$s\" = Z ]; }") == 0);
 	CHECK_INT(run_hook("die", &t, now_ms() + 10000), -1);         /* killed: no answer */
+	{	/* past the deadline (on_signal's 4 s used up): no hook is started, to be killed */
+		int forks = n_forks;
+		CHECK_INT(run_hook("done", &t, now_ms() - 1), -1);
+		CHECK_INT(n_forks, forks);
+	}
 	/* from fail() or on_signal: what we hold or ignore is not the hook's */
 	sigaction(SIGPIPE, &ign, &old_pipe);
 	hold_signals(1);
@@ -3616,6 +3647,10 @@ int main(int argc, char **argv)
 		perror("mkdtemp");
 		return 2;
 	}
+	/* what hold_signals holds, as catch_signals fills it, without its handlers */
+	sigemptyset(&ending);
+	sigaddset(&ending, SIGTERM);
+	sigaddset(&ending, SIGALRM);
 	for (g = 0; g < N_GROUPS; g++)
 		if (argc == 1 || chosen[g])
 			for (t = 0; t < MAX_GROUP_TESTS && GROUPS[g].test[t]; t++)
