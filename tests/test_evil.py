@@ -135,16 +135,18 @@ class Suite:
         openssl("x509", "-req", "-in", self.csr, "-CA", "ca.pem", "-CAkey", "ca.key",
                 "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext",
                 cwd=self.keys)
-        # the same, older: 12 hours of 60 left; 15 days of 30 left
+        # the same, older: 12 hours of 60 left; 15 days of 30 left; expired; and a
+        # validity that ends before it begins
         now = time.time()
         for name, start, end in (("leaf-expiring", now - 48 * 3600, now + 12 * 3600),
-                                 ("leaf-half", now - 15 * 86400, now + 15 * 86400)):
+                                 ("leaf-half", now - 15 * 86400, now + 15 * 86400),
+                                 ("leaf-expired", now - 60 * 86400, now - 86400),
+                                 ("leaf-reversed", now + 365 * 86400, now + 30 * 86400)):
             openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
                     "-in", self.csr, "-out", name + ".pem", "-notext", "-extfile", "leaf.ext",
                     "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
                     "-enddate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(end)), cwd=self.keys)
-        # for the CSR's key too, but wrong: other names, one name more, expired, and a
-        # validity that ends before it begins
+        # for the CSR's key too, but other names, or one name more
         for name, sans in (("leaf-other-names", "DNS:other.example.test"),
                            ("leaf-extra-name", f"DNS:{DOMAIN},DNS:extra.example.test")):
             with open(os.path.join(self.keys, name + ".ext"), "w") as f:
@@ -152,12 +154,6 @@ class Suite:
             openssl("x509", "-req", "-in", self.csr, "-CA", "ca.pem", "-CAkey", "ca.key",
                     "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile",
                     name + ".ext", cwd=self.keys)
-        for name, start, end in (("leaf-expired", now - 60 * 86400, now - 86400),
-                                 ("leaf-reversed", now + 365 * 86400, now + 30 * 86400)):
-            openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
-                    "-in", self.csr, "-out", name + ".pem", "-notext", "-extfile", "leaf.ext",
-                    "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
-                    "-enddate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(end)), cwd=self.keys)
         # for --revoke (keys/leaf.pem, whose key is keys/domain.key) and key rollover
         self.leaf = os.path.join(self.keys, "leaf.pem")
         self.domain_key = os.path.join(self.keys, "domain.key")
@@ -728,14 +724,12 @@ def proto_cert_other_key(suite):
 def proto_cert_not_ours(suite):
     # a certificate for the CSR's key that is still not the one asked for: the
     # good one in --output stays as it was (the snapshot of the run's directory)
-    def prepare(d):
-        shutil.copy(os.path.join(suite.keys, "leaf-expiring.pem"),
-                    os.path.join(d, "..", "..", "..", "out.pem"))
     for scenario in ("proto_cert_other_names", "proto_cert_extra_name", "proto_cert_expired",
                      "proto_cert_reversed"):
         expect_failure(suite, scenario, r"^acme-tiny: certificate download: the certificate of "
                        r"order https://localhost:\d+/order/1 is not for the CSR's key and names, "
-                       r"or has expired$", prepare=prepare, args=["--output", "out.pem"])
+                       r"or has expired$", prepare=output_holds(suite, "leaf-expiring.pem"),
+                       args=["--output", "out.pem"])
 
 
 def proto_cert_html(suite):
@@ -1063,13 +1057,19 @@ def cert_id(path):
             b64(serial.to_bytes((serial.bit_length() + 8) // 8, "big")))
 
 
+def output_holds(suite, have):
+    """A prepare(acme_dir) that puts keys/HAVE where --output out.pem names it."""
+    def prepare(d):
+        shutil.copy(os.path.join(suite.keys, have), os.path.join(d, "..", "..", "..", "out.pem"))
+    return prepare
+
+
 def renew(suite, scenario, have, *args, **opts):
     """Runs the client with --output out.pem holding the chain have (a file of
     keys/): what it said, the CA's steps, and what out.pem holds afterwards."""
-    def prepare(d):
-        shutil.copy(os.path.join(suite.keys, have), os.path.join(d, "..", "..", "..", "out.pem"))
     with EvilCA(scenario, suite.keys, **opts) as ca:
-        res = suite.run_client(ca, prepare=prepare, args=["--output", "out.pem", *args])
+        res = suite.run_client(ca, prepare=output_holds(suite, have),
+                               args=["--output", "out.pem", *args])
         assert not ca.stop(), "server threads still running after stop()"
     with open(os.path.join(res.case_dir, "out.pem")) as f:
         res.out = f.read()
@@ -1147,16 +1147,13 @@ def ari_already_replaced(suite):
 
 def ari_already_replaced_always(suite):
     # refused as a replacement, then refused without "replaces" too: no third try
-    def prepare(d):
-        shutil.copy(os.path.join(suite.keys, "leaf.pem"), os.path.join(d, "..", "..", "..",
-                                                                      "out.pem"))
-
     def after(ca, res):
         assert ca.count("newOrder") == 2, ca.steps()
     expect_failure(suite, "ari_already_replaced_always",
                    r"^acme-tiny: newOrder failed: HTTP 409 urn:ietf:params:acme:error:"
-                   r"alreadyReplaced: evil CA: replaced already$", prepare=prepare,
-                   args=["--output", "out.pem"], after=after, window=PAST)
+                   r"alreadyReplaced: evil CA: replaced already$",
+                   prepare=output_holds(suite, "leaf.pem"), args=["--output", "out.pem"],
+                   after=after, window=PAST)
 
 
 def lifetime_rule(suite):
