@@ -822,8 +822,8 @@ static volatile pid_t hook_pid;         /* the hook that runs now: on_signal kil
 /*
  * Runs the hook as uacme does: PROGRAM what TYPE IDENT TOKEN AUTH, by execv, never a shell, with
  * stdin /dev/null, its output to our stderr (stdout is the certificate's), in a process group of
- * its own. Its exit status, or -1 if it could not run or was killed, group and all, at deadline.
- * Async-signal-safe.
+ * its own. Its exit status, or -1 if it could not run or was killed, group and all, at deadline
+ * (and not waited for past a second more). Async-signal-safe.
  */
 static int run_hook(const char *what, const struct taken *t, long long deadline)
 {
@@ -831,7 +831,7 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 			 (char *)t->token, (char *)t->auth, NULL };
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigset_t set, old;
-	int status = -1, fd, k;
+	int status = -1, fd, k, killed = 0;
 	pid_t pid;
 	if (now_ms() >= deadline)
 		return -1;      /* on_signal's time is up: none is started to be killed */
@@ -860,15 +860,15 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 		return -1;
 	while (waitpid(pid, &status, WNOHANG) == 0) {
 		if (now_ms() >= deadline) {
+			if (killed++)
+				break;  /* a second after SIGKILL: stuck in the kernel, left to init */
 			kill(-pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			status = -1;
-			break;
+			deadline += 1000;
 		}
 		poll(NULL, 0, 10);
 	}
 	hook_pid = 0;
-	return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	return !killed && status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 /*

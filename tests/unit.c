@@ -38,21 +38,33 @@
  * the groups that need BearSSL are left out (keys jwk load jws generate
  * chain), and pem and csr skip their checks that need it.
  */
-/* spies: what run_hook forks, and the signal mask when a temporary file is made */
+/*
+ * spies: what run_hook forks and how it waits (a hook that SIGKILL cannot end, stuck in the
+ * kernel, is played by hiding its end), and the signal mask when a temporary file is made
+ */
 #define _Fork spy_fork
 #define mkstemp spy_mkstemp
+#define waitpid spy_waitpid
 #include "acme-tiny.c"
 #undef main
 #undef _Fork
 #undef mkstemp
+#undef waitpid
 pid_t _Fork(void);
 int mkstemp(char *);
-static int n_forks;
+pid_t waitpid(pid_t, int *, int);
+static int n_forks, stuck, n_blocking_waits;
+static pid_t last_fork;
 static sigset_t mask_at_mkstemp;
 pid_t spy_fork(void)
 {
 	n_forks++;
-	return _Fork();
+	return last_fork = _Fork();
+}
+pid_t spy_waitpid(pid_t pid, int *status, int options)
+{
+	n_blocking_waits += !(options & WNOHANG);
+	return stuck && (options & WNOHANG) ? 0 : waitpid(pid, status, options);
 }
 int spy_mkstemp(char *t)
 {
@@ -3220,6 +3232,15 @@ static void test_run_hook(void)
 	CHECK(sh("sleep 0.2; [ -s child ] && { s=$(cut -d' ' -f3 /proc/$(cat child)/stat);"
 		 " [ -z \"$s\" ] || [ \"$s\" = Z ]; }") == 0);
 	CHECK_INT(run_hook("die", &t, now_ms() + 10000), -1);         /* killed: no answer */
+	/* one that SIGKILL does not end is left a second later: never a wait without end */
+	stuck = 1;
+	n_blocking_waits = 0;
+	start = now_ms();
+	CHECK_INT(run_hook("sleep", &t, now_ms() + 200), -1);
+	CHECK(now_ms() - start >= 1200 && now_ms() - start < 3000);
+	CHECK_INT(n_blocking_waits, 0);
+	stuck = 0;
+	CHECK_INT(waitpid(last_fork, NULL, 0), last_fork);      /* the test reaps it */
 	{	/* past the deadline (on_signal's 4 s used up): no hook is started, to be killed */
 		int forks = n_forks;
 		CHECK_INT(run_hook("done", &t, now_ms() - 1), -1);
