@@ -321,6 +321,7 @@ static void xcsr_build(struct buf *b, const struct names *ns, const struct key *
 static void der_spki(struct buf *b, const struct key *k);
 
 /* 7: keys and DER */
+static const br_ec_impl ec_nist;       /* P-256, P-384, P-521 */
 static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap, struct buf *der);
 static void xload_der(const char *path, const char *what, const char *const *labels,
 		      struct buf *der);
@@ -2296,10 +2297,11 @@ static void tls_init(struct tls *t)
 	br_x509_minimal_set_hash(&t->xc, br_sha384_ID, &br_sha384_vtable);
 	br_x509_minimal_set_hash(&t->xc, br_sha512_ID, &br_sha512_vtable);
 	br_x509_minimal_set_rsa(&t->xc, br_rsa_pkcs1_vrfy_get_default());
-	br_x509_minimal_set_ecdsa(&t->xc, br_ec_get_default(), br_ecdsa_vrfy_asn1_get_default());
+	br_x509_minimal_set_ecdsa(&t->xc, &ec_nist, br_ecdsa_vrfy_asn1_get_default());
 	br_ssl_client_set_default_rsapub(&t->sc);
 	br_ssl_engine_set_default_rsavrfy(&t->sc.eng);
-	br_ssl_engine_set_default_ecdsa(&t->sc.eng);
+	br_ssl_engine_set_ec(&t->sc.eng, &ec_nist);
+	br_ssl_engine_set_ecdsa(&t->sc.eng, br_ecdsa_vrfy_asn1_get_default());
 	br_ssl_engine_set_prf_sha256(&t->sc.eng, &br_tls12_sha256_prf);
 	br_ssl_engine_set_prf_sha384(&t->sc.eng, &br_tls12_sha384_prf);
 	/*
@@ -2622,7 +2624,7 @@ static size_t key_sign(const struct key *k, const void *data, size_t len, unsign
 	hash->out(&h.vtable, digest);
 	if (k->type == BR_KEYTYPE_EC)
 		return (asn1 ? br_ecdsa_sign_asn1_get_default() : br_ecdsa_sign_raw_get_default())
-		       (br_ec_get_default(), hash, digest, k->ec, sig);
+		       (&ec_nist, hash, digest, k->ec, sig);
 	return br_rsa_pkcs1_sign_get_default()(BR_HASH_OID_SHA256, digest, 32, k->rsa, sig)
 	       ? (k->rsa->n_bitlen + 7) / 8 : 0;
 }
@@ -2837,6 +2839,60 @@ static void xcsr_build(struct buf *b, const struct names *ns, const struct key *
 /* ======== 7. Keys and DER =============================================================== */
 
 /*
+ * Elliptic curves: BearSSL's fast P-256 code, and its generic code for P-384 and P-521. Its
+ * default (br_ec_get_default) adds Curve25519: 4 kB of a router's flash that nothing needs, since
+ * every TLS server takes P-256 for the key exchange. The methods pick the code by curve.
+ */
+static const br_ec_impl *ec_code(int curve)
+{
+	return curve == BR_EC_secp256r1 ? &br_ec_p256_m31 : &br_ec_prime_i31;
+}
+
+/* br_ec_impl's generator: the curve's base point, encoded */
+static const unsigned char *ec_generator(int curve, size_t *len)
+{
+	return ec_code(curve)->generator(curve, len);
+}
+
+/* br_ec_impl's order: the curve's order, big-endian */
+static const unsigned char *ec_order(int curve, size_t *len)
+{
+	return ec_code(curve)->order(curve, len);
+}
+
+/* br_ec_impl's xoff: where X is in an encoded point */
+static size_t ec_xoff(int curve, size_t *len)
+{
+	return ec_code(curve)->xoff(curve, len);
+}
+
+/* br_ec_impl's mul: g times x, in place; 1, or 0 on a bad point */
+static uint32_t ec_mul(unsigned char *g, size_t glen, const unsigned char *x, size_t xlen,
+		       int curve)
+{
+	return ec_code(curve)->mul(g, glen, x, xlen, curve);
+}
+
+/* br_ec_impl's mulgen: the base point times x into r; its length */
+static size_t ec_mulgen(unsigned char *r, const unsigned char *x, size_t xlen, int curve)
+{
+	return ec_code(curve)->mulgen(r, x, xlen, curve);
+}
+
+/* br_ec_impl's muladd: x*A + y*B into A (B NULL: the base point); 1, or 0 */
+static uint32_t ec_muladd(unsigned char *a, const unsigned char *b, size_t len,
+			  const unsigned char *x, size_t xlen, const unsigned char *y, size_t ylen,
+			  int curve)
+{
+	return ec_code(curve)->muladd(a, b, len, x, xlen, y, ylen, curve);
+}
+
+static const br_ec_impl ec_nist = {
+	1 << BR_EC_secp256r1 | 1 << BR_EC_secp384r1 | 1 << BR_EC_secp521r1,
+	ec_generator, ec_order, ec_xoff, ec_mul, ec_mulgen, ec_muladd
+};
+
+/*
  * Decodes the next PEM block (RFC 7468) of in from *pos: its label into label and its bytes
  * into der. Text before a block is skipped (CA bundles have comments); inside one, only base64
  * and line breaks may appear. Returns 1, 0 when there is none, -1 if malformed.
@@ -3007,7 +3063,7 @@ static const char *key_from_der(struct key *k, const void *der, size_t len)
 		k->ec = br_skey_decoder_get_ec(&k->dc);
 		if (k->ec->curve != BR_EC_secp256r1 && k->ec->curve != BR_EC_secp384r1)
 			return "EC key must be on P-256 or P-384";
-		if (!(k->qlen = br_ec_compute_pub(br_ec_get_default(), NULL, k->q, k->ec)))
+		if (!(k->qlen = br_ec_compute_pub(&ec_nist, NULL, k->q, k->ec)))
 			return "cannot compute the EC public key";
 		k->alg = k->ec->curve == BR_EC_secp256r1 ? "ES256" : "ES384";
 	}
@@ -3229,8 +3285,8 @@ static void xgenerate_key(const char *path, const struct key_type *t)
 	if (t->curve) {
 		br_ec_private_key sk;
 		br_ec_public_key pk;
-		if (!br_ec_keygen(&rng.vtable, br_ec_get_default(), &sk, priv, t->curve) ||
-		    !br_ec_compute_pub(br_ec_get_default(), &pk, pub, &sk))
+		if (!br_ec_keygen(&rng.vtable, &ec_nist, &sk, priv, t->curve) ||
+		    !br_ec_compute_pub(&ec_nist, &pk, pub, &sk))
 			fail("EC key generation failed");
 		len = br_encode_ec_pkcs8_der(der, &sk, &pk);
 	} else {
