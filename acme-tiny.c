@@ -360,6 +360,8 @@ static int copy_str(char *out, size_t cap, const char *s, size_t len);
 static void lower_case(char *s);
 static const char *date_text(long long t, char *out, size_t cap);
 static void xread_file(const char *path, const char *what, struct buf *b);
+static int write_all(int fd, const void *data, size_t len);
+static void xrefuse_dangling(const char *path, const char *what);
 static int xcreate_temp(const char *path, char *tmp, size_t cap);
 static void xwrite_file(const char *path, const void *data, size_t len, int replace);
 static long long number(const char *s, int n);
@@ -564,10 +566,7 @@ static void xaccount(struct acme *a)
 		}
 		xneed_location(&r, a->kid, "newAccount");
 	}
-	if (r.status == 201)
-		info("Registered! The account is %s", a->kid);
-	else
-		info("Already registered!");
+	info("%s! Account ID: %s", r.status == 201 ? "Registered" : "Already registered", a->kid);
 	if (run.n_contacts && r.status != 201) {
 		p.len = 0;
 		add_contacts(&p, "{");
@@ -1367,14 +1366,15 @@ static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 			 const struct names *ns, struct buf *chain)
 {
 	struct resp r = { 0 };
-	char url[MAX_URL];
+	char url[MAX_URL], now[64];
 	xneed_str(&o->j, 0, "certificate", url, sizeof url, "order");
 	xpost(a, url, NULL, &r, "certificate download");
 	if (check_chain(&r.body))
 		fail("certificate download: the answer is not a PEM certificate chain");
-	if (!cert_is_ours(&r.body, csr, ns))
+	if (!cert_is_ours(&r.body, csr, ns))     /* expired, by a clock that is ahead? */
 		fail("certificate download: the certificate of order %s is not for the CSR's key"
-		     " and names, or has expired", o->url);
+		     " and names, or has expired (our clock says %s)", o->url,
+		     date_text(time(NULL), now, sizeof now));
 	*chain = r.body;                /* the chain is the download's body */
 	info("Certificate signed!");
 }
@@ -1625,7 +1625,7 @@ static const char USAGE[] =
 "  --profile NAME        a certificate profile the CA lists in its directory,\n"
 "                        e.g. Let's Encrypt's shortlived (needed for IP addresses)\n"
 "  --ca-file FILE        CA certificates to trust for the ACME server, PEM\n"
-"                        (default " DEFAULT_CA_FILE ")\n"
+"                        (default $SSL_CERT_FILE, else " DEFAULT_CA_FILE ")\n"
 "  --timeout SECONDS     for one HTTP exchange, connecting included (default 30)\n"
 "  --max-wait SECONDS    for each wait on the order, its polls included (default 300)\n"
 "  --max-time SECONDS    for all of the talk with the CA (default 3600)\n"
@@ -1700,8 +1700,11 @@ static const struct flag {
 /* Returns if the flags ask for one thing and give what it needs; else a usage error. */
 static void xcheck_args(void)
 {
-	int actions = !!run.revoke + !!run.new_account_key + run.deactivate;
+	int actions = !!run.revoke + !!run.new_account_key + run.deactivate, k;
 	size_t n = run.reason ? strlen(run.reason) : 0;
+	for (k = 0; k < run.n_contacts; k++)
+		if (!run.contacts[k][0])        /* as xflag: an unset variable */
+			usage_error("empty value for --contact");
 	if (actions > 1)
 		usage_error("one of --revoke, --new-account-key, --deactivate-account at a time");
 	if (n && (!run.revoke || strspn(run.reason, "0123456789") != n || n > 2 ||
@@ -1729,8 +1732,10 @@ static void xcheck_args(void)
 static void xparse_args(int argc, char **argv)
 {
 	const struct flag *f;
-	const char *v;
+	const char *v = getenv("SSL_CERT_FILE");
 	int i;
+	if (v && v[0])          /* as OpenSSL has it, and so acme_tiny.py */
+		run.ca_file = v;
 	for (i = 1; i < argc; i++) {
 		f = FLAGS;
 		while (f->name && !xflag(argv, &i, f->name, f->text || f->max ? &v : NULL))
@@ -1742,7 +1747,7 @@ static void xparse_args(int argc, char **argv)
 			usage_error("%s takes a number from 1 to %d, not %s", f->name, f->max, v);
 		} else if (f->name) {
 			*f->number = f->max ? atoi(v) : 1;
-		} else if (!strcmp(argv[i], "--help")) {
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			fputs(USAGE, stdout);
 			exit(0);
 		} else if (!strcmp(argv[i], "--version")) {
@@ -1753,10 +1758,13 @@ static void xparse_args(int argc, char **argv)
 			run.contacts = argv + i + 1;
 			run.n_contacts = 0;     /* given twice, the last one counts */
 			while (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) {
-				if (!argv[++i][0])      /* as xflag: an unset variable */
-					usage_error("empty value for --contact");
+				i++;
 				run.n_contacts++;
 			}
+		} else if (!strncmp(argv[i], "--contact=", 10)) {
+			argv[i] += 10;          /* one URI, as argparse takes it */
+			run.contacts = argv + i;
+			run.n_contacts = 1;
 		} else {
 			usage_error("unknown argument %s", argv[i]);
 		}
@@ -1849,19 +1857,22 @@ static int guard_std_fds(void)
 }
 
 /*
- * The file --output names, followed through symlinks so that a link stays a
- * link, and tried the way xwrite_file will write it before the CA is asked
- * for anything: a certificate thrown away still counts against rate limits.
- * It may not be a file the run reads, nor a key. What it holds goes to old.
+ * The file --output names, followed through symlinks so that a link stays a link, and tried the
+ * way xwrite_file will write it before the CA is asked for anything: a certificate thrown away
+ * still counts against rate limits. A temporary file beside it must take the old one's size and
+ * 16 kB more (a full disk, a file size limit), and a rename must be able to replace it (not a
+ * bind-mounted file). It may not be a file the run reads, nor a key. What it holds goes to old.
  */
 static const char *xcheck_output(const char *path, struct buf *old)
 {
 	const char *inputs[] = { run.account_key, run.csr, run.domain_key, run.ca_file };
 	static char real[PATH_MAX];
-	char tmp[4096];
+	char tmp[4096], room[4096] = "";
 	struct stat st, in;
-	int exists = !stat(path, &st);  /* through symlinks */
+	int exists = !stat(path, &st), fd, err = 0;     /* through symlinks */
 	size_t k;
+	if (!exists)
+		xrefuse_dangling(path, "--output");
 	if (exists && realpath(path, real))
 		path = real;
 	if (!path[0] || path[strlen(path) - 1] == '/' || (exists && !S_ISREG(st.st_mode)))
@@ -1877,15 +1888,26 @@ static const char *xcheck_output(const char *path, struct buf *old)
 			     path);
 	}
 	hold_signals(1);                /* no signal may leave the temporary file behind */
-	close(xcreate_temp(path, tmp, sizeof tmp));
+	fd = xcreate_temp(path, tmp, sizeof tmp);
+	for (k = 0; !err && k < old->len + 16384; k += sizeof room)
+		err = write_all(fd, room, sizeof room);
+	close(fd);
 	unlink(tmp);
+	if (!err && exists && !link(path, tmp))         /* a mount point (a bind-mounted file) */
+		unlink(tmp);                            /* cannot be linked, nor renamed over */
+	else if (!err && exists && errno == EXDEV)
+		err = EBUSY;
 	hold_signals(0);
+	if (err)
+		fail("--output %s cannot be replaced: %s", path,
+		     err == EBUSY ? "it is a mount point (a bind-mounted file?)" : strerror(err));
 	return path;
 }
 
 /* Makes a key of --key-type at path unless a file is there already. */
 static void xcreate_key_if_missing(const char *path, const char *what)
 {
+	xrefuse_dangling(path, what);
 	if (access(path, F_OK) && errno == ENOENT) {
 		info("Creating %s %s (%s)...", what, path, run.key_type->name);
 		xgenerate_key(path, run.key_type);
@@ -2901,10 +2923,11 @@ static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap, 
 {
 	const char *s = in->p + *pos, *body, *end;
 	size_t n;
-	for (;; s++) {          /* a block begins at *pos or at a line start */
+	for (;; s++) {          /* a block begins at *pos, at a line start or after a file's BOM */
 		if (!(s = strstr(s, "-----BEGIN ")))
 			return 0;
-		if (s == in->p + *pos || s[-1] == '\n')
+		if (s == in->p + *pos || s[-1] == '\n' ||
+		    (s == in->p + 3 && !memcmp(in->p, "\xEF\xBB\xBF", 3)))   /* Windows' editors */
 			break;
 	}
 	s += strlen("-----BEGIN ");
@@ -3789,27 +3812,59 @@ static int copy_str(char *out, size_t cap, const char *s, size_t len)
 	return 0;
 }
 
-/* Reads a whole file of at most MAX_FILE bytes into b; fails the run. */
+/*
+ * Reads a whole file of at most MAX_FILE bytes into b; fails the run. A pipe or FIFO (such as
+ * <(pass show key)) must end within --timeout: opened without blocking, read as it comes.
+ */
 static void xread_file(const char *path, const char *what, struct buf *b)
 {
 	char chunk[4096];
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	long long deadline = now_ms() + run.timeout * 1000LL;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct pollfd p = { fd, POLLIN, 0 };
 	if (fd < 0)
 		fail("cannot open %s %s: %s", what, path, strerror(errno));
 	b->len = 0;
 	buf_add(b, "", 0);      /* an empty file still gives a string */
 	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
+		if (n < 0 && errno == EAGAIN && now_ms() < deadline) {
+			poll(&p, 1, (int)(deadline - now_ms()));        /* a pipe: more to come */
+			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || b->len + (size_t)n > MAX_FILE) {
 			close(fd);
-			fail("cannot read %s %s: %s", what, path,
-			     n < 0 ? strerror(errno) : "larger than 1 MiB");
+			fail("cannot read %s %s: %s", what, path, n >= 0 ? "larger than 1 MiB" :
+			     errno == EAGAIN ? "it did not end within --timeout" : strerror(errno));
 		}
 		buf_add(b, chunk, (size_t)n);
 	}
 	close(fd);
+}
+
+/* Writes all of data to fd: 0, or why not (an errno value; EIO for a write that took nothing). */
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n <= 0)
+			return n < 0 ? errno : EIO;     /* a full disk writes part, then ENOSPC */
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Ends the run if path is a symlink to nothing: a new file would not be made where it points. */
+static void xrefuse_dangling(const char *path, const char *what)
+{
+	struct stat st;
+	if (!lstat(path, &st) && S_ISLNK(st.st_mode) && stat(path, &st) && errno == ENOENT)
+		fail("%s %s is a symlink to a file that does not exist: name that file instead",
+		     what, path);
 }
 
 /*
@@ -3840,22 +3895,21 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	char tmp[4096];
 	struct stat st;
 	int keep = replace && !stat(path, &st), fd, dir, err;
-	ssize_t n = 0;
-	size_t done;
 	hold_signals(1);                /* no signal may leave the temporary file behind */
 	fd = xcreate_temp(path, tmp, sizeof tmp);
-	for (done = 0; done < len && (n = write(fd, (const char *)data + done, len - done)) > 0;)
-		done += (size_t)n;      /* a full disk writes part, then says so (ENOSPC) */
-	err = done == len ? 0 : n < 0 ? errno : EIO;
-	if (!err && keep && fchown(fd, st.st_uid, st.st_gid)) {
-		/* only root may give a file away: it stays ours then */
+	err = write_all(fd, data, len);
+	if (!err && keep && fchown(fd, st.st_uid, st.st_gid) && fchown(fd, (uid_t)-1, st.st_gid)) {
+		/* only root may give a file away, a member of its group keep that: else it is ours */
 	}
 	if (!err && (fchmod(fd, keep ? st.st_mode & 0777 : replace ? 0644 : 0600) || fsync(fd)))
 		err = errno;
 	if (close(fd) && !err)
 		err = errno;
-	if (!err && (replace ? rename(tmp, path) : link(tmp, path)))
-		err = !replace && errno == EEXIST ? 0 : errno;  /* a run beside us made the key */
+	if (!err && replace && rename(tmp, path))      /* the new certificate is not lost */
+		fail("cannot replace %s: %s; the new certificate is in %s", path, strerror(errno),
+		     tmp);
+	if (!err && !replace && link(tmp, path) && errno != EEXIST)
+		err = errno;    /* EEXIST: a run beside us made the key, and that one stands */
 	unlink(tmp);                    /* after link; gone already after rename */
 	/* the new name too must survive a power cut; dirname(3) may cut tmp down, done with now */
 	if (!err && (dir = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {

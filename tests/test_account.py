@@ -53,7 +53,7 @@ class Env:
         path = os.path.join(self.d, name + ".pem")
         with open(path, "w") as f:
             f.write(chain)
-        m = re.search(r"^Registered! The account is (https://\S+)$", res.stderr.decode(), re.M)
+        m = re.search(r"^Registered! Account ID: (https://\S+)$", res.stderr.decode(), re.M)
         return path, m[1] if m else None
 
     def status(self, cert):
@@ -96,7 +96,7 @@ def revoke_account_key(env):
     made: no new account), the request sent, Pebble says Revoked, reason 0."""
     key = env.key("account")
     cert, url = env.issue(key, "revoke-account.example.test")
-    assert url, "no \"Registered! The account is URL\" for a new account"
+    assert url, "no \"Registered! Account ID: URL\" for a new account"
     not_revoked(env, cert)
     accounts, posts = env.accounts(), env.requests("POST /revoke-cert")
     res = env.acme("--account-key", key, "--revoke", cert, quiet=False)

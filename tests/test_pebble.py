@@ -180,7 +180,9 @@ def der_csr(env):
 def existing_account(env):
     env.issue("rsa2048", ["first.example.test"])       # makes sure the account exists
     res = env.issue("rsa2048", ["again.example.test"])
-    assert "Already registered!" in res.stderr.decode(), res.stderr.decode()
+    # the account's URL, as acme_tiny.py prints it: for CAA's accounturi
+    assert re.search(r"^Already registered! Account ID: https://\S+$",
+                     res.stderr.decode(), re.M), res.stderr.decode()
 
 
 def existing_account_new_contact(env):
@@ -189,15 +191,20 @@ def existing_account_new_contact(env):
                     "mailto:b@example.test")
     err = res.stderr.decode()
     assert "Already registered!" in err and "Updated contact details" in err, err
+    # --contact=URI is one URI, as acme_tiny.py's argparse takes it
+    res = env.issue("p384", ["contact-eq.example.test"], "--contact=mailto:c@example.test")
+    assert "Updated contact details" in res.stderr.decode(), res.stderr.decode()
 
 
 def contact_with_quote(env):
     # the JSON we send stays JSON: Pebble answers invalidContact, not malformed
     key = make_key(env.tmp, "p256", "quote-contact")
     csr = make_csr(env.tmp, "quote", "quote.example.test")
-    res = env.run(key, csr, "--contact", 'mailto:a"b\\c@example.test', quiet=True)
-    check_failure(res, env.p.acme_dir, r"^acme-tiny: newAccount failed: HTTP 400 "
-                  r"urn:ietf:params:acme:error:invalidContact: .+")
+    for contact in (["--contact", 'mailto:a"b\\c@example.test'],
+                    ['--contact=mailto:a"b\\c@example.test']):
+        res = env.run(key, csr, *contact, quiet=True)
+        check_failure(res, env.p.acme_dir, r"^acme-tiny: newAccount failed: HTTP 400 "
+                      r"urn:ietf:params:acme:error:invalidContact: .+")
 
 
 def self_check_passes(env):
@@ -249,11 +256,13 @@ def usage_errors(env):
     for argv in ([], ["--csr"], ["--bogus"], ["--account-key", "k", "--csr", "c"],
                  ["--account-key", "k", "--csr", "c", "--acme-dir", "d", "--timeout", "0"],
                  ["--account-key", "k", "--csr", "c", "--acme-dir", ""],
-                 ["--account-key", "k", "--csr", "c", "--acme-dir=", "--output", "x"]):
+                 ["--account-key", "k", "--csr", "c", "--acme-dir=", "--output", "x"],
+                 ["--account-key", "k", "--csr", "c", "--acme-dir", "d", "--contact="]):
         res = subprocess.run([*env.cmd, *argv], capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stdout == b"", f"{argv}: exit {res.returncode}"
-    res = subprocess.run([*env.cmd, "--help"], capture_output=True, timeout=10)
-    assert res.returncode == 0 and b"--account-key" in res.stdout
+    for flag in ("--help", "-h"):
+        res = subprocess.run([*env.cmd, flag], capture_output=True, timeout=10)
+        assert res.returncode == 0 and b"--account-key" in res.stdout, flag
     # each bound at its edge: inside it, the run goes on (and fails later, on
     # the missing key); one past it, a usage error (exit 2 either way)
     base = ["--account-key", "/nonexistent/k", "--csr", "c", "--acme-dir", "d"]
@@ -319,6 +328,7 @@ def output_file(env):
                       quiet=True)
         check_failure(res, env.p.acme_dir, "^acme-tiny: " + pattern + "$")
     assert open(key).read().startswith("-----BEGIN"), "the account key was overwritten"
+    output_not_replaceable(env, key, csr, d)
     # nor --domains' domain key
     domain_key = make_key(env.tmp, "p256", "output-domain")
     before = open(domain_key).read()
@@ -332,6 +342,75 @@ def output_file(env):
         assert f.read().startswith("-----BEGIN CERTIFICATE"), "the CA file was overwritten"
     res = subprocess.run(argv[:-2], capture_output=True, timeout=60, preexec_fn=lambda: os.close(1))
     check_failure(res, None, r"^acme-tiny: stdout is closed: nowhere to write the certificate$")
+
+
+def output_not_replaceable(env, key, csr, d):
+    """What a rename could not replace, or a disk could not hold, is found before the CA is
+    asked (here it cannot be reached): a certificate issued and then lost costs a rate limit."""
+    unreachable = ("--directory-url", "https://127.0.0.1:9/dir")
+    os.symlink("gone.pem", os.path.join(d, "dangling.pem"))
+    res = env.run(key, csr, "--output", os.path.join(d, "dangling.pem"), *unreachable, quiet=True)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/dangling\.pem is a symlink to "
+                  r"a file that does not exist: name that file instead$")
+    assert os.readlink(os.path.join(d, "dangling.pem")) == "gone.pem"
+    os.unlink(os.path.join(d, "dangling.pem"))
+    # room for the old file and 16 kB more: 8 kB of file size limit is too little
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+    res = env.run(key, csr, "--output", os.path.join(d, "chain.pem"), *unreachable, quiet=True,
+                  preexec_fn=limit)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/chain\.pem cannot be replaced: "
+                  r"File too large$")
+    assert sorted(os.listdir(d)) == ["chain.pem", "link.pem"], os.listdir(d)
+    if os.geteuid() != 0:       # mount is root's
+        return
+    mounted = os.path.join(d, "mounted.pem")
+    open(mounted, "w").close()
+    subprocess.run(["mount", "--bind", os.path.join(d, "chain.pem"), mounted], check=True)
+    try:
+        res = env.run(key, csr, "--output", mounted, *unreachable, quiet=True)
+    finally:
+        subprocess.run(["umount", mounted], check=True)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/mounted\.pem cannot be "
+                  r"replaced: it is a mount point \(a bind-mounted file\?\)$")
+    os.unlink(mounted)
+
+
+def ssl_cert_file(env):
+    """Without --ca-file, $SSL_CERT_FILE names the CA file, as for OpenSSL and acme_tiny.py;
+    --ca-file comes first."""
+    key = make_key(env.tmp, "p256", "ssl-cert-file")
+    csr = make_csr(env.tmp, "ssl-cert-file", "ssl-cert-file.example.test")
+    argv = [*env.cmd, "--account-key", key, "--csr", csr, "--acme-dir", env.p.acme_dir,
+            "--directory-url", env.p.directory, "--disable-check", "--quiet"]
+    for env_file, extra in ((env.p.ca_file, []), ("/nonexistent", ["--ca-file", env.p.ca_file])):
+        res = subprocess.run(argv + extra, capture_output=True, timeout=120,
+                             env={**os.environ, "SSL_CERT_FILE": env_file})
+        env.verify_chain(check_success(res, env.p.acme_dir), ["ssl-cert-file.example.test"])
+    res = subprocess.run(argv, capture_output=True, timeout=120,
+                         env={**os.environ, "SSL_CERT_FILE": "/nonexistent"})
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: cannot open CA file /nonexistent: "
+                  r"No such file or directory$")
+
+
+def dangling_key_link(env):
+    """A key path that is a symlink to nothing: no key made (minutes of RSA on a router)
+    only to be refused; the run says what is wrong before it starts."""
+    d = tempfile.mkdtemp(dir=env.tmp)
+    acct, dkey = os.path.join(d, "account.key"), os.path.join(d, "domain.key")
+    os.symlink("gone.key", acct)
+    argv = [*env.cmd, "--account-key", acct, "--create-account-key", "--domains",
+            "dangling.example.test", "--domain-key", dkey, "--acme-dir", env.p.acme_dir,
+            "--directory-url", env.p.directory, "--ca-file", env.p.ca_file, "--quiet"]
+    res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: account key .*/account\.key is a symlink to "
+                  r"a file that does not exist: name that file instead$")
+    os.unlink(acct)
+    make_key(d, "p256", "account")
+    os.symlink("gone.key", dkey)
+    res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: domain key .*/domain\.key is a symlink to "
+                  r"a file that does not exist: name that file instead$")
+    assert sorted(os.listdir(d)) == ["account.key", "domain.key"], os.listdir(d)
 
 
 def sha256_of(path):
@@ -530,4 +609,5 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     existing_account, existing_account_new_contact, contact_with_quote, self_check_passes, self_check_fails,
     validation_fails, untrusted_server, bad_account_key, usage_errors, output_file, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
-    wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit)]
+    wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit,
+    ssl_cert_file, dangling_key_link)]

@@ -73,6 +73,7 @@ int spy_mkstemp(char *t)
 }
 
 #include <sys/wait.h>
+int setgroups(size_t, const gid_t *);   /* <grp.h> hides it from _XOPEN_SOURCE */
 
 /* ===================== checks ===================== */
 
@@ -516,6 +517,14 @@ static void read_one(const char *path)
 	buf_free(&b);
 }
 
+/* read_one within 5 s, else killed by SIGALRM: a read must not wait for ever */
+static void read_one_within_5s(const char *path)
+{
+	signal(SIGALRM, SIG_DFL);
+	alarm(5);
+	read_one(path);
+}
+
 /* read_file takes a file of MAX_FILE bytes and refuses one more. */
 static void test_read_file(void)
 {
@@ -532,6 +541,24 @@ static void test_read_file(void)
 	CHECK_INT(in_child(read_one, tpath("max")), 0);
 	CHECK_INT(in_child(read_one, tpath("max1")), 1);
 	buf_free(&b);
+	{	/* a FIFO without a writer is empty; a pipe must end within --timeout */
+		int fds[2], saved = run.timeout;
+		char fd_path[64];
+		long long start;
+		set_context("read_file: a FIFO, a pipe");
+		CHECK_INT(sh("mkfifo empty-fifo"), 0);
+		CHECK_INT(in_child(read_one_within_5s, tpath("empty-fifo")), 0);
+		CHECK(pipe(fds) == 0);
+		snprintf(fd_path, sizeof fd_path, "/dev/fd/%d", fds[0]);
+		run.timeout = 1;        /* the write end stays open, in the child too */
+		start = now_ms();
+		CHECK_INT(in_child(read_one_within_5s, fd_path), 1);
+		CHECK(now_ms() - start < 3000);
+		CHECK(write(fds[1], "key", 3) == 3 && close(fds[1]) == 0);
+		CHECK_INT(in_child(read_one_within_5s, fd_path), 0);    /* <(pass show key) */
+		close(fds[0]);
+		run.timeout = saved;
+	}
 	context[0] = 0;
 }
 
@@ -543,6 +570,14 @@ static void create_again(const char *path)
 static void replace_in(const char *path)
 {
 	xwrite_file(path, "new", 3, 1);
+}
+
+/* replace_in as uid 65534, in group 65534 and in group 100 too */
+static void replace_as_member(const char *path)
+{
+	gid_t groups[] = { 100 };
+	if (!setgroups(1, groups) && !setgid(65534) && !setuid(65534))
+		replace_in(path);
 }
 
 /*
@@ -582,7 +617,17 @@ static void test_write_file(void)
 	CHECK_INT(sh("mkdir -p dir.pem/x"), 0);                   /* rename fails, even for root */
 	CHECK_INT(in_child(replace_in, tpath("dir.pem")), 1);
 	CHECK_INT(sh("test -d dir.pem/x"), 0);
+	/* ...and the new certificate, issued already, stays in the temporary file it names */
+	CHECK_INT(sh("[ \"$(cat dir.pem.tmp-*)\" = new ] && rm dir.pem.tmp-*"), 0);
 	CHECK_INT(sh("ls | grep -q tmp-"), 1);
+	if (geteuid() == 0) {   /* one who may not give the file away keeps its group if a member */
+		set_context("write_file, by a member of the old file's group");
+		CHECK_INT(sh("mkdir -m 777 grp && printf old > grp/c.pem && chown 0:100 grp/c.pem && "
+			     "chmod 711 ."), 0);
+		CHECK_INT(in_child(replace_as_member, tpath("grp/c.pem")), 0);
+		CHECK(stat(tpath("grp/c.pem"), &st) == 0 && st.st_uid == 65534 && st.st_gid == 100);
+		CHECK_INT(sh("chmod 700 ."), 0);
+	}
 	buf_free(&b);
 	context[0] = 0;
 }
@@ -1157,6 +1202,14 @@ static void test_pem(void)
 	CHECK_INT(pem_of("-----BEGIN LABEL LONGER THAN ITS CAP-----\nZm9v\n-----END LABEL LONGER THAN ITS CAP-----\n",
 			 label, sizeof label, &der, &pos), -1);
 	CHECK_INT(pem_of("-----BEGIN X-----\nZm9v\n-----END X", label, sizeof label, &der, &pos), -1);
+	/* a UTF-8 byte order mark before the first block, as Windows' editors write: only there */
+	CHECK_INT(pem_of("\xEF\xBB\xBF-----BEGIN X-----\nZm9v\n-----END X-----\n", label, sizeof label,
+			 &der, &pos), 1);
+	CHECK_STR(der.p, "foo");
+	CHECK_INT(pem_of("\xEF\xBB-----BEGIN X-----\nZm9v\n-----END X-----\n", label, sizeof label,
+			 &der, &pos), 0);
+	CHECK_INT(pem_of("a\n\xEF\xBB\xBF-----BEGIN X-----\nZm9v\n-----END X-----\n", label,
+			 sizeof label, &der, &pos), 0);
 	context[0] = 0;
 	buf_free(&der);
 }
@@ -3316,6 +3369,7 @@ static void test_check_chain(void)
 			{ "text\n", NULL, "", -1 }, { "", "text\n", "", -1 }, { "", NULL, "text", -1 },
 			{ "", bad_der, "", -1 }, { "", NULL, bad_der, -1 },
 			{ "-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n", NULL, "", -1 },
+			{ "\xEF\xBB\xBF", NULL, "", -1 },     /* a key file may have a BOM; a chain not */
 		};
 		size_t i, k;
 
