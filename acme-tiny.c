@@ -861,7 +861,7 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 	while (waitpid(pid, &status, WNOHANG) == 0) {
 		if (now_ms() >= deadline) {
 			if (killed++)
-				break;  /* a second after SIGKILL: stuck in the kernel, left to init */
+				break;  /* SIGKILL a second ago: stuck in the kernel */
 			kill(-pid, SIGKILL);
 			deadline += 1000;
 		}
@@ -3899,7 +3899,7 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	fd = xcreate_temp(path, tmp, sizeof tmp);
 	err = write_all(fd, data, len);
 	if (!err && keep && fchown(fd, st.st_uid, st.st_gid) && fchown(fd, (uid_t)-1, st.st_gid)) {
-		/* only root may give a file away, a member of its group keep that: else it is ours */
+		/* only root gives a file away; a member of its group keeps that; else it is ours */
 	}
 	if (!err && (fchmod(fd, keep ? st.st_mode & 0777 : replace ? 0644 : 0600) || fsync(fd)))
 		err = errno;

@@ -88,6 +88,22 @@ def check_warnings(compiler):
     assert p.returncode == 0, p.stderr[-3000:]
 
 
+def check_shape(path="acme-tiny.c"):
+    """What the auditor is promised (README): lines within 100 columns, tabs as 8, and no
+    function over 80 lines (a definition's body runs from a "{" to a "}" in column 0)."""
+    with open(path) as f:
+        lines = f.read().split("\n")
+    wide = [k + 1 for k, line in enumerate(lines) if len(line.expandtabs(8)) > 100]
+    assert not wide, f"{path}: lines over 100 columns: {wide}"
+    opened = None
+    for k, line in enumerate(lines):
+        if line == "{":
+            opened = k
+        elif line.startswith("}") and opened is not None:
+            assert k - opened - 1 <= 80, f"{path}:{opened}: a function of {k - opened - 1} lines"
+            opened = None
+
+
 def run_fuzzer(name, seconds):
     """One libFuzzer target for a bounded time, from the seed corpus in the repo;
     what it finds new goes to a temporary directory, crashes to fuzz/. Inputs
@@ -138,6 +154,8 @@ def main():
         report.check(f"fuzz_{name}", run_fuzzer, name, args.fuzz_seconds)
     for compiler in args.warnings:
         report.check(f"warnings_{os.path.basename(compiler)}", check_warnings, compiler)
+    if args.warnings:
+        report.check("shape", check_shape)
     for path, limit in map(name_and_command, args.size_limit):
         report.check(f"size_{os.path.basename(path)}", check_size, path, int(limit))
     for name, command in map(name_and_command, args.cross_unit):
