@@ -41,6 +41,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(n):
+    """n distinct ports free just now: another process may still take one before its
+    server binds it, so Pebble.start tries again with new ones."""
+    ports = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return list(ports)
+
+
 def wait_port(port, proc, what, timeout=20):
     end = time.time() + timeout
     while time.time() < end:
@@ -86,26 +95,39 @@ class Pebble:
         self.binary, self.config = binary, config or {}
         self.procs = []
 
-    def start(self):
+    def start(self, tries=3):
+        """Starts it all; a server that could not bind its port (taken meanwhile by another
+        process) is tried again with new ports, and the last failure shows Pebble's log."""
+        for attempt in range(tries):
+            try:
+                return self.start_once()
+            except RuntimeError as e:
+                with open(self.log_path, errors="replace") as f:
+                    log = f.read()[-2000:]
+                self.stop()
+                if attempt == tries - 1:
+                    raise RuntimeError(f"{e}; its log ends:\n{log}") from None
+
+    def start_once(self):
         self.dir = tempfile.mkdtemp(prefix="acme-tiny-pebble-")
         d = self.dir
+        self.log_path = os.path.join(d, "pebble.log")
         make_tls_cert(d)
         self.ca_file = os.path.join(d, "ca.pem")
         self.webroot = os.path.join(d, "www")
         self.acme_dir = os.path.join(self.webroot, ".well-known", "acme-challenge")
         os.makedirs(self.acme_dir)
-        self.port, self.mgmt_port, self.http_port = free_port(), free_port(), free_port()
-        self.dns_port, self.dns_mgmt_port = free_port(), free_port()
+        (self.port, self.mgmt_port, self.http_port, self.dns_port, self.dns_mgmt_port,
+         tls_port) = free_ports(6)
         config = {"pebble": {
             "listenAddress": f"127.0.0.1:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.mgmt_port}",
             "certificate": os.path.join(d, "tls.pem"),
             "privateKey": os.path.join(d, "tls.key"),
-            "httpPort": self.http_port, "tlsPort": free_port(),
+            "httpPort": self.http_port, "tlsPort": tls_port,
             "ocspResponderURL": "", "externalAccountBindingRequired": False, **self.config}}
         with open(os.path.join(d, "pebble.json"), "w") as f:
             json.dump(config, f)
-        self.log_path = os.path.join(d, "pebble.log")
         self.log = open(self.log_path, "w")
         dns = self.spawn(["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1",
                           "-defaultIPv6", "", "-http01", "", "-https01", "",
