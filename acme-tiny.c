@@ -632,30 +632,40 @@ static void cert_id(const struct cert *c, char *out, size_t cap)
 }
 
 /*
- * When ARI (RFC 9773) says to renew der (ID a->replaces): a point in the CA's window fixed by der's
- * hash, so a daily job renews on one day and a fleet spreads out; -1, after saying so, if unusable
- * or not before not_after (a window past the end would let the certificate expire).
+ * The point of the CA's renewalInfo j (RFC 9773 4.2) at which to renew der: fixed in its
+ * suggestedWindow by der's hash, so a daily job renews on one day and a fleet spreads out;
+ * -1 if j has no usable window.
+ */
+static long long ari_point(const struct json *j, const struct buf *der)
+{
+	char start[64], end[64];
+	unsigned char h[32];
+	long long from, to;
+	int w = json_get(j, 0, "suggestedWindow");
+	if (!json_get_str(j, w, "start", start, sizeof start) ||
+	    !json_get_str(j, w, "end", end, sizeof end) || (from = parse_date(start)) < 0 ||
+	    (to = parse_date(end)) < from)
+		return -1;
+	sha256(der->p, der->len, h);
+	return from + (to - from) * (h[0] << 8 | h[1]) / 65536;
+}
+
+/*
+ * When ARI (RFC 9773) says to renew der (ID a->replaces): its ari_point; -1, after saying so, if
+ * unusable or not before not_after (a window past the end would let the certificate expire).
  */
 static long long xari_time(struct acme *a, const struct buf *der, long long not_after)
 {
 	struct resp r = { 0 };
 	struct json j = { 0 };
-	char url[MAX_URL + 256], start[64], end[64], why[MAX_URL];
-	unsigned char h[32];
-	long long from, to, at = -1;
-	int w;
+	char url[MAX_URL + 256], why[MAX_URL];
+	long long at = -1;
 	snprintf(url, sizeof url, "%s/%s", a->renewal_info, a->replaces);
 	xget(a, "GET", url, &r, "renewalInfo", 0);
 	if (r.status == 200 && !json_parse(&j, r.body.p, r.body.len) &&
-	    (w = json_get(&j, 0, "suggestedWindow")) >= 0 &&
-	    json_get_str(&j, w, "start", start, sizeof start) &&
-	    json_get_str(&j, w, "end", end, sizeof end) &&
-	    (from = parse_date(start)) >= 0 && (to = parse_date(end)) >= from) {
-		sha256(der->p, der->len, h);
-		at = from + (to - from) * (h[0] << 8 | h[1]) / 65536;
-		if (json_get_str(&j, 0, "explanationURL", why, sizeof why))
-			info("The CA explains its renewal window at %s", why);
-	}
+	    (at = ari_point(&j, der)) >= 0 &&
+	    json_get_str(&j, 0, "explanationURL", why, sizeof why))
+		info("The CA explains its renewal window at %s", why);
 	if (at >= not_after)
 		info("The CA's renewal window puts renewal after the certificate's end: going by"
 		     " the certificate's lifetime");

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target: HTTP response parsing (status line, headers, chunked,
- * Content-Length and close-delimited bodies), and the URL and Retry-After
- * parsers on the headers that carry them. The first byte sets how many
+ * Content-Length and close-delimited bodies), and the URL, Retry-After and
+ * date parsers on the headers that carry them (RFC 3339's dates too, as ARI's). The first byte sets how many
  * bytes each read hands over, so the input is also split in odd places.
  */
 #define ACME_TINY_TEST
@@ -38,6 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	read_response(&c, &r, data[0] >= 0xF0);
 	retry_after_ms(r.retry_after);
 	url_parse(r.location, &u);
+	url_parse(r.terms, &u);
+	parse_date(r.retry_after);
 	buf_free(&r.body);
 	return 0;
 }
