@@ -396,6 +396,8 @@ int main(int argc, char **argv)
 		fail("stdout is closed: nowhere to write the certificate");
 	catch_signals();
 	xload_trust_anchors(run.ca_file);
+	if (run.account_key)
+		xrefuse_dangling(run.account_key, "account key");
 	if (run.account_key && (!run.create_account_key || run.new_account_key) &&
 	    access(run.account_key, F_OK) && errno == ENOENT)
 		fail("account key %s: no such file (--create-account-key makes one)",
@@ -873,7 +875,7 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 			if (killed++)
 				break;  /* SIGKILL a second ago: stuck in the kernel */
 			kill(-pid, SIGKILL);
-			deadline += 1000;
+			deadline = now_ms() + 1000;
 		}
 		poll(NULL, 0, 10);
 	}
@@ -1871,13 +1873,15 @@ static int guard_std_fds(void)
  * way xwrite_file will write it before the CA is asked for anything: a certificate thrown away
  * still counts against rate limits. A temporary file beside it must take the old one's size and
  * 16 kB more (a full disk, a file size limit), and a rename must be able to replace it (not a
- * bind-mounted file). It may not be a file the run reads, nor a key. What it holds goes to old.
+ * file mounted from another file system, nor another user's in a sticky directory). It may not be
+ * a file the run reads, nor a key. What it holds goes to old.
  */
 static const char *xcheck_output(const char *path, struct buf *old)
 {
 	const char *inputs[] = { run.account_key, run.csr, run.domain_key, run.ca_file };
 	static char real[PATH_MAX];
 	char tmp[4096], room[4096] = "";
+	const char *why = NULL;
 	struct stat st, in;
 	int exists = !stat(path, &st), fd, err = 0;     /* through symlinks */
 	size_t k;
@@ -1901,16 +1905,17 @@ static const char *xcheck_output(const char *path, struct buf *old)
 	fd = xcreate_temp(path, tmp, sizeof tmp);
 	for (k = 0; !err && k < old->len + 16384; k += sizeof room)
 		err = write_all(fd, room, sizeof room);
-	close(fd);
+	if (exists && !fstat(fd, &in) && in.st_dev != st.st_dev)   /* rename(2) cannot */
+		why = "it is a mount point (a bind-mounted file?)";
+	if (close(fd) && !err)
+		err = errno;            /* NFS tells a full disk here */
 	unlink(tmp);
-	if (!err && exists && !link(path, tmp))         /* a mount point (a bind-mounted file) */
-		unlink(tmp);                            /* cannot be linked, nor renamed over */
-	else if (!err && exists && errno == EXDEV)
-		err = EBUSY;
 	hold_signals(0);
-	if (err)
-		fail("--output %s cannot be replaced: %s", path,
-		     err == EBUSY ? "it is a mount point (a bind-mounted file?)" : strerror(err));
+	if (exists && !stat(dirname(tmp), &in) && (in.st_mode & S_ISVTX) && geteuid() &&
+	    geteuid() != st.st_uid && geteuid() != in.st_uid)               /* nor this */
+		why = "another user's file in a sticky directory";
+	if (err || why)
+		fail("--output %s cannot be replaced: %s", path, why ? why : strerror(err));
 	return path;
 }
 
@@ -3824,34 +3829,32 @@ static int copy_str(char *out, size_t cap, const char *s, size_t len)
 
 /*
  * Reads a whole file of at most MAX_FILE bytes into b; fails the run. A pipe or FIFO (such as
- * <(pass show key)) must end within --timeout: opened without blocking, read as it comes.
+ * <(pass show key)) must end within --timeout: opened without blocking, waited for as a socket.
  */
 static void xread_file(const char *path, const char *what, struct buf *b)
 {
+	struct conn c = { .fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) };
 	char chunk[4096];
 	ssize_t n;
-	long long deadline = now_ms() + run.timeout * 1000LL;
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	struct pollfd p = { fd, POLLIN, 0 };
-	if (fd < 0)
+	if (c.fd < 0)
 		fail("cannot open %s %s: %s", what, path, strerror(errno));
+	c.deadline = now_ms() + run.timeout * 1000LL;
 	b->len = 0;
 	buf_add(b, "", 0);      /* an empty file still gives a string */
-	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
-		if (n < 0 && errno == EAGAIN && now_ms() < deadline) {
-			poll(&p, 1, (int)(deadline - now_ms()));        /* a pipe: more to come */
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
+	for (;;) {
+		n = sock_wait(&c, POLLIN) ? -1 : read(c.fd, chunk, sizeof chunk);
+		if (n == 0)
+			break;
+		if (n < 0 && !c.why && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0 || b->len + (size_t)n > MAX_FILE) {
-			close(fd);
+			close(c.fd);
 			fail("cannot read %s %s: %s", what, path, n >= 0 ? "larger than 1 MiB" :
-			     errno == EAGAIN ? "it did not end within --timeout" : strerror(errno));
+			     c.why ? c.why : strerror(errno));
 		}
 		buf_add(b, chunk, (size_t)n);
 	}
-	close(fd);
+	close(c.fd);
 }
 
 /* Writes all of data to fd: 0, or why not (an errno value; EIO for a write that took nothing). */
@@ -3868,13 +3871,12 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-/* Ends the run if path is a symlink to nothing: a new file would not be made where it points. */
+/* Ends the run if path is a symlink that leads nowhere: a new file would replace the link. */
 static void xrefuse_dangling(const char *path, const char *what)
 {
 	struct stat st;
-	if (!lstat(path, &st) && S_ISLNK(st.st_mode) && stat(path, &st) && errno == ENOENT)
-		fail("%s %s is a symlink to a file that does not exist: name that file instead",
-		     what, path);
+	if (!lstat(path, &st) && S_ISLNK(st.st_mode) && stat(path, &st))
+		fail("%s %s is a symlink that leads to no file: name the file itself", what, path);
 }
 
 /*

@@ -101,7 +101,7 @@ class Pebble:
         for attempt in range(tries):
             try:
                 return self.start_once()
-            except RuntimeError as e:
+            except (RuntimeError, OSError) as e:
                 with open(self.log_path, errors="replace") as f:
                     log = f.read()[-2000:]
                 self.stop()
@@ -145,6 +145,11 @@ class Pebble:
         wait_port(self.port, peb, "pebble")
         wait_port(self.mgmt_port, peb, "pebble management")
         self.directory = f"https://localhost:{self.port}/dir"
+        # what listens is this Pebble, not a process that took a port first: its TLS, its CA
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        with urllib.request.urlopen(self.directory, context=ctx, timeout=10) as r:
+            r.read()
+        self.management("/roots/0")
         return self
 
     def spawn(self, argv, env=None):

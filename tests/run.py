@@ -100,7 +100,7 @@ def check_shape(path="acme-tiny.c"):
         if line == "{":
             opened = k
         elif line.startswith("}") and opened is not None:
-            assert k - opened - 1 <= 80, f"{path}:{opened}: a function of {k - opened - 1} lines"
+            assert k - opened - 1 <= 80, f"{path}:{opened + 1}: a function of {k - opened - 1} lines"
             opened = None
 
 

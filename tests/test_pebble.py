@@ -3,6 +3,7 @@ import os
 import re
 import resource
 import shlex
+import shutil
 import subprocess
 import tempfile
 
@@ -256,10 +257,13 @@ def usage_errors(env):
     for argv in ([], ["--csr"], ["--bogus"], ["--account-key", "k", "--csr", "c"],
                  ["--account-key", "k", "--csr", "c", "--acme-dir", "d", "--timeout", "0"],
                  ["--account-key", "k", "--csr", "c", "--acme-dir", ""],
-                 ["--account-key", "k", "--csr", "c", "--acme-dir=", "--output", "x"],
-                 ["--account-key", "k", "--csr", "c", "--acme-dir", "d", "--contact="]):
+                 ["--account-key", "k", "--csr", "c", "--acme-dir=", "--output", "x"]):
         res = subprocess.run([*env.cmd, *argv], capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stdout == b"", f"{argv}: exit {res.returncode}"
+    res = subprocess.run([*env.cmd, "--account-key", "k", "--csr", "c", "--acme-dir", "d",
+                          "--contact="], capture_output=True, timeout=10)
+    assert res.returncode == 2 and res.stderr == (b"acme-tiny: empty value for --contact "
+                                                  b"(try 'acme-tiny --help')\n"), res.stderr
     for flag in ("--help", "-h"):
         res = subprocess.run([*env.cmd, flag], capture_output=True, timeout=10)
         assert res.returncode == 0 and b"--account-key" in res.stdout, flag
@@ -350,8 +354,8 @@ def output_not_replaceable(env, key, csr, d):
     unreachable = ("--directory-url", "https://127.0.0.1:9/dir")
     os.symlink("gone.pem", os.path.join(d, "dangling.pem"))
     res = env.run(key, csr, "--output", os.path.join(d, "dangling.pem"), *unreachable, quiet=True)
-    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/dangling\.pem is a symlink to "
-                  r"a file that does not exist: name that file instead$")
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/dangling\.pem is a symlink that "
+                  r"leads to no file: name the file itself$")
     assert os.readlink(os.path.join(d, "dangling.pem")) == "gone.pem"
     os.unlink(os.path.join(d, "dangling.pem"))
     # room for the old file and 16 kB more: 8 kB of file size limit is too little
@@ -361,18 +365,49 @@ def output_not_replaceable(env, key, csr, d):
     check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/chain\.pem cannot be replaced: "
                   r"File too large$")
     assert sorted(os.listdir(d)) == ["chain.pem", "link.pem"], os.listdir(d)
-    if os.geteuid() != 0:       # mount is root's
+    if os.geteuid() != 0:       # mount and another user are root's
         return
-    mounted = os.path.join(d, "mounted.pem")
+    # a file mounted from another file system (as into a container): cross-device, no rename
+    fs, mounted = os.path.join(d, "fs"), os.path.join(d, "mounted.pem")
+    os.mkdir(fs)
     open(mounted, "w").close()
-    subprocess.run(["mount", "--bind", os.path.join(d, "chain.pem"), mounted], check=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", fs]).returncode:
+        return                  # root without CAP_SYS_ADMIN, in a container: nothing to see
     try:
-        res = env.run(key, csr, "--output", mounted, *unreachable, quiet=True)
+        open(os.path.join(fs, "chain.pem"), "w").close()
+        subprocess.run(["mount", "--bind", os.path.join(fs, "chain.pem"), mounted], check=True)
+        try:
+            res = env.run(key, csr, "--output", mounted, *unreachable, quiet=True)
+        finally:
+            subprocess.run(["umount", mounted], check=True)
     finally:
-        subprocess.run(["umount", mounted], check=True)
+        subprocess.run(["umount", fs], check=True)
     check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/mounted\.pem cannot be "
                   r"replaced: it is a mount point \(a bind-mounted file\?\)$")
     os.unlink(mounted)
+    os.rmdir(fs)
+    # another user's file in a sticky directory: only its owner (or the directory's) renames it
+    sticky = tempfile.mkdtemp()
+    try:
+        os.chmod(sticky, 0o1777)
+        for src in (key, csr, env.p.ca_file):
+            os.chmod(shutil.copy(src, sticky), 0o644)
+        out = os.path.join(sticky, "chain.pem")
+        open(out, "w").close()
+        os.chmod(out, 0o666)
+        argv = [*env.cmd, "--account-key", os.path.join(sticky, os.path.basename(key)),
+                "--csr", os.path.join(sticky, os.path.basename(csr)), "--acme-dir", sticky,
+                "--ca-file", os.path.join(sticky, os.path.basename(env.p.ca_file)),
+                "--output", out, *unreachable, "--quiet"]
+        res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                             preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+        check_failure(res, None, r"^acme-tiny: --output .*/chain\.pem cannot be replaced: "
+                      r"another user's file in a sticky directory$")
+        assert sorted(os.listdir(sticky)) == sorted(["chain.pem", os.path.basename(key),
+                                                     os.path.basename(csr),
+                                                     os.path.basename(env.p.ca_file)])
+    finally:
+        shutil.rmtree(sticky)
 
 
 def ssl_cert_file(env):
@@ -401,15 +436,16 @@ def dangling_key_link(env):
     argv = [*env.cmd, "--account-key", acct, "--create-account-key", "--domains",
             "dangling.example.test", "--domain-key", dkey, "--acme-dir", env.p.acme_dir,
             "--directory-url", env.p.directory, "--ca-file", env.p.ca_file, "--quiet"]
-    res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    check_failure(res, env.p.acme_dir, r"^acme-tiny: account key .*/account\.key is a symlink to "
-                  r"a file that does not exist: name that file instead$")
+    for create in (argv, [a for a in argv if a != "--create-account-key"]):
+        res = subprocess.run(create, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        check_failure(res, env.p.acme_dir, r"^acme-tiny: account key .*/account\.key is a symlink "
+                      r"that leads to no file: name the file itself$")
     os.unlink(acct)
     make_key(d, "p256", "account")
     os.symlink("gone.key", dkey)
     res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    check_failure(res, env.p.acme_dir, r"^acme-tiny: domain key .*/domain\.key is a symlink to "
-                  r"a file that does not exist: name that file instead$")
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: domain key .*/domain\.key is a symlink that "
+                  r"leads to no file: name the file itself$")
     assert sorted(os.listdir(d)) == ["account.key", "domain.key"], os.listdir(d)
 
 

@@ -517,12 +517,17 @@ static void read_one(const char *path)
 	buf_free(&b);
 }
 
-/* read_one within 5 s, else killed by SIGALRM: a read must not wait for ever */
-static void read_one_within_5s(const char *path)
+/* Reads path within 5 s (else SIGALRM kills it: a read must not wait for ever); it must say key. */
+static void read_key_within_5s(const char *path)
 {
+	struct buf b = { 0 };
+
 	signal(SIGALRM, SIG_DFL);
 	alarm(5);
-	read_one(path);
+	xread_file(path, "file", &b);
+	if (strcmp(b.p, "key"))
+		_exit(3);
+	buf_free(&b);
 }
 
 /* read_file takes a file of MAX_FILE bytes and refuses one more. */
@@ -546,16 +551,20 @@ static void test_read_file(void)
 		char fd_path[64];
 		long long start;
 		set_context("read_file: a FIFO, a pipe");
-		CHECK_INT(sh("mkfifo empty-fifo"), 0);
-		CHECK_INT(in_child(read_one_within_5s, tpath("empty-fifo")), 0);
+		run.timeout = 1;
+		CHECK_INT(sh("mkfifo fifo-a fifo-b"), 0);
+		CHECK_INT(sh("(sleep 0.3; timeout 3 sh -c 'printf key > fifo-a') & true"), 0);
+		CHECK_INT(in_child(read_key_within_5s, tpath("fifo-a")), 0);    /* a writer comes */
+		start = now_ms();
+		CHECK_INT(in_child(read_key_within_5s, tpath("fifo-b")), 1);    /* none comes */
+		CHECK(now_ms() - start >= 900 && now_ms() - start < 3000);
 		CHECK(pipe(fds) == 0);
 		snprintf(fd_path, sizeof fd_path, "/dev/fd/%d", fds[0]);
-		run.timeout = 1;        /* the write end stays open, in the child too */
-		start = now_ms();
-		CHECK_INT(in_child(read_one_within_5s, fd_path), 1);
-		CHECK(now_ms() - start < 3000);
+		start = now_ms();       /* the write end stays open, in the child too */
+		CHECK_INT(in_child(read_key_within_5s, fd_path), 1);
+		CHECK(now_ms() - start >= 900 && now_ms() - start < 3000);
 		CHECK(write(fds[1], "key", 3) == 3 && close(fds[1]) == 0);
-		CHECK_INT(in_child(read_one_within_5s, fd_path), 0);    /* <(pass show key) */
+		CHECK_INT(in_child(read_key_within_5s, fd_path), 0);    /* <(pass show key) */
 		close(fds[0]);
 		run.timeout = saved;
 	}
