@@ -1649,7 +1649,7 @@ static const char USAGE[] =
 "  --deactivate-account  deactivate the account, for good\n"
 "  --eab-kid KID, --eab-hmac-key KEY, --eab-alg HS256|HS384|HS512\n"
 "                        External Account Binding for a new account (ZeroSSL, Google)\n"
-"  --help, --version\n"
+"  --help (-h), --version\n"
 "\n"
 "Exit status: 0 done, 1 no certificate was due, 2 failure (one line on stderr says why).\n";
 
