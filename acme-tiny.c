@@ -299,6 +299,7 @@ static void hold_signals(int hold);
 static int guard_std_fds(void);
 static const char *xcheck_output(const char *path, struct buf *old);
 static void xcreate_key_if_missing(const char *path, const char *what);
+static int is_mount_point(const char *path);
 static void xnames_and_csr(struct names *ns, struct buf *csr);
 static void print_stats(void);
 
@@ -1873,8 +1874,8 @@ static int guard_std_fds(void)
  * way xwrite_file will write it before the CA is asked for anything: a certificate thrown away
  * still counts against rate limits. A temporary file beside it must take the old one's size and
  * 16 kB more (a full disk, a file size limit), and a rename must be able to replace it (not a
- * file mounted from another file system, nor another user's in a sticky directory). It may not be
- * a file the run reads, nor a key. What it holds goes to old.
+ * mount point, nor another user's file in a sticky directory). It may not be a file the run
+ * reads, nor a key. What it holds goes to old.
  */
 static const char *xcheck_output(const char *path, struct buf *old)
 {
@@ -1905,7 +1906,7 @@ static const char *xcheck_output(const char *path, struct buf *old)
 	fd = xcreate_temp(path, tmp, sizeof tmp);
 	for (k = 0; !err && k < old->len + 16384; k += sizeof room)
 		err = write_all(fd, room, sizeof room);
-	if (exists && !fstat(fd, &in) && in.st_dev != st.st_dev)   /* rename(2) cannot */
+	if (exists && is_mount_point(path))             /* rename(2) cannot replace it */
 		why = "it is a mount point (a bind-mounted file?)";
 	if (close(fd) && !err)
 		err = errno;            /* NFS tells a full disk here */
@@ -1917,6 +1918,27 @@ static const char *xcheck_output(const char *path, struct buf *old)
 	if (err || why)
 		fail("--output %s cannot be replaced: %s", path, why ? why : strerror(err));
 	return path;
+}
+
+/*
+ * 1 if the real path path is a mount point in /proc/self/mountinfo (its fifth field), else 0.
+ * Not st_dev against its directory's: an overlay (OpenWrt's root) gives each layer's own.
+ */
+static int is_mount_point(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[4096], *p;
+	size_t n = strlen(path);
+	int found = 0, k;
+	while (f && !found && fgets(line, sizeof line, f)) {
+		for (p = line, k = 0; p && k < 4; k++)
+			if ((p = strchr(p, ' ')))
+				p++;
+		found = p && !strncmp(p, path, n) && p[n] == ' ';
+	}
+	if (f)
+		fclose(f);
+	return found;
 }
 
 /* Makes a key of --key-type at path unless a file is there already. */

@@ -367,23 +367,44 @@ def output_not_replaceable(env, key, csr, d):
     assert sorted(os.listdir(d)) == ["chain.pem", "link.pem"], os.listdir(d)
     if os.geteuid() != 0:       # mount and another user are root's
         return
-    # a file mounted from another file system (as into a container): cross-device, no rename
+    # a file mounted on --output (as into a container), from another file system or from
+    # this one: no rename replaces it. A file of an overlay's lower layer (OpenWrt's root:
+    # squashfs under jffs2, each layer with its own st_dev) is no mount point.
     fs, mounted = os.path.join(d, "fs"), os.path.join(d, "mounted.pem")
     os.mkdir(fs)
     open(mounted, "w").close()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", fs]).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", fs]).returncode:
         return                  # root without CAP_SYS_ADMIN, in a container: nothing to see
     try:
         open(os.path.join(fs, "chain.pem"), "w").close()
-        subprocess.run(["mount", "--bind", os.path.join(fs, "chain.pem"), mounted], check=True)
+        for source in (os.path.join(fs, "chain.pem"), os.path.join(d, "chain.pem")):
+            subprocess.run(["mount", "--bind", source, mounted], check=True)
+            try:
+                res = env.run(key, csr, "--output", mounted, *unreachable, quiet=True)
+            finally:
+                subprocess.run(["umount", mounted], check=True)
+            check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/mounted\.pem cannot "
+                          r"be replaced: it is a mount point \(a bind-mounted file\?\)$")
+        for layer in ("lower", "upper", "merged"):
+            os.mkdir(os.path.join(fs, layer))
+        shutil.copy(os.path.join(d, "chain.pem"), os.path.join(fs, "lower"))
+        upper = os.path.join(d, "upper")         # another file system than the lower layer
+        os.makedirs(os.path.join(upper, "u"))
+        os.makedirs(os.path.join(upper, "w"))
+        merged = os.path.join(fs, "merged")
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir={fs}/lower,upperdir={upper}/u,workdir={upper}/w", merged],
+                       check=True)
         try:
-            res = env.run(key, csr, "--output", mounted, *unreachable, quiet=True)
+            res = env.run(key, csr, "--output", os.path.join(merged, "chain.pem"), *unreachable,
+                          quiet=True)
         finally:
-            subprocess.run(["umount", mounted], check=True)
+            subprocess.run(["umount", merged], check=True)
+        check_failure(res, env.p.acme_dir, r"^acme-tiny: directory: GET https://127\.0\.0\.1:9/"
+                      r"dir: Connection refused$")
+        shutil.rmtree(upper)
     finally:
         subprocess.run(["umount", fs], check=True)
-    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/mounted\.pem cannot be "
-                  r"replaced: it is a mount point \(a bind-mounted file\?\)$")
     os.unlink(mounted)
     os.rmdir(fs)
     # another user's file in a sticky directory: only its owner (or the directory's) renames it
