@@ -1906,12 +1906,12 @@ static const char *xcheck_output(const char *path, struct buf *old)
 	fd = xcreate_temp(path, tmp, sizeof tmp);
 	for (k = 0; !err && k < old->len + 16384; k += sizeof room)
 		err = write_all(fd, room, sizeof room);
-	if (exists && is_mount_point(path))             /* rename(2) cannot replace it */
-		why = "it is a mount point (a bind-mounted file?)";
 	if (close(fd) && !err)
 		err = errno;            /* NFS tells a full disk here */
 	unlink(tmp);
 	hold_signals(0);
+	if (exists && is_mount_point(path))             /* rename(2) cannot replace it */
+		why = "it is a mount point (a bind-mounted file?)";
 	if (exists && !stat(dirname(tmp), &in) && (in.st_mode & S_ISVTX) && geteuid() &&
 	    geteuid() != st.st_uid && geteuid() != in.st_uid)               /* nor this */
 		why = "another user's file in a sticky directory";
