@@ -583,7 +583,9 @@ static void xaccount(struct acme *a)
 
 /*
  * newOrder (7.4) for our names into o, replacing the old certificate if any (RFC 9773 5), and
- * without that if the CA refuses it. It may hand back an order it has: ready, processing or valid.
+ * without that if the CA refuses the order (a 4xx but a rate limit): CAs word the refusal each
+ * their own way (another account's certificate, an issuer they forgot). It may hand back an
+ * order it has: ready, processing or valid.
  */
 static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 {
@@ -608,8 +610,7 @@ static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 		buf_str(&p, "}");
 		if (xsend(a, a->new_order, p.p, &o->r, "newOrder", 0))
 			break;
-		if (!a->replaces[0] || !(is_problem(&o->r, "alreadyReplaced") ||
-					 strstr(o->r.body.p, "replaces")))
+		if (!a->replaces[0] || o->r.status < 400 || o->r.status > 499 || o->r.status == 429)
 			fail_problem("newOrder", &o->r);
 		info("The CA refuses this order as a replacement: ordering without \"replaces\"");
 		a->replaces[0] = 0;

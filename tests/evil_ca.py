@@ -887,6 +887,13 @@ SCENARIOS = {
     # ...and refused without it too: newOrder twice, then the failure
     "ari_already_replaced_always": {"newOrder": lambda ca, req, normal: problem(
         409, "alreadyReplaced", "evil CA: replaced already")},
+    # ...refused in other words (Pebble 2.6: another account's certificate), or rate limited
+    "ari_replaces_unauthorized": {"newOrder": lambda ca, req, normal: problem(
+        403, "unauthorized", "evil CA: requester account did not request the certificate being"
+        " replaced by this order") if "replaces" in (req.payload or "") else normal()},
+    "ari_replaces_rate_limited": {"newOrder": lambda ca, req, normal: problem(
+        429, "rateLimited", "evil CA: too many certificates") if "replaces" in (req.payload or "")
+        else normal()},
     "eab_single_use": {"newAccount": _eab_single_use},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)
     "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(

@@ -1156,6 +1156,22 @@ def ari_already_replaced_always(suite):
                    after=after, window=PAST)
 
 
+def ari_replaces_refused(suite):
+    # a refusal in any words (any 4xx) is ordered again without "replaces"...
+    res = renew(suite, "ari_replaces_unauthorized", "leaf.pem", window=PAST)
+    issued(res)
+    assert res.steps.count("newOrder") == 2, res.steps
+    assert "replaces" not in json.loads(res.ca.order_payload), res.ca.order_payload
+    # ...but a rate limit is not: an order without "replaces" counts against it the more
+    def after(ca, res):
+        assert ca.count("newOrder") == 1, ca.steps()
+    expect_failure(suite, "ari_replaces_rate_limited",
+                   r"^acme-tiny: newOrder failed: HTTP 429 urn:ietf:params:acme:error:"
+                   r"rateLimited: evil CA: too many certificates$",
+                   prepare=output_holds(suite, "leaf.pem"), args=["--output", "out.pem"],
+                   after=after, window=PAST)
+
+
 def lifetime_rule(suite):
     keys = suite.keys
     # no renewalInfo: a third of the lifetime left (half under 10 days)
@@ -1416,6 +1432,7 @@ CASES = [
     ("evil_ari_unusable", ari_unusable),
     ("evil_ari_already_replaced", ari_already_replaced),
     ("evil_ari_already_replaced_always", ari_already_replaced_always),
+    ("evil_ari_replaces_refused", ari_replaces_refused),
     ("evil_ari_and_lifetime", ari_and_lifetime),
     ("evil_lifetime_rule", lifetime_rule),
     ("evil_profile_sent", profile_sent),
