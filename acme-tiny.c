@@ -648,8 +648,8 @@ static long long ari_point(const struct json *j, const struct buf *der)
 	int w = json_get(j, 0, "suggestedWindow");
 	if (!json_get_str(j, w, "start", start, sizeof start) ||
 	    !json_get_str(j, w, "end", end, sizeof end) || (from = parse_date(start)) < 0 ||
-	    (to = parse_date(end)) < from)
-		return -1;
+	    (to = parse_date(end)) <= from)
+		return -1;      /* 4.2: an end not after the start makes the answer invalid */
 	sha256(der->p, der->len, h);
 	return from + (to - from) * (h[0] << 8 | h[1]) / 65536;
 }

@@ -879,6 +879,8 @@ SCENARIOS = {
                                          '"end": "2020-01-02T00:00:00Z"}}')},
     "ari_end_before_start": {"renewalInfo": body('{"suggestedWindow": {"start": '
                                                  '"2020-01-02T00:00:00Z", "end": "2020-01-01T00:00:00Z"}}')},
+    "ari_end_is_start": {"renewalInfo": body('{"suggestedWindow": {"start": '
+                                             '"2020-01-01T00:00:00Z", "end": "2020-01-01T00:00:00Z"}}')},
     "ari_error": {"renewalInfo": lambda ca, req, normal: problem(404, "malformed", "evil CA: no")},
     # a replacement refused: the same certificate replaced already (409)
     "ari_already_replaced": {"newOrder": lambda ca, req, normal: problem(

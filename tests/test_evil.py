@@ -1115,7 +1115,7 @@ def ari_unusable(suite):
     # lifetime, 2 days of 2 left is not due
     leaf = os.path.join(suite.keys, "leaf.pem")
     for scenario in ("ari_malformed", "ari_wrong_types", "ari_no_window", "ari_bad_date",
-                     "ari_end_before_start", "ari_error"):
+                     "ari_end_before_start", "ari_end_is_start", "ari_error"):
         not_due(renew(suite, scenario, "leaf.pem", window=PAST), leaf, "renewalInfo")
 
 
