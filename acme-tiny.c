@@ -1395,14 +1395,35 @@ static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 
 /* ======== 3. ACME requests: signed POSTs, nonces, polling, problems ===================== */
 
-/* out, holding "type: detail" of the problem document (RFC 7807) at token p. */
-static const char *problem_text(const struct json *j, int p, char *out, size_t cap)
+/* Appends "type: detail" of the problem document (RFC 7807) at token p to out (cap in all). */
+static void add_problem(const struct json *j, int p, char *out, size_t cap)
 {
 	char type[256], detail[1024];
+	size_t n = strlen(out);
 	if (!json_get_str(j, p, "type", type, sizeof type))
 		strcpy(type, "(no problem type)");
 	json_get_str(j, p, "detail", detail, sizeof detail);      /* "" if there is none */
-	snprintf(out, cap, "%s%s%s", type, detail[0] ? ": " : "", detail);
+	snprintf(out + n, cap - n, "%s%s%s", type, detail[0] ? ": " : "", detail);
+}
+
+/*
+ * out, holding the problem at token p, then each subproblem (6.7.1) with the identifier it is
+ * for: "Cannot issue for 2 identifiers" alone does not say which.
+ */
+static const char *problem_text(const struct json *j, int p, char *out, size_t cap)
+{
+	int list = json_get(j, p, "subproblems"), k;
+	char name[MAX_NAME + 1];
+	size_t n;
+	out[0] = 0;
+	add_problem(j, p, out, cap);
+	for (k = list + 1; list >= 0 && j->t[list].type == J_ARR && k < j->t[list].next;
+	     k = j->t[k].next) {
+		json_get_str(j, json_get(j, k, "identifier"), "value", name, sizeof name);
+		n = strlen(out);
+		snprintf(out + n, cap - n, "; %s: ", name[0] ? name : "(no identifier)");
+		add_problem(j, k, out, cap);
+	}
 	return out;
 }
 

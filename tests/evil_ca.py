@@ -871,6 +871,14 @@ SCENARIOS = {
         "type": P + "userActionRequired", "detail": "evil CA: agree to the new terms",
         "instance": ca.base + "/terms/agree"}, ctype="application/problem+json",
         headers=[f'Link: <{ca.base}/dir>;rel="index"', f'Link: <{ca.base}/terms/v2>;rel="terms-of-service"'])},
+    # a problem with subproblems (RFC 8555 6.7.1): which names, and why
+    "subproblems": {"newOrder": lambda ca, req, normal: Reply(400, {
+        "type": P + "rejectedIdentifier", "detail": "evil CA: cannot issue for 2 identifiers",
+        "subproblems": [
+            {"type": P + "rejectedIdentifier", "detail": "evil CA: forbidden name",
+             "identifier": {"type": "dns", "value": "bad.example"}},
+            {"type": P + "caa", "detail": "evil CA: CAA forbids it"}]},
+        ctype="application/problem+json")},
     # ARI answers (RFC 9773) that cannot be used: the client goes by the lifetime
     "ari_malformed": {"renewalInfo": body('{"suggestedWindow": {"start": "2020-01-01T00:00:00Z"')},
     "ari_wrong_types": {"renewalInfo": body('{"suggestedWindow": {"start": 1, "end": 2}}')},

@@ -845,6 +845,15 @@ def user_action_required(suite):
                    r"https://localhost:\d+/terms/v2$")
 
 
+def subproblems(suite):
+    # each subproblem with its identifier, after the problem
+    expect_failure(suite, "subproblems",
+                   r"^acme-tiny: newOrder failed: HTTP 400 urn:ietf:params:acme:error:"
+                   r"rejectedIdentifier: evil CA: cannot issue for 2 identifiers; bad\.example: "
+                   r"urn:ietf:params:acme:error:rejectedIdentifier: evil CA: forbidden name; "
+                   r"\(no identifier\): urn:ietf:params:acme:error:caa: evil CA: CAA forbids it$")
+
+
 def ca_by_ip(suite):
     # https://127.0.0.1:PORT/dir: no SNI, and the address checked against the
     # certificate's iPAddress names; a certificate without it is refused
@@ -1426,6 +1435,7 @@ CASES = [
     ("evil_eab_account_new_eab_first", eab_single_use(exists=False, none="externalAccountRequired")),
     ("evil_challenge_valid", succeeds("challenge_valid", polled_once)),
     ("evil_user_action_required", user_action_required),
+    ("evil_subproblems", subproblems),
     ("evil_ca_by_ip", ca_by_ip),
     ("evil_tls_plain_port", tls_plain_port),
     ("evil_ari_window", ari_window),

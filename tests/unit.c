@@ -1096,7 +1096,7 @@ static int untouched(const char *p, size_t n)
 static void test_json_small_buffers(void)
 {
 	struct json j = { 0 };
-	char out[16];
+	char out[16], big[64];
 
 	/* json_str must refuse a buffer one byte too small, writing nothing past it */
 	set_context("json_str into small buffers");
@@ -1126,6 +1126,17 @@ static void test_json_small_buffers(void)
 	CHECK(untouched(out, sizeof out));
 	CHECK_INT(json_str(&j, 3, out, 1), 0);
 	CHECK_STR(out, "");
+	json_done(&j);
+	/* a problem with subproblems cut at the buffer's end, nothing written past it */
+	set_context("problem_text into a small buffer");
+	if (!CHECK_INT(parse(&j, "{\"type\":\"t\",\"detail\":\"d\",\"subproblems\":["
+			     "{\"type\":\"u\",\"identifier\":{\"value\":\"a.test\"}},7]}"), 0))
+		return;
+	memset(out, 'Z', sizeof out);
+	CHECK_STR(problem_text(&j, 0, out, 14), "t: d; a.test:");
+	CHECK(untouched(out + 14, sizeof out - 14));
+	CHECK_STR(problem_text(&j, 0, big, sizeof big), "t: d; a.test: u; (no identifier):"
+		  " (no problem type)");
 	json_done(&j);
 	context[0] = 0;
 }
