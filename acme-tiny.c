@@ -64,7 +64,7 @@ enum {
 	MAX_NAME = 253,           /* one DNS name */
 	MAX_TOKENS = 8192,        /* JSON values in one response */
 	MAX_DEPTH = 32,           /* JSON nesting */
-	MAX_TOKEN = 256,          /* an http-01 token, base64url */
+	MAX_TOKEN = 255,          /* an http-01 token, base64url: a file name (NAME_MAX) */
 	MAX_STATUS = 32,          /* an ACME object's "status" */
 	MAX_POST_TRIES = 16,      /* sends of one request, for badNonce or a busy CA */
 	MAX_FINALIZE_TRIES = 4,   /* finalize sends, in all (a lagging order: orderNotReady) */
@@ -716,7 +716,7 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		cert_id(&c, a->replaces, sizeof a->replaces);
 	ours = ours && cert_is_ours(old, csr, ns);
 	if (old->len && !ours)
-		info("%s holds no unexpired certificate for these names and this key: renewing now",
+		info("%s holds no certificate valid now for these names and this key: renewing now",
 		     run.output);
 	if (ours && !run.force && a->replaces[0])
 		at = xari_time(a, &der, c.not_after);
@@ -1042,7 +1042,7 @@ static void xfill_taken(struct taken *t, const struct acme *a, const struct iden
 	strcpy(t->ident, id->value + (id->value[0] == '*' ? 2 : 0));
 	if (!json_get_str(j, c, "token", t->token, sizeof t->token) ||
 	    !is_b64url(t->token, MAX_TOKEN))
-		fail("%s: the challenge token is not 1 to 256 base64url characters;"
+		fail("%s: the challenge token is not 1 to 255 base64url characters;"
 		     " refusing it as a file name", id->value);
 	snprintf(t->auth, sizeof t->auth, "%s.%s", t->token, a->key->thumbprint);
 	if (!strcmp(type, "dns-01")) {
@@ -1302,9 +1302,19 @@ static void xfinalize(struct acme *a, struct order *o, const struct buf *csr)
 	buf_free(&p);
 }
 
+/* The length of the line breaks (LF or CRLF; a bare CR is none) at s: 0 if there are none. */
+static size_t line_breaks(const char *s)
+{
+	size_t n = 0;
+	while (s[n] == '\n' || (s[n] == '\r' && s[n + 1] == '\n'))
+		n += s[n] == '\r' ? 2 : 1;
+	return n;
+}
+
 /*
  * 0 if pem is PEM certificates and nothing else, else -1: it goes to stdout as it is. No text
- * between or around the blocks, only base64 inside them, each a certificate BearSSL can decode.
+ * between or around the blocks (nor a bare CR, which line-based readers do not take for a line
+ * break), only base64 inside them, each a certificate BearSSL can decode.
  */
 static int check_chain(const struct buf *pem)
 {
@@ -1312,13 +1322,13 @@ static int check_chain(const struct buf *pem)
 	size_t pos = 0;
 	char label[32];
 	int n = 0, ok = 1;
-	while (ok && pem->len && (pos += strspn(pem->p + pos, "\r\n")) < pem->len) {
+	while (ok && pem->len && (pos += line_breaks(pem->p + pos)) < pem->len) {
 		br_x509_decoder_context dc;
 		/* pem_next takes a block that begins right at pos */
 		ok = !strncmp(pem->p + pos, "-----BEGIN ", 11) &&
 		     pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
 		     !strcmp(label, "CERTIFICATE") &&
-		     (pos == pem->len || pem->p[pos] == '\r' || pem->p[pos] == '\n');
+		     (pos == pem->len || line_breaks(pem->p + pos));
 		if (ok) {
 			br_x509_decoder_init(&dc, NULL, NULL);   /* NULL: the DN is not kept */
 			br_x509_decoder_push(&dc, der.p, der.len);
@@ -1340,8 +1350,9 @@ static int cert_has_key(const struct buf *der, struct der key)
 
 /*
  * 1 if pem's first certificate is ours: for the CSR's key and exactly the names ns (another
- * breaks the server that loads it), not expired, and not ending before it begins; else 0.
- * The one test for the certificate in --output and for the one the CA sends.
+ * breaks the server that loads it), and valid now: not expired, not ending before it begins, and
+ * begun (a day's leeway for clocks: a certificate from next year blocks renewal till then); else
+ * 0. The one test for the certificate in --output and for the one the CA sends.
  */
 static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns)
 {
@@ -1354,7 +1365,8 @@ static int cert_is_ours(const struct buf *pem, const struct buf *csr, const stru
 	int k, ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
 		!strcmp(label, "CERTIFICATE") && !csr_key(csr->p, csr->len, &key) &&
 		cert_has_key(&der, key) && !cert_parse(der.p, der.len, &c, &have) &&
-		have.n == ns->n && c.not_before < c.not_after && time(NULL) < c.not_after;
+		have.n == ns->n && c.not_before < c.not_after && time(NULL) < c.not_after &&
+		c.not_before < time(NULL) + 86400;
 	for (k = 0; ok && k < ns->n; k++)
 		ok = our_ident(&have, ns->id[k].type, ns->id[k].value) != NULL;
 	buf_free(&der);
@@ -1385,9 +1397,9 @@ static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 	xpost(a, url, NULL, &r, "certificate download");
 	if (check_chain(&r.body))
 		fail("certificate download: the answer is not a PEM certificate chain");
-	if (!cert_is_ours(&r.body, csr, ns))     /* expired, by a clock that is ahead? */
+	if (!cert_is_ours(&r.body, csr, ns))     /* not valid now, by a clock that is wrong? */
 		fail("certificate download: the certificate of order %s is not for the CSR's key"
-		     " and names, or has expired (our clock says %s)", o->url,
+		     " and names, or is not valid now (our clock says %s)", o->url,
 		     date_text(time(NULL), now, sizeof now));
 	*chain = r.body;                /* the chain is the download's body */
 	info("Certificate signed!");

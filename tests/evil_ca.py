@@ -746,6 +746,8 @@ SCENARIOS = {
     "token_nul": {"authz": with_token("abc\x00def")},
     "token_empty": {"authz": with_token("")},
     "token_5000": {"authz": with_token("A" * 5000)},
+    "token_256": {"authz": with_token("A" * 256)},      # a file name's limit is 255 bytes
+    "token_255": {"authz": with_token("A" * 255)},
     "token_existing_file": {"authz": with_token("index")},
     "token_hardlink": {"authz": with_token("outside")},
     "token_fifo": {"authz": with_token("fifo")},
@@ -807,6 +809,7 @@ SCENARIOS = {
     "proto_cert_extra_name": {"cert": chain_of("leaf-extra-name")},
     "proto_cert_expired": {"cert": chain_of("leaf-expired")},
     "proto_cert_reversed": {"cert": chain_of("leaf-reversed")},
+    "proto_cert_future": {"cert": chain_of("leaf-future")},
     "proto_cert_html": {"cert": body("<!DOCTYPE html>\n<html><body>Your certificate is ready"
                                      "</body></html>\n", ctype="text/html")},
     "proto_cert_trailing_escape": {"cert": lambda ca, req, normal: (

@@ -135,13 +135,14 @@ class Suite:
         openssl("x509", "-req", "-in", self.csr, "-CA", "ca.pem", "-CAkey", "ca.key",
                 "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext",
                 cwd=self.keys)
-        # the same, older: 12 hours of 60 left; 15 days of 30 left; expired; and a
-        # validity that ends before it begins
+        # the same, older: 12 hours of 60 left; 15 days of 30 left; expired; a
+        # validity that ends before it begins; and one that begins next year
         now = time.time()
         for name, start, end in (("leaf-expiring", now - 48 * 3600, now + 12 * 3600),
                                  ("leaf-half", now - 15 * 86400, now + 15 * 86400),
                                  ("leaf-expired", now - 60 * 86400, now - 86400),
-                                 ("leaf-reversed", now + 365 * 86400, now + 30 * 86400)):
+                                 ("leaf-reversed", now + 365 * 86400, now + 30 * 86400),
+                                 ("leaf-future", now + 365 * 86400, now + 400 * 86400)):
             openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
                     "-in", self.csr, "-out", name + ".pem", "-notext", "-extfile", "leaf.ext",
                     "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
@@ -340,7 +341,7 @@ def post(step, path, why):
 
 
 NOT_JSON = "the server's answer is not a JSON object$"
-TOKEN_REFUSED = (rf"^acme-tiny: {re.escape(DOMAIN)}: the challenge token is not 1 to 256 "
+TOKEN_REFUSED = (rf"^acme-tiny: {re.escape(DOMAIN)}: the challenge token is not 1 to 255 "
                  r"base64url characters; refusing it as a file name$")
 TOO_LARGE = "response body larger than 128 KiB"
 
@@ -370,6 +371,13 @@ def baseline(suite):
           flush=True)
     if not sanitized():
         assert res.maxrss_kib < MEM_BOUND_KIB
+
+
+def token_255(suite):
+    # the longest token that is a file name: taken on, and removed at the end
+    with EvilCA("token_255", suite.keys) as ca:
+        res = suite.run_client(ca)
+    check_success(res, res.acme_dir)
 
 
 def token_case(scenario):
@@ -718,17 +726,17 @@ def proto_cert_other_key(suite):
     expect_failure(suite, "proto_cert_other_key",
                    r"^acme-tiny: certificate download: the certificate of order "
                    r"https://localhost:\d+/order/1 is not for the CSR's key and names, "
-                   r"or has expired \(our clock says \d{4}-\d\d-\d\d \d\d:\d\d UTC\)$")
+                   r"or is not valid now \(our clock says \d{4}-\d\d-\d\d \d\d:\d\d UTC\)$")
 
 
 def proto_cert_not_ours(suite):
     # a certificate for the CSR's key that is still not the one asked for: the
     # good one in --output stays as it was (the snapshot of the run's directory)
     for scenario in ("proto_cert_other_names", "proto_cert_extra_name", "proto_cert_expired",
-                     "proto_cert_reversed"):
+                     "proto_cert_reversed", "proto_cert_future"):
         expect_failure(suite, scenario, r"^acme-tiny: certificate download: the certificate of "
                        r"order https://localhost:\d+/order/1 is not for the CSR's key and names, "
-                       r"or has expired \(our clock says [^)]+\)$", prepare=output_holds(suite, "leaf-expiring.pem"),
+                       r"or is not valid now \(our clock says [^)]+\)$", prepare=output_holds(suite, "leaf-expiring.pem"),
                        args=["--output", "out.pem"])
 
 
@@ -1199,6 +1207,8 @@ def lifetime_rule(suite):
     issued(renew(suite, "normal", "leaf-expired.pem", window=FUTURE))
     issued(renew(suite, "normal", "leaf-reversed.pem"))
     issued(renew(suite, "normal", "leaf-reversed.pem", "--days", "10", window=FUTURE))
+    # one that begins next year: no server takes it till then
+    issued(renew(suite, "normal", "leaf-future.pem", window=FUTURE))
     # --force: now; another name or key: now, and no ARI GET for it
     issued(renew(suite, "normal", "leaf.pem", "--force"))
     res = renew(suite, "normal", "otherhost.pem", window=FUTURE)
@@ -1360,6 +1370,8 @@ CASES = [
     ("evil_token_nul", token_nul),
     ("evil_token_empty", token_case("token_empty")),
     ("evil_token_5000", token_case("token_5000")),
+    ("evil_token_256", token_case("token_256")),
+    ("evil_token_255", token_255),
     ("evil_http_header_line_1m", http_header_line_1m),
     ("evil_http_headers_100000", http_headers_100000),
     ("evil_http_content_length_200m", http_content_length_200m),

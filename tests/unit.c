@@ -3390,6 +3390,8 @@ static void test_check_chain(void)
 			{ "", bad_der, "", -1 }, { "", NULL, bad_der, -1 },
 			{ "-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n", NULL, "", -1 },
 			{ "\xEF\xBB\xBF", NULL, "", -1 },     /* a key file may have a BOM; a chain not */
+			{ "\r", NULL, "", -1 }, { "", "\r", "", -1 }, { "", NULL, "\r", -1 },  /* bare CR */
+			{ "\r\n\n", "\n\r\n", "\n", 0 },
 		};
 		size_t i, k;
 
@@ -3406,6 +3408,11 @@ static void test_check_chain(void)
 		b.len = 0;
 		buf_add(&b, pem.p, pem.len - 1);            /* without its last newline */
 		buf_str(&b, pem.p);
+		CHECK_INT(check_chain(&b), -1);
+		set_context("check_chain, two blocks joined by a bare CR");
+		b.len = 0;
+		buf_add(&b, pem.p, pem.len - 1);
+		buf_cat(&b, "\r", pem.p, NULL);
 		CHECK_INT(check_chain(&b), -1);
 		set_context("check_chain, a blank line inside");
 		b.len = 0;
