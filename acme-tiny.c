@@ -2230,9 +2230,15 @@ static const char *tls_error(int err)
 		return "TLS: server certificate is not from a CA in --ca-file";
 	case BR_ERR_UNSUPPORTED_VERSION:
 	case BR_ERR_BAD_VERSION:
-		return "TLS: the server does not answer in TLS 1.2 (is that port plain HTTP?)";
+	case BR_ERR_RECV_FATAL_ALERT + 70:      /* protocol_version */
+		return "TLS: the server does not answer in TLS 1.2 (TLS 1.3 only? plain HTTP?)";
+	case BR_ERR_RECV_FATAL_ALERT + 40:      /* handshake_failure */
+		return "TLS: the server takes none of our TLS 1.2 cipher suites (ECDHE, AES-GCM)";
 	}
-	snprintf(msg, sizeof msg, "TLS error %d (BearSSL's BR_ERR_* codes)", err);
+	if (err > BR_ERR_RECV_FATAL_ALERT && err < BR_ERR_SEND_FATAL_ALERT)
+		snprintf(msg, sizeof msg, "TLS: the server sent alert %d", err - 256);
+	else
+		snprintf(msg, sizeof msg, "TLS error %d (BearSSL's BR_ERR_* codes)", err);
 	return msg;
 }
 

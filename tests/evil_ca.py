@@ -203,6 +203,10 @@ class EvilCA:
     def start(self):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(self.cert, self.key)
+        if self.opts.get("tls") == "1.3":           # what the client cannot speak
+            self.ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        elif self.opts.get("tls") == "chacha":
+            self.ctx.set_ciphers("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))

@@ -894,7 +894,30 @@ def tls_plain_port(suite):
         fake = SimpleNamespace(directory=f"https://localhost:{plain.getsockname()[1]}/dir")
         res = suite.run_client(fake)
         check_common(res, r"^acme-tiny: directory: GET https://localhost:\d+/dir: TLS: the server "
-                     r"does not answer in TLS 1\.2 \(is that port plain HTTP\?\)$")
+                     r"does not answer in TLS 1\.2 \(TLS 1\.3 only\? plain HTTP\?\)$")
+
+
+def tls_nothing_in_common(suite):
+    # a server of TLS 1.3 only, of ChaCha20 only, or that ends the handshake with an alert
+    # acme-tiny has no name for: the line says what the server said
+    def line(why):
+        return r"^acme-tiny: directory: GET https://localhost:\d+/dir: TLS: the server " + why + "$"
+    for tls, why in (("1.3", r"does not answer in TLS 1\.2 \(TLS 1\.3 only\? plain HTTP\?\)"),
+                     ("chacha", r"takes none of our TLS 1\.2 cipher suites \(ECDHE, AES-GCM\)")):
+        expect_failure(suite, "normal", line(why), tls=tls)
+    with socket.socket() as raw:
+        raw.bind(("127.0.0.1", 0))
+        raw.listen(4)
+
+        def alert():            # a fatal access_denied (49) for the ClientHello
+            conn, _ = raw.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(bytes([0x15, 3, 3, 0, 2, 2, 49]))
+        import threading
+        threading.Thread(target=alert, daemon=True).start()
+        res = suite.run_client(SimpleNamespace(directory=f"https://localhost:{raw.getsockname()[1]}/dir"))
+        check_common(res, line("sent alert 49"))
 
 
 # ---------------------------------------------------------------- revokeCert and keyChange (RFC 8555)
@@ -1450,6 +1473,7 @@ CASES = [
     ("evil_subproblems", subproblems),
     ("evil_ca_by_ip", ca_by_ip),
     ("evil_tls_plain_port", tls_plain_port),
+    ("evil_tls_nothing_in_common", tls_nothing_in_common),
     ("evil_ari_window", ari_window),
     ("evil_ari_unusable", ari_unusable),
     ("evil_ari_already_replaced", ari_already_replaced),
