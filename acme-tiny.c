@@ -2636,6 +2636,17 @@ static int read_response(struct conn *c, struct resp *r, int head)
 
 /* ---- requests ---- */
 
+/*
+ * 1 if bytes wait on the kept connection c before we ask anything (a response nobody asked for,
+ * or the server's end), else 0: then it is not reused, or they would answer our next request.
+ */
+static int conn_stale(struct conn *c)
+{
+	struct pollfd p = { c->fd, POLLIN, 0 };
+	return (c->tls && (br_ssl_engine_current_state(&c->tls->sc.eng) & BR_SSL_RECVAPP)) ||
+	       poll(&p, 1, 0) != 0;
+}
+
 /* Sends one request, with body as JOSE JSON if there is one: 0, or -1 with why. */
 static int send_request(struct conn *c, const char *method, const struct url *u,
 			const struct buf *body)
@@ -2676,7 +2687,8 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 	if (give_up && give_up < c->deadline)
 		c->deadline = give_up;
 	for (attempt = 0; attempt < 2; attempt++) {
-		int reused = c->fd >= 0 && !strcmp(c->host, u.host) && !strcmp(c->port, u.port);
+		int reused = c->fd >= 0 && !strcmp(c->host, u.host) && !strcmp(c->port, u.port) &&
+			     !conn_stale(c);
 		c->why = NULL;
 		if (!reused) {
 			conn_close(c);

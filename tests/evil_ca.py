@@ -662,6 +662,20 @@ def _extra_response(ca, conn, req):
     return True
 
 
+def _extra_record(ca, req, normal):
+    """The challenge's answer, then in a TLS record of its own a response nobody
+    asked for: the client polls 20 ms later, and must not take it for the answer."""
+    r = normal()
+
+    def write_twice(ca, conn, req):
+        # no Nagle: the second record may not wait for the ACK that our next request brings
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        kept = ca._write(conn, r, req)
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nReplay-Nonce: plantedNonce0\r\n\r\n")
+        return kept
+    return Raw(write_twice)
+
+
 def _cut_after_status(ca, conn, req):
     """A status line, then the end of the kept-alive connection: the request
     got there, and must not be sent a second time."""
@@ -841,6 +855,7 @@ SCENARIOS = {
         dict(o, authorizations=o["authorizations"] * 2)))},
     "proto_authz_invalid": {"authz": lambda ca, req, normal: Reply(200, ca.authz_obj("invalid"))},
     "http_extra_response": {"directory": raw(_extra_response)},
+    "http_extra_record": {"challenge": _extra_record},
     "http_cut_after_status": {"newAccount": raw(_cut_after_status)},
     # an IMF-fixdate Retry-After whose day name is raw 8-bit C1 bytes
     "proto_retry_date_c1": {"readyPoll": retry_after("\x9b\x9b\x9b, 01 Jan 2099 00:00:00 GMT",

@@ -603,14 +603,16 @@ def proto_authz_invalid(suite):
 
 
 def http_extra_response(suite):
-    # a response nobody asked for, behind the directory on the same connection:
-    # the client drops the connection, and the planted nonce is never used
-    with EvilCA("http_extra_response", suite.keys) as ca:
-        res = suite.run_client(ca)
-        check_success(res, res.acme_dir)
-        nonces = [h.get("nonce") for _, _, _, h in ca.log if h]
-        assert "plantedNonce0" not in nonces, nonces
-        assert ca.connections == 2, f"{ca.connections} connections"
+    # a response nobody asked for, behind the directory on the same connection (in
+    # its TLS record, or in one of its own): the client drops the connection, and
+    # the planted nonce is never used
+    for scenario in ("http_extra_response", "http_extra_record"):
+        with EvilCA(scenario, suite.keys) as ca:
+            res = suite.run_client(ca)
+            check_success(res, res.acme_dir)
+            nonces = [h.get("nonce") for _, _, _, h in ca.log if h]
+            assert "plantedNonce0" not in nonces, (scenario, nonces)
+            assert ca.connections == 2, f"{scenario}: {ca.connections} connections"
 
 
 def http_cut_after_status(suite):
