@@ -334,6 +334,7 @@ static int csr_key(const void *der, size_t len, struct der *key);
 static int cert_parse(const void *der, size_t len, struct cert *c, struct names *ns);
 static int der_next(struct der *in, struct der *val);
 static int der_expect(struct der *in, int tag, struct der *val);
+static int der_is(const struct der *v, const void *bytes, size_t n);
 static void xgenerate_key(const char *path, const struct key_type *t);
 
 /* 8: JSON */
@@ -1329,18 +1330,11 @@ static int check_chain(const struct buf *pem)
 	return ok && n > 0 ? 0 : -1;
 }
 
-/* 1 if certificate der is for the key with subjectPublicKey bits key: the one way the two match. */
-static int cert_has_key(const struct buf *der, struct der key)
-{
-	struct cert c;
-	return !cert_parse(der->p, der->len, &c, NULL) && c.key.len == key.len &&
-	       !memcmp(c.key.p, key.p, key.len);
-}
-
 /*
- * 1 if pem's first certificate is ours: for the CSR's key and exactly the names ns (another
- * breaks the server that loads it), not expired, and not ending before it begins; else 0.
- * The one test for the certificate in --output and for the one the CA sends.
+ * 1 if pem's first certificate is ours: for the CSR's key (by the subjectPublicKey bits, the one
+ * way the two match) and exactly the names ns (another breaks the server that loads it), not
+ * expired, and not ending before it begins; else 0. The one test for the certificate in --output
+ * and for the one the CA sends.
  */
 static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns)
 {
@@ -1352,7 +1346,7 @@ static int cert_is_ours(const struct buf *pem, const struct buf *csr, const stru
 	char label[32];
 	int k, ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
 		!strcmp(label, "CERTIFICATE") && !csr_key(csr->p, csr->len, &key) &&
-		cert_has_key(&der, key) && !cert_parse(der.p, der.len, &c, &have) &&
+		!cert_parse(der.p, der.len, &c, &have) && der_is(&c.key, key.p, key.len) &&
 		have.n == ns->n && c.not_before < c.not_after && time(NULL) < c.not_after;
 	for (k = 0; ok && k < ns->n; k++)
 		ok = our_ident(&have, ns->id[k].type, ns->id[k].value) != NULL;
@@ -1365,11 +1359,13 @@ static int key_fits_cert(const struct key *k, const struct buf *der)
 {
 	struct buf spki = { 0 };
 	struct der in, seq, v;
+	struct cert c;
 	int ok;
 	der_spki(&spki, k);
 	in = (struct der){ (const unsigned char *)spki.p, spki.len };
 	ok = !der_expect(&in, 0x30, &seq) && der_next(&seq, &v) >= 0 &&
-	     !der_expect(&seq, 0x03, &v) && cert_has_key(der, v);
+	     !der_expect(&seq, 0x03, &v) && !cert_parse(der->p, der->len, &c, NULL) &&
+	     der_is(&c.key, v.p, v.len);
 	buf_free(&spki);
 	return ok;
 }
@@ -3045,10 +3041,10 @@ static int der_expect(struct der *in, int tag, struct der *val)
 	return der_next(in, val) == tag ? 0 : -1;
 }
 
-/* 1 if the OID's bytes are these n bytes, else 0. */
-static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
+/* 1 if v's bytes (an OID's, a key's) are these n bytes, else 0. */
+static int der_is(const struct der *v, const void *bytes, size_t n)
 {
-	return oid->len == n && !memcmp(oid->p, bytes, n);
+	return v->len == n && !memcmp(v->p, bytes, n);
 }
 
 /* Sets k->jwk, the public key as an RFC 7638 JWK (members in order), and its thumbprint. */
@@ -3216,7 +3212,7 @@ static int subject_names(struct der subject, struct names *ns)
 		while (rdn.len)
 			if (der_expect(&rdn, 0x30, &atv) || der_expect(&atv, 0x06, &oid) ||
 			    der_next(&atv, &val) < 0 ||
-			    (der_is_oid(&oid, OID_CN, 3) && add_name(ns, val.p, val.len, 0)))
+			    (der_is(&oid, OID_CN, 3) && add_name(ns, val.p, val.len, 0)))
 				return -1;
 	}
 	return 0;
@@ -3247,8 +3243,8 @@ static int extensions(struct der exts, struct names *ns, struct der *aki)
 		if (der_expect(&exts, 0x30, &ext) || der_expect(&ext, 0x06, &oid) ||
 		    (ext.len && ext.p[0] == 0x01 && der_expect(&ext, 0x01, &val)) ||  /* critical */
 		    der_expect(&ext, 0x04, &val) ||
-		    (ns && der_is_oid(&oid, OID_SAN, 3) && san_names(val, ns)) ||
-		    (aki && der_is_oid(&oid, OID_AKI, 3) && (der_expect(&val, 0x30, &seq) ||
+		    (ns && der_is(&oid, OID_SAN, 3) && san_names(val, ns)) ||
+		    (aki && der_is(&oid, OID_AKI, 3) && (der_expect(&val, 0x30, &seq) ||
 		     (seq.len && seq.p[0] == 0x80 && der_next(&seq, aki) < 0))))  /* [0] optional */
 			return -1;
 	return 0;
@@ -3260,7 +3256,7 @@ static int attribute_names(struct der attrs, struct names *ns)
 	struct der attr, oid, set, exts;
 	while (attrs.len)
 		if (der_expect(&attrs, 0x30, &attr) || der_expect(&attr, 0x06, &oid) ||
-		    der_expect(&attr, 0x31, &set) || (der_is_oid(&oid, OID_EXT_REQ, 9) &&
+		    der_expect(&attr, 0x31, &set) || (der_is(&oid, OID_EXT_REQ, 9) &&
 		    (der_expect(&set, 0x30, &exts) || extensions(exts, ns, NULL))))
 			return -1;
 	return 0;
