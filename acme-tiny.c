@@ -1107,30 +1107,6 @@ static int xtake_challenge(const struct acme *a, const struct ident *id, const s
 	     wild ? ": a wildcard name needs DNS validation" : "");
 }
 
-/*
- * One authorization, for one of our names: a CA must not make us answer for others. If pending, a
- * challenge is taken on, its URL added to chals (each ends in a NUL) to answer when all are ready.
- */
-static void xanswer(struct acme *a, const char *url, const struct names *ns, struct buf *chals)
-{
-	struct resp r = { 0 };
-	struct json j = { 0 };
-	const struct ident *id = xauthz_ident(a, url, ns, &r, &j);
-	char status[MAX_STATUS], chal[MAX_URL];
-	xneed_str(&j, 0, "status", status, sizeof status, "authorization");
-	if (!strcmp(status, "valid")) {
-		info("Already verified: %s", id->value);
-	} else if (strcmp(status, "pending")) {
-		fail("authorization for %s is %s", id->value, status);
-	} else {
-		info("Verifying %s...", id->value);
-		xneed_str(&j, xtake_challenge(a, id, &j), "url", chal, sizeof chal, "challenge");
-		buf_add(chals, chal, strlen(chal) + 1);
-	}
-	json_free(&j);
-	buf_free(&r.body);
-}
-
 /* The first string of the JSON array list (index, or -1) into out; "" if there is none. */
 static void first_str(const struct json *j, int list, char *out, size_t cap)
 {
@@ -1232,25 +1208,39 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
 }
 
 /*
- * The order's authorizations (7.5). A challenge is taken on for every one that is pending before
- * any is answered, and all are answered before any is waited for, so that the CA validates them
- * side by side; then the order is polled until it is ready (or invalid: then we find out which
- * name failed, and why). The hook hears done once it is ready.
+ * The order's authorizations (7.5), each for one of our names: a CA must not make us answer for
+ * others. A challenge is taken on for every one that is pending before any is answered, and all
+ * are answered before any is waited for, so that the CA validates them side by side; then the
+ * order is polled until it is ready (or invalid: then we find out which name failed, and why).
+ * The hook hears done once it is ready.
  */
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 {
-	struct buf chals = { 0 };
+	struct buf chals = { 0 };       /* the challenges' URLs, each ending in a NUL */
 	struct resp r = { 0 };
 	struct json j = { 0 };
-	char url[MAX_URL], status[MAX_STATUS];
+	char url[MAX_URL], chal[MAX_URL], status[MAX_STATUS];
 	size_t at;
 	int list = json_get(&o->j, 0, "authorizations"), k, n = 0, done = 1;
 	if (list < 0 || o->j.t[list].type != J_ARR)
 		fail("newOrder: the order has no list of authorizations");
 	for (k = list + 1; k < o->j.t[list].next; k = o->j.t[k].next) {
+		const struct ident *id;
 		if (++n > ns->n || json_str(&o->j, k, url, sizeof url))
 			fail("newOrder: more authorizations than names, or one that is no URL");
-		xanswer(a, url, ns, &chals);
+		id = xauthz_ident(a, url, ns, &r, &j);
+		xneed_str(&j, 0, "status", status, sizeof status, "authorization");
+		if (!strcmp(status, "valid")) {
+			info("Already verified: %s", id->value);
+		} else if (strcmp(status, "pending")) {
+			fail("authorization for %s is %s", id->value, status);
+		} else {
+			info("Verifying %s...", id->value);
+			xneed_str(&j, xtake_challenge(a, id, &j), "url", chal, sizeof chal,
+				  "challenge");
+			buf_add(&chals, chal, strlen(chal) + 1);
+		}
+		json_free(&j);
 	}
 	for (at = 0; at < chals.len; at += strlen(chals.p + at) + 1) {
 		xpost(a, chals.p + at, "{}", &r, "challenge");
