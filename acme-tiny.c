@@ -1177,21 +1177,17 @@ static void xpersist_records(const struct acme *a, const struct names *ns, struc
 }
 
 /* Ends the run for an invalid order: which name failed, why (--dns-persist: the record sought). */
-static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
+static void xfail_authz(struct acme *a, struct order *o, const struct names *ns,
+			const struct buf *authzs)
 {
 	struct resp r = { 0 };
 	struct json j = { 0 };
 	struct buf rec = { 0 };
-	char url[MAX_URL], status[MAX_STATUS], err[1400];
-	int list = json_get(&o->j, 0, "authorizations"), k, c, n = 0;
-	for (k = list + 1; list >= 0 && o->j.t[list].type == J_ARR && k < o->j.t[list].next;
-	     k = o->j.t[k].next) {
-		const struct ident *id;
-		if (++n > ns->n)        /* one per name: no more fetches for a longer list */
-			break;
-		if (json_str(&o->j, k, url, sizeof url))
-			continue;
-		id = xauthz_ident(a, url, ns, &r, &j);
+	char status[MAX_STATUS], err[1400];
+	size_t at;
+	int c;
+	for (at = 0; at < authzs->len; at += strlen(authzs->p + at) + 1) {
+		const struct ident *id = xauthz_ident(a, authzs->p + at, ns, &r, &j);
 		c = find_challenge(&j, run.dns_persist ? "dns-persist-01" : NULL);
 		xneed_str(&j, 0, "status", status, sizeof status, "authorization");
 		if (strcmp(status, "invalid"))
@@ -1216,7 +1212,7 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
  */
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 {
-	struct buf chals = { 0 };       /* the challenges' URLs, each ending in a NUL */
+	struct buf authzs = { 0 }, chals = { 0 };       /* URLs, each ending in a NUL */
 	struct resp r = { 0 };
 	struct json j = { 0 };
 	char url[MAX_URL], chal[MAX_URL], status[MAX_STATUS];
@@ -1228,6 +1224,7 @@ static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 		const struct ident *id;
 		if (++n > ns->n || json_str(&o->j, k, url, sizeof url))
 			fail("newOrder: more authorizations than names, or one that is no URL");
+		buf_add(&authzs, url, strlen(url) + 1);
 		id = xauthz_ident(a, url, ns, &r, &j);
 		xneed_str(&j, 0, "status", status, sizeof status, "authorization");
 		if (!strcmp(status, "valid")) {
@@ -1252,9 +1249,10 @@ static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 	/* a CA that validates while it answers needs no wait: then poll at once */
 	xpoll(a, o, done ? 0 : FIRST_POLL_DELAY);
 	if (!strcmp(o->status, "invalid"))
-		xfail_authz(a, o, ns);
+		xfail_authz(a, o, ns, &authzs);        /* the URLs checked, one per name at most */
 	if (undo_challenges("done", 0))
 		info("Warning: --hook %s done did not exit 0; the certificate is valid", run.hook);
+	buf_free(&authzs);
 	buf_free(&chals);
 	buf_free(&r.body);
 }
