@@ -1110,10 +1110,8 @@ static int xtake_challenge(const struct acme *a, const struct ident *id, const s
 /* The first string of the JSON array list (index, or -1) into out; "" if there is none. */
 static void first_str(const struct json *j, int list, char *out, size_t cap)
 {
-	out[0] = 0;
-	if (list >= 0 && j->t[list].type == J_ARR && list + 1 < j->t[list].next &&
-	    json_str(j, list + 1, out, cap))
-		out[0] = 0;
+	json_str(j, list >= 0 && j->t[list].type == J_ARR && list + 1 < j->t[list].next ?
+		 list + 1 : -1, out, cap);      /* which empties out if it fails */
 }
 
 /*
@@ -2620,8 +2618,7 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 		c->deadline = give_up;
 	for (attempt = 0; attempt < 2; attempt++) {
 		int reused = c->fd >= 0 && !strcmp(c->host, u.host) && !strcmp(c->port, u.port);
-		c->why = NULL;
-		if (!reused) {
+		if (!reused) {  /* conn_open says why if it fails */
 			conn_close(c);
 			if (conn_open(c, &u, give_up))
 				break;
