@@ -334,6 +334,7 @@ static int csr_key(const void *der, size_t len, struct der *key);
 static int cert_parse(const void *der, size_t len, struct cert *c, struct names *ns);
 static int der_next(struct der *in, struct der *val);
 static int der_expect(struct der *in, int tag, struct der *val);
+static int der_is(const struct der *v, const void *bytes, size_t n);
 static void xgenerate_key(const char *path, const struct key_type *t);
 
 /* 8: JSON */
@@ -1107,37 +1108,11 @@ static int xtake_challenge(const struct acme *a, const struct ident *id, const s
 	     wild ? ": a wildcard name needs DNS validation" : "");
 }
 
-/*
- * One authorization, for one of our names: a CA must not make us answer for others. If pending, a
- * challenge is taken on, its URL added to chals (each ends in a NUL) to answer when all are ready.
- */
-static void xanswer(struct acme *a, const char *url, const struct names *ns, struct buf *chals)
-{
-	struct resp r = { 0 };
-	struct json j = { 0 };
-	const struct ident *id = xauthz_ident(a, url, ns, &r, &j);
-	char status[MAX_STATUS], chal[MAX_URL];
-	xneed_str(&j, 0, "status", status, sizeof status, "authorization");
-	if (!strcmp(status, "valid")) {
-		info("Already verified: %s", id->value);
-	} else if (strcmp(status, "pending")) {
-		fail("authorization for %s is %s", id->value, status);
-	} else {
-		info("Verifying %s...", id->value);
-		xneed_str(&j, xtake_challenge(a, id, &j), "url", chal, sizeof chal, "challenge");
-		buf_add(chals, chal, strlen(chal) + 1);
-	}
-	json_free(&j);
-	buf_free(&r.body);
-}
-
 /* The first string of the JSON array list (index, or -1) into out; "" if there is none. */
 static void first_str(const struct json *j, int list, char *out, size_t cap)
 {
-	out[0] = 0;
-	if (list >= 0 && j->t[list].type == J_ARR && list + 1 < j->t[list].next &&
-	    json_str(j, list + 1, out, cap))
-		out[0] = 0;
+	json_str(j, list >= 0 && j->t[list].type == J_ARR && list + 1 < j->t[list].next ?
+		 list + 1 : -1, out, cap);      /* which empties out if it fails */
 }
 
 /*
@@ -1201,21 +1176,17 @@ static void xpersist_records(const struct acme *a, const struct names *ns, struc
 }
 
 /* Ends the run for an invalid order: which name failed, why (--dns-persist: the record sought). */
-static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
+static void xfail_authz(struct acme *a, struct order *o, const struct names *ns,
+			const struct buf *authzs)
 {
 	struct resp r = { 0 };
 	struct json j = { 0 };
 	struct buf rec = { 0 };
-	char url[MAX_URL], status[MAX_STATUS], err[1400];
-	int list = json_get(&o->j, 0, "authorizations"), k, c, n = 0;
-	for (k = list + 1; list >= 0 && o->j.t[list].type == J_ARR && k < o->j.t[list].next;
-	     k = o->j.t[k].next) {
-		const struct ident *id;
-		if (++n > ns->n)        /* one per name: no more fetches for a longer list */
-			break;
-		if (json_str(&o->j, k, url, sizeof url))
-			continue;
-		id = xauthz_ident(a, url, ns, &r, &j);
+	char status[MAX_STATUS], err[1400];
+	size_t at;
+	int c;
+	for (at = 0; at < authzs->len; at += strlen(authzs->p + at) + 1) {
+		const struct ident *id = xauthz_ident(a, authzs->p + at, ns, &r, &j);
 		c = find_challenge(&j, run.dns_persist ? "dns-persist-01" : NULL);
 		xneed_str(&j, 0, "status", status, sizeof status, "authorization");
 		if (strcmp(status, "invalid"))
@@ -1232,25 +1203,40 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns)
 }
 
 /*
- * The order's authorizations (7.5). A challenge is taken on for every one that is pending before
- * any is answered, and all are answered before any is waited for, so that the CA validates them
- * side by side; then the order is polled until it is ready (or invalid: then we find out which
- * name failed, and why). The hook hears done once it is ready.
+ * The order's authorizations (7.5), each for one of our names: a CA must not make us answer for
+ * others. A challenge is taken on for every one that is pending before any is answered, and all
+ * are answered before any is waited for, so that the CA validates them side by side; then the
+ * order is polled until it is ready (or invalid: then we find out which name failed, and why).
+ * The hook hears done once it is ready.
  */
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 {
-	struct buf chals = { 0 };
+	struct buf authzs = { 0 }, chals = { 0 };       /* URLs, each ending in a NUL */
 	struct resp r = { 0 };
 	struct json j = { 0 };
-	char url[MAX_URL], status[MAX_STATUS];
+	char url[MAX_URL], chal[MAX_URL], status[MAX_STATUS];
 	size_t at;
 	int list = json_get(&o->j, 0, "authorizations"), k, n = 0, done = 1;
 	if (list < 0 || o->j.t[list].type != J_ARR)
 		fail("newOrder: the order has no list of authorizations");
 	for (k = list + 1; k < o->j.t[list].next; k = o->j.t[k].next) {
+		const struct ident *id;
 		if (++n > ns->n || json_str(&o->j, k, url, sizeof url))
 			fail("newOrder: more authorizations than names, or one that is no URL");
-		xanswer(a, url, ns, &chals);
+		buf_add(&authzs, url, strlen(url) + 1);
+		id = xauthz_ident(a, url, ns, &r, &j);
+		xneed_str(&j, 0, "status", status, sizeof status, "authorization");
+		if (!strcmp(status, "valid")) {
+			info("Already verified: %s", id->value);
+		} else if (strcmp(status, "pending")) {
+			fail("authorization for %s is %s", id->value, status);
+		} else {
+			info("Verifying %s...", id->value);
+			xneed_str(&j, xtake_challenge(a, id, &j), "url", chal, sizeof chal,
+				  "challenge");
+			buf_add(&chals, chal, strlen(chal) + 1);
+		}
+		json_free(&j);
 	}
 	for (at = 0; at < chals.len; at += strlen(chals.p + at) + 1) {
 		xpost(a, chals.p + at, "{}", &r, "challenge");
@@ -1262,9 +1248,10 @@ static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 	/* a CA that validates while it answers needs no wait: then poll at once */
 	xpoll(a, o, done ? 0 : FIRST_POLL_DELAY);
 	if (!strcmp(o->status, "invalid"))
-		xfail_authz(a, o, ns);
+		xfail_authz(a, o, ns, &authzs);        /* the URLs checked, one per name at most */
 	if (undo_challenges("done", 0))
 		info("Warning: --hook %s done did not exit 0; the certificate is valid", run.hook);
+	buf_free(&authzs);
 	buf_free(&chals);
 	buf_free(&r.body);
 }
@@ -1340,19 +1327,12 @@ static int check_chain(const struct buf *pem)
 	return ok && n > 0 ? 0 : -1;
 }
 
-/* 1 if certificate der is for the key with subjectPublicKey bits key: the one way the two match. */
-static int cert_has_key(const struct buf *der, struct der key)
-{
-	struct cert c;
-	return !cert_parse(der->p, der->len, &c, NULL) && c.key.len == key.len &&
-	       !memcmp(c.key.p, key.p, key.len);
-}
-
 /*
- * 1 if pem's first certificate is ours: for the CSR's key and exactly the names ns (another
- * breaks the server that loads it), and valid now: not expired, not ending before it begins, and
- * begun (a day's leeway for clocks: a certificate from next year blocks renewal till then); else
- * 0. The one test for the certificate in --output and for the one the CA sends.
+ * 1 if pem's first certificate is ours: for the CSR's key (by the subjectPublicKey bits, the one
+ * way the two match) and exactly the names ns (another breaks the server that loads it), and
+ * valid now: not expired, not ending before it begins, and begun (a day's leeway for clocks: a
+ * certificate from next year blocks renewal till then); else 0. The one test for the certificate
+ * in --output and for the one the CA sends.
  */
 static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns)
 {
@@ -1364,7 +1344,7 @@ static int cert_is_ours(const struct buf *pem, const struct buf *csr, const stru
 	char label[32];
 	int k, ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
 		!strcmp(label, "CERTIFICATE") && !csr_key(csr->p, csr->len, &key) &&
-		cert_has_key(&der, key) && !cert_parse(der.p, der.len, &c, &have) &&
+		!cert_parse(der.p, der.len, &c, &have) && der_is(&c.key, key.p, key.len) &&
 		have.n == ns->n && c.not_before < c.not_after && time(NULL) < c.not_after &&
 		c.not_before < time(NULL) + 86400;
 	for (k = 0; ok && k < ns->n; k++)
@@ -1378,11 +1358,13 @@ static int key_fits_cert(const struct key *k, const struct buf *der)
 {
 	struct buf spki = { 0 };
 	struct der in, seq, v;
+	struct cert c;
 	int ok;
 	der_spki(&spki, k);
 	in = (struct der){ (const unsigned char *)spki.p, spki.len };
 	ok = !der_expect(&in, 0x30, &seq) && der_next(&seq, &v) >= 0 &&
-	     !der_expect(&seq, 0x03, &v) && cert_has_key(der, v);
+	     !der_expect(&seq, 0x03, &v) && !cert_parse(der->p, der->len, &c, NULL) &&
+	     der_is(&c.key, v.p, v.len);
 	buf_free(&spki);
 	return ok;
 }
@@ -1936,8 +1918,7 @@ static const char *xcheck_output(const char *path, struct buf *old)
 			fail("--output %s holds a private key: it is not replaced by a certificate",
 			     path);
 	}
-	hold_signals(1);                /* no signal may leave the temporary file behind */
-	fd = xcreate_temp(path, tmp, sizeof tmp);
+	fd = xcreate_temp(path, tmp, sizeof tmp);       /* signals held off */
 	for (k = 0; !err && k < old->len + 16384; k += sizeof room)
 		err = write_all(fd, room, sizeof room);
 	if (close(fd) && !err)
@@ -2689,8 +2670,7 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 	for (attempt = 0; attempt < 2; attempt++) {
 		int reused = c->fd >= 0 && !strcmp(c->host, u.host) && !strcmp(c->port, u.port) &&
 			     !conn_stale(c);
-		c->why = NULL;
-		if (!reused) {
+		if (!reused) {  /* conn_open says why if it fails */
 			conn_close(c);
 			if (conn_open(c, &u, give_up))
 				break;
@@ -3097,10 +3077,10 @@ static int der_expect(struct der *in, int tag, struct der *val)
 	return der_next(in, val) == tag ? 0 : -1;
 }
 
-/* 1 if the OID's bytes are these n bytes, else 0. */
-static int der_is_oid(const struct der *oid, const char *bytes, size_t n)
+/* 1 if v's bytes (an OID's, a key's) are these n bytes, else 0. */
+static int der_is(const struct der *v, const void *bytes, size_t n)
 {
-	return oid->len == n && !memcmp(oid->p, bytes, n);
+	return v->len == n && !memcmp(v->p, bytes, n);
 }
 
 /* Sets k->jwk, the public key as an RFC 7638 JWK (members in order), and its thumbprint. */
@@ -3268,7 +3248,7 @@ static int subject_names(struct der subject, struct names *ns)
 		while (rdn.len)
 			if (der_expect(&rdn, 0x30, &atv) || der_expect(&atv, 0x06, &oid) ||
 			    der_next(&atv, &val) < 0 ||
-			    (der_is_oid(&oid, OID_CN, 3) && add_name(ns, val.p, val.len, 0)))
+			    (der_is(&oid, OID_CN, 3) && add_name(ns, val.p, val.len, 0)))
 				return -1;
 	}
 	return 0;
@@ -3299,8 +3279,8 @@ static int extensions(struct der exts, struct names *ns, struct der *aki)
 		if (der_expect(&exts, 0x30, &ext) || der_expect(&ext, 0x06, &oid) ||
 		    (ext.len && ext.p[0] == 0x01 && der_expect(&ext, 0x01, &val)) ||  /* critical */
 		    der_expect(&ext, 0x04, &val) ||
-		    (ns && der_is_oid(&oid, OID_SAN, 3) && san_names(val, ns)) ||
-		    (aki && der_is_oid(&oid, OID_AKI, 3) && (der_expect(&val, 0x30, &seq) ||
+		    (ns && der_is(&oid, OID_SAN, 3) && san_names(val, ns)) ||
+		    (aki && der_is(&oid, OID_AKI, 3) && (der_expect(&val, 0x30, &seq) ||
 		     (seq.len && seq.p[0] == 0x80 && der_next(&seq, aki) < 0))))  /* [0] optional */
 			return -1;
 	return 0;
@@ -3312,7 +3292,7 @@ static int attribute_names(struct der attrs, struct names *ns)
 	struct der attr, oid, set, exts;
 	while (attrs.len)
 		if (der_expect(&attrs, 0x30, &attr) || der_expect(&attr, 0x06, &oid) ||
-		    der_expect(&attr, 0x31, &set) || (der_is_oid(&oid, OID_EXT_REQ, 9) &&
+		    der_expect(&attr, 0x31, &set) || (der_is(&oid, OID_EXT_REQ, 9) &&
 		    (der_expect(&set, 0x30, &exts) || extensions(exts, ns, NULL))))
 			return -1;
 	return 0;
@@ -3954,12 +3934,13 @@ static void xrefuse_dangling(const char *path, const char *what)
 }
 
 /*
- * Creates path.tmp-XXXXXX beside path, mode 0600: its descriptor, its name in tmp.
- * Callers hold signals off until it is gone or renamed.
+ * Creates path.tmp-XXXXXX beside path, mode 0600: its descriptor, its name in tmp. It holds
+ * signals off, so that none leaves the file behind; callers let them in when it is gone or renamed.
  */
 static int xcreate_temp(const char *path, char *tmp, size_t cap)
 {
 	int fd;
+	hold_signals(1);
 	if ((size_t)snprintf(tmp, cap, "%s.tmp-XXXXXX", path) >= cap)
 		fail("path too long: %s", path);
 	if ((fd = mkstemp(tmp)) < 0)
@@ -3981,8 +3962,7 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	char tmp[4096];
 	struct stat st;
 	int keep = replace && !stat(path, &st), fd, dir, err;
-	hold_signals(1);                /* no signal may leave the temporary file behind */
-	fd = xcreate_temp(path, tmp, sizeof tmp);
+	fd = xcreate_temp(path, tmp, sizeof tmp);       /* signals held off */
 	err = write_all(fd, data, len);
 	if (!err && keep && fchown(fd, st.st_uid, st.st_gid) && fchown(fd, (uid_t)-1, st.st_gid)) {
 		/* only root gives a file away; a member of its group keeps that; else it is ours */
