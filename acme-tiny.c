@@ -1918,7 +1918,8 @@ static const char *xcheck_output(const char *path, struct buf *old)
 			fail("--output %s holds a private key: it is not replaced by a certificate",
 			     path);
 	}
-	fd = xcreate_temp(path, tmp, sizeof tmp);       /* signals held off */
+	hold_signals(1);                /* no signal may leave the temporary file behind */
+	fd = xcreate_temp(path, tmp, sizeof tmp);
 	for (k = 0; !err && k < old->len + 16384; k += sizeof room)
 		err = write_all(fd, room, sizeof room);
 	if (close(fd) && !err)
@@ -3934,13 +3935,12 @@ static void xrefuse_dangling(const char *path, const char *what)
 }
 
 /*
- * Creates path.tmp-XXXXXX beside path, mode 0600: its descriptor, its name in tmp. It holds
- * signals off, so that none leaves the file behind; callers let them in when it is gone or renamed.
+ * Creates path.tmp-XXXXXX beside path, mode 0600: its descriptor, its name in tmp.
+ * Callers hold signals off until it is gone or renamed.
  */
 static int xcreate_temp(const char *path, char *tmp, size_t cap)
 {
 	int fd;
-	hold_signals(1);
 	if ((size_t)snprintf(tmp, cap, "%s.tmp-XXXXXX", path) >= cap)
 		fail("path too long: %s", path);
 	if ((fd = mkstemp(tmp)) < 0)
@@ -3962,7 +3962,8 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	char tmp[4096];
 	struct stat st;
 	int keep = replace && !stat(path, &st), fd, dir, err;
-	fd = xcreate_temp(path, tmp, sizeof tmp);       /* signals held off */
+	hold_signals(1);                /* no signal may leave the temporary file behind */
+	fd = xcreate_temp(path, tmp, sizeof tmp);
 	err = write_all(fd, data, len);
 	if (!err && keep && fchown(fd, st.st_uid, st.st_gid) && fchown(fd, (uid_t)-1, st.st_gid)) {
 		/* only root gives a file away; a member of its group keeps that; else it is ours */
