@@ -1848,17 +1848,19 @@ static int ends_run(int sig)
 
 /*
  * Sets on_signal for the signals that end a run, and lets them in: blocked in the mask we
- * inherited, they would leave --max-time and every cleanup dead. A closed pipe, or a file grown
- * past its size limit, is an error of the write, which then says so.
+ * inherited, they would leave --max-time and every cleanup dead. One inherited as ignored stays
+ * so (nohup's SIGHUP, a script's SIGINT for a job in the background), but SIGALRM: --max-time's.
+ * A closed pipe, or a file grown past its size limit, is an error of the write, which says so.
  */
 static void catch_signals(void)
 {
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct sigaction sa = { .sa_handler = on_signal }, old;
 	int sig;
 	sigfillset(&sa.sa_mask);        /* one handler at a time: one line on stderr */
 	sigemptyset(&ending);
 	for (sig = 1; sig <= SIGRTMAX; sig++)   /* those the C library keeps refuse sigaction */
-		if (ends_run(sig) && !sigaction(sig, &sa, NULL))
+		if (ends_run(sig) && !sigaction(sig, NULL, &old) &&
+		    (old.sa_handler != SIG_IGN || sig == SIGALRM) && !sigaction(sig, &sa, NULL))
 			sigaddset(&ending, sig);
 	hold_signals(0);
 	sa.sa_handler = SIG_IGN;

@@ -676,6 +676,29 @@ def max_time_signals_blocked(suite):
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def signals_ignored(suite):
+    # started with SIGHUP and SIGINT ignored (nohup; a script's job in the background):
+    # they stay ignored, while SIGALRM ignored too still ends the run at --max-time
+    sent = {}
+
+    def tick(pid, case_dir, ca):
+        if not sent and os.listdir(os.path.join(case_dir, ACME_DIR)):
+            os.kill(pid, signal.SIGHUP)
+            os.kill(pid, signal.SIGINT)
+            sent["at"] = time.monotonic()
+    ignored = (signal.SIGHUP, signal.SIGINT, signal.SIGALRM)
+    old = [signal.signal(sig, signal.SIG_IGN) for sig in ignored]
+    try:
+        expect_failure(suite, "proto_pending_retry_0",
+                       r"^acme-tiny: gave up after --max-time 2 s; challenge file removed$",
+                       min_s=1.9, max_s=4, args=["--max-wait", "100", "--max-time", "2"],
+                       on_tick=tick)
+    finally:
+        for sig, handler in zip(ignored, old):
+            signal.signal(sig, handler)
+    assert sent, "the challenge file never appeared"
+
+
 def max_time_busy(suite):
     # a CA that is busy for ever, each answer asking for another second: 16
     # sends would take 16 s, --max-time ends the run after 2
@@ -1441,6 +1464,7 @@ CASES = [
     ("evil_max_time_polling", max_time_polling),
     ("evil_max_time_busy", max_time_busy),
     ("evil_max_time_signals_blocked", max_time_signals_blocked),
+    ("evil_signals_ignored", signals_ignored),
     ("evil_proto_pending_retry_999999", proto_pending_retry_999999),
     ("evil_proto_processing_forever", proto_processing_forever),
     ("evil_proto_retry_date_c1", proto_retry_date_c1),
