@@ -359,6 +359,7 @@ static int is_b64url(const char *s, size_t max);
 static int hex_digit(int c);
 static void sha256(const void *p, size_t n, unsigned char out[32]);
 static int copy_str(char *out, size_t cap, const char *s, size_t len);
+static size_t line_breaks(const char *s);
 static void lower_case(char *s);
 static const char *date_text(long long t, char *out, size_t cap);
 static void xread_file(const char *path, const char *what, struct buf *b);
@@ -1287,15 +1288,6 @@ static void xfinalize(struct acme *a, struct order *o, const struct buf *csr)
 	if (strcmp(o->status, "valid"))
 		xfail_order(o);
 	buf_free(&p);
-}
-
-/* The length of the line breaks (LF or CRLF; a bare CR is none) at s: 0 if there are none. */
-static size_t line_breaks(const char *s)
-{
-	size_t n = 0;
-	while (s[n] == '\n' || (s[n] == '\r' && s[n + 1] == '\n'))
-		n += s[n] == '\r' ? 2 : 1;
-	return n;
 }
 
 /*
@@ -3004,7 +2996,8 @@ static int pem_next(const struct buf *in, size_t *pos, char *label, size_t cap, 
 	}
 	s += strlen("-----BEGIN ");
 	n = strcspn(s, "\r\n");
-	if (n < 5 || strncmp(s + n - 5, "-----", 5) || copy_str(label, cap, s, n - 5))
+	if (n < 5 || strncmp(s + n - 5, "-----", 5) || copy_str(label, cap, s, n - 5) ||
+	    !line_breaks(s + n))        /* a bare CR ends no line for openssl */
 		return -1;
 	body = s + n;
 	if (!(end = strstr(body, "-----END ")) || end[-1] != '\n' ||
@@ -3872,6 +3865,15 @@ static void lower_case(char *s)
 	for (; *s; s++)
 		if (*s >= 'A' && *s <= 'Z')
 			*s = (char)(*s + 32);
+}
+
+/* The length of the line breaks (LF or CRLF; a bare CR is none) at s: 0 if there are none. */
+static size_t line_breaks(const char *s)
+{
+	size_t n = 0;
+	while (s[n] == '\n' || (s[n] == '\r' && s[n + 1] == '\n'))
+		n += s[n] == '\r' ? 2 : 1;
+	return n;
 }
 
 /* Copies s into out only if it fits; returns 0 or -1. */

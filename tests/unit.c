@@ -3370,7 +3370,9 @@ static void test_cert_is_ours_names(void)
 /* check_chain: PEM certificates and nothing else; cert_is_ours: for the CSR's key and names. */
 static void test_check_chain(void)
 {
-	struct buf b = { 0 }, pem = { 0 };
+	struct buf b = { 0 }, pem = { 0 }, der = { 0 };
+	char label[32];
+	size_t pos;
 	static const char cert[] = "-----BEGIN CERTIFICATE-----\n";
 
 	set_context("check_chain");
@@ -3414,6 +3416,13 @@ static void test_check_chain(void)
 		buf_add(&b, pem.p, pem.len - 1);
 		buf_cat(&b, "\r", pem.p, NULL);
 		CHECK_INT(check_chain(&b), -1);
+		set_context("check_chain, a bare CR after BEGIN");
+		b.len = 0;
+		buf_str(&b, pem.p);
+		*strchr(b.p, '\n') = '\r';
+		CHECK_INT(check_chain(&b), -1);
+		pos = 0;
+		CHECK_INT(pem_next(&b, &pos, label, sizeof label, &der), -1);   /* a key file too */
 		set_context("check_chain, a blank line inside");
 		b.len = 0;
 		k = (size_t)(strchr(strchr(pem.p, '\n') + 1, '\n') + 1 - pem.p);   /* after line 2 */
@@ -3447,6 +3456,7 @@ static void test_check_chain(void)
 		CHECK_INT(check_chain(&b), -1);
 	}
 	buf_free(&pem);
+	buf_free(&der);
 	context[0] = 0;
 	buf_free(&b);
 }
