@@ -335,6 +335,7 @@ static int cert_parse(const void *der, size_t len, struct cert *c, struct names 
 static int der_next(struct der *in, struct der *val);
 static int der_expect(struct der *in, int tag, struct der *val);
 static int der_is(const struct der *v, const void *bytes, size_t n);
+static int decode_key(struct key *k, const void *der, size_t len);
 static void xgenerate_key(const char *path, const struct key_type *t);
 
 /* 8: JSON */
@@ -1891,6 +1892,7 @@ static const char *xcheck_output(const char *path, struct buf *old)
 {
 	const char *inputs[] = { run.account_key, run.csr, run.domain_key, run.ca_file };
 	static char real[PATH_MAX];
+	static struct key key;          /* a key in DER, if it is one */
 	char tmp[4096], room[4096] = "";
 	const char *why = NULL;
 	struct stat st, in;
@@ -1908,7 +1910,7 @@ static const char *xcheck_output(const char *path, struct buf *old)
 			fail("--output %s: that is %s, which this run reads", path, inputs[k]);
 	if (exists) {
 		xread_file(path, "--output", old);
-		if (strstr(old->p, " PRIVATE KEY-----"))
+		if (strstr(old->p, " PRIVATE KEY-----") || decode_key(&key, old->p, old->len))
 			fail("--output %s holds a private key: it is not replaced by a certificate",
 			     path);
 	}
@@ -3127,16 +3129,19 @@ static int rsa_public_from_der(const void *der, size_t len, struct der *n, struc
 	return 0;
 }
 
-/*
- * Decodes a DER private key (PKCS#1, SEC1 or PKCS#8); NULL, or what is
- * wrong. The RSA public key points into der, which must outlive k.
- */
-static const char *key_from_der(struct key *k, const void *der, size_t len)
+/* 1 if der is an RSA or EC private key (PKCS#1, SEC1 or PKCS#8), then in k->dc; else 0. */
+static int decode_key(struct key *k, const void *der, size_t len)
 {
 	memset(k, 0, sizeof *k);
 	br_skey_decoder_init(&k->dc);
 	br_skey_decoder_push(&k->dc, der, len);
-	if (br_skey_decoder_last_error(&k->dc))
+	return !br_skey_decoder_last_error(&k->dc);
+}
+
+/* Decodes a DER private key into k; NULL, or what is wrong. The RSA public key points into der. */
+static const char *key_from_der(struct key *k, const void *der, size_t len)
+{
+	if (!decode_key(k, der, len))
 		return "not an RSA or EC private key";
 	k->type = br_skey_decoder_key_type(&k->dc);
 	if (k->type == BR_KEYTYPE_RSA) {

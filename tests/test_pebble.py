@@ -624,9 +624,14 @@ def checked_first(env):
     plain = os.path.join(env.tmp, "plain-file")
     open(plain, "w").close()
     pem_key = make_key(env.tmp, "p256", "output-key")
+    der_key = os.path.join(env.tmp, "output-key.der")       # the same in DER: NUL bytes
+    subprocess.run(["openssl", "pkey", "-in", pem_key, "-outform", "DER", "-out", der_key],
+                   check=True)
     cases = [(os.path.join(env.tmp, "no-such-dir"), [], r"--acme-dir .*/no-such-dir: No such file "
               r"or directory"), (plain, [], r"--acme-dir .*/plain-file: Not a directory"),
              (env.p.acme_dir, ["--output", pem_key], r"--output .*/output-key\.key holds a private "
+              r"key: it is not replaced by a certificate"),
+             (env.p.acme_dir, ["--output", der_key], r"--output .*/output-key\.der holds a private "
               r"key: it is not replaced by a certificate")]
     if os.geteuid() != 0:   # root may write anywhere
         cases.append((d, [], r"--acme-dir .*: Permission denied"))
