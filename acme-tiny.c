@@ -968,6 +968,9 @@ static int xtake_on(const struct taken *t)
 	if (status < 0)
 		fail("--hook %s begin %s %s: killed, or it did not end within --hook-timeout %d s",
 		     run.hook, t->type, t->ident, run.hook_timeout);
+	if (status == 127)      /* execv failed (#!/bin/bash on OpenWrt), or a shell's */
+		fail("--hook %s begin %s %s: exit 127, command not found: is its #! interpreter,"
+		     " or a command it runs, installed?", run.hook, t->type, t->ident);
 	return status == 0;
 }
 
@@ -990,7 +993,9 @@ static void xself_check(const struct ident *id, const char *token, const char *k
 		     !memcmp(r.body.p, keyauth, r.body.len);
 		snprintf(why, sizeof why, "HTTP %d%s", r.status, r.status == 200 ?
 			 " with other content" : r.status == 403 ?
-			 " (may the web server read the file?)" : "");
+			 " (may the web server read the file?)" : r.status / 100 == 3 ?
+			 " (a redirect: the CA follows it, this check does not; --disable-check)" :
+			 "");
 		err = why;
 	}
 	conn_close(&plain);
@@ -1252,7 +1257,7 @@ static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 	if (!strcmp(o->status, "invalid"))
 		xfail_authz(a, o, ns, &authzs);        /* the URLs checked, one per name at most */
 	if (undo_challenges("done", 0))
-		info("Warning: --hook %s done did not exit 0; the certificate is valid", run.hook);
+		info("Warning: --hook %s done did not exit 0; the names are validated", run.hook);
 	buf_free(&authzs);
 	buf_free(&chals);
 	buf_free(&r.body);
@@ -2419,8 +2424,10 @@ static int conn_open(struct conn *c, const struct url *u, long long give_up)
 		ip_engine.end_chain = ip_end_chain;
 		c->tls->xc.vtable = &ip_engine;
 	}
-	if (!br_ssl_client_reset(&c->tls->sc, c->tls->ip[0] ? NULL : u->host, 0))
+	if (!br_ssl_client_reset(&c->tls->sc, c->tls->ip[0] ? NULL : u->host, 0)) {
+		conn_close(c);          /* not kept as if it were a connection */
 		return conn_error(c, tls_error(br_ssl_engine_last_error(&c->tls->sc.eng)));
+	}
 	br_sslio_init(&c->tls->io, &c->tls->sc.eng, tls_low_read, c, tls_low_write, c);
 	return 0;
 }

@@ -285,7 +285,7 @@ def done_hangs(env):
     assert len(pids) == 2, f"done did not hang: {env.calls()}"
     env.check_killed(pids)
     warnings = [line for line in res.stderr.decode().splitlines() if "Warning" in line]
-    assert warnings == [f"Warning: --hook {HOOK} done did not exit 0; the certificate is valid"], \
+    assert warnings == [f"Warning: --hook {HOOK} done did not exit 0; the names are validated"], \
         res.stderr.decode()[-1500:]
 
 
@@ -329,6 +329,19 @@ def declines_everything(env):
         assert sorted(c[1] for c in calls) == types, calls
         assert env.requests("POST /chalZ/") == posts, "a challenge was answered"
         os.remove(env.log_path)
+
+
+def hook_cannot_run(env):
+    """A hook whose #! names an interpreter that is not there (bash on OpenWrt): one
+    line that says so, not 'the hook declined every challenge'."""
+    hook = os.path.join(env.d, "bash-hook")
+    with open(hook, "w") as f:
+        f.write("#!/nonexistent/bash\nexit 0\n")
+    os.chmod(hook, 0o755)
+    res = env.run(["cannot-run.example.test"], "--hook", hook)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: --hook .*/bash-hook begin (dns|http)-01 "
+                  r"cannot-run\.example\.test: exit 127, command not found: is its #! "
+                  r"interpreter, or a command it runs, installed\?$")
 
 
 def invalid_order(env):
@@ -552,7 +565,7 @@ def usage(env):
 TESTS = [(f"dns_{f.__name__}", f) for f in (
     dns01_one_name, dns01_wildcard, mixed_file_and_hook, uacme_example_hook, done_fails,
     done_hangs, chatty_hook,
-    declines_everything, invalid_order, hook_timeout, sigterm_during_hook, sigterm_failed_hangs,
+    declines_everything, hook_cannot_run, invalid_order, hook_timeout, sigterm_during_hook, sigterm_failed_hangs,
     sigterm_during_fail, sigterm_during_done, sigchld_ignored, max_time_during_hook, usage)]
 
 

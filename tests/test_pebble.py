@@ -224,6 +224,36 @@ def self_check_fails(env):
                   r"http://127\.0\.0\.1:\d+/\.well-known/acme-challenge/[A-Za-z0-9_-]+: HTTP 404")
 
 
+def self_check_redirect(env):
+    # a web server that redirects the challenge (to https, say): the CA follows it, the
+    # check does not, and says so
+    import http.server
+    import threading
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(301)
+            self.send_header("Location", "https://127.0.0.1" + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        key = make_key(env.tmp, "p256", "self-check-redirect")
+        csr = make_csr(env.tmp, "ip", "127.0.0.1")
+        res = env.run(key, csr, "--check-port", str(server.server_address[1]), check=True,
+                      quiet=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: Wrote file to .*, but couldn't download "
+                  r"http://127\.0\.0\.1:\d+/\.well-known/acme-challenge/[A-Za-z0-9_-]+: HTTP 301 "
+                  r"\(a redirect: the CA follows it, this check does not; --disable-check\)$")
+
+
 def validation_fails(env):
     unserved = tempfile.mkdtemp(dir=env.tmp)
     key = make_key(env.tmp, "p256")
@@ -669,7 +699,7 @@ def nonce_reject_50(env):
 TESTS = [(f"pebble_{f.__name__}", f) for f in (
     issue_rsa2048, issue_rsa4096, issue_p256, issue_p384, three_names_one_ip, der_csr,
     existing_account, existing_account_new_contact, contact_with_quote, self_check_passes, self_check_fails,
-    validation_fails, untrusted_server, bad_account_key, usage_errors, output_file, from_nothing,
+    self_check_redirect, validation_fails, untrusted_server, bad_account_key, usage_errors, output_file, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
     wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit,
     ssl_cert_file, dangling_key_link)]
