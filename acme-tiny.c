@@ -228,7 +228,7 @@ static struct run {
 	int print_persist;        /* --print-dns-persist: the records to set, and nothing else */
 	int hook_timeout; /* seconds for one run of the hook */
 	int timeout;      /* seconds for one HTTP exchange, connect included */
-	int max_wait;     /* seconds of polling for one authorization or order */
+	int max_wait;     /* seconds of polling for one order */
 	int max_time;     /* seconds for all of the talk with the CA: a cron job must end */
 } run = { .directory = DEFAULT_DIRECTORY, .ca_file = DEFAULT_CA_FILE, .key_type_name = "p256",
 	  .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30, .max_wait = 300,
@@ -389,7 +389,7 @@ int acme_tiny_main(int argc, char **argv);
 int main(int argc, char **argv)
 {
 	static struct tls tls;
-	static struct acme a;   /* zeroed in .bss: an initializer would put its 16 kB in the file */
+	static struct acme a;   /* zeroed in .bss: an initializer would put its 20 kB in the file */
 	static struct names ns;
 	static struct key account;
 	struct buf key = { 0 }, csr = { 0 }, old = { 0 }, chain = { 0 };
@@ -491,7 +491,7 @@ static void xcheck_profile(const struct json *j, int meta, const char *profile)
 	fail("--profile %s: the CA offers %s", profile, offered.len ? offered.p : "no profiles");
 }
 
-/* GET the directory (7.1.1): the CA's URLs, its host and port, the first nonce. */
+/* GET the directory (7.1.1): the CA's URLs and what its meta says; a nonce, if it sends one. */
 static void xdirectory(struct acme *a)
 {
 	struct resp r = { 0 };
@@ -1438,7 +1438,7 @@ static void fail_problem(const char *step, const struct resp *r)
 	     where, r->terms[0] ? "; terms of service: " : "", r->terms);
 }
 
-/* Ends the run with the error of an invalid order: that of the authorization that failed. */
+/* Ends the run for an order that is not valid: its URL, its status, and its error if any. */
 static void xfail_order(struct order *o)
 {
 	char err[1400];
@@ -2134,7 +2134,7 @@ static void free_trust_anchors(void)
 
 /* ---- connections ---- */
 
-/* -1, noting why the exchange failed: the one place c->why is set. */
+/* -1, noting why the exchange failed: the one place a reason goes into c->why. */
 static int conn_error(struct conn *c, const char *why)
 {
 	c->why = why;
