@@ -62,7 +62,7 @@ enum {
 	MAX_URL = 2048,           /* any URL we are given or follow */
 	MAX_NAMES = 100,          /* identifiers in one certificate */
 	MAX_NAME = 253,           /* one DNS name */
-	MAX_TOKENS = 8192,        /* JSON values in one response */
+	MAX_TOKENS = 8192,        /* JSON keys and values in one response */
 	MAX_DEPTH = 32,           /* JSON nesting */
 	MAX_TOKEN = 255,          /* an http-01 token, base64url: a file name (NAME_MAX) */
 	MAX_STATUS = 32,          /* an ACME object's "status" */
@@ -1647,8 +1647,8 @@ static const char USAGE[] =
 "  --output FILE         write the chain to FILE, not stdout: a temporary file beside it,\n"
 "                        renamed over FILE only when the run succeeded; a certificate\n"
 "                        FILE holds already is renewed only when due\n"
-"  --days N              due with N days left, or sooner if ARI says so\n"
-"  --force               renew now, due or not\n"
+"  --days N              with --output: due with N days left (1-3650), or sooner by ARI\n"
+"  --force               with --output: renew now, due or not\n"
 "  --profile NAME        a certificate profile the CA lists in its directory,\n"
 "                        e.g. Let's Encrypt's shortlived (needed for IP addresses)\n"
 "  --ca-file FILE        CA certificates to trust for the ACME server, PEM\n"
@@ -1753,6 +1753,10 @@ static void xcheck_args(void)
 			    " either --csr or --domains with --domain-key");
 	if (run.print_persist && (actions || run.output))
 		usage_error("--print-dns-persist prints records to stdout, and does nothing else");
+	if ((run.days || run.force) && (!run.output || actions))   /* else every run issues */
+		usage_error("--days and --force go with --output: the certificate they look at");
+	if (run.revoke_key && !run.revoke)
+		usage_error("--revoke-key goes with --revoke");
 }
 
 /* Reads the command line into run; ends the run with a usage error. */

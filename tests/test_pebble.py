@@ -299,7 +299,7 @@ def usage_errors(env):
         assert res.returncode == 0 and b"--account-key" in res.stdout, flag
     # each bound at its edge: inside it, the run goes on (and fails later, on
     # the missing key); one past it, a usage error (exit 2 either way)
-    base = ["--account-key", "/nonexistent/k", "--csr", "c", "--acme-dir", "d"]
+    base = ["--account-key", "/nonexistent/k", "--csr", "c", "--acme-dir", "d", "--output", "o"]
     for extra, usage in ((["--timeout", "999999"], 0), (["--timeout", "1000000"], 1),
                          (["--max-time", "999999"], 0), (["--max-time", "0"], 1),
                          (["--check-port", "65535"], 0), (["--check-port", "65536"], 1),
@@ -311,6 +311,15 @@ def usage_errors(env):
         assert res.returncode == 2 and res.stdout == b"", f"{extra}: exit {res.returncode}: {said}"
         assert said.endswith(" (try 'acme-tiny --help')\n") == bool(usage), f"{extra}: {said!r}"
         assert usage or "account key /nonexistent/k: no such file" in said, f"{extra}: {said!r}"
+    # --days and --force look at --output's certificate: without it every run would issue
+    for extra, line in ((["--days", "30"], "--days and --force go with --output"),
+                        (["--force"], "--days and --force go with --output"),
+                        (["--output", "o", "--force", "--deactivate-account"],
+                         "--days and --force go with --output"),
+                        (["--revoke-key", "k"], "--revoke-key goes with --revoke")):
+        res = subprocess.run([*env.cmd, *base[:6], *extra], capture_output=True, timeout=10)
+        assert res.returncode == 2 and res.stderr.decode().startswith("acme-tiny: " + line), \
+            (extra, res.stderr)
 
 
 def output_file(env):
