@@ -178,7 +178,7 @@ struct resp {
 	int status;
 	int close;                   /* the connection ends after this response */
 	char nonce[256];             /* Replay-Nonce, kept only if base64url */
-	char location[MAX_URL], retry_after[64];
+	char location[MAX_URL], retry_after[64], date[64];      /* date: the server's clock */
 	char terms[MAX_URL];         /* Link: <...>;rel="terms-of-service" */
 	struct buf body;
 };
@@ -202,6 +202,7 @@ struct acme {
 	char issuer[MAX_NAME + 1];   /* dns-persist-01: meta's issuerDomainNames[0], if any, */
 	char caa[MAX_NAME + 1];      /* ...else the challenge's, else caaIdentities[0] */
 	char hash_prefix[256];       /* meta's accountHashPrefix: the account by hash (draft-02) */
+	long long ca_time;           /* the CA's clock (its Date) at the directory; -1 if none */
 };
 
 /* The run, as the command line describes it. */
@@ -228,7 +229,7 @@ static struct run {
 	int print_persist;        /* --print-dns-persist: the records to set, and nothing else */
 	int hook_timeout; /* seconds for one run of the hook */
 	int timeout;      /* seconds for one HTTP exchange, connect included */
-	int max_wait;     /* seconds of polling for one order */
+	int max_wait;     /* seconds of polling one order; of one request's waits on a busy CA */
 	int max_time;     /* seconds for all of the talk with the CA: a cron job must end */
 } run = { .directory = DEFAULT_DIRECTORY, .ca_file = DEFAULT_CA_FILE, .key_type_name = "p256",
 	  .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30, .max_wait = 300,
@@ -271,7 +272,8 @@ static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 static void xcheck_challenge_ways(void);
 static void xpersist_records(const struct acme *a, const struct names *ns, struct buf *out);
 static void first_str(const struct json *j, int list, char *out, size_t cap);
-static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns);
+static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns,
+			long long ca_time);
 static int key_fits_cert(const struct key *k, const struct buf *der);
 
 /* 3: ACME requests */
@@ -335,7 +337,6 @@ static int cert_parse(const void *der, size_t len, struct cert *c, struct names 
 static int der_next(struct der *in, struct der *val);
 static int der_expect(struct der *in, int tag, struct der *val);
 static int der_is(const struct der *v, const void *bytes, size_t n);
-static int decode_key(struct key *k, const void *der, size_t len);
 static void xgenerate_key(const char *path, const struct key_type *t);
 
 /* 8: JSON */
@@ -515,6 +516,7 @@ static void xdirectory(struct acme *a)
 	first_str(&j, json_get(&j, meta, "caaIdentities"), a->caa, sizeof a->caa);
 	json_get_str(&j, meta, "accountHashPrefix", a->hash_prefix, sizeof a->hash_prefix);
 	strcpy(a->nonce, r.nonce);
+	a->ca_time = parse_date(r.date);        /* for certificates, when our clock is wrong */
 	json_free(&j);
 	buf_free(&r.body);
 	info("Directory found!");
@@ -586,7 +588,7 @@ static void xaccount(struct acme *a)
 
 /*
  * newOrder (7.4) for our names into o, replacing the old certificate if any (RFC 9773 5), and
- * without that if the CA refuses the order (a 4xx but a rate limit): CAs word the refusal each
+ * without that if the CA refuses the order (a 4xx but a rate limit's): CAs word the refusal each
  * their own way (another account's certificate, an issuer they forgot). It may hand back an
  * order it has: ready, processing or valid.
  */
@@ -613,9 +615,11 @@ static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 		buf_str(&p, "}");
 		if (xsend(a, a->new_order, p.p, &o->r, "newOrder", 0))
 			break;
-		if (!a->replaces[0] || o->r.status < 400 || o->r.status > 499 || o->r.status == 429)
+		if (!a->replaces[0] || o->r.status / 100 != 4 || o->r.status == 429 ||
+		    is_problem(&o->r, "rateLimited"))
 			fail_problem("newOrder", &o->r);
-		info("The CA refuses this order as a replacement: ordering without \"replaces\"");
+		info("The CA refuses this order (HTTP %d): ordering once more without \"replaces\"",
+		     o->r.status);
 		a->replaces[0] = 0;
 	}
 	xneed_location(&o->r, o->url, "newOrder");
@@ -717,7 +721,7 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		shared += our_ident(&have, ns->id[k].type, ns->id[k].value) != NULL;
 	if (shared && c.aki.len && a->renewal_info[0])
 		cert_id(&c, a->replaces, sizeof a->replaces);
-	ours = ours && cert_is_ours(old, csr, ns);
+	ours = ours && cert_is_ours(old, csr, ns, a->ca_time);
 	if (old->len && !ours)
 		info("%s holds no certificate valid now for these names and this key: renewing now",
 		     run.output);
@@ -1325,14 +1329,21 @@ static int check_chain(const struct buf *pem)
 	return ok && n > 0 ? 0 : -1;
 }
 
+/* 1 if c is valid at t, seconds since 1970 (-1: unknown), with a day's leeway before it begins. */
+static int valid_at(const struct cert *c, long long t)
+{
+	return t >= 0 && c->not_before < t + 86400 && t < c->not_after;
+}
+
 /*
  * 1 if pem's first certificate is ours: for the CSR's key (by the subjectPublicKey bits, the one
- * way the two match) and exactly the names ns (another breaks the server that loads it), and
- * valid now: not expired, not ending before it begins, and begun (a day's leeway for clocks: a
- * certificate from next year blocks renewal till then); else 0. The one test for the certificate
- * in --output and for the one the CA sends.
+ * way the two match) and exactly the names ns (another breaks the server that loads it), not
+ * ending before it begins, and valid now by our clock or by the CA's, ca_time (a router's clock
+ * may be days off; a certificate from next year would block renewal till then); else 0. The one
+ * test for the certificate in --output and for the one the CA sends.
  */
-static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns)
+static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns,
+			long long ca_time)
 {
 	static struct names have;
 	struct buf der = { 0 };
@@ -1343,8 +1354,8 @@ static int cert_is_ours(const struct buf *pem, const struct buf *csr, const stru
 	int k, ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
 		!strcmp(label, "CERTIFICATE") && !csr_key(csr->p, csr->len, &key) &&
 		!cert_parse(der.p, der.len, &c, &have) && der_is(&c.key, key.p, key.len) &&
-		have.n == ns->n && c.not_before < c.not_after && time(NULL) < c.not_after &&
-		c.not_before < time(NULL) + 86400;
+		have.n == ns->n && c.not_before < c.not_after &&
+		(valid_at(&c, time(NULL)) || valid_at(&c, ca_time));
 	for (k = 0; ok && k < ns->n; k++)
 		ok = our_ident(&have, ns->id[k].type, ns->id[k].value) != NULL;
 	buf_free(&der);
@@ -1372,15 +1383,17 @@ static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 			 const struct names *ns, struct buf *chain)
 {
 	struct resp r = { 0 };
-	char url[MAX_URL], now[64];
+	char url[MAX_URL], now[64], ca_now[64] = "none";
 	xneed_str(&o->j, 0, "certificate", url, sizeof url, "order");
 	xpost(a, url, NULL, &r, "certificate download");
 	if (check_chain(&r.body))
 		fail("certificate download: the answer is not a PEM certificate chain");
-	if (!cert_is_ours(&r.body, csr, ns))     /* not valid now, by a clock that is wrong? */
+	if (a->ca_time >= 0)
+		date_text(a->ca_time, ca_now, sizeof ca_now);
+	if (!cert_is_ours(&r.body, csr, ns, a->ca_time))
 		fail("certificate download: the certificate of order %s is not for the CSR's key"
-		     " and names, or is not valid now (our clock says %s)", o->url,
-		     date_text(time(NULL), now, sizeof now));
+		     " and names, or is not valid now (our clock says %s, the CA's %s)", o->url,
+		     date_text(time(NULL), now, sizeof now), ca_now);
 	*chain = r.body;                /* the chain is the download's body */
 	info("Certificate signed!");
 }
@@ -1754,7 +1767,8 @@ static void xcheck_args(void)
 	if (run.print_persist && (actions || run.output))
 		usage_error("--print-dns-persist prints records to stdout, and does nothing else");
 	if ((run.days || run.force) && (!run.output || actions))   /* else every run issues */
-		usage_error("--days and --force go with --output: the certificate they look at");
+		usage_error("--days and --force go with --output when getting a certificate: they"
+			    " look at the one it holds");
 	if (run.revoke_key && !run.revoke)
 		usage_error("--revoke-key goes with --revoke");
 }
@@ -1901,7 +1915,6 @@ static const char *xcheck_output(const char *path, struct buf *old)
 {
 	const char *inputs[] = { run.account_key, run.csr, run.domain_key, run.ca_file };
 	static char real[PATH_MAX];
-	static struct key key;          /* a key in DER, if it is one */
 	char tmp[4096], room[4096] = "";
 	const char *why = NULL;
 	struct stat st, in;
@@ -1919,9 +1932,9 @@ static const char *xcheck_output(const char *path, struct buf *old)
 			fail("--output %s: that is %s, which this run reads", path, inputs[k]);
 	if (exists) {
 		xread_file(path, "--output", old);
-		if (strstr(old->p, " PRIVATE KEY-----") || decode_key(&key, old->p, old->len))
-			fail("--output %s holds a private key: it is not replaced by a certificate",
-			     path);
+		if (strstr(old->p, " PRIVATE KEY-----") || memchr(old->p, 0, old->len))
+			fail("--output %s holds a private key, or binary data (DER): it is not"
+			     " replaced by a certificate", path);
 	}
 	hold_signals(1);                /* no signal may leave the temporary file behind */
 	fd = xcreate_temp(path, tmp, sizeof tmp);
@@ -2220,7 +2233,8 @@ static const char *tls_error(int err)
 	case BR_ERR_RECV_FATAL_ALERT + 70:      /* protocol_version */
 		return "TLS: the server does not answer in TLS 1.2 (TLS 1.3 only? plain HTTP?)";
 	case BR_ERR_RECV_FATAL_ALERT + 40:      /* handshake_failure */
-		return "TLS: the server takes none of our TLS 1.2 cipher suites (ECDHE, AES-GCM)";
+		return "TLS: the server refused the handshake (alert 40: none of our cipher suites,"
+		       " ECDHE with AES-GCM, or curves? a client certificate wanted?)";
 	}
 	if (err > BR_ERR_RECV_FATAL_ALERT && err < BR_ERR_SEND_FATAL_ALERT)
 		snprintf(msg, sizeof msg, "TLS: the server sent alert %d", err - 256);
@@ -2520,6 +2534,8 @@ static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, 
 		return conn_error(c, "Location header too long");
 	} else if (!strcasecmp(line, "retry-after") && strspn(v, PRINTABLE) == strlen(v)) {
 		copy_str(r->retry_after, sizeof r->retry_after, v, strlen(v));
+	} else if (!strcasecmp(line, "date") && strspn(v, PRINTABLE) == strlen(v)) {
+		copy_str(r->date, sizeof r->date, v, strlen(v));
 	} else if (!strcasecmp(line, "link") && strspn(v, PRINTABLE) == strlen(v) &&
 		   (rel = strstr(v, "rel=\"terms-of-service\""))) {
 		for (e = rel; e > v && e[-1] != '<';)   /* its <URL>: the last one before it */
@@ -2608,7 +2624,7 @@ static int read_response(struct conn *c, struct resp *r, int head)
 	int chunked;
 	r->body.len = 0;
 	buf_add(&r->body, "", 0);       /* an empty body still gives a string */
-	r->nonce[0] = r->location[0] = r->retry_after[0] = r->terms[0] = 0;
+	r->nonce[0] = r->location[0] = r->retry_after[0] = r->terms[0] = r->date[0] = 0;
 	if (read_head(c, r, &clen, &chunked))
 		return -1;
 	if (head || r->status == 204 || r->status == 304)
@@ -2628,12 +2644,12 @@ static int read_response(struct conn *c, struct resp *r, int head)
 /*
  * 1 if bytes wait on the kept connection c before we ask anything (a response nobody asked for,
  * or the server's end), else 0: then it is not reused, or they would answer our next request.
+ * (Bytes left in BearSSL's buffer make our send fail: the request goes on a new connection.)
  */
 static int conn_stale(struct conn *c)
 {
 	struct pollfd p = { c->fd, POLLIN, 0 };
-	return (c->tls && (br_ssl_engine_current_state(&c->tls->sc.eng) & BR_SSL_RECVAPP)) ||
-	       poll(&p, 1, 0) != 0;
+	return poll(&p, 1, 0) != 0;
 }
 
 /* Sends one request, with body as JOSE JSON if there is one: 0, or -1 with why. */
@@ -3140,19 +3156,16 @@ static int rsa_public_from_der(const void *der, size_t len, struct der *n, struc
 	return 0;
 }
 
-/* 1 if der is an RSA or EC private key (PKCS#1, SEC1 or PKCS#8), then in k->dc; else 0. */
-static int decode_key(struct key *k, const void *der, size_t len)
+/*
+ * Decodes a DER private key (PKCS#1, SEC1 or PKCS#8); NULL, or what is
+ * wrong. The RSA public key points into der, which must outlive k.
+ */
+static const char *key_from_der(struct key *k, const void *der, size_t len)
 {
 	memset(k, 0, sizeof *k);
 	br_skey_decoder_init(&k->dc);
 	br_skey_decoder_push(&k->dc, der, len);
-	return !br_skey_decoder_last_error(&k->dc);
-}
-
-/* Decodes a DER private key into k; NULL, or what is wrong. The RSA public key points into der. */
-static const char *key_from_der(struct key *k, const void *der, size_t len)
-{
-	if (!decode_key(k, der, len))
+	if (br_skey_decoder_last_error(&k->dc))
 		return "not an RSA or EC private key";
 	k->type = br_skey_decoder_key_type(&k->dc);
 	if (k->type == BR_KEYTYPE_RSA) {
@@ -3883,12 +3896,12 @@ static void lower_case(char *s)
 			*s = (char)(*s + 32);
 }
 
-/* The length of the line breaks (LF or CRLF; a bare CR is none) at s: 0 if there are none. */
+/* The length of the line breaks at s (LF, after CRs or not; a bare CR is none): 0 if none. */
 static size_t line_breaks(const char *s)
 {
-	size_t n = 0;
-	while (s[n] == '\n' || (s[n] == '\r' && s[n + 1] == '\n'))
-		n += s[n] == '\r' ? 2 : 1;
+	size_t n = 0, cr;
+	while (s[n + (cr = strspn(s + n, "\r"))] == '\n')
+		n += cr + 1;
 	return n;
 }
 

@@ -24,13 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	buf_add(&in, data, size);
 	check_chain(&in);
-	cert_is_ours(&in, &in, &ns);
+	cert_is_ours(&in, &in, &ns, -1);
 	buf_free(&in);
 	if (size >= 2 && (cut = (size_t)(data[0] << 8 | data[1])) <= size - 2) {
 		buf_add(&pem, data + 2, cut);
 		buf_add(&csr, data + 2 + cut, size - 2 - cut);
 		if (!csr_names((const unsigned char *)csr.p, csr.len, &ns))
-			cert_is_ours(&pem, &csr, &ns);
+			cert_is_ours(&pem, &csr, &ns, -1);
 		buf_free(&pem);
 		buf_free(&csr);
 	}

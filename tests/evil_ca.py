@@ -25,6 +25,7 @@ or after MAX_STREAM bytes. Threads are daemons; stop() shuts every socket
 down and joins them.
 """
 import base64
+import email.utils
 import json
 import os
 import secrets
@@ -308,6 +309,9 @@ class EvilCA:
         if r.ctype and (r.body or req.method == "HEAD"):
             h += f"Content-Type: {r.ctype}\r\n"
         h += f"Content-Length: {len(r.body)}\r\n"
+        if self.opts.get("date_offset") is not None:   # the CA's clock, this far from ours
+            h += "Date: " + email.utils.formatdate(time.time() + self.opts["date_offset"],
+                                                   usegmt=True) + "\r\n"
         if r.nonce and not self.no_nonce:
             h += self.nonce_header()
         h += "".join(x + "\r\n" for x in r.headers) + "\r\n"
@@ -828,6 +832,7 @@ SCENARIOS = {
     "proto_cert_expired": {"cert": chain_of("leaf-expired")},
     "proto_cert_reversed": {"cert": chain_of("leaf-reversed")},
     "proto_cert_future": {"cert": chain_of("leaf-future")},
+    "proto_cert_soon": {"cert": chain_of("leaf-soon")},
     "proto_cert_html": {"cert": body("<!DOCTYPE html>\n<html><body>Your certificate is ready"
                                      "</body></html>\n", ctype="text/html")},
     "proto_cert_trailing_escape": {"cert": lambda ca, req, normal: (
@@ -925,6 +930,9 @@ SCENARIOS = {
         " replaced by this order") if "replaces" in (req.payload or "") else normal()},
     "ari_replaces_rate_limited": {"newOrder": lambda ca, req, normal: problem(
         429, "rateLimited", "evil CA: too many certificates") if "replaces" in (req.payload or "")
+        else normal()},
+    "ari_replaces_rate_limited_403": {"newOrder": lambda ca, req, normal: problem(
+        403, "rateLimited", "evil CA: too many certificates") if "replaces" in (req.payload or "")
         else normal()},
     "eab_single_use": {"newAccount": _eab_single_use},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)

@@ -136,13 +136,15 @@ class Suite:
                 "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext",
                 cwd=self.keys)
         # the same, older: 12 hours of 60 left; 15 days of 30 left; expired; a
-        # validity that ends before it begins; and one that begins next year
+        # validity that ends before it begins; one that begins next year; and one that
+        # begins in 2 days (by the clock of a CA 3 days ahead of ours, it has begun)
         now = time.time()
         for name, start, end in (("leaf-expiring", now - 48 * 3600, now + 12 * 3600),
                                  ("leaf-half", now - 15 * 86400, now + 15 * 86400),
                                  ("leaf-expired", now - 60 * 86400, now - 86400),
                                  ("leaf-reversed", now + 365 * 86400, now + 30 * 86400),
-                                 ("leaf-future", now + 365 * 86400, now + 400 * 86400)):
+                                 ("leaf-future", now + 365 * 86400, now + 400 * 86400),
+                                 ("leaf-soon", now + 2 * 86400, now + 60 * 86400)):
             openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
                     "-in", self.csr, "-out", name + ".pem", "-notext", "-extfile", "leaf.ext",
                     "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
@@ -751,7 +753,8 @@ def proto_cert_other_key(suite):
     expect_failure(suite, "proto_cert_other_key",
                    r"^acme-tiny: certificate download: the certificate of order "
                    r"https://localhost:\d+/order/1 is not for the CSR's key and names, "
-                   r"or is not valid now \(our clock says \d{4}-\d\d-\d\d \d\d:\d\d UTC\)$")
+                   r"or is not valid now \(our clock says \d{4}-\d\d-\d\d \d\d:\d\d UTC, "
+                   r"the CA's none\)$")
 
 
 def proto_cert_not_ours(suite):
@@ -763,6 +766,26 @@ def proto_cert_not_ours(suite):
                        r"order https://localhost:\d+/order/1 is not for the CSR's key and names, "
                        r"or is not valid now \(our clock says [^)]+\)$", prepare=output_holds(suite, "leaf-expiring.pem"),
                        args=["--output", "out.pem"])
+
+
+def cert_by_the_cas_clock(suite):
+    # our clock 3 days behind the CA's (a router before NTP): a certificate that begins in 2
+    # days by ours has begun by the CA's (its Date), and is taken; in --output, it is not due
+    with EvilCA("proto_cert_soon", suite.keys, date_offset=3 * 86400) as ca:
+        res = suite.run_client(ca)
+    check_success(res, res.acme_dir)
+    not_due(renew(suite, "normal", "leaf-soon.pem", date_offset=3 * 86400),
+            os.path.join(suite.keys, "leaf-soon.pem"))
+    # ours a month ahead: one that ended yesterday by ours is valid by the CA's
+    with EvilCA("proto_cert_expired", suite.keys, date_offset=-30 * 86400) as ca:
+        res = suite.run_client(ca)
+    check_success(res, res.acme_dir)
+    # the CA's clock agrees with ours: not begun, so refused, and --output's renewed
+    expect_failure(suite, "proto_cert_soon", r"^acme-tiny: certificate download: the "
+                   r"certificate of order https://localhost:\d+/order/1 is not for the CSR's "
+                   r"key and names, or is not valid now \(our clock says [^,]+, the CA's "
+                   r"\d{4}-\d\d-\d\d \d\d:\d\d UTC\)$", date_offset=0)
+    issued(renew(suite, "normal", "leaf-soon.pem", date_offset=0))
 
 
 def proto_cert_html(suite):
@@ -928,7 +951,8 @@ def tls_nothing_in_common(suite):
     def line(why):
         return r"^acme-tiny: directory: GET https://localhost:\d+/dir: TLS: the server " + why + "$"
     for tls, why in (("1.3", r"does not answer in TLS 1\.2 \(TLS 1\.3 only\? plain HTTP\?\)"),
-                     ("chacha", r"takes none of our TLS 1\.2 cipher suites \(ECDHE, AES-GCM\)")):
+                     ("chacha", r"refused the handshake \(alert 40: none of our cipher suites, "
+                                r"ECDHE with AES-GCM, or curves\? a client certificate wanted\?\)")):
         expect_failure(suite, "normal", line(why), tls=tls)
     with socket.socket() as raw:
         raw.bind(("127.0.0.1", 0))
@@ -1230,11 +1254,13 @@ def ari_replaces_refused(suite):
     # ...but a rate limit is not: an order without "replaces" counts against it the more
     def after(ca, res):
         assert ca.count("newOrder") == 1, ca.steps()
-    expect_failure(suite, "ari_replaces_rate_limited",
-                   r"^acme-tiny: newOrder failed: HTTP 429 urn:ietf:params:acme:error:"
-                   r"rateLimited: evil CA: too many certificates$",
-                   prepare=output_holds(suite, "leaf.pem"), args=["--output", "out.pem"],
-                   after=after, window=PAST)
+    for scenario, status in (("ari_replaces_rate_limited", 429),
+                             ("ari_replaces_rate_limited_403", 403)):
+        expect_failure(suite, scenario,
+                       rf"^acme-tiny: newOrder failed: HTTP {status} urn:ietf:params:acme:error:"
+                       r"rateLimited: evil CA: too many certificates$",
+                       prepare=output_holds(suite, "leaf.pem"), args=["--output", "out.pem"],
+                       after=after, window=PAST)
 
 
 def lifetime_rule(suite):
@@ -1474,6 +1500,7 @@ CASES = [
     ("evil_proto_cert_html", proto_cert_html),
     ("evil_proto_cert_other_key", proto_cert_other_key),
     ("evil_proto_cert_not_ours", proto_cert_not_ours),
+    ("evil_cert_by_the_cas_clock", cert_by_the_cas_clock),
     ("evil_proto_cert_trailing_escape", proto_cert_trailing_escape),
     ("evil_proto_slow_polls", proto_slow_polls),
     ("evil_proto_redirect_new_order", proto_redirect_new_order),

@@ -666,12 +666,17 @@ def checked_first(env):
     der_key = os.path.join(env.tmp, "output-key.der")       # the same in DER: NUL bytes
     subprocess.run(["openssl", "pkey", "-in", pem_key, "-outform", "DER", "-out", der_key],
                    check=True)
+    enc_key = os.path.join(env.tmp, "output-enc.der")       # encrypted: BearSSL cannot read it
+    subprocess.run(["openssl", "pkcs8", "-topk8", "-in", pem_key, "-outform", "DER", "-passout",
+                    "pass:x", "-out", enc_key], check=True)
     cases = [(os.path.join(env.tmp, "no-such-dir"), [], r"--acme-dir .*/no-such-dir: No such file "
               r"or directory"), (plain, [], r"--acme-dir .*/plain-file: Not a directory"),
              (env.p.acme_dir, ["--output", pem_key], r"--output .*/output-key\.key holds a private "
-              r"key: it is not replaced by a certificate"),
+              r"key, or binary data \(DER\): it is not replaced by a certificate"),
              (env.p.acme_dir, ["--output", der_key], r"--output .*/output-key\.der holds a private "
-              r"key: it is not replaced by a certificate")]
+              r"key, or binary data \(DER\): it is not replaced by a certificate"),
+             (env.p.acme_dir, ["--output", enc_key], r"--output .*/output-enc\.der holds a private "
+              r"key, or binary data \(DER\): it is not replaced by a certificate")]
     if os.geteuid() != 0:   # root may write anywhere
         cases.append((d, [], r"--acme-dir .*: Permission denied"))
     for acme_dir, extra, pattern in cases:

@@ -3361,7 +3361,7 @@ static void test_cert_is_ours_names(void)
 		set_context("cert_is_ours: a certificate for a.test and b.test, asked for %s",
 			    cases[i].list);
 		CHECK_INT(names_from_list(cases[i].list, &ns), 0);
-		CHECK_INT(cert_is_ours(&pem, &csr, &ns), cases[i].want);
+		CHECK_INT(cert_is_ours(&pem, &csr, &ns, -1), cases[i].want);
 	}
 	buf_free(&csr);
 	buf_free(&pem);
@@ -3434,11 +3434,11 @@ static void test_check_chain(void)
 			     "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
 			     "-keyout other.key -subj /CN=x -outform DER -out other.der"), 0);
 		CHECK_INT(slurp("cc.der", &b), 0);
-		CHECK(cert_is_ours(&pem, &b, &no_names));   /* no subjectAltName: no names */
+		CHECK(cert_is_ours(&pem, &b, &no_names, -1));   /* no subjectAltName: no names */
 		b.len -= 10;                                /* truncated: no key to compare */
-		CHECK(!cert_is_ours(&pem, &b, &no_names));
+		CHECK(!cert_is_ours(&pem, &b, &no_names, -1));
 		CHECK_INT(slurp("other.der", &b), 0);
-		CHECK(!cert_is_ours(&pem, &b, &no_names));
+		CHECK(!cert_is_ours(&pem, &b, &no_names, -1));
 		test_cert_is_ours_names();
 		set_context("check_chain, a certificate under another label");
 		CHECK_INT(sh("sed 's/CERTIFICATE/TRUSTED CERTIFICATE/' cc.pem > cc-trusted.pem"), 0);
@@ -3448,6 +3448,12 @@ static void test_check_chain(void)
 		pem.len -= b.len;
 		pem.p[pem.len] = 0;
 		CHECK_INT(check_chain(&pem), 0);
+		set_context("check_chain with CR CR LF (a CRLF file saved again on Windows)");
+		CHECK_INT(sh("sed 's/$/\\r\\r/' cc.pem > cc-crcrlf.pem"), 0);
+		CHECK_INT(slurp("cc-crcrlf.pem", &b), 0);
+		CHECK_INT(check_chain(&b), 0);
+		pos = 0;
+		CHECK_INT(pem_next(&b, &pos, label, sizeof label, &der), 1);
 		set_context("check_chain with CRLF");
 		CHECK_INT(sh("sed 's/$/\\r/' cc.pem > cc-crlf.pem"), 0);
 		CHECK_INT(slurp("cc-crlf.pem", &b), 0);
@@ -3658,11 +3664,11 @@ static void test_cert_key_bits(void)
 
 	set_context("cert_is_ours: the key bits, all of them");
 	key_pair_by_hand("\x00\x04\x01\x02", 4, "\x00\x04\x01\x02", 4, &b, &pem);
-	CHECK(cert_is_ours(&pem, &b, &no_names));
+	CHECK(cert_is_ours(&pem, &b, &no_names, -1));
 	key_pair_by_hand("\x00\x04\x01\x02", 4, "\x00\x04\x01\x02\x03", 5, &b, &pem);
-	CHECK(!cert_is_ours(&pem, &b, &no_names));
+	CHECK(!cert_is_ours(&pem, &b, &no_names, -1));
 	key_pair_by_hand("\x00\x04\x01\x02\x03", 5, "\x00\x04\x01\x02", 4, &b, &pem);
-	CHECK(!cert_is_ours(&pem, &b, &no_names));
+	CHECK(!cert_is_ours(&pem, &b, &no_names, -1));
 	buf_free(&b);
 	buf_free(&pem);
 	context[0] = 0;
