@@ -73,7 +73,8 @@ def ari_daily(binary, tmp):
             f.write(first)      # the first certificate again: replaced already
         res = issue_to(binary, p, key, csr, out, "--force")
         assert res.returncode == 0, res.stderr[-1500:]
-        assert b"The CA refuses this order as a replacement" in res.stderr, res.stderr[-1500:]
+        assert (b'The CA refuses this order (HTTP 409): ordering once more without "replaces"'
+                in res.stderr), res.stderr[-1500:]
 
 
 def lifetime_short(binary, tmp):
