@@ -27,6 +27,7 @@ The cases run one after another, each with its own server: a few depend on
 timing (drip, polling, signals), and the whole suite takes about 25 s.
 """
 import base64
+import contextlib
 import json
 import os
 import re
@@ -36,6 +37,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from types import SimpleNamespace
 
@@ -926,20 +928,26 @@ def ca_by_ip(suite):
                          r"TLS: server certificate is for another host name$", ca)
 
 
-def tls_plain_port(suite):
-    # an https:// directory on a port that speaks plain HTTP
-    with socket.socket() as plain:
-        plain.bind(("127.0.0.1", 0))
-        plain.listen(4)
+@contextlib.contextmanager
+def answering_once(reply):
+    """A TCP server on 127.0.0.1 that reads what comes first and answers reply, raw;
+    as a CA whose directory is https:// on its port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
 
         def answer():
-            conn, _ = plain.accept()
+            conn, _ = s.accept()
             with conn:
                 conn.recv(4096)
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-        import threading
+                conn.sendall(reply)
         threading.Thread(target=answer, daemon=True).start()
-        fake = SimpleNamespace(directory=f"https://localhost:{plain.getsockname()[1]}/dir")
+        yield SimpleNamespace(directory=f"https://localhost:{s.getsockname()[1]}/dir")
+
+
+def tls_plain_port(suite):
+    # an https:// directory on a port that speaks plain HTTP
+    with answering_once(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n") as fake:
         res = suite.run_client(fake)
         check_common(res, r"^acme-tiny: directory: GET https://localhost:\d+/dir: TLS: the server "
                      r"does not answer in TLS 1\.2 \(TLS 1\.3 only\? plain HTTP\?\)$")
@@ -954,18 +962,9 @@ def tls_nothing_in_common(suite):
                      ("chacha", r"refused the handshake \(alert 40: none of our cipher suites, "
                                 r"ECDHE with AES-GCM, or curves\? a client certificate wanted\?\)")):
         expect_failure(suite, "normal", line(why), tls=tls)
-    with socket.socket() as raw:
-        raw.bind(("127.0.0.1", 0))
-        raw.listen(4)
-
-        def alert():            # a fatal access_denied (49) for the ClientHello
-            conn, _ = raw.accept()
-            with conn:
-                conn.recv(4096)
-                conn.sendall(bytes([0x15, 3, 3, 0, 2, 2, 49]))
-        import threading
-        threading.Thread(target=alert, daemon=True).start()
-        res = suite.run_client(SimpleNamespace(directory=f"https://localhost:{raw.getsockname()[1]}/dir"))
+    # a fatal access_denied (49) record for the ClientHello
+    with answering_once(bytes([0x15, 3, 3, 0, 2, 2, 49])) as fake:
+        res = suite.run_client(fake)
         check_common(res, line("sent alert 49"))
 
 

@@ -1,4 +1,5 @@
 """Issuance against a real Pebble (Debian's pebble package), on loopback."""
+import http.server
 import os
 import re
 import resource
@@ -6,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 
 from helpers import (check_failure, check_success, make_csr, make_key, openssl, picked,
                      scratch_dir, split_pem)
@@ -227,9 +229,6 @@ def self_check_fails(env):
 def self_check_redirect(env):
     # a web server that redirects the challenge (to https, say): the CA follows it, the
     # check does not, and says so
-    import http.server
-    import threading
-
     class Redirect(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(301)
