@@ -776,6 +776,7 @@ static void test_retry_after(void)
 	CHECK_INT(retry_after_ms("Sun, 06 nov 1994 08:49:37 GMT"), -1);
 	CHECK_INT(retry_after_ms("Sun, 06 anF 1994 08:49:37 GMT"), -1);
 	CHECK_INT(retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("Sun; 06 Nov 1994 08:49:37 GMT"), -1);
 	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994"), -1);
 	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 UTC"), -1);
 	CHECK_INT(retry_after_ms("Sun, 6 Nov 1994 08:49:37 GMT"), -1);
@@ -1230,6 +1231,8 @@ static void test_pem(void)
 			 &der, &pos), 0);
 	CHECK_INT(pem_of("a\n\xEF\xBB\xBF-----BEGIN X-----\nZm9v\n-----END X-----\n", label,
 			 sizeof label, &der, &pos), 0);
+	CHECK_INT(pem_of("\xEF\xBB\xBFtext -----BEGIN X-----\nZm9v\n-----END X-----\n", label,
+			 sizeof label, &der, &pos), 0);       /* after it, a line start as ever */
 	context[0] = 0;
 	buf_free(&der);
 }
@@ -3673,6 +3676,28 @@ static void test_cert_key_bits(void)
 	buf_free(&pem);
 	context[0] = 0;
 }
+
+/*
+ * valid_at, cert_is_ours' clock rule: a day's leeway before the start (a CA backdates little
+ * or not at all), none at the end, and a time not known (-1: the CA sent no Date) makes
+ * nothing valid, not even a certificate that ended in 1970.
+ */
+static void test_valid_at(void)
+{
+	struct cert c = { .not_before = 1000000, .not_after = 2000000 };
+
+	set_context("valid_at");
+	CHECK_INT(valid_at(&c, 1500000), 1);
+	CHECK_INT(valid_at(&c, c.not_before - 86400 + 1), 1);      /* begins within a day */
+	CHECK_INT(valid_at(&c, c.not_before - 86400), 0);
+	CHECK_INT(valid_at(&c, c.not_after - 1), 1);
+	CHECK_INT(valid_at(&c, c.not_after), 0);                    /* ends: valid no more */
+	c.not_before = -10 * 365 * 86400LL;                         /* 1960 to 1970 and a day */
+	c.not_after = 86400;
+	CHECK_INT(valid_at(&c, 0), 1);
+	CHECK_INT(valid_at(&c, -1), 0);
+	context[0] = 0;
+}
 #endif
 
 /* ===================== the groups, and main ===================== */
@@ -3719,7 +3744,7 @@ static const struct group GROUPS[] = {
 #ifndef UNIT_NO_BEARSSL
 	/* 2. ACME steps */
 	{ "dns", { test_persist_record, test_persist_records, test_fill_taken, test_take_challenge } },
-	{ "chain", { test_check_chain, test_cert_key_bits, test_key_fits_cert } },
+	{ "chain", { test_check_chain, test_cert_key_bits, test_key_fits_cert, test_valid_at } },
 	{ "cert", { test_cert_parse, test_x509_after_2038 } },
 #endif
 };
