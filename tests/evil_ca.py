@@ -917,6 +917,9 @@ SCENARIOS = {
     "ari_end_is_start": {"renewalInfo": body('{"suggestedWindow": {"start": '
                                              '"2020-01-01T00:00:00Z", "end": "2020-01-01T00:00:00Z"}}')},
     "ari_error": {"renewalInfo": lambda ca, req, normal: problem(404, "malformed", "evil CA: no")},
+    # a usable window, but under a status other than 200: no answer to go by
+    "ari_not_200": {"renewalInfo": body('{"suggestedWindow": {"start": "2020-01-01T00:00:00Z", '
+                                        '"end": "2020-01-02T00:00:00Z"}}', status=404)},
     # a replacement refused: the same certificate replaced already (409)
     "ari_already_replaced": {"newOrder": lambda ca, req, normal: problem(
         409, "alreadyReplaced", "evil CA: replaced already") if "replaces" in (req.payload or "")
@@ -933,6 +936,13 @@ SCENARIOS = {
         else normal()},
     "ari_replaces_rate_limited_403": {"newOrder": lambda ca, req, normal: problem(
         403, "rateLimited", "evil CA: too many certificates") if "replaces" in (req.payload or "")
+        else normal()},
+    # ...or answered with an error that is no refusal: the CA's own (500), a 429 by no name
+    "ari_replaces_server_error": {"newOrder": lambda ca, req, normal: problem(
+        500, "serverInternal", "evil CA: broken") if "replaces" in (req.payload or "")
+        else normal()},
+    "ari_replaces_429_unnamed": {"newOrder": lambda ca, req, normal: Reply(
+        429, "Too Many Requests", ctype="text/plain") if "replaces" in (req.payload or "")
         else normal()},
     "eab_single_use": {"newAccount": _eab_single_use},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)

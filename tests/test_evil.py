@@ -28,6 +28,7 @@ timing (drip, polling, signals), and the whole suite takes about 25 s.
 """
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -1203,8 +1204,24 @@ def ari_unusable(suite):
     # lifetime, 2 days of 2 left is not due
     leaf = os.path.join(suite.keys, "leaf.pem")
     for scenario in ("ari_malformed", "ari_wrong_types", "ari_no_window", "ari_bad_date",
-                     "ari_end_before_start", "ari_end_is_start", "ari_error"):
+                     "ari_end_before_start", "ari_end_is_start", "ari_error", "ari_not_200"):
         not_due(renew(suite, scenario, "leaf.pem", window=PAST), leaf, "renewalInfo")
+
+
+def ari_point(suite):
+    # the point in the window is fixed by the certificate: start + (end - start) * k / 65536,
+    # k the first two bytes of the SHA-256 of its DER. In a window of 65536 hours it is k
+    # hours after the start: due ten minutes after it, not due ten minutes before
+    leaf = os.path.join(suite.keys, "leaf.pem")
+    digest = hashlib.sha256(der_of(leaf)).digest()
+    k = digest[0] << 8 | digest[1]
+    for since, due in ((600, True), (-600, False)):
+        start = int(time.time()) - since - 3600 * k
+        res = renew(suite, "normal", "leaf.pem", window=(iso(start), iso(start + 65536 * 3600)))
+        if due:
+            issued(res)
+        else:
+            not_due(res, leaf, "renewalInfo")
 
 
 def ari_and_lifetime(suite):
@@ -1258,6 +1275,19 @@ def ari_replaces_refused(suite):
         expect_failure(suite, scenario,
                        rf"^acme-tiny: newOrder failed: HTTP {status} urn:ietf:params:acme:error:"
                        r"rateLimited: evil CA: too many certificates$",
+                       prepare=output_holds(suite, "leaf.pem"), args=["--output", "out.pem"],
+                       after=after, window=PAST)
+
+
+def ari_replaces_kept(suite):
+    # an error that is no refusal (the CA's own, a 429 by no name) ends the run as it is: no
+    # order without "replaces"
+    def after(ca, res):
+        assert ca.count("newOrder") == 1, ca.steps()
+    for scenario, why in (("ari_replaces_server_error", r"HTTP 500 urn:ietf:params:acme:error:"
+                                                        r"serverInternal: evil CA: broken"),
+                          ("ari_replaces_429_unnamed", r"HTTP 429 \(no problem document\)")):
+        expect_failure(suite, scenario, rf"^acme-tiny: newOrder failed: {why}$",
                        prepare=output_holds(suite, "leaf.pem"), args=["--output", "out.pem"],
                        after=after, window=PAST)
 
@@ -1531,6 +1561,8 @@ CASES = [
     ("evil_ari_already_replaced", ari_already_replaced),
     ("evil_ari_already_replaced_always", ari_already_replaced_always),
     ("evil_ari_replaces_refused", ari_replaces_refused),
+    ("evil_ari_replaces_kept", ari_replaces_kept),
+    ("evil_ari_point", ari_point),
     ("evil_ari_and_lifetime", ari_and_lifetime),
     ("evil_lifetime_rule", lifetime_rule),
     ("evil_profile_sent", profile_sent),
