@@ -906,6 +906,11 @@ SCENARIOS = {
              "identifier": {"type": "dns", "value": "bad.example"}},
             {"type": P + "caa", "detail": "evil CA: CAA forbids it"}]},
         ctype="application/problem+json")},
+    # subproblems that are no list: nothing to add to the problem
+    "subproblems_not_list": {"newOrder": lambda ca, req, normal: Reply(400, {
+        "type": P + "rejectedIdentifier", "detail": "evil CA: cannot issue for 1 identifier",
+        "subproblems": {"type": P + "caa", "identifier": {"type": "dns", "value": "x.example"}}},
+        ctype="application/problem+json")},
     # ARI answers (RFC 9773) that cannot be used: the client goes by the lifetime
     "ari_malformed": {"renewalInfo": body('{"suggestedWindow": {"start": "2020-01-01T00:00:00Z"')},
     "ari_wrong_types": {"renewalInfo": body('{"suggestedWindow": {"start": 1, "end": 2}}')},

@@ -140,14 +140,16 @@ class Suite:
                 cwd=self.keys)
         # the same, older: 12 hours of 60 left; 15 days of 30 left; expired; a
         # validity that ends before it begins; one that begins next year; and one that
-        # begins in 2 days (by the clock of a CA 3 days ahead of ours, it has begun)
+        # begins in 2 days (by the clock of a CA 3 days ahead of ours, it has begun); reversed
+        # again, but within the day's leeway of a start: valid now were it not reversed
         now = time.time()
         for name, start, end in (("leaf-expiring", now - 48 * 3600, now + 12 * 3600),
                                  ("leaf-half", now - 15 * 86400, now + 15 * 86400),
                                  ("leaf-expired", now - 60 * 86400, now - 86400),
                                  ("leaf-reversed", now + 365 * 86400, now + 30 * 86400),
                                  ("leaf-future", now + 365 * 86400, now + 400 * 86400),
-                                 ("leaf-soon", now + 2 * 86400, now + 60 * 86400)):
+                                 ("leaf-soon", now + 2 * 86400, now + 60 * 86400),
+                                 ("leaf-reversed-soon", now + 2 * 3600, now + 3600)):
             openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
                     "-in", self.csr, "-out", name + ".pem", "-notext", "-extfile", "leaf.ext",
                     "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
@@ -913,6 +915,13 @@ def subproblems(suite):
                    r"\(no identifier\): urn:ietf:params:acme:error:caa: evil CA: CAA forbids it$")
 
 
+def subproblems_not_list(suite):
+    # "subproblems" that is an object: the problem alone
+    expect_failure(suite, "subproblems_not_list",
+                   r"^acme-tiny: newOrder failed: HTTP 400 urn:ietf:params:acme:error:"
+                   r"rejectedIdentifier: evil CA: cannot issue for 1 identifier$")
+
+
 def ca_by_ip(suite):
     # https://127.0.0.1:PORT/dir: no SNI, and the address checked against the
     # certificate's iPAddress names; a certificate without it is refused
@@ -1310,6 +1319,7 @@ def lifetime_rule(suite):
     issued(renew(suite, "normal", "leaf-expired.pem", window=FUTURE))
     issued(renew(suite, "normal", "leaf-reversed.pem"))
     issued(renew(suite, "normal", "leaf-reversed.pem", "--days", "10", window=FUTURE))
+    issued(renew(suite, "normal", "leaf-reversed-soon.pem"))
     # one that begins next year: no server takes it till then
     issued(renew(suite, "normal", "leaf-future.pem", window=FUTURE))
     # --force: now; another name or key: now, and no ARI GET for it
@@ -1553,6 +1563,7 @@ CASES = [
     ("evil_challenge_valid", succeeds("challenge_valid", polled_once)),
     ("evil_user_action_required", user_action_required),
     ("evil_subproblems", subproblems),
+    ("evil_subproblems_not_list", subproblems_not_list),
     ("evil_ca_by_ip", ca_by_ip),
     ("evil_tls_plain_port", tls_plain_port),
     ("evil_tls_nothing_in_common", tls_nothing_in_common),
