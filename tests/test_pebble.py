@@ -390,6 +390,7 @@ def output_not_replaceable(env, key, csr, d):
     """What a rename could not replace, or a disk could not hold, is found before the CA is
     asked (here it cannot be reached): a certificate issued and then lost costs a rate limit."""
     unreachable = ("--directory-url", "https://127.0.0.1:9/dir")
+    went_on = r"^acme-tiny: directory: GET https://127\.0\.0\.1:9/dir: Connection refused$"
     os.symlink("gone.pem", os.path.join(d, "dangling.pem"))
     res = env.run(key, csr, "--output", os.path.join(d, "dangling.pem"), *unreachable, quiet=True)
     check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/dangling\.pem is a symlink that "
@@ -403,6 +404,15 @@ def output_not_replaceable(env, key, csr, d):
     check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/chain\.pem cannot be replaced: "
                   r"File too large$")
     assert sorted(os.listdir(d)) == ["chain.pem", "link.pem"], os.listdir(d)
+    # the old file's size counts: 16 kB of it and 16 kB more do not fit under 24 kB
+    big = os.path.join(d, "big.pem")
+    with open(big, "w") as f:
+        f.write("x" * 16383 + "\n")
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (24576, 24576))
+    res = env.run(key, csr, "--output", big, *unreachable, quiet=True, preexec_fn=limit)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/big\.pem cannot be replaced: "
+                  r"File too large$")
+    os.unlink(big)
     if os.geteuid() != 0:       # mount and another user are root's
         return
     # a file mounted on --output (as into a container), from another file system or from
@@ -411,6 +421,8 @@ def output_not_replaceable(env, key, csr, d):
     fs, mounted = os.path.join(d, "fs"), os.path.join(d, "mounted.pem")
     os.mkdir(fs)
     open(mounted, "w").close()
+    prefix = os.path.join(d, "mounted")         # a file whose path begins the mount point's
+    open(prefix, "w").close()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", fs]).returncode:
         return                  # root without CAP_SYS_ADMIN, in a container: nothing to see
     try:
@@ -419,10 +431,12 @@ def output_not_replaceable(env, key, csr, d):
             subprocess.run(["mount", "--bind", source, mounted], check=True)
             try:
                 res = env.run(key, csr, "--output", mounted, *unreachable, quiet=True)
+                beside = env.run(key, csr, "--output", prefix, *unreachable, quiet=True)
             finally:
                 subprocess.run(["umount", mounted], check=True)
             check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/mounted\.pem cannot "
                           r"be replaced: it is a mount point \(a bind-mounted file\?\)$")
+            check_failure(beside, env.p.acme_dir, went_on)
         for layer in ("lower", "upper", "merged"):
             os.mkdir(os.path.join(fs, layer))
         shutil.copy(os.path.join(d, "chain.pem"), os.path.join(fs, "lower"))
@@ -444,6 +458,7 @@ def output_not_replaceable(env, key, csr, d):
     finally:
         subprocess.run(["umount", fs], check=True)
     os.unlink(mounted)
+    os.unlink(prefix)
     os.rmdir(fs)
     # another user's file in a sticky directory: only its owner (or the directory's) renames it
     sticky = tempfile.mkdtemp()
@@ -465,6 +480,14 @@ def output_not_replaceable(env, key, csr, d):
         assert sorted(os.listdir(sticky)) == sorted(["chain.pem", os.path.basename(key),
                                                      os.path.basename(csr),
                                                      os.path.basename(env.p.ca_file)])
+        # but its own file there, or another user's in its own sticky directory, it may
+        for file_uid, dir_uid in ((65534, 0), (0, 65534)):
+            os.chown(out, file_uid, file_uid)
+            os.chown(sticky, dir_uid, dir_uid)
+            os.chmod(sticky, 0o1777)
+            res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                                 preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+            check_failure(res, None, went_on)
     finally:
         shutil.rmtree(sticky)
 
@@ -506,6 +529,15 @@ def dangling_key_link(env):
     check_failure(res, env.p.acme_dir, r"^acme-tiny: domain key .*/domain\.key is a symlink that "
                   r"leads to no file: name the file itself$")
     assert sorted(os.listdir(d)) == ["account.key", "domain.key"], os.listdir(d)
+    # a symlink that leads to a key is that key, for either
+    os.rename(acct, os.path.join(d, "account-file.key"))
+    os.symlink("account-file.key", acct)
+    os.unlink(dkey)
+    make_key(d, "p256", "domain-file")
+    os.symlink("domain-file.key", dkey)
+    res = subprocess.run([*argv, "--disable-check"], capture_output=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    check_success(res, env.p.acme_dir)
 
 
 def sha256_of(path):
