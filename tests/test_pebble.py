@@ -253,6 +253,39 @@ def self_check_redirect(env):
                   r"\(a redirect: the CA follows it, this check does not; --disable-check\)$")
 
 
+def self_check_content(env):
+    # the check takes the key authorization with a line break after it (a web server may add
+    # one), but not under a status other than 200. A new account each: no authorization reused
+    class Serve(http.server.BaseHTTPRequestHandler):
+        status, after = 200, b"\r\n"
+
+        def do_GET(self):
+            with open(os.path.join(env.p.acme_dir, os.path.basename(self.path)), "rb") as f:
+                body = f.read() + Serve.after
+            self.send_response(Serve.status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", 0), Serve)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        csr, port = make_csr(env.tmp, "ip", "127.0.0.1"), str(server.server_address[1])
+        res = env.run(make_key(env.tmp, "p256", "self-check-line-break"), csr, "--check-port",
+                      port, check=True, quiet=True)
+        check_success(res, env.p.acme_dir)
+        Serve.status, Serve.after = 404, b""
+        res = env.run(make_key(env.tmp, "p256", "self-check-404"), csr, "--check-port", port,
+                      check=True, quiet=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: Wrote file to .*, but couldn't download "
+                  r"http://127\.0\.0\.1:\d+/\.well-known/acme-challenge/[A-Za-z0-9_-]+: HTTP 404$")
+
+
 def validation_fails(env):
     unserved = tempfile.mkdtemp(dir=env.tmp)
     key = make_key(env.tmp, "p256")
@@ -744,7 +777,8 @@ def nonce_reject_50(env):
 TESTS = [(f"pebble_{f.__name__}", f) for f in (
     issue_rsa2048, issue_rsa4096, issue_p256, issue_p384, three_names_one_ip, der_csr,
     existing_account, existing_account_new_contact, contact_with_quote, self_check_passes, self_check_fails,
-    self_check_redirect, validation_fails, untrusted_server, bad_account_key, usage_errors, output_file, from_nothing,
+    self_check_redirect, self_check_content, validation_fails, untrusted_server, bad_account_key,
+    usage_errors, output_file, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
     wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit,
     ssl_cert_file, dangling_key_link)]
