@@ -357,6 +357,19 @@ def invalid_order(env):
     assert env.txt(name) == [], f"TXT left: {env.txt(name)}"
 
 
+def invalid_beside_valid(env):
+    """Two names, one validated (the wildcard, by the hook's dns-01) and one not (its http-01
+    file where no web server serves it): the line names the one that failed, whichever of
+    the two authorizations the order lists first."""
+    unserved = tempfile.mkdtemp(dir=env.d)
+    for names in (["first.beside.example.test", "*.first.beside.example.test"],
+                  ["*.second.beside.example.test", "second.beside.example.test"]):
+        plain = next(n for n in names if not n.startswith("*."))
+        res = env.run(names, "--hook", HOOK, "--acme-dir", unserved, "--disable-check")
+        check_failure(res, unserved, rf"^acme-tiny: {re.escape(plain)}: challenge did not pass "
+                      r"\(invalid\): ")
+
+
 def hook_timeout(env):
     """--hook-timeout 2, the second name's first begin hangs: killed after about
     2 s with its process group (the hook and the child it started), exit 2
@@ -565,7 +578,8 @@ def usage(env):
 TESTS = [(f"dns_{f.__name__}", f) for f in (
     dns01_one_name, dns01_wildcard, mixed_file_and_hook, uacme_example_hook, done_fails,
     done_hangs, chatty_hook,
-    declines_everything, hook_cannot_run, invalid_order, hook_timeout, sigterm_during_hook, sigterm_failed_hangs,
+    declines_everything, hook_cannot_run, invalid_order, invalid_beside_valid, hook_timeout,
+    sigterm_during_hook, sigterm_failed_hangs,
     sigterm_during_fail, sigterm_during_done, sigchld_ignored, max_time_during_hook, usage)]
 
 
