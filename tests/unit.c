@@ -3647,6 +3647,23 @@ static void test_key_fits_cert(void)
 				CHECK_INT(key_fits_cert(&k[i], &cert[c]), i == c);
 			}
 	if (made[0]) {
+		/* the right key, in a certificate that breaks down after it: no fit */
+		struct cert c;
+		unsigned char *p;
+
+		set_context("key_fits_cert: extensions that are no SEQUENCE");
+		if (CHECK_INT(cert_parse(cert[0].p, cert[0].len, &c, NULL), 0)) {
+			p = (unsigned char *)cert[0].p + (c.key.p + c.key.len -
+							  (const unsigned char *)cert[0].p);
+			if (CHECK_INT(p[0], 0xA3)) {                    /* [3] after the key */
+				p += 2 + (p[1] & 0x80 ? p[1] & 0x7f : 0);
+				if (CHECK_INT(p[0], 0x30)) {
+					p[0] = 0x31;
+					CHECK_INT(key_fits_cert(&k[0], &cert[0]), 0);
+					p[0] = 0x30;
+				}
+			}
+		}
 		set_context("key_fits_cert: not a certificate");
 		CHECK_INT(key_fits_cert(&k[0], &der[0]), 0);           /* the key's own DER */
 		cert[0].len /= 2;                                       /* a cut certificate */
