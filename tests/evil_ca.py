@@ -310,8 +310,10 @@ class EvilCA:
             h += f"Content-Type: {r.ctype}\r\n"
         h += f"Content-Length: {len(r.body)}\r\n"
         if self.opts.get("date_offset") is not None:   # the CA's clock, this far from ours
-            h += "Date: " + email.utils.formatdate(time.time() + self.opts["date_offset"],
-                                                   usegmt=True) + "\r\n"
+            date = email.utils.formatdate(time.time() + self.opts["date_offset"], usegmt=True)
+            if self.opts.get("date_c1"):        # its day name raw 8-bit C1 bytes
+                date = "\x9b\x9b\x9b" + date[3:]
+            h += "Date: " + date + "\r\n"
         if r.nonce and not self.no_nonce:
             h += self.nonce_header()
         h += "".join(x + "\r\n" for x in r.headers) + "\r\n"

@@ -791,6 +791,11 @@ def cert_by_the_cas_clock(suite):
                    r"key and names, or is not valid now \(our clock says [^,]+, the CA's "
                    r"\d{4}-\d\d-\d\d \d\d:\d\d UTC\)$", date_offset=0)
     issued(renew(suite, "normal", "leaf-soon.pem", date_offset=0))
+    # a Date of raw C1 bytes is none at all (as Retry-After's): no CA clock to go by
+    expect_failure(suite, "proto_cert_soon", r"^acme-tiny: certificate download: the "
+                   r"certificate of order https://localhost:\d+/order/1 is not for the CSR's "
+                   r"key and names, or is not valid now \(our clock says [^,]+, the CA's none\)$",
+                   date_offset=3 * 86400, date_c1=True)
 
 
 def proto_cert_html(suite):
