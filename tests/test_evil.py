@@ -27,6 +27,7 @@ The cases run one after another, each with its own server: a few depend on
 timing (drip, polling, signals), and the whole suite takes about 25 s.
 """
 import base64
+import calendar
 import contextlib
 import hashlib
 import json
@@ -1245,6 +1246,16 @@ def ari_and_lifetime(suite):
     res = renew(suite, "normal", "leaf-expiring.pem", window=FUTURE)
     issued(res)
     assert json.loads(res.ca.order_payload).get("replaces"), res.ca.order_payload
+    # ...as would one whose point is the certificate's last second: a 65536-hour window put
+    # k hours before its end (k as in ari_point)
+    expiring = os.path.join(keys, "leaf-expiring.pem")
+    digest = hashlib.sha256(der_of(expiring)).digest()
+    end = subprocess.run(["openssl", "x509", "-in", expiring, "-noout", "-enddate"],
+                         capture_output=True, text=True, check=True).stdout.split("=", 1)[1]
+    start = calendar.timegm(time.strptime(end.strip(), "%b %d %H:%M:%S %Y GMT")) - \
+        3600 * (digest[0] << 8 | digest[1])
+    issued(renew(suite, "normal", "leaf-expiring.pem",
+                 window=(iso(start), iso(start + 65536 * 3600))))
     # --days N: due with N days left whatever ARI says (15 days of 30 left; the
     # window 10 to 12 days ahead), and sooner when ARI says so (a past window)
     ahead = (iso(time.time() + 10 * day), iso(time.time() + 12 * day))
