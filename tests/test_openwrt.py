@@ -419,35 +419,40 @@ def standalone_port_taken(r):
     assert r.notified() == ["issue-failed"], r.notified()
 
 
+def args_of(tmp, before=None, **options):
+    """Runs the hook with a stub acme-tiny that records its arguments and exits 1
+    (not due): exit status, the arguments (None if it did not run), the Router."""
+    r = Router(tmp, "false")
+    write(os.path.join(r.root, "glob.stub.openwrt.test"), "")  # *.stub... is no pattern
+    if before:
+        before(r)
+    rec = os.path.join(r.root, "args")
+    write(os.path.join(r.bin, "acme-tiny"),
+          f'#!/bin/sh\nprintf "%s\\n" "$@" > {rec}\nexit 1\n', 0o755)
+    options.setdefault("domains", "stub.openwrt.test *.stub.openwrt.test")
+    code, out = r.get(**options)
+    return code, (open(rec).read().split("\n")[:-1] if os.path.exists(rec) else None), r
+
+
+def flag(args, name):
+    """The value that follows flag name in args, or None."""
+    return args[args.index(name) + 1] if name in args else None
+
+
 def options_to_flags(tmp):
     """acme_server aliases, staging, key_type, days, cert_profile, credentials and the
     validation methods become acme-tiny's flags (a stub acme-tiny records them:
     the real CAs are not reachable here); unknown methods fail before it runs."""
-    def args_of(before=None, **options):
-        r = Router(tmp, "false")
-        write(os.path.join(r.root, "glob.stub.openwrt.test"), "")  # *.stub... is no pattern
-        if before:
-            before(r)
-        rec = os.path.join(r.root, "args")
-        write(os.path.join(r.bin, "acme-tiny"),
-              f'#!/bin/sh\nprintf "%s\\n" "$@" > {rec}\nexit 1\n', 0o755)
-        options.setdefault("domains", "stub.openwrt.test *.stub.openwrt.test")
-        code, out = r.get(**options)
-        return code, (open(rec).read().split("\n")[:-1] if os.path.exists(rec) else None), r
-
-    def flag(args, name):
-        return args[args.index(name) + 1] if name in args else None
-
     cases = [({}, URLS["letsencrypt"]), ({"staging": "1"}, URLS["letsencrypt_test"]),
              ({"acme_server": "letsencrypt", "staging": "1"}, URLS["letsencrypt_test"])]
     cases += [({"acme_server": a}, u) for a, u in URLS.items()]
     cases += [({"acme_server": "https://ca.lan:9000/acme/acme/directory"},
                "https://ca.lan:9000/acme/acme/directory")]
     for options, url in cases:
-        code, args, r = args_of(**options)
+        code, args, r = args_of(tmp, **options)
         assert code == 0 and args, f"{options}: exit {code} {r.syslog()}"
         assert flag(args, "--directory-url") == url, f"{options}: {args}"
-    code, args, r = args_of(key_type="ec384", days="20", cert_profile="shortlived",
+    code, args, r = args_of(tmp, key_type="ec384", days="20", cert_profile="shortlived",
                             ACME_TINY_CA_FILE="/etc/my ca.pem", ACME_TINY_EAB_KID="kid",
                             ACME_TINY_EAB_HMAC_KEY="c2VjcmV0", debug="1")
     assert flag(args, "--key-type") == "p384" and flag(args, "--days") == "20", args
@@ -470,30 +475,62 @@ def options_to_flags(tmp):
     eab = {"ACME_TINY_EAB_KID": "kid", "ACME_TINY_EAB_HMAC_KEY": "c2VjcmV0"}
     # the key shows in the process list: once the section has a certificate from this
     # CA, its account exists, and the flags are left out (for another CA, not)
-    code, args, r = args_of(before=has_cert(URLS["letsencrypt"]), **eab)
+    code, args, r = args_of(tmp, before=has_cert(URLS["letsencrypt"]), **eab)
     assert "--eab-kid" not in args and "--eab-hmac-key" not in args and "--force" not in args, args
-    code, args, r = args_of(before=has_cert(URLS["zerossl"]), **eab)
+    code, args, r = args_of(tmp, before=has_cert(URLS["zerossl"]), **eab)
     assert flag(args, "--eab-hmac-key") == "c2VjcmV0" and "--force" in args, args
-    code, args, r = args_of(days="0")       # LuCI allows 0: acme-tiny's own rule then
+    code, args, r = args_of(tmp, days="0")       # LuCI allows 0: acme-tiny's own rule then
     assert code == 0 and "--days" not in args, args
-    code, args, r = args_of(validation_method="dns-persist")
+    code, args, r = args_of(tmp, validation_method="dns-persist")
     assert "--dns-persist" in args and "--acme-dir" not in args and "--quiet" in args, args
-    code, args, r = args_of(validation_method="dns", ACME_TINY_HOOK="/etc/acme/my-dns-hook")
+    code, args, r = args_of(tmp, validation_method="dns",
+                            ACME_TINY_HOOK="/etc/acme/my-dns-hook")
     assert flag(args, "--hook") == "/etc/acme/my-dns-hook", args
     for method, why in (("dns", "ACME_TINY_HOOK"), ("alpn", "supports webroot")):
-        code, args, r = args_of(validation_method=method)
+        code, args, r = args_of(tmp, validation_method=method)
         assert code == 1 and args is None, f"{method}: {code} {args}"
         assert why in r.syslog(), r.syslog()
         assert r.notified() == ["issue-failed"], r.notified()
-    code, args, r = args_of(acme_server="buypass")  # an acme.sh name acme-tiny does not know
+    # an acme.sh name acme-tiny does not know
+    code, args, r = args_of(tmp, acme_server="buypass")
     assert code == 1 and args is None and "acme_server buypass" in r.syslog(), r.syslog()
-    code, args, r = args_of(key_type="ec521")
+    code, args, r = args_of(tmp, key_type="ec521")
     assert code == 1 and args is None and "key_type ec521" in r.syslog(), r.syslog()
-    code, args, r = args_of(account_email="")
+    code, args, r = args_of(tmp, account_email="")
     assert code == 1 and args is None and "account_email is required" in r.syslog(), r.syslog()
     for main in ("../up.openwrt.test", ".."):   # the first name names the state directory
-        code, args, r = args_of(domains=main)
+        code, args, r = args_of(tmp, domains=main)
         assert code == 1 and args is None and "cannot name the files" in r.syslog(), r.syslog()
+
+
+def key_type_flags(tmp):
+    """Each key_type becomes its --key-type and a domain key of its own, named by
+    it; an empty key_type is ec256's p256 (a stub acme-tiny records its flags)."""
+    for key_type, name in (("ec256", "p256"), ("", "p256"), ("ec384", "p384"),
+                           ("rsa2048", "rsa2048"), ("rsa3072", "rsa3072"),
+                           ("rsa4096", "rsa4096")):
+        code, args, r = args_of(tmp, key_type=key_type)
+        assert code == 0 and flag(args, "--key-type") == name, f"{key_type!r}: {args}"
+        key = os.path.join(r.state_dir, "acme-tiny", "stub.openwrt.test", name + ".key")
+        assert flag(args, "--domain-key") == key, f"{key_type!r}: {args}"
+
+
+def refused_options(tmp):
+    """What the hook refuses before acme-tiny runs, with `issue-failed`: an
+    acme_server URL that is not https://, a first name with a '/' in it (it
+    names the state directory, here one outside acme-tiny's); and names that
+    come with commas as well as spaces are joined by one comma each."""
+    code, args, r = args_of(tmp, acme_server="http://ca.lan/directory")
+    assert code == 1 and args is None, f"{code} {args}"
+    assert "acme_server http://ca.lan/directory" in r.syslog(), r.syslog()
+    assert r.notified() == ["issue-failed"], r.notified()
+    code, args, r = args_of(tmp, domains="up/../../../out.openwrt.test")
+    assert code == 1 and args is None and "cannot name the files" in r.syslog(), r.syslog()
+    assert not os.path.exists(os.path.join(r.root, "etc", "out.openwrt.test"))
+    code, args, r = args_of(tmp, domains="stub.openwrt.test www.stub.openwrt.test,"
+                                         " mail.stub.openwrt.test")
+    names = "stub.openwrt.test,www.stub.openwrt.test,mail.stub.openwrt.test"
+    assert code == 0 and flag(args, "--domains") == names, args
 
 
 def shell_files():
@@ -553,6 +590,9 @@ def run(binary, report, only=None):
             report.check("openwrt_sigterm_before_acme_tiny", sigterm_before_acme_tiny, tmp)
         if selected("openwrt_sigterm_dns_persist"):
             report.check("openwrt_sigterm_dns_persist", sigterm_dns_persist, tmp)
+        for f in (key_type_flags, refused_options):
+            if selected("openwrt_" + f.__name__):
+                report.check("openwrt_" + f.__name__, f, tmp)
         tests = [f for f in (webroot_two_names, replaces_other_provider, key_type_rsa2048,
                              new_names_or_server, files_after_a_failed_run, failure_keeps_files,
                              two_sections_at_once, standalone_port_taken,
