@@ -148,6 +148,27 @@ def check_files(r, main, key_kind="EC"):
     return open(leaf).read()
 
 
+def stub(r, script):
+    """Puts a shell script in acme-tiny's place (the real CAs are not reachable here)."""
+    write(os.path.join(r.bin, "acme-tiny"), "#!/bin/sh\n" + script, 0o755)
+
+
+def fake_chain(n):
+    """A full chain of n certificates, as PEM blocks: enough for the hook, which
+    splits and joins them without reading them."""
+    return "".join(f"-----BEGIN CERTIFICATE-----\nQ0VSVC{k}=\n-----END CERTIFICATE-----\n"
+                   for k in range(n))
+
+
+def issuing(chain, then=""):
+    """A stub acme-tiny that makes the domain key if missing, writes chain as the
+    certificate at --output, runs `then`, and exits 0."""
+    return ('while [ $# -gt 0 ]; do case $1 in --output) out=$2 ;; --domain-key) key=$2 ;;'
+            ' esac; shift; done\n'
+            '[ -e "$key" ] || { umask 077; echo KEY > "$key"; }\n'
+            f"cat > \"$out\" <<'END'\n{chain}END\n{then}exit 0\n")
+
+
 def webroot_two_names(r):
     """Two names by webroot: the five files, `issued`, logged with the acme tag; a
     second run is not due: exit 0, nothing changed, no event, one line says so."""
@@ -234,6 +255,31 @@ def files_after_a_failed_run(r):
     assert r.notified() == ["issue-failed", "renewed"], r.notified()
     code, out = r.get(domains="half.openwrt.test")
     assert code == 0 and r.notified() == ["issue-failed", "renewed"], r.notified()
+
+
+def stale_files_made_again(r):
+    """A run that is not due but finds the leaf, or the combined file, older than
+    the full chain (a power cut between acme-tiny's writing it and the hook's
+    making them), or a link that another provider put back: makes or links them
+    and runs `renewed`, though every link already pointed right."""
+    main = "stale.openwrt.test"
+    d = os.path.join(r.state_dir, "acme-tiny", main)
+    code, out = r.get(domains=main)
+    assert code == 0, out + r.syslog()
+    events = ["issued"]
+    for name in ("cert.crt", "combined.crt"):
+        write(os.path.join(d, name), fake_chain(1), 0o600)
+        code, out = r.get(domains=main)
+        assert code == 0 and "not due" in r.syslog(), out + r.syslog()
+        check_files(r, main)
+        events.append("renewed")
+        assert r.notified() == events, f"{name}: {r.notified()}"
+    os.remove(r.path(main, "chain.crt"))
+    write(r.path(main, "chain.crt"), "uacme's\n")
+    code, out = r.get(domains=main)
+    assert code == 0, out + r.syslog()
+    check_files(r, main)
+    assert r.notified() == events + ["renewed"], r.notified()
 
 
 def failure_keeps_files(r):
@@ -533,6 +579,33 @@ def refused_options(tmp):
     assert code == 0 and flag(args, "--domains") == names, args
 
 
+def one_certificate_chain(tmp):
+    """A CA that sends the leaf alone (no chain): the leaf file is the full chain,
+    the chain file is empty, the combined file the leaf then the key; `issued`."""
+    r = Router(tmp, "false")
+    main = "leaf-only.openwrt.test"
+    stub(r, issuing(fake_chain(1)))
+    code, out = r.get(domains=main)
+    assert code == 0, out + r.syslog()
+    assert open(r.path(main, "crt")).read() == fake_chain(1)
+    assert open(r.path(main, "chain.crt")).read() == ""
+    assert open(r.path(main, "combined.crt")).read() == fake_chain(1) + "KEY\n"
+    assert r.notified() == ["issued"], r.notified()
+
+
+def link_fails(tmp):
+    """A link the hook cannot make in CERT_DIR (ln fails, a stub here): exit 1,
+    `issue-failed`, the reason logged; not `issued`."""
+    r = Router(tmp, "false")
+    stub(r, issuing(fake_chain(2)))
+    os.remove(os.path.join(r.bin, "ln"))
+    write(os.path.join(r.bin, "ln"), "#!/bin/sh\nexit 1\n", 0o755)
+    code, out = r.get(domains="nolink.openwrt.test")
+    assert code == 1, out + r.syslog()
+    assert "cannot link" in r.syslog(), r.syslog()
+    assert r.notified() == ["issue-failed"], r.notified()
+
+
 def shell_files():
     """Every shell file the package ships: shellcheck-clean, and busybox sh parses it."""
     s = subprocess.run(["shellcheck", "-s", "sh", HOOK], capture_output=True, text=True)
@@ -590,11 +663,12 @@ def run(binary, report, only=None):
             report.check("openwrt_sigterm_before_acme_tiny", sigterm_before_acme_tiny, tmp)
         if selected("openwrt_sigterm_dns_persist"):
             report.check("openwrt_sigterm_dns_persist", sigterm_dns_persist, tmp)
-        for f in (key_type_flags, refused_options):
+        for f in (key_type_flags, refused_options, one_certificate_chain, link_fails):
             if selected("openwrt_" + f.__name__):
                 report.check("openwrt_" + f.__name__, f, tmp)
         tests = [f for f in (webroot_two_names, replaces_other_provider, key_type_rsa2048,
-                             new_names_or_server, files_after_a_failed_run, failure_keeps_files,
+                             new_names_or_server, files_after_a_failed_run,
+                             stale_files_made_again, failure_keeps_files,
                              two_sections_at_once, standalone_port_taken,
                              stray_child_of_dns_hook)
                  if selected("openwrt_" + f.__name__)]
