@@ -579,6 +579,64 @@ def refused_options(tmp):
     assert code == 0 and flag(args, "--domains") == names, args
 
 
+def standalone_uhttpd(tmp):
+    """standalone where uhttpd is installed: uhttpd, not busybox httpd, serves
+    CHALLENGE_DIR in the foreground, on port 80 when listen_port is empty, and
+    is stopped when the run ends (a stub uhttpd records how it was started)."""
+    r = Router(tmp, "false")
+    stub(r, "exit 1\n")                         # not due: the run ends at once
+    rec, pid = os.path.join(r.root, "uhttpd-args"), os.path.join(r.root, "uhttpd-pid")
+    write(os.path.join(r.bin, "uhttpd"), f'#!/bin/sh\necho "$*" > {rec}\necho $$ > {pid}\n'
+          "exec sleep 30 </dev/null >/dev/null 2>&1\n", 0o755)
+    code, out = r.get(domains="uhttpd.openwrt.test", validation_method="standalone",
+                      listen_port="")
+    assert code == 0, out + r.syslog()
+    assert open(rec).read() == f"-f -p 80 -h {r.challenge_dir}\n", open(rec).read()
+    server = int(open(pid).read())
+    deadline = time.time() + 5
+    while os.path.exists(f"/proc/{server}"):
+        assert time.time() < deadline, f"uhttpd ({server}) still runs after the run"
+        time.sleep(0.05)
+
+
+def account_lock(tmp):
+    """Sections started together while there is no account key take turns: the
+    one that makes the key runs acme-tiny alone, and the lock is gone after it.
+    A lock that a run cut short left behind is waited for 60 s at the most
+    (`sleep` is a stub here that returns at once and counts)."""
+    r = Router(tmp, "false")
+    calls = os.path.join(r.root, "calls")
+    stub(r, 'while [ $# -gt 0 ]; do [ "$1" = --account-key ] && key=$2; shift; done\n'
+            f'echo start >> {calls}\nsleep 1\n: > "$key"\necho end >> {calls}\nexit 1\n')
+    start = time.time()
+    procs = [r.start(domains=f"{n}.lock.openwrt.test") for n in ("one", "two")]
+    for p in procs:
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, out.decode() + err.decode() + r.syslog()
+    assert time.time() - start < 10, f"took {time.time() - start:.1f} s"
+    assert open(calls).read().split() == ["start", "end", "start", "end"], open(calls).read()
+    state = os.path.join(r.state_dir, "acme-tiny")
+    assert sorted(os.listdir(state)) == ["account.key", "one.lock.openwrt.test",
+                                         "two.lock.openwrt.test"], os.listdir(state)
+
+    r = Router(tmp, "false")
+    stub(r, f"echo ran > {calls}\nexit 1\n")
+    sleeps = os.path.join(r.root, "sleeps")
+    os.remove(os.path.join(r.bin, "sleep"))
+    write(os.path.join(r.bin, "sleep"), f'#!/bin/sh\necho "$*" >> {sleeps}\n', 0o755)
+    os.makedirs(os.path.join(r.state_dir, "acme-tiny", ".account-lock"))
+    p = r.start(domains="stale.lock.openwrt.test")
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise AssertionError("the run still waits for the lock after 30 s") from None
+    assert p.returncode == 0, out.decode() + err.decode() + r.syslog()
+    waits = open(sleeps).read().split().count("1")
+    assert 60 <= waits <= 61 and open(calls).read() == "ran\n", f"{waits} waits"
+
+
 def one_certificate_chain(tmp):
     """A CA that sends the leaf alone (no chain): the leaf file is the full chain,
     the chain file is empty, the combined file the leaf then the key; `issued`."""
@@ -604,6 +662,19 @@ def link_fails(tmp):
     assert code == 1, out + r.syslog()
     assert "cannot link" in r.syslog(), r.syslog()
     assert r.notified() == ["issue-failed"], r.notified()
+
+
+def log_fifo_private(tmp):
+    """acme-tiny's stderr goes to syslog through a fifo that only root may open
+    (mode 0600), removed when the run ends."""
+    r = Router(tmp, "false")
+    rec = os.path.join(r.root, "mode")
+    stub(r, f"stat -L -c %a /proc/self/fd/2 > {rec}\nexit 1\n")
+    code, out = r.get(domains="fifo.openwrt.test")
+    assert code == 0, out + r.syslog()
+    assert open(rec).read() == "600\n", open(rec).read()
+    d = os.path.join(r.state_dir, "acme-tiny", "fifo.openwrt.test")
+    assert os.listdir(d) == [], os.listdir(d)
 
 
 def shell_files():
@@ -663,7 +734,8 @@ def run(binary, report, only=None):
             report.check("openwrt_sigterm_before_acme_tiny", sigterm_before_acme_tiny, tmp)
         if selected("openwrt_sigterm_dns_persist"):
             report.check("openwrt_sigterm_dns_persist", sigterm_dns_persist, tmp)
-        for f in (key_type_flags, refused_options, one_certificate_chain, link_fails):
+        for f in (key_type_flags, refused_options, standalone_uhttpd, account_lock,
+                  one_certificate_chain, link_fails, log_fifo_private):
             if selected("openwrt_" + f.__name__):
                 report.check("openwrt_" + f.__name__, f, tmp)
         tests = [f for f in (webroot_two_names, replaces_other_provider, key_type_rsa2048,
