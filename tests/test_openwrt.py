@@ -637,6 +637,53 @@ def account_lock(tmp):
     assert 60 <= waits <= 61 and open(calls).read() == "ran\n", f"{waits} waits"
 
 
+def sigterm_as_acme_tiny_ends(tmp):
+    """SIGTERM that comes as acme-tiny ends with its certificate written (a stub
+    that, told TERM, takes 1 s more and exits 0): the hook waits for it and
+    goes by its exit status, not by the signal's: the files made, `issued`,
+    exit 0."""
+    r = Router(tmp, "false")
+    main = "term-end.openwrt.test"
+    ended, waiting = os.path.join(r.root, "ended"), os.path.join(r.root, "waiting")
+    stub(r, "exec >/dev/null\n" + issuing(fake_chain(2), (
+        "trap 'kill $!; sleep 1; touch %s; exit 0' TERM\n"
+        "sleep 30 </dev/null >/dev/null 2>&1 &\ntouch %s\nwait $!\n") % (ended, waiting)))
+    p = r.start(domains=main)
+    deadline = time.time() + 10
+    while not os.path.exists(waiting):
+        assert time.time() < deadline and p.poll() is None, "acme-tiny never ran"
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+    assert os.path.exists(ended), "the hook ended before acme-tiny did"
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, f"exit {p.returncode}: {out.decode()}{err.decode()}{r.syslog()}"
+    assert r.notified() == ["issued"], r.notified()
+    assert open(r.path(main, "crt")).read() == fake_chain(1)
+    assert open(r.path(main, "fullchain.crt")).read() == fake_chain(2)
+
+
+def sigint_sighup(tmp):
+    """SIGINT (a run started by hand, then Ctrl-C) or SIGHUP while acme-tiny runs:
+    as SIGTERM, acme-tiny is told TERM and the run ends with exit 1,
+    `issue-failed`."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        r = Router(tmp, "false")
+        told, waiting = os.path.join(r.root, "told"), os.path.join(r.root, "waiting")
+        stub(r, f"trap 'kill $!; touch {told}; exit 2' TERM\n"
+                f"sleep 30 </dev/null >/dev/null 2>&1 &\ntouch {waiting}\nwait $!\nexit 2\n")
+        p = r.start(domains="sig.openwrt.test")
+        deadline = time.time() + 10
+        while not os.path.exists(waiting):
+            assert time.time() < deadline and p.poll() is None, "acme-tiny never ran"
+            time.sleep(0.02)
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 1, f"{sig!r}: exit {p.returncode}: {out.decode()}{err.decode()}"
+        assert os.path.exists(told), f"{sig!r}: acme-tiny was not told TERM"
+        assert r.notified() == ["issue-failed"], r.notified()
+
+
 def one_certificate_chain(tmp):
     """A CA that sends the leaf alone (no chain): the leaf file is the full chain,
     the chain file is empty, the combined file the leaf then the key; `issued`."""
@@ -735,7 +782,8 @@ def run(binary, report, only=None):
         if selected("openwrt_sigterm_dns_persist"):
             report.check("openwrt_sigterm_dns_persist", sigterm_dns_persist, tmp)
         for f in (key_type_flags, refused_options, standalone_uhttpd, account_lock,
-                  one_certificate_chain, link_fails, log_fifo_private):
+                  sigterm_as_acme_tiny_ends, sigint_sighup, one_certificate_chain, link_fails,
+                  log_fifo_private):
             if selected("openwrt_" + f.__name__):
                 report.check("openwrt_" + f.__name__, f, tmp)
         tests = [f for f in (webroot_two_names, replaces_other_provider, key_type_rsa2048,
