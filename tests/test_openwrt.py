@@ -672,7 +672,13 @@ def sigint_sighup(tmp):
         told, waiting = os.path.join(r.root, "told"), os.path.join(r.root, "waiting")
         stub(r, f"trap 'kill $!; touch {told}; exit 2' TERM\n"
                 f"sleep 30 </dev/null >/dev/null 2>&1 &\ntouch {waiting}\nwait $!\nexit 2\n")
-        p = r.start(domains="sig.openwrt.test")
+        # a shell cannot trap a signal it was started with ignored, as a runner
+        # started with & (SIGINT) or nohup (SIGHUP) would pass it on: not ignored here
+        old = signal.signal(sig, signal.SIG_DFL)
+        try:
+            p = r.start(domains="sig.openwrt.test")
+        finally:
+            signal.signal(sig, old)
         deadline = time.time() + 10
         while not os.path.exists(waiting):
             assert time.time() < deadline and p.poll() is None, "acme-tiny never ran"
