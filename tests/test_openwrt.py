@@ -579,6 +579,16 @@ def refused_options(tmp):
     assert code == 0 and flag(args, "--domains") == names, args
 
 
+def unset_options_no_flags(tmp):
+    """Options and credentials left unset add no flag: no --ca-file (acme-tiny
+    trusts its own roots; an empty one would fail every run), no --days,
+    --profile or EAB flags."""
+    code, args, r = args_of(tmp, ACME_TINY_CA_FILE="")
+    assert code == 0 and args, f"exit {code}: {r.syslog()}"
+    for name in ("--ca-file", "--days", "--profile", "--eab-kid", "--eab-hmac-key"):
+        assert name not in args, f"{name}: {args}"
+
+
 def standalone_uhttpd(tmp):
     """standalone where uhttpd is installed: uhttpd, not busybox httpd, serves
     CHALLENGE_DIR in the foreground, on port 80 when listen_port is empty, and
@@ -787,9 +797,9 @@ def run(binary, report, only=None):
             report.check("openwrt_sigterm_before_acme_tiny", sigterm_before_acme_tiny, tmp)
         if selected("openwrt_sigterm_dns_persist"):
             report.check("openwrt_sigterm_dns_persist", sigterm_dns_persist, tmp)
-        for f in (key_type_flags, refused_options, standalone_uhttpd, account_lock,
-                  sigterm_as_acme_tiny_ends, sigint_sighup, one_certificate_chain, link_fails,
-                  log_fifo_private):
+        for f in (key_type_flags, refused_options, unset_options_no_flags, standalone_uhttpd,
+                  account_lock, sigterm_as_acme_tiny_ends, sigint_sighup, one_certificate_chain,
+                  link_fails, log_fifo_private):
             if selected("openwrt_" + f.__name__):
                 report.check("openwrt_" + f.__name__, f, tmp)
         tests = [f for f in (webroot_two_names, replaces_other_provider, key_type_rsa2048,
