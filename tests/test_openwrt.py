@@ -612,8 +612,8 @@ def standalone_uhttpd(tmp):
 def account_lock(tmp):
     """Sections started together while there is no account key take turns: the
     one that makes the key runs acme-tiny alone, and the lock is gone after it.
-    A lock that a run cut short left behind is waited for 60 s at the most
-    (`sleep` is a stub here that returns at once and counts)."""
+    A lock that a run cut short left behind is waited for 60 s, then taken over
+    and removed (`sleep` is a stub here that returns at once and counts)."""
     r = Router(tmp, "false")
     calls = os.path.join(r.root, "calls")
     stub(r, 'while [ $# -gt 0 ]; do [ "$1" = --account-key ] && key=$2; shift; done\n'
@@ -644,7 +644,9 @@ def account_lock(tmp):
         raise AssertionError("the run still waits for the lock after 30 s") from None
     assert p.returncode == 0, out.decode() + err.decode() + r.syslog()
     waits = open(sleeps).read().split().count("1")
-    assert 60 <= waits <= 61 and open(calls).read() == "ran\n", f"{waits} waits"
+    assert waits == 60 and open(calls).read() == "ran\n", f"{waits} waits"
+    # ...and then taken over, and gone with the run that took it
+    assert not os.path.exists(os.path.join(r.state_dir, "acme-tiny", ".account-lock"))
 
 
 def sigterm_as_acme_tiny_ends(tmp):
