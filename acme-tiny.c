@@ -3988,7 +3988,8 @@ static int xcreate_temp(const char *path, char *tmp, size_t cap)
  * (replace 0) gets mode 0600 and is linked into place: an existing file is never replaced
  * (rename would); one that another run made meanwhile is the key then. A certificate
  * (replace 1) is renamed over the old one and keeps its mode and, where we may, its owner;
- * a new one is 0644.
+ * a new one is 0644. Its write is the run's last act: signals stay held from it to the exit, so
+ * that one which comes once the certificate is in place cannot make the run a failure.
  */
 static void xwrite_file(const char *path, const void *data, size_t len, int replace)
 {
@@ -4016,7 +4017,8 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 		fsync(dir);     /* a directory that cannot be synced: the rename stands */
 		close(dir);
 	}
-	hold_signals(0);
+	if (!replace)
+		hold_signals(0);
 	if (err)
 		fail("cannot %s %s: %s", replace ? "write" : "create", path, strerror(err));
 }
