@@ -510,6 +510,7 @@ def options_to_flags(tmp):
     assert flag(args, "--contact") == "mailto:admin@example.test", args
     assert "--quiet" not in args and "--disable-check" in args, args
     assert flag(args, "--acme-dir") == r.challenge_dir + "/.well-known/acme-challenge", args
+    assert os.path.isdir(flag(args, "--acme-dir")), "webroot: the hook made no --acme-dir"
 
     def has_cert(server):
         def before(r):
