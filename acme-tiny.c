@@ -1383,17 +1383,16 @@ static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 			 const struct names *ns, struct buf *chain)
 {
 	struct resp r = { 0 };
-	char url[MAX_URL], now[64], ca_now[64] = "none";
+	char url[MAX_URL], now[64], ca_now[64];
 	xneed_str(&o->j, 0, "certificate", url, sizeof url, "order");
 	xpost(a, url, NULL, &r, "certificate download");
 	if (check_chain(&r.body))
 		fail("certificate download: the answer is not a PEM certificate chain");
-	if (a->ca_time >= 0)
-		date_text(a->ca_time, ca_now, sizeof ca_now);
 	if (!cert_is_ours(&r.body, csr, ns, a->ca_time))
 		fail("certificate download: the certificate of order %s is not for the CSR's key"
 		     " and names, or is not valid now (our clock says %s, the CA's %s)", o->url,
-		     date_text(time(NULL), now, sizeof now), ca_now);
+		     date_text(time(NULL), now, sizeof now),
+		     a->ca_time < 0 ? "none" : date_text(a->ca_time, ca_now, sizeof ca_now));
 	*chain = r.body;                /* the chain is the download's body */
 	info("Certificate signed!");
 }
