@@ -1,4 +1,5 @@
 """Issuance against a real Pebble (Debian's pebble package), on loopback."""
+import contextlib
 import http.server
 import os
 import re
@@ -226,28 +227,37 @@ def self_check_fails(env):
                   r"http://127\.0\.0\.1:\d+/\.well-known/acme-challenge/[A-Za-z0-9_-]+: HTTP 404")
 
 
-def self_check_redirect(env):
-    # a web server that redirects the challenge (to https, say): the CA follows it, the
-    # check does not, and says so
-    class Redirect(http.server.BaseHTTPRequestHandler):
+@contextlib.contextmanager
+def web_server(do_get):
+    """A web server of the test's on a loopback port, answering each GET by do_get(handler);
+    yields the port, and stops when the block ends."""
+    class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            self.send_response(301)
-            self.send_header("Location", "https://127.0.0.1" + self.path)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            do_get(self)
 
         def log_message(self, *args):
             pass
-    server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        key = make_key(env.tmp, "p256", "self-check-redirect")
-        csr = make_csr(env.tmp, "ip", "127.0.0.1")
-        res = env.run(key, csr, "--check-port", str(server.server_address[1]), check=True,
-                      quiet=True)
+        yield str(server.server_address[1])
     finally:
         server.shutdown()
         server.server_close()
+
+
+def self_check_redirect(env):
+    # a web server that redirects the challenge (to https, say): the CA follows it, the
+    # check does not, and says so
+    def redirect(h):
+        h.send_response(301)
+        h.send_header("Location", "https://127.0.0.1" + h.path)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+    with web_server(redirect) as port:
+        key = make_key(env.tmp, "p256", "self-check-redirect")
+        csr = make_csr(env.tmp, "ip", "127.0.0.1")
+        res = env.run(key, csr, "--check-port", port, check=True, quiet=True)
     check_failure(res, env.p.acme_dir, r"^acme-tiny: Wrote file to .*, but couldn't download "
                   r"http://127\.0\.0\.1:\d+/\.well-known/acme-challenge/[A-Za-z0-9_-]+: HTTP 301 "
                   r"\(a redirect: the CA follows it, this check does not; --disable-check\)$")
@@ -256,32 +266,23 @@ def self_check_redirect(env):
 def self_check_content(env):
     # the check takes the key authorization with a line break after it (a web server may add
     # one), but not under a status other than 200. A new account each: no authorization reused
-    class Serve(http.server.BaseHTTPRequestHandler):
-        status, after = 200, b"\r\n"
+    serve = {"status": 200, "after": b"\r\n"}
 
-        def do_GET(self):
-            with open(os.path.join(env.p.acme_dir, os.path.basename(self.path)), "rb") as f:
-                body = f.read() + Serve.after
-            self.send_response(Serve.status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-    server = http.server.HTTPServer(("127.0.0.1", 0), Serve)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        csr, port = make_csr(env.tmp, "ip", "127.0.0.1"), str(server.server_address[1])
+    def answer(h):
+        with open(os.path.join(env.p.acme_dir, os.path.basename(h.path)), "rb") as f:
+            body = f.read() + serve["after"]
+        h.send_response(serve["status"])
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+    with web_server(answer) as port:
+        csr = make_csr(env.tmp, "ip", "127.0.0.1")
         res = env.run(make_key(env.tmp, "p256", "self-check-line-break"), csr, "--check-port",
                       port, check=True, quiet=True)
         check_success(res, env.p.acme_dir)
-        Serve.status, Serve.after = 404, b""
+        serve.update(status=404, after=b"")
         res = env.run(make_key(env.tmp, "p256", "self-check-404"), csr, "--check-port", port,
                       check=True, quiet=True)
-    finally:
-        server.shutdown()
-        server.server_close()
     check_failure(res, env.p.acme_dir, r"^acme-tiny: Wrote file to .*, but couldn't download "
                   r"http://127\.0\.0\.1:\d+/\.well-known/acme-challenge/[A-Za-z0-9_-]+: HTTP 404$")
 
