@@ -1960,14 +1960,17 @@ static const char *xcheck_output(const char *path, struct buf *old)
 static int is_mount_point(const char *path)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[4096], *p;
-	size_t n = strlen(path);
+	char line[4 * PATH_MAX], esc[4 * PATH_MAX], *p;
+	size_t n = 0;
 	int found = 0, k;
+	for (; *path && n + 4 < sizeof esc; path++)         /* as the kernel writes it: \040 */
+		n += (size_t)snprintf(esc + n, sizeof esc - n, strchr(" \t\n\\", *path) ?
+				      "\\%03o" : "%c", *path);
 	while (f && !found && fgets(line, sizeof line, f)) {
 		for (p = line, k = 0; p && k < 4; k++)
 			if ((p = strchr(p, ' ')))
 				p++;
-		found = p && !strncmp(p, path, n) && p[n] == ' ';
+		found = p && !strncmp(p, esc, n) && p[n] == ' ';
 	}
 	if (f)
 		fclose(f);

@@ -471,6 +471,17 @@ def output_not_replaceable(env, key, csr, d):
             check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/mounted\.pem cannot "
                           r"be replaced: it is a mount point \(a bind-mounted file\?\)$")
             check_failure(beside, env.p.acme_dir, went_on)
+        # mountinfo writes a space, tab, line break or backslash of a path as \ooo
+        odd = os.path.join(d, "mount ed\\.pem")
+        open(odd, "w").close()
+        subprocess.run(["mount", "--bind", os.path.join(d, "chain.pem"), odd], check=True)
+        try:
+            res = env.run(key, csr, "--output", odd, *unreachable, quiet=True)
+        finally:
+            subprocess.run(["umount", odd], check=True)
+        os.unlink(odd)
+        check_failure(res, env.p.acme_dir, r"^acme-tiny: --output .*/mount ed\\\.pem cannot "
+                      r"be replaced: it is a mount point \(a bind-mounted file\?\)$")
         for layer in ("lower", "upper", "merged"):
             os.mkdir(os.path.join(fs, layer))
         shutil.copy(os.path.join(d, "chain.pem"), os.path.join(fs, "lower"))
