@@ -87,8 +87,8 @@ class Router:
         e["main_domain"] = e["domains"].split()[0] if e["domains"] else ""
         return e
 
-    def start(self, **options):
-        return subprocess.Popen(["busybox", "sh", HOOK, "get"], env=self.env(**options),
+    def start(self, wrap=(), **options):
+        return subprocess.Popen([*wrap, "busybox", "sh", HOOK, "get"], env=self.env(**options),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=self.root)
 
@@ -455,6 +455,33 @@ def sigterm_dns_persist(tmp):
     assert r.notified() == ["issue-failed"], r.notified()
 
 
+def sigterm_before_pid(tmp):
+    """SIGTERM after acme-tiny is started but before the hook has its PID (strace
+    holds each fork of the hook's shell 0.3 s): acme-tiny still hears it, and the
+    run ends as a failure (issue-failed), not silently with acme-tiny left running."""
+    r = Router(tmp, "false")
+    calls = os.path.join(r.root, "calls")
+    write(os.path.join(r.bin, "acme-tiny"), f'#!/bin/sh\necho $$ >> {calls}\n'
+          "trap 'exit 2' TERM\nsleep 5 </dev/null >/dev/null 2>&1 &\nwait $!\nexit 2\n", 0o755)
+    p = r.start(["strace", "-o", "/dev/null", "-e", "trace=clone,fork,vfork", "-e",
+                 "inject=clone:delay_exit=300000"], domains="race.openwrt.test",
+                validation_method="dns-persist")
+    deadline = time.time() + 30
+    while not os.path.exists(calls):
+        assert time.time() < deadline and p.poll() is None, "acme-tiny never ran"
+        time.sleep(0.01)
+    hook = int(open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()[0])
+    os.kill(hook, signal.SIGTERM)       # while the hook's fork of acme-tiny is held
+    out, err = p.communicate(timeout=30)
+    stub = int(open(calls).read().split()[0])
+    alive = os.path.exists(f"/proc/{stub}")
+    if alive:
+        os.kill(stub, signal.SIGKILL)
+    assert p.returncode == 1, f"exit {p.returncode}: {out.decode()}{err.decode()}{r.syslog()}"
+    assert not alive, "acme-tiny was left running"
+    assert r.notified() == ["issue-failed"], r.notified()
+
+
 def standalone_port_taken(r):
     """standalone on a port that is taken (uhttpd serving LuCI on 80, here the
     webroot server): exit 1 with the hint to use webroot, nothing asked of the CA."""
@@ -800,6 +827,8 @@ def run(binary, report, only=None):
             report.check("openwrt_sigterm_before_acme_tiny", sigterm_before_acme_tiny, tmp)
         if selected("openwrt_sigterm_dns_persist"):
             report.check("openwrt_sigterm_dns_persist", sigterm_dns_persist, tmp)
+        if selected("openwrt_sigterm_before_pid"):
+            report.check("openwrt_sigterm_before_pid", sigterm_before_pid, tmp)
         for f in (key_type_flags, refused_options, unset_options_no_flags, standalone_uhttpd,
                   account_lock, sigterm_as_acme_tiny_ends, sigint_sighup, one_certificate_chain,
                   link_fails, log_fifo_private):
