@@ -289,6 +289,7 @@ static const char *problem_text(const struct json *j, int p, char *out, size_t c
 static __attribute__((noreturn)) void fail_problem(const char *step, const struct resp *r);
 static __attribute__((noreturn)) void xfail_order(struct order *o);
 static int is_problem(const struct resp *r, const char *kind);
+static void xneed_ca_host(const char *url, const char *step);
 static void xparse_object(const struct resp *r, struct json *j, const char *step);
 static void xneed_location(const struct resp *r, char *out, const char *step);
 static void xneed_str(const struct json *j, int obj, const char *key, char *out, size_t cap,
@@ -664,6 +665,7 @@ static long long ari_point(const struct json *j, const struct buf *der)
 /*
  * When ARI (RFC 9773) says to renew der (ID a->replaces): its ari_point; -1, after saying so, if
  * unusable or not before not_after (a window past the end would let the certificate expire).
+ * No answer at all (a timeout, a broken one) is unusable too: ARI must not stop a renewal.
  */
 static long long xari_time(struct acme *a, const struct buf *der, long long not_after)
 {
@@ -671,15 +673,19 @@ static long long xari_time(struct acme *a, const struct buf *der, long long not_
 	struct json j = { 0 };
 	char url[MAX_URL + 256], why[MAX_URL];
 	long long at = -1;
+	const char *err;
 	snprintf(url, sizeof url, "%s/%s", a->renewal_info, a->replaces);
-	xget(a, "GET", url, &r, "renewalInfo", 0);
-	if (r.status == 200 && !json_parse(&j, r.body.p, r.body.len) &&
-	    (at = ari_point(&j, der)) >= 0 &&
+	xneed_ca_host(url, "renewalInfo");
+	if (!(err = http_try(&a->conn, "GET", url, NULL, &r, 0)) && r.status == 200 &&
+	    !json_parse(&j, r.body.p, r.body.len) && (at = ari_point(&j, der)) >= 0 &&
 	    json_get_str(&j, 0, "explanationURL", why, sizeof why))
 		info("The CA explains its renewal window at %s", why);
 	if (at >= not_after)
 		info("The CA's renewal window puts renewal after the certificate's end: going by"
 		     " the certificate's lifetime");
+	else if (at < 0 && err)
+		info("The CA's renewal information did not come (%s): going by the certificate's"
+		     " lifetime", err);
 	else if (at < 0)
 		info("The CA's renewal information is unusable (HTTP %d): going by the"
 		     " certificate's lifetime", r.status);

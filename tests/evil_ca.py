@@ -924,6 +924,10 @@ SCENARIOS = {
     "ari_end_is_start": {"renewalInfo": body('{"suggestedWindow": {"start": '
                                              '"2020-01-01T00:00:00Z", "end": "2020-01-01T00:00:00Z"}}')},
     "ari_error": {"renewalInfo": lambda ca, req, normal: problem(404, "malformed", "evil CA: no")},
+    # no answer at all: garbage for a status line, a body without end, a drip until --timeout
+    "ari_garbage_status": {"renewalInfo": raw(_garbage_status)},
+    "ari_endless": {"renewalInfo": raw(_endless_chunked)},
+    "ari_drip": {"renewalInfo": raw(_drip)},
     # a usable window, but under a status other than 200: no answer to go by
     "ari_not_200": {"renewalInfo": body('{"suggestedWindow": {"start": "2020-01-01T00:00:00Z", '
                                         '"end": "2020-01-02T00:00:00Z"}}', status=404)},

@@ -1219,8 +1219,13 @@ def ari_unusable(suite):
     # lifetime, 2 days of 2 left is not due
     leaf = os.path.join(suite.keys, "leaf.pem")
     for scenario in ("ari_malformed", "ari_wrong_types", "ari_no_window", "ari_bad_date",
-                     "ari_end_before_start", "ari_end_is_start", "ari_error", "ari_not_200"):
+                     "ari_end_before_start", "ari_end_is_start", "ari_error", "ari_not_200",
+                     "ari_garbage_status", "ari_endless"):
         not_due(renew(suite, scenario, "leaf.pem", window=PAST), leaf, "renewalInfo")
+    # ...as is none within --timeout; nor can that stop a renewal the lifetime makes due
+    not_due(renew(suite, "ari_drip", "leaf.pem", "--timeout", "2", window=PAST), leaf,
+            "renewalInfo")
+    issued(renew(suite, "ari_drip", "leaf-expiring.pem", "--timeout", "2", window=PAST))
 
 
 def ari_point(suite):
