@@ -541,7 +541,7 @@ static void xadd_eab(struct buf *b, const struct acme *a)
 {
 	struct buf mac = { 0 }, jws = { 0 };
 	if (b64_decode_url(run.eab_hmac_key, &mac) || !mac.len)
-		fail("--eab-hmac-key: not base64url");
+		fail("--eab-hmac-key: not base64url (A-Z a-z 0-9 - _, without = padding)");
 	xjws_build(&jws, a->key, run.eab_kid, NULL, a->new_account, a->key->jwk, &mac);
 	buf_cat(b, ",\"externalAccountBinding\":", jws.p, NULL);
 	buf_free(&mac);
