@@ -117,7 +117,13 @@ def make_certs(d):
             "-subj", "/CN=some other CA", cwd=d)
     openssl("x509", "-req", "-in", "tls.csr", "-CA", "other-ca.pem", "-CAkey", "other-ca.key",
             "-CAcreateserial", "-out", "untrusted.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
-    for name in ("expired", "untrusted", "localhost-only"):
+    # the address as a dNSName, not an iPAddress: no name for a CA addressed as 127.0.0.1
+    with open(os.path.join(d, "ip-as-dns.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,DNS:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "ip-as-dns.pem", "-days", "2",
+            "-extfile", "ip-as-dns.cnf", cwd=d)
+    for name in ("expired", "untrusted", "localhost-only", "ip-as-dns"):
         shutil.copy(os.path.join(d, "tls.key"), os.path.join(d, name + ".key"))
 
 
@@ -944,6 +950,16 @@ def ca_by_ip(suite):
                          r"TLS: server certificate is for another host name$", ca)
 
 
+def ca_by_ip_as_dns_name(suite):
+    # https://127.0.0.1:PORT/dir with a certificate that has 127.0.0.1 as a dNSName only:
+    # a DNS name, not the address (RFC 5280 4.2.1.6), as BearSSL and every TLS client has it
+    with EvilCA("tls", suite.keys, cert="ip-as-dns") as ca:
+        ca.directory = ca.directory.replace("localhost", "127.0.0.1")
+        res = suite.run_client(ca)
+        check_common(res, r"^acme-tiny: directory: GET https://127\.0\.0\.1:\d+/dir: "
+                     r"TLS: server certificate is for another host name$", ca)
+
+
 @contextlib.contextmanager
 def answering_once(reply):
     """A TCP server on 127.0.0.1 that reads what comes first and answers reply, raw;
@@ -1593,6 +1609,7 @@ CASES = [
     ("evil_subproblems", subproblems),
     ("evil_subproblems_not_list", subproblems_not_list),
     ("evil_ca_by_ip", ca_by_ip),
+    ("evil_ca_by_ip_as_dns_name", ca_by_ip_as_dns_name),
     ("evil_tls_plain_port", tls_plain_port),
     ("evil_tls_nothing_in_common", tls_nothing_in_common),
     ("evil_ari_window", ari_window),

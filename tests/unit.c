@@ -3383,6 +3383,34 @@ static void test_cert_is_ours_names(void)
 	buf_free(&pem);
 }
 
+/*
+ * cert_is_ours: an IP address asked for must be the certificate's iPAddress name; a dNSName
+ * that reads as one is a DNS name (RFC 5280 4.2.1.6), which no TLS client takes for the address.
+ */
+static void test_cert_is_ours_ip_as_dns_name(void)
+{
+	static const struct { const char *san; int want; } cases[] = {
+		{ "IP:192.0.2.1", 1 }, { "DNS:192.0.2.1", 0 }, { "IP:2001:db8::1", 0 },
+	};
+	static struct names ns;
+	struct buf csr = { 0 }, pem = { 0 };
+	size_t i;
+
+	if (!CHECK_INT(slurp("cc.der", &csr), 0))
+		return;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		set_context("cert_is_ours: a certificate for %s, asked for 192.0.2.1", cases[i].san);
+		if (!CHECK_INT(sh("openssl req -x509 -key cc.key -subj /CN=ip.test -days 1 -out "
+				  "ip.pem -addext subjectAltName=%s", cases[i].san), 0) ||
+		    !CHECK_INT(slurp("ip.pem", &pem), 0))
+			continue;
+		CHECK_INT(names_from_list("192.0.2.1", &ns), 0);
+		CHECK_INT(cert_is_ours(&pem, &csr, &ns, -1), cases[i].want);
+	}
+	buf_free(&csr);
+	buf_free(&pem);
+}
+
 /* check_chain: PEM certificates and nothing else; cert_is_ours: for the CSR's key and names. */
 static void test_check_chain(void)
 {
@@ -3456,6 +3484,7 @@ static void test_check_chain(void)
 		CHECK_INT(slurp("other.der", &b), 0);
 		CHECK(!cert_is_ours(&pem, &b, &no_names, -1));
 		test_cert_is_ours_names();
+		test_cert_is_ours_ip_as_dns_name();
 		set_context("check_chain, a certificate under another label");
 		CHECK_INT(sh("sed 's/CERTIFICATE/TRUSTED CERTIFICATE/' cc.pem > cc-trusted.pem"), 0);
 		CHECK_INT(slurp("cc-trusted.pem", &b), 0);
