@@ -3218,16 +3218,16 @@ static const struct ident *our_ident(const struct names *ns, const char *type, c
 }
 
 /*
- * Adds a name from the CSR: an IP address (raw 4 or 16 bytes if raw_ip is 1, or text unless it is
- * -1: a dNSName, never an address) becomes "ip", anything else must be a DNS name, and is
- * lower-cased. Duplicates are dropped. 0, or -1.
+ * Adds a name of a CSR or certificate as its GeneralName tag says: an iPAddress (0x87, 4 or 16
+ * bytes) is "ip", a dNSName (0x82) "dns" whatever it reads as; text (0: a CN, --domains) is "ip"
+ * if it is an address. A DNS name must be one, and is lower-cased. Duplicates are dropped. 0, -1.
  */
-static int add_name(struct names *ns, const unsigned char *s, size_t len, int raw_ip)
+static int add_name(struct names *ns, const unsigned char *s, size_t len, int tag)
 {
 	struct ident id;
 	unsigned char ip[16];
 	int af = 0;
-	if (raw_ip > 0) {
+	if (tag == 0x87) {
 		if (len != 4 && len != 16)
 			return -1;
 		af = len == 4 ? AF_INET : AF_INET6;
@@ -3237,7 +3237,7 @@ static int add_name(struct names *ns, const unsigned char *s, size_t len, int ra
 	} else {
 		memcpy(id.value, s, len);
 		id.value[len] = 0;
-		af = raw_ip ? 0 : inet_pton(AF_INET, id.value, ip) == 1 ? AF_INET :
+		af = tag ? 0 : inet_pton(AF_INET, id.value, ip) == 1 ? AF_INET :
 		     inet_pton(AF_INET6, id.value, ip) == 1 ? AF_INET6 : 0;
 	}
 	strcpy(id.type, af ? "ip" : "dns");
@@ -3297,8 +3297,7 @@ static int san_names(struct der octets, struct names *ns)
 		return -1;
 	while (seq.len)
 		if ((tag = der_next(&seq, &gn)) < 0 ||
-		    ((tag == 0x82 || tag == 0x87) &&
-		     add_name(ns, gn.p, gn.len, tag == 0x87 ? 1 : -1)))  /* dNSName: no address */
+		    ((tag == 0x82 || tag == 0x87) && add_name(ns, gn.p, gn.len, tag)))
 			return -1;
 	return 0;
 }
