@@ -344,6 +344,7 @@ static void xgenerate_key(const char *path, const struct key_type *t);
 static int json_parse(struct json *j, const char *s, size_t len);
 static void json_free(struct json *j);
 static int json_get(const struct json *j, int obj, const char *key);
+static int json_item(const struct json *j, int list, int k);
 static int json_str(const struct json *j, int t, char *out, size_t cap);
 static const char *json_get_str(const struct json *j, int obj, const char *key,
 				char *out, size_t cap);
@@ -1020,8 +1021,7 @@ static int find_challenge(const struct json *j, const char *type)
 {
 	int list = json_get(j, 0, "challenges"), c;
 	char t[16];
-	for (c = list + 1; list >= 0 && j->t[list].type == J_ARR && c < j->t[list].next;
-	     c = j->t[c].next)
+	for (c = json_item(j, list, -1); c >= 0; c = json_item(j, list, c))
 		if (type ? json_get_str(j, c, "type", t, sizeof t) && !strcmp(t, type) :
 		    json_get(j, c, "error") >= 0)
 			return c;
@@ -1076,8 +1076,7 @@ static const char *challenge_types(const struct json *j, struct buf *b)
 {
 	int list = json_get(j, 0, "challenges"), c;
 	char t[16];
-	for (c = list + 1; list >= 0 && j->t[list].type == J_ARR && c < j->t[list].next;
-	     c = j->t[c].next)
+	for (c = json_item(j, list, -1); c >= 0; c = json_item(j, list, c))
 		if (json_get_str(j, c, "type", t, sizeof t))
 			buf_cat(b, b->len ? ", " : "", t, NULL);
 	return b->len ? b->p : "none";
@@ -1106,8 +1105,7 @@ static int xtake_challenge(const struct acme *a, const struct ident *id, const s
 			xself_check(id, t.token, t.auth);
 		return c;
 	}
-	for (c = list + 1; run.hook && list >= 0 && j->t[list].type == J_ARR &&
-	     c < j->t[list].next; c = j->t[c].next) {
+	for (c = json_item(j, list, -1); run.hook && c >= 0; c = json_item(j, list, c)) {
 		if (!json_get_str(j, c, "type", type, sizeof type) ||
 		    (strcmp(type, "dns-01") && (wild || strcmp(type, "http-01"))))
 			continue;
@@ -1128,8 +1126,7 @@ static int xtake_challenge(const struct acme *a, const struct ident *id, const s
 /* The first string of the JSON array list (index, or -1) into out; "" if there is none. */
 static void first_str(const struct json *j, int list, char *out, size_t cap)
 {
-	json_str(j, list >= 0 && j->t[list].type == J_ARR && list + 1 < j->t[list].next ?
-		 list + 1 : -1, out, cap);      /* which empties out if it fails */
+	json_str(j, json_item(j, list, -1), out, cap);  /* which empties out if it fails */
 }
 
 /*
@@ -1236,7 +1233,7 @@ static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 	int list = json_get(&o->j, 0, "authorizations"), k, n = 0, done = 1;
 	if (list < 0 || o->j.t[list].type != J_ARR)
 		fail("newOrder: the order has no list of authorizations");
-	for (k = list + 1; k < o->j.t[list].next; k = o->j.t[k].next) {
+	for (k = json_item(&o->j, list, -1); k >= 0; k = json_item(&o->j, list, k)) {
 		const struct ident *id;
 		if (++n > ns->n || json_str(&o->j, k, url, sizeof url))
 			fail("newOrder: more authorizations than names, or one that is no URL");
@@ -1427,8 +1424,7 @@ static const char *problem_text(const struct json *j, int p, char *out, size_t c
 	size_t n;
 	out[0] = 0;
 	add_problem(j, p, out, cap);
-	for (k = list + 1; list >= 0 && j->t[list].type == J_ARR && k < j->t[list].next;
-	     k = j->t[k].next) {
+	for (k = json_item(j, list, -1); k >= 0; k = json_item(j, list, k)) {
 		json_get_str(j, json_get(j, k, "identifier"), "value", name, sizeof name);
 		n = strlen(out);
 		snprintf(out + n, cap - n, "; %s: ", name[0] ? name : "(no identifier)");
@@ -3711,6 +3707,13 @@ static int json_get(const struct json *j, int obj, const char *key)
 		}
 	}
 	return found;
+}
+
+/* The element of array list after element k (-1: its first); -1 past its last, or if no array. */
+static int json_item(const struct json *j, int list, int k)
+{
+	int next = k < 0 ? list + 1 : j->t[k].next;
+	return list >= 0 && j->t[list].type == J_ARR && next < j->t[list].next ? next : -1;
 }
 
 /* The string value of key in obj, decoded into out; out, or NULL. */

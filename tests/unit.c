@@ -1155,6 +1155,29 @@ static void test_json_small_buffers(void)
 	context[0] = 0;
 }
 
+/* json_item walks an array's own elements, the nested ones skipped, and nothing else. */
+static void test_json_item(void)
+{
+	struct json j = { 0 };
+	int k;
+
+	set_context("json_item");
+	if (!CHECK_INT(parse(&j, "{\"a\":[1,[2,{\"b\":3}],\"x\"],\"e\":[],\"o\":{\"c\":4}}"), 0))
+		return;
+	k = json_get(&j, 0, "a");
+	CHECK_INT(json_item(&j, k, -1), k + 1);                  /* 1 */
+	CHECK_INT(json_item(&j, k, k + 1), k + 2);               /* [2,{"b":3}] */
+	CHECK_INT(json_item(&j, k, k + 2), k + 7);               /* "x", past 2, {, "b", 3 */
+	CHECK_INT(json_item(&j, k, k + 7), -1);
+	CHECK_INT(json_item(&j, json_get(&j, 0, "e"), -1), -1);  /* an empty array */
+	CHECK_INT(json_item(&j, json_get(&j, 0, "o"), -1), -1);  /* an object is no array */
+	CHECK_INT(json_item(&j, json_get(&j, 0, "none"), -1), -1);
+	CHECK_INT(json_item(&j, k + 2, k + 3), k + 4);           /* {"b":3}, in the inner one */
+	CHECK_INT(json_item(&j, k + 2, k + 4), -1);
+	json_done(&j);
+	context[0] = 0;
+}
+
 static void test_json_write(void)
 {
 	static const char tricky[] = "a\"b\\c\nd\x01" "e\x7f" "f\xc3\xa9/";
@@ -3761,7 +3784,7 @@ static void test_valid_at(void)
 
 /* ===================== the groups, and main ===================== */
 
-enum { MAX_GROUP_TESTS = 4 };
+enum { MAX_GROUP_TESTS = 5 };
 
 struct group {
 	const char *name;
@@ -3776,7 +3799,8 @@ static const struct group GROUPS[] = {
 	{ "dates", { test_retry_after, test_rfc3339, test_der_time } },
 	{ "messages", { test_info } },
 	/* 8. JSON */
-	{ "json", { test_json_valid, test_json_invalid, test_json_small_buffers, test_json_write } },
+	{ "json", { test_json_valid, test_json_invalid, test_json_small_buffers, test_json_item,
+		    test_json_write } },
 	/* 7. keys and DER */
 	{ "pem", { test_pem, test_pem_bundle } },
 	{ "der", { test_der_next } },
