@@ -3343,7 +3343,7 @@ static int csr_names(const unsigned char *p, size_t len, struct names *ns)
 /* Seconds since 1970 of a UTCTime or GeneralizedTime (RFC 5280 4.1.2.5) taken off in; or -1. */
 static long long der_time(struct der *in)
 {
-	struct der v;
+	struct der v = { 0 };    /* der_next leaves it unset on malformed input */
 	int tag = der_next(in, &v);
 	size_t n = tag == 0x17 ? 2 : 4;         /* digits of the year */
 	const char *s = (const char *)v.p;
