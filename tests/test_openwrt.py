@@ -472,13 +472,16 @@ def sigterm_before_pid(tmp):
         time.sleep(0.01)
     hook = int(open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()[0])
     os.kill(hook, signal.SIGTERM)       # while the hook's fork of acme-tiny is held
+    start = time.time()
     out, err = p.communicate(timeout=30)
+    took = time.time() - start  # about 2 s (strace holds each fork); over 6 s if nobody passes it on
     stub = int(open(calls).read().split()[0])
     alive = os.path.exists(f"/proc/{stub}")
     if alive:
         os.kill(stub, signal.SIGKILL)
     assert p.returncode == 1, f"exit {p.returncode}: {out.decode()}{err.decode()}{r.syslog()}"
     assert not alive, "acme-tiny was left running"
+    assert took < 5, f"took {took:.1f} s: acme-tiny did not hear SIGTERM"
     assert r.notified() == ["issue-failed"], r.notified()
 
 
