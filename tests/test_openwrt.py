@@ -474,7 +474,7 @@ def sigterm_before_pid(tmp):
     os.kill(hook, signal.SIGTERM)       # while the hook's fork of acme-tiny is held
     start = time.time()
     out, err = p.communicate(timeout=30)
-    took = time.time() - start  # about 2 s (strace holds each fork); over 6 s if nobody passes it on
+    took = time.time() - start  # about 2 s (strace holds forks); 6 if not passed on
     stub = int(open(calls).read().split()[0])
     alive = os.path.exists(f"/proc/{stub}")
     if alive:
