@@ -463,8 +463,9 @@ def sigterm_before_pid(tmp):
     calls = os.path.join(r.root, "calls")
     write(os.path.join(r.bin, "acme-tiny"), f'#!/bin/sh\necho $$ >> {calls}\n'
           "trap 'exit 2' TERM\nsleep 5 </dev/null >/dev/null 2>&1 &\nwait $!\nexit 2\n", 0o755)
-    p = r.start(["strace", "-o", "/dev/null", "-e", "trace=clone,fork,vfork", "-e",
-                 "inject=clone:delay_exit=300000"], domains="race.openwrt.test",
+    forks = "clone,clone3,fork,vfork"   # whichever the C library's fork() makes
+    p = r.start(["strace", "-o", "/dev/null", "-e", "trace=" + forks, "-e",
+                 f"inject={forks}:delay_exit=300000"], domains="race.openwrt.test",
                 validation_method="dns-persist")
     deadline = time.time() + 30
     while not os.path.exists(calls):
