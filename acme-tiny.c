@@ -1189,7 +1189,7 @@ static void xpersist_records(const struct acme *a, const struct names *ns, struc
 	}
 }
 
-/* Ends the run for an invalid order: which name failed, why (--dns-persist: the record sought). */
+/* Ends the run for an order gone wrong: which name failed and why (--dns-persist: the record). */
 static void xfail_authz(struct acme *a, struct order *o, const struct names *ns,
 			const struct buf *authzs)
 {
@@ -1261,7 +1261,7 @@ static void xauthorize(struct acme *a, struct order *o, const struct names *ns)
 	}
 	/* a CA that validates while it answers needs no wait: then poll at once */
 	xpoll(a, o, done ? 0 : FIRST_POLL_DELAY);
-	if (!strcmp(o->status, "invalid"))
+	if (strcmp(o->status, "ready") && strcmp(o->status, "valid"))   /* invalid, or worse */
 		xfail_authz(a, o, ns, &authzs);        /* the URLs checked, one per name at most */
 	if (undo_challenges("done", 0))
 		info("Warning: --hook %s done did not exit 0; the names are validated", run.hook);

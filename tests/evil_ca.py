@@ -820,6 +820,12 @@ SCENARIOS = {
     "proto_pending_retry_999999": {"readyPoll": retry_after("999999", "pending")},
     "proto_processing_forever": {"orderPoll": retry_after(None, "processing")},
     "proto_challenge_invalid": {"readyPoll": _order_invalid, "authzPoll": _challenge_invalid},
+    # a dns-01 challenge for the hook, then an order status RFC 8555 does not have
+    "proto_order_status_unknown": {
+        "authz": lambda ca, req, normal: Reply(200, dict(ca.authz_obj("pending"), challenges=[
+            dict(ca.challenge_obj("pending"), type="dns-01")])),
+        "readyPoll": lambda ca, req, normal: Reply(
+            200, ca.order_obj("expired" if ca.challenged else "pending"))},
     # an invalid order that lists its one authorization (valid) a thousand times
     "proto_invalid_long_list": {"readyPoll": lambda ca, req, normal: Reply(200, dict(
         ca.order_obj("invalid"), authorizations=[ca.base + "/authz/1"] * 1000))},

@@ -734,6 +734,20 @@ def proto_challenge_invalid(suite):
                    r"evil CA could not connect to 192\.0\.2\.1:80$")
 
 
+def proto_order_status_unknown(suite):
+    # the order ends up neither ready nor valid after the challenges: the run fails, and the
+    # hook hears failed for its challenge, never done
+    log, hook = os.path.join(suite.io, "status-hook.log"), os.path.join(suite.io, "status-hook")
+    with open(hook, "w") as f:
+        f.write(f'#!/bin/sh\necho "$1 $2 $3" >> {log}\n')
+    os.chmod(hook, 0o755)
+    expect_failure(suite, "proto_order_status_unknown", r"^acme-tiny: order https://localhost:"
+                   r"\d+/order/1 is expired: \(no problem type\)$", args=("--hook", hook))
+    with open(log) as f:
+        calls = f.read().splitlines()
+    assert calls == [f"begin dns-01 {DOMAIN}", f"failed dns-01 {DOMAIN}"], calls
+
+
 def proto_invalid_long_list(suite):
     # looking for the failed authorization fetches one per name, not the CA's thousand
     def after(ca, res):
@@ -1578,6 +1592,7 @@ CASES = [
     ("evil_proto_processing_forever", proto_processing_forever),
     ("evil_proto_retry_date_c1", proto_retry_date_c1),
     ("evil_proto_challenge_invalid", proto_challenge_invalid),
+    ("evil_proto_order_status_unknown", proto_order_status_unknown),
     ("evil_proto_invalid_long_list", proto_invalid_long_list),
     ("evil_proto_cert_empty", proto_cert_empty),
     ("evil_proto_cert_html", proto_cert_html),
