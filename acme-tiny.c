@@ -4129,9 +4129,8 @@ static long long now_ms(void)
 static void sleep_ms(long long ms)
 {
 	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-		/* resume the rest of the wait */
-	}
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		continue;       /* the rest of the wait */
 }
 
 /*
