@@ -3941,10 +3941,7 @@ static void xread_file(const char *path, const char *what, struct buf *b)
 	c.deadline = now_ms() + run.timeout * 1000LL;
 	b->len = 0;
 	buf_add(b, "", 0);      /* an empty file still gives a string */
-	for (;;) {
-		n = sock_wait(&c, POLLIN) ? -1 : read(c.fd, chunk, sizeof chunk);
-		if (n == 0)
-			break;
+	while ((n = sock_wait(&c, POLLIN) ? -1 : read(c.fd, chunk, sizeof chunk)) != 0) {
 		if (n < 0 && !c.why && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0 || b->len + (size_t)n > MAX_FILE) {
