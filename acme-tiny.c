@@ -558,10 +558,8 @@ static void xaccount(struct acme *a)
 {
 	struct buf p = { 0 };
 	struct resp r = { 0 };
-	int found;
 	info("Registering account...");
-	found = run.eab_kid && xfind_account(a, 0);
-	if (!found) {
+	if (!run.eab_kid || !xfind_account(a, 0)) {     /* with EAB, one we have is found first */
 		buf_str(&p, "{\"termsOfServiceAgreed\":true");
 		if (run.n_contacts)
 			add_contacts(&p, ",");
