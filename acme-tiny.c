@@ -3830,7 +3830,6 @@ static int b64_value(int c)
  */
 static int b64_decode(const char *s, size_t n, struct buf *out)
 {
-	unsigned char bytes[3];
 	uint32_t acc = 0;
 	size_t i, chars = 0, pad = 0;
 	int blank = 0;          /* nothing yet on the line that a '\n' would end */
@@ -3851,9 +3850,7 @@ static int b64_decode(const char *s, size_t n, struct buf *out)
 			return -1;
 		acc = acc << 6 | (uint32_t)(v < 0 ? 0 : v);     /* '=' counts as zero bits */
 		if ((chars + pad) % 4 == 0) {
-			bytes[0] = (unsigned char)(acc >> 16);
-			bytes[1] = (unsigned char)(acc >> 8);
-			bytes[2] = (unsigned char)acc;
+			unsigned char bytes[3] = { (acc >> 16) & 255, (acc >> 8) & 255, acc & 255 };
 			buf_add(out, bytes, 3 - pad);
 		}
 	}
