@@ -264,17 +264,12 @@ static void xnew_order(struct acme *a, const struct names *ns, struct order *o);
 static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		const struct buf *csr);
 static void xmanage(struct acme *a);
-static int xfind_account(struct acme *a, int must);
 static void xauthorize(struct acme *a, struct order *o, const struct names *ns);
 static void xfinalize(struct acme *a, struct order *o, const struct buf *csr);
 static void xcertificate(struct acme *a, struct order *o, const struct buf *csr,
 			 const struct names *ns, struct buf *chain);
 static void xcheck_challenge_ways(void);
 static void xpersist_records(const struct acme *a, const struct names *ns, struct buf *out);
-static void first_str(const struct json *j, int list, char *out, size_t cap);
-static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns,
-			long long ca_time);
-static int key_fits_cert(const struct key *k, const struct buf *der);
 
 /* 3: ACME requests */
 static int xsend(struct acme *a, const char *url, const char *payload, struct resp *r,
@@ -494,6 +489,12 @@ static void xcheck_profile(const struct json *j, int meta, const char *profile)
 	fail("--profile %s: the CA offers %s", profile, offered.len ? offered.p : "no profiles");
 }
 
+/* The first string of the JSON array list (index, or -1) into out; "" if there is none. */
+static void first_str(const struct json *j, int list, char *out, size_t cap)
+{
+	json_str(j, json_item(j, list, -1), out, cap);  /* which empties out if it fails */
+}
+
 /* GET the directory (7.1.1): the CA's URLs and what its meta says; a nonce, if it sends one. */
 static void xdirectory(struct acme *a)
 {
@@ -547,6 +548,26 @@ static void xadd_eab(struct buf *b, const struct acme *a)
 	buf_cat(b, ",\"externalAccountBinding\":", jws.p, NULL);
 	buf_free(&mac);
 	buf_free(&jws);
+}
+
+/*
+ * Our key's account by onlyReturnExisting (7.3.1), which never makes one: 1 with its URL as
+ * our kid, 0 if there is none (if must, the run ends then). A CA that wants EAB before all else
+ * may say externalAccountRequired for none.
+ */
+static int xfind_account(struct acme *a, int must)
+{
+	struct resp r = { 0 };
+	int found = xsend(a, a->new_account, "{\"onlyReturnExisting\":true}", &r, "newAccount", 0);
+	if (found)
+		xneed_location(&r, a->kid, "newAccount");
+	else if (!is_problem(&r, "accountDoesNotExist") &&
+		 !is_problem(&r, "externalAccountRequired"))
+		fail_problem("newAccount", &r);
+	else if (must)
+		fail("account key %s: the CA has no account for it", run.account_key);
+	buf_free(&r.body);
+	return found;
 }
 
 /*
@@ -706,6 +727,39 @@ static long long renewal_time(const struct cert *c)
 	return c->not_after - left;
 }
 
+/* 1 if c is valid at t, seconds since 1970 (-1: unknown), with a day's leeway before it begins. */
+static int valid_at(const struct cert *c, long long t)
+{
+	return t >= 0 && c->not_before < t + 86400 && t < c->not_after;
+}
+
+/*
+ * 1 if pem's first certificate is ours: for the CSR's key (by the subjectPublicKey bits, the one
+ * way the two match) and exactly the names ns (another breaks the server that loads it), not
+ * ending before it begins, and valid now by our clock or by the CA's, ca_time (a router's clock
+ * may be days off; a certificate from next year would block renewal till then); else 0. The one
+ * test for the certificate in --output and for the one the CA sends.
+ */
+static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns,
+			long long ca_time)
+{
+	static struct names have;
+	struct buf der = { 0 };
+	struct der key;
+	struct cert c;
+	size_t pos = 0;
+	char label[32];
+	int k, ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
+		!strcmp(label, "CERTIFICATE") && !csr_key(csr->p, csr->len, &key) &&
+		!cert_parse(der.p, der.len, &c, &have) && der_is(&c.key, key.p, key.len) &&
+		have.n == ns->n && c.not_before < c.not_after &&
+		(valid_at(&c, time(NULL)) || valid_at(&c, ca_time));
+	for (k = 0; ok && k < ns->n; k++)
+		ok = our_ident(&have, ns->id[k].type, ns->id[k].value) != NULL;
+	buf_free(&der);
+	return ok;
+}
+
 /*
  * 1 if the certificate in --output (old) is due, or is no unexpired one for these names and key;
  * else 0, having said until when it is good. Its ARI certID goes to a->replaces if replaceable.
@@ -745,26 +799,6 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 }
 
 /*
- * Our key's account by onlyReturnExisting (7.3.1), which never makes one: 1 with its URL as
- * our kid, 0 if there is none (if must, the run ends then). A CA that wants EAB before all else
- * may say externalAccountRequired for none.
- */
-static int xfind_account(struct acme *a, int must)
-{
-	struct resp r = { 0 };
-	int found = xsend(a, a->new_account, "{\"onlyReturnExisting\":true}", &r, "newAccount", 0);
-	if (found)
-		xneed_location(&r, a->kid, "newAccount");
-	else if (!is_problem(&r, "accountDoesNotExist") &&
-		 !is_problem(&r, "externalAccountRequired"))
-		fail_problem("newAccount", &r);
-	else if (must)
-		fail("account key %s: the CA has no account for it", run.account_key);
-	buf_free(&r.body);
-	return found;
-}
-
-/*
  * Key rollover (7.3.5): a->key's account moves to nk. The inner JWS is signed by nk, with its jwk
  * and no nonce; the outer by the old key. A rerun after a lost answer finds the account under nk.
  */
@@ -787,6 +821,22 @@ static void xrollover(struct acme *a, const struct key *nk)
 	buf_free(&inner);
 	buf_free(&p);
 	buf_free(&r.body);
+}
+
+/* 1 if the certificate der is for key k (--revoke, --revoke-key), else 0. */
+static int key_fits_cert(const struct key *k, const struct buf *der)
+{
+	struct buf spki = { 0 };
+	struct der in, seq, v;
+	struct cert c;
+	int ok;
+	der_spki(&spki, k);
+	in = (struct der){ (const unsigned char *)spki.p, spki.len };
+	ok = !der_expect(&in, 0x30, &seq) && der_next(&seq, &v) >= 0 &&
+	     !der_expect(&seq, 0x03, &v) && !cert_parse(der->p, der->len, &c, NULL) &&
+	     der_is(&c.key, v.p, v.len);
+	buf_free(&spki);
+	return ok;
 }
 
 /* Revokes (7.6), rolls the account key over (7.3.5) or deactivates the account (7.3.6). */
@@ -1121,12 +1171,6 @@ static int xtake_challenge(const struct acme *a, const struct ident *id, const s
 	     wild ? ": a wildcard name needs DNS validation" : "");
 }
 
-/* The first string of the JSON array list (index, or -1) into out; "" if there is none. */
-static void first_str(const struct json *j, int list, char *out, size_t cap)
-{
-	json_str(j, json_item(j, list, -1), out, cap);  /* which empties out if it fails */
-}
-
 /*
  * Appends the dns-persist-01 record (draft-ietf-acme-dns-persist) by which our account may prove
  * name (and *.name, if wild), as a zone file line. The issuer is the directory's, else the one
@@ -1328,55 +1372,6 @@ static int check_chain(const struct buf *pem)
 	}
 	buf_free(&der);
 	return ok && n > 0 ? 0 : -1;
-}
-
-/* 1 if c is valid at t, seconds since 1970 (-1: unknown), with a day's leeway before it begins. */
-static int valid_at(const struct cert *c, long long t)
-{
-	return t >= 0 && c->not_before < t + 86400 && t < c->not_after;
-}
-
-/*
- * 1 if pem's first certificate is ours: for the CSR's key (by the subjectPublicKey bits, the one
- * way the two match) and exactly the names ns (another breaks the server that loads it), not
- * ending before it begins, and valid now by our clock or by the CA's, ca_time (a router's clock
- * may be days off; a certificate from next year would block renewal till then); else 0. The one
- * test for the certificate in --output and for the one the CA sends.
- */
-static int cert_is_ours(const struct buf *pem, const struct buf *csr, const struct names *ns,
-			long long ca_time)
-{
-	static struct names have;
-	struct buf der = { 0 };
-	struct der key;
-	struct cert c;
-	size_t pos = 0;
-	char label[32];
-	int k, ok = pem_next(pem, &pos, label, sizeof label, &der) == 1 &&
-		!strcmp(label, "CERTIFICATE") && !csr_key(csr->p, csr->len, &key) &&
-		!cert_parse(der.p, der.len, &c, &have) && der_is(&c.key, key.p, key.len) &&
-		have.n == ns->n && c.not_before < c.not_after &&
-		(valid_at(&c, time(NULL)) || valid_at(&c, ca_time));
-	for (k = 0; ok && k < ns->n; k++)
-		ok = our_ident(&have, ns->id[k].type, ns->id[k].value) != NULL;
-	buf_free(&der);
-	return ok;
-}
-
-/* 1 if the certificate der is for key k (--revoke, --revoke-key), else 0. */
-static int key_fits_cert(const struct key *k, const struct buf *der)
-{
-	struct buf spki = { 0 };
-	struct der in, seq, v;
-	struct cert c;
-	int ok;
-	der_spki(&spki, k);
-	in = (struct der){ (const unsigned char *)spki.p, spki.len };
-	ok = !der_expect(&in, 0x30, &seq) && der_next(&seq, &v) >= 0 &&
-	     !der_expect(&seq, 0x03, &v) && !cert_parse(der->p, der->len, &c, NULL) &&
-	     der_is(&c.key, v.p, v.len);
-	buf_free(&spki);
-	return ok;
 }
 
 /* Downloads the order's certificate chain (7.4.2) into chain, checked before anyone sees it. */
