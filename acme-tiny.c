@@ -1914,8 +1914,7 @@ static const char *xcheck_output(const char *path, struct buf *old)
 	struct stat st, in;
 	int exists = !stat(path, &st), fd, err = 0;     /* through symlinks */
 	size_t k;
-	if (!exists)
-		xrefuse_dangling(path, "--output");
+	xrefuse_dangling(path, "--output");
 	if (exists && realpath(path, real))
 		path = real;
 	if (!path[0] || path[strlen(path) - 1] == '/' || (exists && !S_ISREG(st.st_mode)))
