@@ -1765,6 +1765,8 @@ static void xcheck_args(void)
 			    " look at the one it holds");
 	if (run.revoke_key && !run.revoke)
 		usage_error("--revoke-key goes with --revoke");
+	if (run.create_account_key && !run.account_key)         /* --revoke-key's run */
+		usage_error("--create-account-key goes with --account-key");
 }
 
 /* Reads the command line into run; ends the run with a usage error. */

@@ -353,6 +353,12 @@ def usage_errors(env):
         res = subprocess.run([*env.cmd, *base[:6], *extra], capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stderr.decode().startswith("acme-tiny: " + line), \
             (extra, res.stderr)
+    # --create-account-key makes the --account-key file: none with --revoke-key alone (NULL)
+    res = subprocess.run([*env.cmd, "--revoke", "c", "--revoke-key", "k", "--create-account-key"],
+                         capture_output=True, timeout=10)
+    assert res.returncode == 2 and res.stderr == (b"acme-tiny: --create-account-key goes with "
+                                                  b"--account-key (try 'acme-tiny --help')\n"), \
+        res.stderr
 
 
 def output_file(env):
