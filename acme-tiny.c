@@ -314,8 +314,6 @@ static void xhttp(struct conn *c, const char *method, const char *url, const str
 /* 6: JWS and CSRs */
 static void xjws_build(struct buf *out, const struct key *k, const char *kid, const char *nonce,
 		       const char *url, const char *payload, const struct buf *mac);
-static void xjws_sign(struct buf *out, const char *prot, const char *payload,
-		      const struct key *k, const struct buf *mac);
 static void xcsr_build(struct buf *b, const struct names *ns, const struct key *k);
 static void der_spki(struct buf *b, const struct key *k);
 
@@ -2750,7 +2748,12 @@ static size_t key_sign(const struct key *k, const void *data, size_t len, unsign
 static void xjws_build(struct buf *out, const struct key *k, const char *kid, const char *nonce,
 		       const char *url, const char *payload, const struct buf *mac)
 {
-	struct buf prot = { 0 };
+	struct buf prot = { 0 }, input = { 0 };
+	unsigned char sig[512];
+	size_t siglen;
+	br_hmac_key_context kc;
+	br_hmac_context hc;
+	const br_hash_class *hash;
 	buf_cat(&prot, "{\"alg\":\"", mac ? run.eab_alg : k->alg, "\"", NULL);
 	if (kid)
 		buf_json_str(&prot, ",\"kid\":", kid);
@@ -2760,24 +2763,7 @@ static void xjws_build(struct buf *out, const struct key *k, const char *kid, co
 		buf_json_str(&prot, ",\"nonce\":", nonce);
 	buf_json_str(&prot, ",\"url\":", url);
 	buf_str(&prot, "}");
-	xjws_sign(out, prot.p, payload, k, mac);
-	buf_free(&prot);
-}
-
-/*
- * A flattened JWS (RFC 7515 7.2.2) of the protected header prot and payload (NULL: empty)
- * into out: MACed with the HMAC key mac (the hash of --eab-alg), or without mac signed with k.
- */
-static void xjws_sign(struct buf *out, const char *prot, const char *payload,
-		      const struct key *k, const struct buf *mac)
-{
-	struct buf input = { 0 };
-	unsigned char sig[512];
-	size_t siglen;
-	br_hmac_key_context kc;
-	br_hmac_context hc;
-	const br_hash_class *hash;
-	buf_b64url(&input, prot, strlen(prot));
+	buf_b64url(&input, prot.p, prot.len);
 	buf_str(&input, ".");
 	if (payload)
 		buf_b64url(&input, payload, strlen(payload));
@@ -2799,6 +2785,7 @@ static void xjws_sign(struct buf *out, const char *prot, const char *payload,
 	buf_cat(out, "\",\"payload\":\"", strchr(input.p, '.') + 1, "\",\"signature\":\"", NULL);
 	buf_b64url(out, sig, siglen);
 	buf_str(out, "\"}");
+	buf_free(&prot);
 	buf_free(&input);
 }
 
