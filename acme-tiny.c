@@ -1873,11 +1873,9 @@ static void catch_signals(void)
 		    (old.sa_handler != SIG_IGN || sig == SIGALRM) && !sigaction(sig, &sa, NULL))
 			sigaddset(&ending, sig);
 	hold_signals(0);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGXFSZ, &sa, NULL);
-	sa.sa_handler = SIG_DFL;        /* inherited as ignored, no hook's end could be seen */
-	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);       /* inherited as ignored, no hook's end could be seen */
 }
 
 /* Holds off the signals on_signal takes (hold), or lets them in (!hold); holds do not nest. */
