@@ -1424,11 +1424,7 @@ static const char *problem_text(const struct json *j, int p, char *out, size_t c
 	return out;
 }
 
-/*
- * Ends the run with what the server said: HTTP status, problem, Retry-After,
- * and where a user must act (userActionRequired, 7.3.3): the problem's
- * instance, and the terms of service the CA links to.
- */
+/* Ends the run with the server's answer, and where a user must act (userActionRequired, 7.3.3). */
 static void fail_problem(const char *step, const struct resp *r)
 {
 	struct json j = { 0 };
@@ -1534,11 +1530,10 @@ static int waited_if_busy(const struct resp *r, const char *step, long long *wai
 }
 
 /*
- * A signed POST (6.2), its answer into r: 1 if a success, 0 if an error the
- * caller may handle. payload NULL is a POST-as-GET. Each Replay-Nonce signs the
- * next request (newNonce only after an answer without one). After badNonce
- * (with its nonce) or a busy CA's wait, it is sent again, MAX_POST_TRIES sends
- * in all at most; redirects are not followed. give_up, if not 0, bounds it all.
+ * A signed POST (6.2), its answer into r: 1 if a success, 0 if an error the caller may handle.
+ * payload NULL is a POST-as-GET. Each Replay-Nonce signs the next request (newNonce only after an
+ * answer without one). After badNonce (with its nonce) or a busy CA's wait, it is sent again,
+ * MAX_POST_TRIES sends at most; redirects are not followed. give_up, if not 0, bounds it all.
  */
 static int xsend(struct acme *a, const char *url, const char *payload, struct resp *r,
 		 const char *step, long long give_up)
@@ -1591,9 +1586,8 @@ static void xorder_state(struct order *o, const char *step)
 }
 
 /*
- * Polls the order (POST-as-GET) while it is pending or processing: first
- * after delay ms (0: at once), then doubling, never sooner than the CA's
- * Retry-After, and never past --max-wait in all. Its new state into o.
+ * Polls the order (POST-as-GET) while pending or processing, its new state into o: first after
+ * delay ms (0: at once), then doubling, never sooner than the CA's Retry-After; --max-wait in all.
  */
 static void xpoll(struct acme *a, struct order *o, long long delay)
 {
