@@ -2386,7 +2386,6 @@ static void tls_init(struct tls *t)
 	br_x509_minimal_set_hash(&t->xc, br_sha512_ID, &br_sha512_vtable);
 	br_x509_minimal_set_rsa(&t->xc, br_rsa_pkcs1_vrfy_get_default());
 	br_x509_minimal_set_ecdsa(&t->xc, &ec_nist, br_ecdsa_vrfy_asn1_get_default());
-	br_ssl_client_set_default_rsapub(&t->sc);
 	br_ssl_engine_set_default_rsavrfy(&t->sc.eng);
 	br_ssl_engine_set_ec(&t->sc.eng, &ec_nist);
 	br_ssl_engine_set_ecdsa(&t->sc.eng, br_ecdsa_vrfy_asn1_get_default());
