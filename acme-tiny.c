@@ -2173,12 +2173,10 @@ static int sock_io(struct conn *c, void *buf, size_t len, int writing)
 		n = writing ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
 		if (n >= 0)
 			return (int)n;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			if (sock_wait(c, writing ? POLLOUT : POLLIN))
-				return -1;
-		} else if (errno != EINTR) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return conn_error(c, strerror(errno));
-		}
+		if (sock_wait(c, writing ? POLLOUT : POLLIN))
+			return -1;
 	}
 }
 
