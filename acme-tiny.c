@@ -2303,11 +2303,9 @@ static int tcp_connect(struct conn *c, const struct url *u, long long give_up)
 		if (give_up && give_up < c->deadline)
 			c->deadline = give_up;
 		if ((c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-				    ai->ai_protocol)) < 0) {
+				    ai->ai_protocol)) < 0)
 			conn_error(c, strerror(errno));
-			continue;
-		}
-		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) && connect_wait(c))
+		else if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) && connect_wait(c))
 			conn_close(c);
 	}
 	freeaddrinfo(res);
