@@ -2053,9 +2053,8 @@ static int url_parse(const char *s, struct url *u)
 		after = end = end ? end : path;
 	}
 	if (copy_str(u->host, sizeof u->host, host, (size_t)(end - host)) || !u->host[0] ||
-	    strspn(u->host, host[-1] == '[' ? "0123456789abcdefABCDEF:." :
-		   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") !=
-	    strlen(u->host))
+	    u->host[strspn(u->host, host[-1] == '[' ? "0123456789abcdefABCDEF:." :
+			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")])
 		return -1;
 	lower_case(u->host);            /* host names compare case-insensitively */
 	strcpy(u->port, u->https ? "443" : "80");
