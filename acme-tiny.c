@@ -2060,9 +2060,8 @@ static int url_parse(const char *s, struct url *u)
 	strcpy(u->port, u->https ? "443" : "80");
 	if (after < path) {
 		k = (size_t)(path - after - 1);
-		if (*after != ':' || copy_str(u->port, sizeof u->port, after + 1, k) || !k ||
-		    strspn(u->port, "0123456789") != k || atoi(u->port) < 1 ||
-		    atoi(u->port) > 65535)
+		if (*after != ':' || copy_str(u->port, sizeof u->port, after + 1, k) ||
+		    number(u->port, (int)k) < 1 || number(u->port, (int)k) > 65535)
 			return -1;
 	}
 	if (copy_str(u->path, sizeof u->path, *path ? path : "/", *path ? strlen(path) : 1) ||
