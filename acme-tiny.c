@@ -2528,13 +2528,11 @@ static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, 
 	return 0;
 }
 
-/* The status line and headers (RFC 9112 section 4 and 5). */
+/* The status line and headers (RFC 9112 section 4 and 5); *clen comes in -1, *chunked 0. */
 static int read_head(struct conn *c, struct resp *r, long *clen, int *chunked)
 {
 	char line[MAX_LINE];
 	int n, count;
-	*clen = -1;
-	*chunked = 0;
 	if (conn_line(c, line, sizeof line) < 0)
 		return -1;
 	if ((strncmp(line, "HTTP/1.1 ", 9) && strncmp(line, "HTTP/1.0 ", 9)) ||
@@ -2601,8 +2599,8 @@ static int read_to_close(struct conn *c, struct buf *body)
 /* Reads one whole response: 0, or -1 with c->why. */
 static int read_response(struct conn *c, struct resp *r, int head)
 {
-	long clen;
-	int chunked;
+	long clen = -1;         /* none yet */
+	int chunked = 0;
 	r->body.len = 0;
 	buf_add(&r->body, "", 0);       /* an empty body still gives a string */
 	r->nonce[0] = r->location[0] = r->retry_after[0] = r->terms[0] = r->date[0] = 0;
