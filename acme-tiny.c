@@ -2469,7 +2469,7 @@ static int conn_line(struct conn *c, char *line, size_t cap)
 	}
 }
 
-/* Appends exactly n more bytes of the stream to body. */
+/* Appends exactly n more bytes of the stream to body: 0, or -1 with why. */
 static int conn_take(struct conn *c, struct buf *body, size_t n)
 {
 	while (n > 0) {
@@ -2528,7 +2528,7 @@ static int parse_header(struct conn *c, char *line, struct resp *r, long *clen, 
 	return 0;
 }
 
-/* The status line and headers (RFC 9112 section 4 and 5); *clen comes in -1, *chunked 0. */
+/* The status line and headers (RFC 9112 4, 5; *clen comes in -1, *chunked 0): 0, or -1 with why. */
 static int read_head(struct conn *c, struct resp *r, long *clen, int *chunked)
 {
 	char line[MAX_LINE];
@@ -2551,7 +2551,7 @@ static int read_head(struct conn *c, struct resp *r, long *clen, int *chunked)
 	return 0;
 }
 
-/* A chunked body (RFC 9112 section 7.1); extensions and trailers ignored. */
+/* A chunked body (RFC 9112 section 7.1), extensions and trailers ignored: 0, or -1 with why. */
 static int read_chunked(struct conn *c, struct buf *body)
 {
 	char line[MAX_LINE];
@@ -2582,7 +2582,7 @@ static int read_chunked(struct conn *c, struct buf *body)
 	return 0;
 }
 
-/* A body that ends when the server closes the connection. */
+/* A body that ends when the server closes the connection: 0, or -1 with why. */
 static int read_to_close(struct conn *c, struct buf *body)
 {
 	int r;
