@@ -2397,7 +2397,7 @@ static void tls_init(struct tls *t)
 	br_ssl_engine_set_x509(&t->sc.eng, &t->xc.vtable);
 }
 
-/* Opens a connection for u: TCP, then TLS (verified, with SNI) for https. */
+/* Opens a connection for u: TCP, then TLS (verified, with SNI) for https: 0, or -1 with why. */
 static int conn_open(struct conn *c, const struct url *u, long long give_up)
 {
 	unsigned char ip[16];
