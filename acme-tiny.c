@@ -1680,14 +1680,16 @@ static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const ch
 
 /*
  * 1 if argv[*i] is --name (value NULL), or --name VALUE or --name=VALUE
- * (the value into *value, *i past it); 0 if it is another argument.
+ * (the value into *value, *i past it); 0 if it is another argument. A VALUE that begins with --
+ * is the next flag, as argparse has it (--output --quiet), not a value.
  */
 static int xflag(char **argv, int *i, const char *name, const char **value)
 {
 	size_t n = strlen(name);
 	if (strncmp(argv[*i], name, n) || (argv[*i][n] && (!value || argv[*i][n] != '=')))
 		return 0;
-	if (value && !(*value = argv[*i][n] ? argv[*i] + n + 1 : argv[++*i]))
+	if (value && (!(*value = argv[*i][n] ? argv[*i] + n + 1 : argv[++*i]) ||
+		      (*value == argv[*i] && !strncmp(*value, "--", 2))))
 		usage_error("missing value for %s", name);
 	if (value && !**value)          /* an unset variable in a cron line: --acme-dir "" is / */
 		usage_error("empty value for %s", name);

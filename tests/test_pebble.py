@@ -349,7 +349,9 @@ def usage_errors(env):
                         (["--force"], "--days and --force go with --output"),
                         (["--output", "o", "--force", "--deactivate-account"],
                          "--days and --force go with --output"),
-                        (["--revoke-key", "k"], "--revoke-key goes with --revoke")):
+                        (["--revoke-key", "k"], "--revoke-key goes with --revoke"),
+                        # a flag for a value: the chain went to a file named --quiet
+                        (["--output", "--quiet"], "missing value for --output")):
         res = subprocess.run([*env.cmd, *base[:6], *extra], capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stderr.decode().startswith("acme-tiny: " + line), \
             (extra, res.stderr)
