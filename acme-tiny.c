@@ -1796,6 +1796,8 @@ static void xparse_args(int argc, char **argv)
 				i++;
 				run.n_contacts++;
 			}
+			if (!run.n_contacts)    /* as xflag's: --contact $EMAIL, unset */
+				usage_error("missing value for --contact");
 		} else if (!strncmp(argv[i], "--contact=", 10)) {
 			argv[i] += 10;          /* one URI, as argparse takes it */
 			run.contacts = argv + i;

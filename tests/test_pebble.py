@@ -351,7 +351,10 @@ def usage_errors(env):
                          "--days and --force go with --output"),
                         (["--revoke-key", "k"], "--revoke-key goes with --revoke"),
                         # a flag for a value: the chain went to a file named --quiet
-                        (["--output", "--quiet"], "missing value for --output")):
+                        (["--output", "--quiet"], "missing value for --output"),
+                        # no URI: an unset $EMAIL in a cron line, silently no contact
+                        (["--contact", "mailto:a@b.test", "--contact", "--quiet"],
+                         "missing value for --contact"), (["--contact"], "missing value for")):
         res = subprocess.run([*env.cmd, *base[:6], *extra], capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stderr.decode().startswith("acme-tiny: " + line), \
             (extra, res.stderr)
