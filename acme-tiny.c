@@ -1730,6 +1730,8 @@ static void xcheck_args(void)
 {
 	int actions = !!run.revoke + !!run.new_account_key + run.deactivate, k;
 	size_t n = run.reason ? strlen(run.reason) : 0;
+	const char *act = run.revoke ? "--revoke" : run.deactivate ? "--deactivate-account" :
+			  "--new-account-key";
 	for (k = 0; k < run.n_contacts; k++)
 		if (!run.contacts[k][0])        /* as xflag: an unset variable */
 			usage_error("empty value for --contact");
@@ -1744,9 +1746,7 @@ static void xcheck_args(void)
 		usage_error("--eab-kid and --eab-hmac-key go together; --eab-alg is HS256, HS384"
 			    " or HS512");
 	if (run.revoke ? !run.account_key && !run.revoke_key : actions && !run.account_key)
-		usage_error("%s needs --account-key%s", run.revoke ? "--revoke" : run.deactivate ?
-			    "--deactivate-account" : "--new-account-key",
-			    run.revoke ? " or --revoke-key" : "");
+		usage_error("%s needs --account-key%s", act, run.revoke ? " or --revoke-key" : "");
 	if (!actions && (!run.account_key || !run.csr == !run.domains ||
 			 !run.domains != !run.domain_key ||
 			 !(run.acme_dir || run.hook || run.dns_persist || run.print_persist)))
@@ -1757,6 +1757,11 @@ static void xcheck_args(void)
 	if ((run.days || run.force) && (!run.output || actions))   /* else every run issues */
 		usage_error("--days and --force go with --output when getting a certificate: they"
 			    " look at the one it holds");
+	if (actions && (run.csr || run.domains || run.domain_key || run.acme_dir || run.hook ||
+	    run.dns_persist || run.output || run.profile || run.n_contacts || run.eab_kid))
+		usage_error("%s does that alone, not with --csr, --domains, --domain-key,"
+			    " --acme-dir, --hook, --dns-persist, --output, --profile, --contact,"
+			    " --eab-kid", act);
 	if (run.revoke_key && !run.revoke)
 		usage_error("--revoke-key goes with --revoke");
 	if (run.create_account_key && !run.account_key)         /* --revoke-key's run */

@@ -189,8 +189,10 @@ class Suite:
         os.makedirs(os.path.join(case_dir, "www", "etc"))
         if prepare:
             prepare(os.path.join(case_dir, ACME_DIR))
-        argv = [self.bin, "--account-key", self.account_key, "--csr", self.csr,
-                "--acme-dir", ACME_DIR, "--directory-url", ca.directory,
+        # --revoke and --new-account-key do that alone: without the issuance's flags
+        issue = [] if {"--revoke", "--new-account-key"} & set(args) else \
+            ["--csr", self.csr, "--acme-dir", ACME_DIR]
+        argv = [self.bin, "--account-key", self.account_key, *issue, "--directory-url", ca.directory,
                 "--ca-file", self.ca_file, "--disable-check", "--quiet",
                 "--timeout", "5", "--max-wait", "4", *args]
         before = snapshot(case_dir)

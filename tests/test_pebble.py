@@ -358,6 +358,20 @@ def usage_errors(env):
         res = subprocess.run([*env.cmd, *base[:6], *extra], capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stderr.decode().startswith("acme-tiny: " + line), \
             (extra, res.stderr)
+    # --revoke, --new-account-key, --deactivate-account do that alone: with a flag for getting
+    # a certificate, they did it and exited 0 with nothing on stdout, the flag silently unused
+    for extra in (["--csr", "c", "--acme-dir", "d", "--revoke", "x"], ["--revoke", "x", "--output",
+                  "o"], ["--domains", "a.test", "--domain-key", "k", "--deactivate-account"],
+                  ["--new-account-key", "n", "--contact", "mailto:a@b.test"],
+                  ["--revoke", "x", "--dns-persist"], ["--deactivate-account", "--hook", "h"],
+                  ["--revoke", "x", "--profile", "p"], ["--new-account-key", "n", "--eab-kid",
+                  "k", "--eab-hmac-key", "AAAA"], ["--revoke", "x", "--domain-key", "k"]):
+        act = next(a for a in extra if a in ("--revoke", "--new-account-key",
+                                             "--deactivate-account"))
+        res = subprocess.run([*env.cmd, "--account-key", "/nonexistent/k", *extra],
+                             capture_output=True, timeout=10)
+        assert res.returncode == 2 and res.stdout == b"" and res.stderr.decode().startswith(
+            f"acme-tiny: {act} does that alone, not with --csr, --domains"), (extra, res.stderr)
     # --create-account-key makes the --account-key file: none with --revoke-key alone (NULL)
     res = subprocess.run([*env.cmd, "--revoke", "c", "--revoke-key", "k", "--create-account-key"],
                          capture_output=True, timeout=10)
