@@ -1752,6 +1752,8 @@ static void xcheck_args(void)
 			 !(run.acme_dir || run.hook || run.dns_persist || run.print_persist)))
 		usage_error("needs --account-key, --acme-dir (or --hook, or --dns-persist), and"
 			    " either --csr or --domains with --domain-key");
+	if (run.dns_persist && (run.acme_dir || run.hook))     /* they would go unused */
+		usage_error("--dns-persist answers every challenge: not with --acme-dir or --hook");
 	if (run.print_persist && (actions || run.output))
 		usage_error("--print-dns-persist prints records to stdout, and does nothing else");
 	if ((run.days || run.force) && (!run.output || actions))   /* else every run issues */

@@ -358,6 +358,12 @@ def usage_errors(env):
         res = subprocess.run([*env.cmd, *base[:6], *extra], capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stderr.decode().startswith("acme-tiny: " + line), \
             (extra, res.stderr)
+    # every name by dns-persist-01: --acme-dir's files, or the hook, were never used
+    for extra in (["--acme-dir", "d"], ["--hook", "h"]):
+        res = subprocess.run([*env.cmd, *base[:4], *extra, "--dns-persist"], capture_output=True,
+                             timeout=10)
+        assert res.returncode == 2 and res.stderr.decode().startswith(
+            "acme-tiny: --dns-persist answers every challenge"), (extra, res.stderr)
     # --revoke, --new-account-key, --deactivate-account do that alone: with a flag for getting
     # a certificate, they did it and exited 0 with nothing on stdout, the flag silently unused
     for extra in (["--csr", "c", "--acme-dir", "d", "--revoke", "x"], ["--revoke", "x", "--output",
