@@ -1688,9 +1688,11 @@ static int xflag(char **argv, int *i, const char *name, const char **value)
 	size_t n = strlen(name);
 	if (strncmp(argv[*i], name, n) || (argv[*i][n] && (!value || argv[*i][n] != '=')))
 		return 0;
-	if (value && (!(*value = argv[*i][n] ? argv[*i] + n + 1 : argv[++*i]) ||
-		      (*value == argv[*i] && !strncmp(*value, "--", 2))))
+	if (value && !(*value = argv[*i][n] ? argv[*i] + n + 1 : argv[++*i]))
 		usage_error("missing value for %s", name);
+	if (value && *value == argv[*i] && !strncmp(*value, "--", 2))
+		usage_error("missing value for %s (one that begins with -- goes as %s=VALUE)",
+			    name, name);
 	if (value && !**value)          /* an unset variable in a cron line: --acme-dir "" is / */
 		usage_error("empty value for %s", name);
 	return 1;

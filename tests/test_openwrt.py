@@ -512,8 +512,13 @@ def args_of(tmp, before=None, **options):
 
 
 def flag(args, name):
-    """The value that follows flag name in args, or None."""
-    return args[args.index(name) + 1] if name in args else None
+    """The value of flag name in args (--name VALUE or --name=VALUE), or None."""
+    for k, a in enumerate(args):
+        if a == name:
+            return args[k + 1]
+        if a.startswith(name + "="):
+            return a[len(name) + 1:]
+    return None
 
 
 def options_to_flags(tmp):
@@ -554,7 +559,8 @@ def options_to_flags(tmp):
     # the key shows in the process list: once the section has a certificate from this
     # CA, its account exists, and the flags are left out (for another CA, not)
     code, args, r = args_of(tmp, before=has_cert(URLS["letsencrypt"]), **eab)
-    assert "--eab-kid" not in args and "--eab-hmac-key" not in args and "--force" not in args, args
+    assert flag(args, "--eab-kid") is None and flag(args, "--eab-hmac-key") is None, args
+    assert "--force" not in args, args
     code, args, r = args_of(tmp, before=has_cert(URLS["zerossl"]), **eab)
     assert flag(args, "--eab-hmac-key") == "c2VjcmV0" and "--force" in args, args
     code, args, r = args_of(tmp, days="0")       # LuCI allows 0: acme-tiny's own rule then
@@ -618,7 +624,7 @@ def unset_options_no_flags(tmp):
     code, args, r = args_of(tmp, ACME_TINY_CA_FILE="")
     assert code == 0 and args, f"exit {code}: {r.syslog()}"
     for name in ("--ca-file", "--days", "--profile", "--eab-kid", "--eab-hmac-key"):
-        assert name not in args, f"{name}: {args}"
+        assert flag(args, name) is None, f"{name}: {args}"
 
 
 def standalone_uhttpd(tmp):
