@@ -1015,7 +1015,7 @@ static int xtake_on(const struct taken *t)
 	if (!ours)
 		fail("cannot create challenge file %s/%s: %s", run.acme_dir, t->token,
 		     err == EEXIST ? "a file of that name is there already" : strerror(err));
-	if (fd >= 0 && (fchmod(fd, 0644) || write(fd, t->auth, len) != (ssize_t)len || close(fd)))
+	if (fd >= 0 && (fchmod(fd, 0644) || (errno = write_all(fd, t->auth, len)) || close(fd)))
 		fail("cannot write challenge file %s/%s: %s", run.acme_dir, t->token,
 		     strerror(errno));
 	if (t->file)

@@ -675,6 +675,12 @@ def file_size_limit(env):
         check_failure(res, env.p.acme_dir, rf"^acme-tiny: cannot create {re.escape(acct)}: "
                       r"File too large$")
         assert os.listdir(d) == [], os.listdir(d)
+    # a challenge file (87 bytes) cut short at 50 says so too, not a stale errno's words
+    fifty = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (50, 50))
+    res = env.run(make_key(env.tmp, "p256"), make_csr(env.tmp, "fsize", "fsize.example.test"),
+                  quiet=True, preexec_fn=fifty)
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: cannot write challenge file .*: "
+                  r"File too large$")
 
 
 def domain_key_types(env):
