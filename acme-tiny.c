@@ -966,12 +966,12 @@ static int undo_challenges(const char *what, long long deadline)
 	return bad;
 }
 
-/* Opens --acme-dir (a directory we may write to), checks that --hook may run; else the run ends. */
+/* Opens --acme-dir (a directory we may write in: w and x), checks --hook may run; else fails. */
 static void xcheck_challenge_ways(void)
 {
 	if (run.acme_dir &&
 	    ((acme_fd = open(run.acme_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-	     access(run.acme_dir, W_OK)))
+	     access(run.acme_dir, W_OK | X_OK)))
 		fail("--acme-dir %s: %s", run.acme_dir, strerror(errno));
 	if (run.hook && access(run.hook, X_OK))
 		fail("--hook %s: %s", run.hook, strerror(errno));

@@ -799,6 +799,24 @@ def checked_first(env):
     res = env.run(os.path.join(env.tmp, "no-such.key"), csr, quiet=True)
     check_failure(res, None, r"^acme-tiny: account key .*/no-such\.key: no such file "
                   r"\(--create-account-key makes one\)$")
+    if os.geteuid() == 0:   # an --acme-dir we may write to but not search: no file is made there
+        top = tempfile.mkdtemp()
+        try:
+            os.chmod(top, 0o755)
+            os.mkdir(os.path.join(top, "acme"), 0o766)
+            os.chmod(os.path.join(top, "acme"), 0o766)
+            for src in (key, csr, env.p.ca_file):
+                os.chmod(shutil.copy(src, top), 0o644)
+            argv = [*env.cmd, *(x for f, src in (("--account-key", key), ("--csr", csr),
+                                                 ("--ca-file", env.p.ca_file))
+                                 for x in (f, os.path.join(top, os.path.basename(src)))),
+                    "--acme-dir", os.path.join(top, "acme"), "--directory-url",
+                    "https://127.0.0.1:9/dir", "--quiet"]
+            res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                                 preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+            check_failure(res, None, r"^acme-tiny: --acme-dir .*/acme: Permission denied$")
+        finally:
+            shutil.rmtree(top)
 
 
 def stdout_full(env):
