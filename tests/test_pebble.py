@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import zlib
 
 from helpers import (check_failure, check_success, make_csr, make_key, openssl, picked,
                      scratch_dir, split_pem)
@@ -683,6 +684,28 @@ def file_size_limit(env):
                   r"File too large$")
 
 
+def output_trial_incompressible(env):
+    """--output's trial write, which makes sure the chain will fit before the CA
+    is asked, is of bytes a compressing file system (jffs2 or ubifs on a
+    router's overlay, btrfs) cannot shrink: zeros there prove nothing. Read
+    from strace: every write to the temporary file, compressed with zlib."""
+    out = os.path.join(tempfile.mkdtemp(dir=env.tmp), "chain.pem")
+    log = os.path.join(env.tmp, "trial.strace")
+    argv = ["strace", "-f", "-y", "-xx", "-s", "70000", "-e", "trace=write", "-o", log,
+            *env.cmd, "--account-key", make_key(env.tmp, "p256", "trial"), "--csr",
+            make_csr(env.tmp, "trial", "trial.example.test"), "--acme-dir", env.p.acme_dir,
+            "--directory-url", "https://127.0.0.1:9/dir", "--quiet", "--output", out]
+    res = subprocess.run(argv, capture_output=True, timeout=60)
+    assert res.returncode == 2 and b"directory" in res.stderr, res.stderr   # after the trial
+    data = b""
+    with open(log) as f:
+        for m in re.finditer(r'write\(\d+<((?:\\x..)*)>, "((?:\\x..)*)"', f.read()):
+            path, written = (bytes.fromhex(g.replace("\\x", "")) for g in m.groups())
+            data += written if re.fullmatch(rb".*\.tmp-\w{6}", path) else b""
+    assert len(data) >= 16384, f"{len(data)} bytes written to the temporary file"
+    assert len(zlib.compress(data, 9)) > 0.95 * len(data), "the trial write compresses"
+
+
 def domain_key_types(env):
     acct = make_key(env.tmp, "p256")
     for kind in ("p384", "rsa2048", "rsa3072", "rsa4096"):
@@ -848,4 +871,5 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     usage_errors, output_file, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
     wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit,
+    output_trial_incompressible,
     ssl_cert_file, dangling_key_link)]
