@@ -3781,6 +3781,15 @@ static void test_valid_at(void)
 	c.not_after = 86400;
 	CHECK_INT(valid_at(&c, 0), 1);
 	CHECK_INT(valid_at(&c, -1), 0);
+	set_context("renewal_time: a third of the lifetime left, half under 10 days");
+	run.days = 0;
+	c.not_before = 0;
+	c.not_after = 90 * 86400;
+	CHECK_INT(renewal_time(&c), 60 * 86400);
+	c.not_after = 10 * 86400;
+	CHECK_INT(renewal_time(&c), 10 * 86400 - 10 * 86400 / 3);
+	c.not_after = 10 * 86400 - 1;
+	CHECK_INT(renewal_time(&c), c.not_after - c.not_after / 2);
 	context[0] = 0;
 }
 #endif
