@@ -654,6 +654,17 @@ static void test_write_file(void)
 	context[0] = 0;
 }
 
+/* With stdin and stderr closed: guard_std_fds gives them /dev/null, so a file opened is fd 3+. */
+static void std_fds_closed(const char *arg)
+{
+	(void)arg;
+	close(0);
+	close(2);
+	guard_std_fds();
+	if (open("/dev/null", O_RDONLY) < 3)
+		_exit(1);
+}
+
 /*
  * our_leftover: a challenge file already there is ours to replace only if
  * it is a regular file (no FIFO, no symlink) with one link, holding exactly
@@ -661,6 +672,11 @@ static void test_write_file(void)
  */
 static void test_our_leftover(void)
 {
+	static const struct taken t = { .file = 1, .token = "mode-tok", .auth = "mode-tok.th" };
+	struct stat st;
+	mode_t old;
+	int fd;
+
 	set_context("our_leftover");
 	acme_fd = open(tmpdir, O_RDONLY | O_DIRECTORY);         /* as --acme-dir */
 	CHECK(acme_fd >= 0);
@@ -682,8 +698,21 @@ static void test_our_leftover(void)
 	CHECK(!our_leftover("tokl", "tok.thumb"));          /* more than it: not ours */
 	CHECK(spit("tokn", "tok.thumb\0", 10) == 0);
 	CHECK(!our_leftover("tokn", "tok.thumb"));          /* even a NUL more */
+	fd = open(tpath("fifo"), O_RDWR | O_NONBLOCK);     /* a FIFO that holds exactly it */
+	CHECK(fd >= 0 && write(fd, "tok.thumb", 9) == 9);
+	CHECK(!our_leftover("fifo", "tok.thumb"));           /* no regular file: not ours */
+	close(fd);
+	set_context("xtake_on: a challenge file the web server may read, under umask 077");
+	old = umask(077);
+	CHECK_INT(xtake_on(&t), 1);
+	umask(old);
+	CHECK(fstatat(acme_fd, "mode-tok", &st, 0) == 0 && (st.st_mode & 0777) == 0644);
+	undo_challenges("failed", 0);
+	CHECK(faccessat(acme_fd, "mode-tok", F_OK, 0) < 0);  /* and removed again */
 	close(acme_fd);
 	acme_fd = -1;
+	set_context("guard_std_fds: no file of ours as fd 0, 1 or 2 (stderr: fail()'s line)");
+	CHECK_INT(in_child(std_fds_closed, NULL), 0);
 	context[0] = 0;
 }
 
