@@ -761,7 +761,8 @@ static int cert_is_ours(const struct buf *pem, const struct buf *csr, const stru
 /*
  * 1 if the certificate in --output (old) is due, or is no unexpired one for these names and key;
  * else 0, having said until when it is good. Its ARI certID goes to a->replaces if replaceable.
- * Due by ARI, else by the lifetime; with --days, also when N days are left, whatever ARI says.
+ * Due by ARI, else by the lifetime; with --days, also when N days are left, whatever ARI says;
+ * due by our clock or by the CA's (a router's may lag: an expired certificate would stay).
  */
 static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		const struct buf *csr)
@@ -771,7 +772,7 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 	struct cert c;
 	size_t pos = 0;
 	char label[32], until[64], due[64];
-	long long at = -1;
+	long long at = -1, now = a->ca_time > time(NULL) ? a->ca_time : time(NULL);
 	int k, shared = 0, ours = old->len && pem_next(old, &pos, label, sizeof label, &der) == 1 &&
 		!strcmp(label, "CERTIFICATE") && !cert_parse(der.p, der.len, &c, &have);
 	for (k = 0; ours && k < ns->n; k++)
@@ -789,7 +790,7 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		at = at < 0 || by_life < at ? by_life : at;
 	}
 	buf_free(&der);
-	if (at < 0 || time(NULL) >= at)
+	if (at < 0 || now >= at)
 		return 1;
 	info("%s is good until %s; it is due for renewal from %s", run.output,
 	     date_text(c.not_after, until, sizeof until), date_text(at, due, sizeof due));

@@ -821,6 +821,16 @@ def cert_by_the_cas_clock(suite):
                    date_offset=3 * 86400, date_c1=True)
 
 
+def due_by_the_cas_clock(suite):
+    # our clock 12 and 20 days behind the CA's (a router whose NTP fails): leaf-half, 15 days
+    # of 30 left by ours, is due by the CA's clock (and then expired), so renewed, not kept
+    for days in (12, 20):
+        issued(renew(suite, "normal", "leaf-half.pem", date_offset=days * 86400))
+    # the CA's clock 3 days behind ours changes nothing: 12 days left by ours, not due
+    not_due(renew(suite, "normal", "leaf-half.pem", date_offset=-3 * 86400),
+            os.path.join(suite.keys, "leaf-half.pem"))
+
+
 def proto_cert_html(suite):
     expect_failure(suite, "proto_cert_html",
                    r"^acme-tiny: certificate download: the answer is not a PEM certificate chain$")
@@ -1601,6 +1611,7 @@ CASES = [
     ("evil_proto_cert_other_key", proto_cert_other_key),
     ("evil_proto_cert_not_ours", proto_cert_not_ours),
     ("evil_cert_by_the_cas_clock", cert_by_the_cas_clock),
+    ("evil_due_by_the_cas_clock", due_by_the_cas_clock),
     ("evil_proto_cert_trailing_escape", proto_cert_trailing_escape),
     ("evil_proto_slow_polls", proto_slow_polls),
     ("evil_proto_redirect_new_order", proto_redirect_new_order),
