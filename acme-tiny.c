@@ -297,7 +297,6 @@ static void hold_signals(int hold);
 static int guard_std_fds(void);
 static const char *xcheck_output(const char *path, struct buf *old);
 static void xcreate_key_if_missing(const char *path, const char *what);
-static int is_mount_point(const char *path);
 static void xnames_and_csr(struct names *ns, struct buf *csr);
 static void print_stats(void);
 
@@ -1904,6 +1903,30 @@ static int guard_std_fds(void)
 }
 
 /*
+ * 1 if the real path path is a mount point in /proc/self/mountinfo (its fifth field), else 0.
+ * Not st_dev against its directory's: an overlay (OpenWrt's root) gives each layer's own.
+ */
+static int is_mount_point(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[4 * PATH_MAX], esc[4 * PATH_MAX], *p;
+	size_t n = 0;
+	int found = 0, k;
+	for (; *path && n + 4 < sizeof esc; path++)         /* as the kernel writes it: \040 */
+		n += (size_t)snprintf(esc + n, sizeof esc - n, strchr(" \t\n\\", *path) ?
+				      "\\%03o" : "%c", *path);
+	while (f && !found && fgets(line, sizeof line, f)) {
+		for (p = line, k = 0; p && k < 4; k++)
+			if ((p = strchr(p, ' ')))
+				p++;
+		found = p && !strncmp(p, esc, n) && p[n] == ' ';
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/*
  * The file --output names, followed through symlinks so that a link stays a link, and tried the
  * way xwrite_file will write it before the CA is asked for anything: a certificate thrown away
  * still counts against rate limits. A temporary file beside it must take the old one's size and
@@ -1955,30 +1978,6 @@ static const char *xcheck_output(const char *path, struct buf *old)
 	if (err || why)
 		fail("--output %s cannot be replaced: %s", path, why ? why : strerror(err));
 	return path;
-}
-
-/*
- * 1 if the real path path is a mount point in /proc/self/mountinfo (its fifth field), else 0.
- * Not st_dev against its directory's: an overlay (OpenWrt's root) gives each layer's own.
- */
-static int is_mount_point(const char *path)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[4 * PATH_MAX], esc[4 * PATH_MAX], *p;
-	size_t n = 0;
-	int found = 0, k;
-	for (; *path && n + 4 < sizeof esc; path++)         /* as the kernel writes it: \040 */
-		n += (size_t)snprintf(esc + n, sizeof esc - n, strchr(" \t\n\\", *path) ?
-				      "\\%03o" : "%c", *path);
-	while (f && !found && fgets(line, sizeof line, f)) {
-		for (p = line, k = 0; p && k < 4; k++)
-			if ((p = strchr(p, ' ')))
-				p++;
-		found = p && !strncmp(p, esc, n) && p[n] == ' ';
-	}
-	if (f)
-		fclose(f);
-	return found;
 }
 
 /* Makes a key of --key-type at path unless a file is there already. */
