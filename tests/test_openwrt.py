@@ -587,6 +587,16 @@ def options_to_flags(tmp):
         assert code == 1 and args is None and "cannot name the files" in r.syslog(), r.syslog()
 
 
+def eab_values_dashed(binary, tmp):
+    """EAB's KID and key are base64url (ZeroSSL's KIDs too), so either may begin
+    with --: the hook passes them as --flag=VALUE, which acme-tiny's own parser
+    takes (it reads --eab-kid --x as a missing value); --version ends the parse."""
+    code, args, r = args_of(tmp, ACME_TINY_EAB_KID="--kid", ACME_TINY_EAB_HMAC_KEY="--c2Vj")
+    assert flag(args, "--eab-kid") == "--kid" and flag(args, "--eab-hmac-key") == "--c2Vj", args
+    res = subprocess.run([binary, *args, "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("acme-tiny "), (args, res.stderr)
+
+
 def key_type_flags(tmp):
     """Each key_type becomes its --key-type and a domain key of its own, named by
     it; an empty key_type is ec256's p256 (a stub acme-tiny records its flags)."""
@@ -833,6 +843,8 @@ def run(binary, report, only=None):
             report.check("openwrt_package_unpack", package_unpack, tmp)
         if selected("openwrt_options_to_flags"):
             report.check("openwrt_options_to_flags", options_to_flags, tmp)
+        if selected("openwrt_eab_values_dashed"):
+            report.check("openwrt_eab_values_dashed", eab_values_dashed, binary, tmp)
         if selected("openwrt_sigterm_before_acme_tiny"):
             report.check("openwrt_sigterm_before_acme_tiny", sigterm_before_acme_tiny, tmp)
         if selected("openwrt_sigterm_dns_persist"):
