@@ -2331,7 +2331,7 @@ static int tcp_connect(struct conn *c, const struct url *u, long long give_up)
  * Certificates are checked at t, 64-bit seconds since 1970: the 32-bit time() that Debian's
  * armhf and mipsel BearSSL calls fails after 2038-01-19. BearSSL counts days from 0000-01-01.
  */
-static void x509_set_time(br_x509_minimal_context *xc, long long t)
+static void set_x509_time(br_x509_minimal_context *xc, long long t)
 {
 	br_x509_minimal_set_time(xc, (uint32_t)(t / 86400 + 719528), (uint32_t)(t % 86400));
 }
@@ -2388,7 +2388,7 @@ static void tls_init(struct tls *t)
 	br_ssl_engine_set_versions(&t->sc.eng, BR_TLS12, BR_TLS12);
 	br_ssl_engine_set_suites(&t->sc.eng, suites, sizeof suites / sizeof suites[0]);
 	br_x509_minimal_init(&t->xc, &br_sha256_vtable, anchors, n_anchors);
-	x509_set_time(&t->xc, time(NULL));
+	set_x509_time(&t->xc, time(NULL));
 	br_ssl_engine_set_hash(&t->sc.eng, br_sha256_ID, &br_sha256_vtable);
 	br_ssl_engine_set_hash(&t->sc.eng, br_sha384_ID, &br_sha384_vtable);
 	br_ssl_engine_set_hash(&t->sc.eng, br_sha512_ID, &br_sha512_vtable);

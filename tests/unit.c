@@ -3667,7 +3667,7 @@ static void test_x509_after_2038(void)
 	long long when[] = { 2191190400LL, 2139091200LL, 2224526400LL };  /* 2039-06, 2037-10, 2040-06 */
 	unsigned want[] = { 0, BR_ERR_X509_EXPIRED, BR_ERR_X509_EXPIRED };
 	int k;
-	set_context("x509_set_time after 2038");
+	set_context("set_x509_time after 2038");
 	CHECK_INT(sh("printf '[ca]\\ndefault_ca=x\\n[x]\\ndatabase=y-index\\nnew_certs_dir=.\\n"
 		     "serial=y-serial\\ndefault_md=sha256\\npolicy=p\\nunique_subject=no\\n"
 		     "x509_extensions=e\\n[p]\\ncommonName=supplied\\n[e]\\n"
@@ -3685,7 +3685,7 @@ static void test_x509_after_2038(void)
 	for (k = 0; k < 3; k++) {
 		const br_x509_class **x = &t.xc.vtable;
 		tls_init(&t);
-		x509_set_time(&t.xc, when[k]);
+		set_x509_time(&t.xc, when[k]);
 		(*x)->start_chain(x, "y2039.example");
 		(*x)->start_cert(x, (uint32_t)der.len);
 		(*x)->append(x, (const unsigned char *)der.p, der.len);
