@@ -194,6 +194,9 @@ def reason_leading_zero(env):
     res = env.acme("--account-key", key, "--revoke", cert, "--reason", "04")
     err = res.stderr.decode()
     if res.returncode == 2 and err.endswith(USAGE_HINT + "\n"):
+        # --reason's own usage error: any other (an unknown --reason) is no answer to 04
+        assert err == "acme-tiny: --reason goes with --revoke: 0 to 10 but 7 (RFC 5280 " \
+            f"5.3.1), not 04{USAGE_HINT}\n", err
         assert env.requests("POST /revoke-cert") == revokes
         not_revoked(env, cert)
     else:

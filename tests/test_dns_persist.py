@@ -182,7 +182,7 @@ def print_draft01(suite):
     # --print-dns-persist never sees (it makes no order): one clear line, no order
     with PersistCA(suite.keys, mode=DRAFT01) as ca:
         line = one_line_failure(suite.run(ca, "--print-dns-persist"))
-        assert "issuer" in line, f"stderr {line!r} does not say the issuer is missing"
+        assert line == "acme-tiny: " + NO_ISSUER, f"stderr {line!r} is not that of no issuer"
         assert ca.count("newOrder") == 0, f"an order was created: {ca.steps()}"
         stop(ca)
 
@@ -322,11 +322,28 @@ HOSTILE_PREFIXES = ['x"y:', "x;y:", "x y:", "x\ty:", "x\ny:", "x\x1by:", "x\x7fy
 HOSTILE_ACCOUNT_SUFFIXES = ['"x', ";x", " x", "\tx", "\x1bx", "\x7fx", "\x9bx", "\\x"]
 
 
-def check_hostile(res, value):
-    """One line, without the value; and no record offered to paste: one
+UNFIT = "dns-persist-01: the CA's issuer name or account URI cannot go into a TXT record"
+NO_ISSUER = ("dns-persist-01: the directory names no issuer (meta.issuerDomainNames or "
+             "caaIdentities); --dns-persist's failure line gives the record")
+NO_LOCATION = "newAccount: the server sent no usable Location (an https URL)"
+
+
+def refusal(opts, value):
+    """The line that refuses value: no issuer for an empty one; a space or control byte in
+    the account URL is no URL (the Location check, before any record); else UNFIT."""
+    if not value:
+        return NO_ISSUER
+    url = "account_suffix" in opts and any(c <= " " or c >= "\x7f" for c in value)
+    return NO_LOCATION if url else UNFIT
+
+
+def check_hostile(res, value, why):
+    """One line, why (any line would also be that of a CA that fails for
+    another reason), without the value; and no record offered to paste: one
     made of a value that cannot go into a TXT record (or of what is left of
     it once stderr's escaping went over it) is no record the CA accepts."""
     line = one_line_failure(res)
+    assert line == "acme-tiny: " + why, f"{line!r} is not {why!r}"
     if value:
         assert value not in line, f"the hostile value {value!r} is in {line!r}"
     assert LOOKS_FOR not in line, f"a record made of {value!r} offered: {line!r}"
@@ -341,7 +358,7 @@ def each_hostile(suite, cases):
         with PersistCA(suite.keys, **opts) as ca:
             try:
                 check_hostile(suite.run(ca, *args, names=suite.csr_single
-                                        if args == ISSUE else None), value)
+                                        if args == ISSUE else None), value, refusal(opts, value))
             except AssertionError as e:
                 failures.append(f"{label}: {e}")
             stop(ca)

@@ -1175,8 +1175,10 @@ def dir_without(scenario, step, name):
     def case(suite):
         def after(ca, res):
             assert ca.count("other") == 0 and ca.count(step) == 0, ca.steps()
-        expect_failure(suite, scenario, rf"^acme-tiny: .*{step}", args=MANAGE[name][2](suite),
-                       after=after)
+        # the whole line: without the check, the run goes on to the empty URL and fails
+        # there ("revokeCert: POST : malformed URL"), naming the step and POSTing nothing
+        expect_failure(suite, scenario, rf"^acme-tiny: directory: the CA has no {step}$",
+                       args=MANAGE[name][2](suite), after=after)
     return case
 
 
@@ -1523,7 +1525,7 @@ def signal_case(sig):
 
 def signal_before_challenge(args=()):
     # SIGTERM while the directory drips in (no challenge file exists yet):
-    # the message must not say that a challenge file was removed; with args
+    # the message must not say that a challenge was removed or undone; with args
     # that make a key first, whose writing holds signals off until it is done
     def case(suite):
         sent = {}
@@ -1533,8 +1535,7 @@ def signal_before_challenge(args=()):
                 os.kill(pid, signal.SIGTERM)
                 sent["at"] = time.monotonic()
         with tempfile.TemporaryDirectory() as keys:     # KEYS: outside the watched files
-            res = expect_failure(suite, "http_drip",
-                                 r"^acme-tiny: interrupted(?!.*challenge file removed)",
+            res = expect_failure(suite, "http_drip", r"^acme-tiny: interrupted$",
                                  on_tick=tick, args=[a.replace("KEYS", keys) for a in args])
         assert sent and res.end - sent["at"] < 2, "no prompt exit after the signal"
     return case

@@ -318,12 +318,23 @@ def bad_account_key(env):
 
 
 def usage_errors(env):
-    for argv in ([], ["--csr"], ["--bogus"], ["--account-key", "k", "--csr", "c"],
-                 ["--account-key", "k", "--csr", "c", "--acme-dir", "d", "--timeout", "0"],
-                 ["--account-key", "k", "--csr", "c", "--acme-dir", ""],
-                 ["--account-key", "k", "--csr", "c", "--acme-dir=", "--output", "x"]):
+    # each with its own line: exit 2 alone would also be the missing key file "k" of a run
+    # that went on past a check that is gone
+    needs = ("needs --account-key, --acme-dir (or --hook, or --dns-persist), and either --csr "
+             "or --domains with --domain-key")
+    for argv, line in (([], needs), (["--csr"], "missing value for --csr"),
+                       (["--bogus"], "unknown argument --bogus"),
+                       (["--account-key", "k", "--csr", "c"], needs),
+                       (["--account-key", "k", "--csr", "c", "--acme-dir", "d", "--timeout", "0"],
+                        "--timeout takes a number from 1 to 999999, not 0"),
+                       (["--account-key", "k", "--csr", "c", "--acme-dir", ""],
+                        "empty value for --acme-dir"),
+                       (["--account-key", "k", "--csr", "c", "--acme-dir=", "--output", "x"],
+                        "empty value for --acme-dir")):
         res = subprocess.run([*env.cmd, *argv], capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stdout == b"", f"{argv}: exit {res.returncode}"
+        assert res.stderr.decode() == f"acme-tiny: {line} (try 'acme-tiny --help')\n", \
+            (argv, res.stderr)
     res = subprocess.run([*env.cmd, "--account-key", "k", "--csr", "c", "--acme-dir", "d",
                           "--contact="], capture_output=True, timeout=10)
     assert res.returncode == 2 and res.stderr == (b"acme-tiny: empty value for --contact "
@@ -727,11 +738,16 @@ def domain_key_from_openssl(env):
 
 def domains_usage_errors(env):
     base = [*env.cmd, "--account-key", "k", "--acme-dir", "d"]
-    for extra in (["--domains", "a.test"], ["--domain-key", "x"],
-                  ["--csr", "c", "--domains", "a.test", "--domain-key", "x"],
-                  ["--domains", "a.test", "--domain-key", "x", "--key-type", "dsa"]):
+    needs = ("needs --account-key, --acme-dir (or --hook, or --dns-persist), and either --csr "
+             "or --domains with --domain-key")
+    for extra, line in ((["--domains", "a.test"], needs), (["--domain-key", "x"], needs),
+                        (["--csr", "c", "--domains", "a.test", "--domain-key", "x"], needs),
+                        (["--domains", "a.test", "--domain-key", "x", "--key-type", "dsa"],
+                         "--key-type is one of p256 p384 rsa2048 rsa3072 rsa4096, not dsa")):
         res = subprocess.run(base + extra, capture_output=True, timeout=10)
         assert res.returncode == 2 and res.stdout == b"", f"{extra}: exit {res.returncode}"
+        assert res.stderr.decode() == f"acme-tiny: {line} (try 'acme-tiny --help')\n", \
+            (extra, res.stderr)
 
 
 def side_by_side(env):
