@@ -4,13 +4,13 @@
  * Map of this file, top down: the protocol first, then what it stands on.
  *   0. Types, limits, and the interfaces of the layers below
  *   1. main: the run, step by step, as acme_tiny.py's get_crt
- *   2. ACME steps (RFC 8555): directory, account, order, authorizations and their challenges
- *      (http-01 files, a hook's dns-01, dns-persist-01), finalize, the certificate chain
+ *   2. ACME steps (RFC 8555): directory, account, order, ARI renewal, revoke, rollover, deactivate,
+ *      challenges (http-01 files, a hook's dns-01, dns-persist-01), authorizations, finalize, chain
  *   3. ACME requests: signed POSTs, nonces, polling, the CA's problems
  *   4. Around the run: command line, signals, --output, the CSR and keys
  *   5. HTTP/1.1 over TCP or TLS: URLs, trust anchors, connections, requests and responses
  *   6. JWS and CSRs: what we sign
- *   7. Keys and DER: PEM, private keys and their JWK, names in CSRs
+ *   7. Keys and DER: curves, PEM, keys and their JWK, names in CSRs and certificates, new keys
  *   8. JSON: a strict tokenizer, lookups, escaped strings
  *   9. Bytes, files, time and messages: buffers, base64, whole files, dates, and fail()
  *
@@ -3052,7 +3052,7 @@ static void xload_der(const char *path, const char *what, const char *const *lab
 	fail("%s %s: found %s, expected %s", what, path, found, labels[0]);
 }
 
-/* ---- DER, only as much as keys and CSRs need ---- */
+/* ---- DER, only as much as keys, CSRs and certificates need ---- */
 
 /* Takes one TLV off in: its tag, or -1. We read only one-byte tags and definite lengths < 2^24. */
 static int der_next(struct der *in, struct der *val)
@@ -3182,7 +3182,7 @@ static void xload_key(const char *path, const char *what, struct key *k, struct 
 		fail("%s %s: %s", what, path, err);
 }
 
-/* ---- the names a CSR asks for ---- */
+/* ---- the names of --domains, a CSR or a certificate; what else we read of those ---- */
 
 /* The identifier in ns of this type and value, or NULL if it is not one of ours. */
 static const struct ident *our_ident(const struct names *ns, const char *type, const char *value)
