@@ -1817,7 +1817,8 @@ static void xparse_args(int argc, char **argv)
 	}
 	if (run.ca) {   /* acme_tiny.py's --ca URL, deprecated there: URL/directory */
 		static char dir[MAX_URL];
-		snprintf(dir, sizeof dir, "%s/directory", run.ca);
+		if (snprintf(dir, sizeof dir, "%s/directory", run.ca) >= (int)sizeof dir)
+			usage_error("--ca: a URL of at most %d bytes", MAX_URL - 11);
 		run.directory = dir;
 	}
 	for (run.key_type = KEY_TYPES; strcmp(run.key_type->name, run.key_type_name);)
