@@ -4,13 +4,13 @@
  * Map of this file, top down: the protocol first, then what it stands on.
  *   0. Types, limits, and the interfaces of the layers below
  *   1. main: the run, step by step, as acme_tiny.py's get_crt
- *   2. ACME steps (RFC 8555): directory, account, order, authorizations and their challenges
- *      (http-01 files, a hook's dns-01, dns-persist-01), finalize, the certificate chain
+ *   2. ACME steps (RFC 8555): directory, account, order, ARI renewal, revoke, rollover, deactivate,
+ *      challenges (http-01 files, a hook's dns-01, dns-persist-01), authorizations, finalize, chain
  *   3. ACME requests: signed POSTs, nonces, polling, the CA's problems
  *   4. Around the run: command line, signals, --output, the CSR and keys
  *   5. HTTP/1.1 over TCP or TLS: URLs, trust anchors, connections, requests and responses
  *   6. JWS and CSRs: what we sign
- *   7. Keys and DER: PEM, private keys and their JWK, names in CSRs
+ *   7. Keys and DER: curves, PEM, keys and their JWK, names in CSRs and certificates, new keys
  *   8. JSON: a strict tokenizer, lookups, escaped strings
  *   9. Bytes, files, time and messages: buffers, base64, whole files, dates, and fail()
  *
@@ -55,7 +55,7 @@ pid_t _Fork(void);      /* POSIX 2024's fork for signal handlers; glibc hides it
 #define DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 enum {
-	MAX_FILE = 1 << 20,       /* a key, CSR or CA bundle file */
+	MAX_FILE = 1 << 20,       /* a file we read: a key, CSR, certificate or CA bundle */
 	MAX_BODY = 128 << 10,     /* one HTTP response body */
 	MAX_LINE = 8192,          /* one HTTP status or header line */
 	MAX_HEADERS = 100,        /* header lines in one response */
@@ -192,7 +192,7 @@ struct order {
 
 struct acme {
 	struct conn conn;            /* one kept-alive TLS connection to the CA */
-	const struct key *key;       /* what signs: the account key (or a certificate's) */
+	const struct key *key;       /* what signs: an account key, or a certificate's */
 	char new_nonce[MAX_URL], new_account[MAX_URL], new_order[MAX_URL];
 	char revoke_cert[MAX_URL], key_change[MAX_URL];
 	char nonce[256];             /* the last Replay-Nonce, unused yet */
@@ -229,7 +229,7 @@ static struct run {
 	int print_persist;        /* --print-dns-persist: the records to set, and nothing else */
 	int hook_timeout; /* seconds for one run of the hook */
 	int timeout;      /* seconds for one HTTP exchange, connect included */
-	int max_wait;     /* seconds of polling one order; of one request's waits on a busy CA */
+	int max_wait;     /* seconds of each wait on an order; of a request's waits on a busy CA */
 	int max_time;     /* seconds for all of the talk with the CA: a cron job must end */
 } run = { .directory = DEFAULT_DIRECTORY, .ca_file = DEFAULT_CA_FILE, .key_type_name = "p256",
 	  .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30, .max_wait = 300,
@@ -486,7 +486,7 @@ static void xcheck_profile(const struct json *j, int meta, const char *profile)
 	fail("--profile %s: the CA offers %s", profile, offered.len ? offered.p : "no profiles");
 }
 
-/* The first string of the JSON array list (index, or -1) into out; "" if there is none. */
+/* The first item of the JSON array list (index, or -1) into out if a string; else "". */
 static void first_str(const struct json *j, int list, char *out, size_t cap)
 {
 	json_str(j, json_item(j, list, -1), out, cap);  /* which empties out if it fails */
@@ -1680,7 +1680,7 @@ static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const ch
 
 /*
  * 1 if argv[*i] is --name (value NULL), or --name VALUE or --name=VALUE
- * (the value into *value, *i past it); 0 if it is another argument. A VALUE that begins with --
+ * (the value into *value, *i on it); 0 if it is another argument. A VALUE that begins with --
  * is the next flag, as argparse has it (--output --quiet), not a value.
  */
 static int xflag(char **argv, int *i, const char *name, const char **value)
@@ -1817,7 +1817,8 @@ static void xparse_args(int argc, char **argv)
 	}
 	if (run.ca) {   /* acme_tiny.py's --ca URL, deprecated there: URL/directory */
 		static char dir[MAX_URL];
-		snprintf(dir, sizeof dir, "%s/directory", run.ca);
+		if (snprintf(dir, sizeof dir, "%s/directory", run.ca) >= (int)sizeof dir)
+			usage_error("--ca: a URL of at most %d bytes", MAX_URL - 11);
 		run.directory = dir;
 	}
 	for (run.key_type = KEY_TYPES; strcmp(run.key_type->name, run.key_type_name);)
@@ -3052,7 +3053,7 @@ static void xload_der(const char *path, const char *what, const char *const *lab
 	fail("%s %s: found %s, expected %s", what, path, found, labels[0]);
 }
 
-/* ---- DER, only as much as keys and CSRs need ---- */
+/* ---- DER, only as much as keys, CSRs and certificates need ---- */
 
 /* Takes one TLV off in: its tag, or -1. We read only one-byte tags and definite lengths < 2^24. */
 static int der_next(struct der *in, struct der *val)
@@ -3182,7 +3183,7 @@ static void xload_key(const char *path, const char *what, struct key *k, struct 
 		fail("%s %s: %s", what, path, err);
 }
 
-/* ---- the names a CSR asks for ---- */
+/* ---- the names of --domains, a CSR or a certificate; what else we read of those ---- */
 
 /* The identifier in ns of this type and value, or NULL if it is not one of ours. */
 static const struct ident *our_ident(const struct names *ns, const char *type, const char *value)
@@ -3197,7 +3198,7 @@ static const struct ident *our_ident(const struct names *ns, const char *type, c
 /*
  * Adds a name of a CSR or certificate as its GeneralName tag says: an iPAddress (0x87, 4 or 16
  * bytes) is "ip", a dNSName (0x82) "dns" whatever it reads as; text (0: a CN, --domains) is "ip"
- * if it is an address. A DNS name must be one, and is lower-cased. Duplicates are dropped. 0, -1.
+ * if an address. A DNS name is lower-cased, a-z 0-9 - . past any "*.". Duplicates dropped. 0, -1.
  */
 static int add_name(struct names *ns, const unsigned char *s, size_t len, int tag)
 {
@@ -3235,7 +3236,7 @@ static int add_name(struct names *ns, const unsigned char *s, size_t len, int ta
 	return 0;
 }
 
-/* The names of --domains: a comma-separated list of DNS names and IP addresses. */
+/* The names of --domains: a comma-separated list of DNS names and IP addresses. 0, or -1. */
 static int names_from_list(const char *list, struct names *ns)
 {
 	ns->n = 0;
@@ -3249,7 +3250,7 @@ static int names_from_list(const char *list, struct names *ns)
 	}
 }
 
-/* The subject's commonName values (Name: SEQUENCE OF SET OF {OID, value}). */
+/* The subject's commonName values (Name: SEQUENCE OF SET OF {OID, value}) into ns: 0, or -1. */
 static int subject_names(struct der subject, struct names *ns)
 {
 	struct der rdn, atv, oid, val;
@@ -3265,7 +3266,7 @@ static int subject_names(struct der subject, struct names *ns)
 	return 0;
 }
 
-/* dNSName [2] and iPAddress [7] of a subjectAltName extension value. */
+/* dNSName [2] and iPAddress [7] of a subjectAltName extension value into ns: 0, or -1. */
 static int san_names(struct der octets, struct names *ns)
 {
 	struct der seq, gn;
@@ -3297,7 +3298,7 @@ static int extensions(struct der exts, struct names *ns, struct der *aki)
 	return 0;
 }
 
-/* The extensionRequest attribute of a CSR: the names of its subjectAltName. */
+/* The extensionRequest attribute of a CSR: the names of its subjectAltName. 0, or -1. */
 static int attribute_names(struct der attrs, struct names *ns)
 {
 	struct der attr, oid, set, exts;
@@ -3562,7 +3563,7 @@ static size_t digits(const struct json *j, size_t i)
 	return k - i;
 }
 
-/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+/* A number, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?: its token, or -1. */
 static int jp_number(struct json *j, size_t *i)
 {
 	size_t start = *i, n;
@@ -3587,7 +3588,7 @@ static int jp_number(struct json *j, size_t *i)
 	return json_add(j, J_NUM, start, *i);
 }
 
-/* An object or array; for objects, keys and values alternate as tokens. */
+/* An object or array; for objects, keys and values alternate as tokens. Its token, or -1. */
 static int jp_container(struct json *j, size_t *i, int depth)
 {
 	char close = j->s[*i] == '{' ? '}' : ']';
@@ -4021,7 +4022,7 @@ static long long days_from_civil(long long y, int m, int d)
 	return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
 }
 
-/* Seconds since 1970 of a date and time, each field checked (a leap second allowed); or -1. */
+/* Seconds since 1970 of a date and time, each field in range (a day to 31, second to 60); or -1. */
 static long long civil_time(long long y, long long mo, long long d, long long h, long long mi,
 			    long long s)
 {
@@ -4124,7 +4125,7 @@ static void put_clean(const char *fmt, va_list ap)
 	fwrite(msg, 1, k + 1, stderr);
 }
 
-/* Ends the run: one line on stderr, the challenge files removed, exit 2. */
+/* Ends the run: one line on stderr, the challenges undone (files removed, hook told), exit 2. */
 static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...)
 {
 	va_list ap;

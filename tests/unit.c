@@ -3096,6 +3096,15 @@ static void test_url(void)
 
 /* ===================== 4. command line ===================== */
 
+/* --ca with a URL too long for URL/directory: in a child, as a usage error exits */
+static void parse_ca(const char *url)
+{
+	char *argv[] = { "acme-tiny", "--account-key", "k", "--csr", "c", "--acme-dir", "d",
+			 "--ca", (char *)url, NULL };
+
+	xparse_args(9, argv);
+}
+
 static void test_parse_args(void)
 {
 	char *argv[] = { "acme-tiny", "--account-key", "k", "--csr", "c", "--acme-dir", "d",
@@ -3112,6 +3121,16 @@ static void test_parse_args(void)
 	set_context("parse_args --ca");
 	xparse_args(9, ca);
 	CHECK_STR(run.directory, "https://ca.example/acme/directory");
+	/* a --ca too long for MAX_URL is refused, not cut into another URL that is fetched */
+	set_context("parse_args --ca too long");
+	{
+		static char url[MAX_URL] = "https://ca.example/";
+
+		memset(url + 19, 'a', MAX_URL - 10 - 19);       /* with /directory, 1 byte over */
+		CHECK_INT(in_child(parse_ca, url), 1);
+		url[strlen(url) - 1] = 0;                       /* at the limit: fine */
+		CHECK_INT(in_child(parse_ca, url), 0);
+	}
 	context[0] = 0;
 }
 
