@@ -253,7 +253,7 @@ static struct {
 	int requests, connections;
 } stats;
 
-/* What the sections above use of the sections below; each definition says what it returns. */
+/* What the code above uses of the code below; each definition says what it returns. */
 
 /* 1-2: the steps of an issuance */
 static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
