@@ -4077,6 +4077,8 @@ static long long parse_date(const char *s)
 		   (off = civil_time(1970, 1, 1, number(t + 1, 2), number(t + 4, 2), 0)) >= 0) {
 		off = *t == '-' ? -off : off;   /* hh:mm, range-checked as a time of day */
 		t += 6;
+	} else if (!imf) {
+		return -1;      /* RFC 3339 5.6: the offset is required, after a fraction too */
 	}
 	return imf || !*t ? at - off : -1;
 }

@@ -1,8 +1,9 @@
 /*
  * libFuzzer target: HTTP response parsing (status line, headers, chunked,
  * Content-Length and close-delimited bodies), and the URL, Retry-After and
- * date parsers on the headers that carry them (RFC 3339's dates too, as ARI's). The first byte sets how many
- * bytes each read hands over, so the input is also split in odd places.
+ * date parsers on the headers that carry them (Location, Link, Retry-After, Date; RFC 3339's
+ * dates too, as ARI's). The first byte sets how many bytes each read hands over, so the input
+ * is also split in odd places.
  */
 #define ACME_TINY_TEST
 #include "../acme-tiny.c"
@@ -39,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	retry_after_ms(r.retry_after);
 	url_parse(r.location, &u);
 	url_parse(r.terms, &u);
-	parse_date(r.retry_after);
+	parse_date(r.date);
 	buf_free(&r.body);
 	return 0;
 }
