@@ -4057,7 +4057,7 @@ static long long parse_date(const char *s)
 		  s[16] == ' ' && !strcmp(s + 25, " GMT");
 	char mon[4] = { 0 };
 	const char *t = s + (imf ? 17 : 11), *m;      /* the time of day */
-	long long y, mo, d, at, off = 0;
+	long long y, mo, d, at, off;
 	if (!imf && (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't')))
 		return -1;
 	memcpy(mon, s + 8, 3);
@@ -4069,18 +4069,16 @@ static long long parse_date(const char *s)
 	    (at = civil_time(y, mo, d, number(t, 2), number(t + 3, 2), number(t + 6, 2))) < 0)
 		return -1;
 	t += 8;
-	if (!imf && *t == '.' && t[1] >= '0' && t[1] <= '9')
+	if (imf)
+		return at;
+	if (*t == '.' && t[1] >= '0' && t[1] <= '9')
 		t += 1 + strspn(t + 1, "0123456789");           /* whole seconds suffice */
-	if (!imf && (*t == 'Z' || *t == 'z')) {
-		t++;
-	} else if (!imf && (*t == '+' || *t == '-') && strlen(t) == 6 && t[3] == ':' &&
-		   (off = civil_time(1970, 1, 1, number(t + 1, 2), number(t + 4, 2), 0)) >= 0) {
-		off = *t == '-' ? -off : off;   /* hh:mm, range-checked as a time of day */
-		t += 6;
-	} else if (!imf) {
-		return -1;      /* RFC 3339 5.6: the offset is required, after a fraction too */
-	}
-	return imf || !*t ? at - off : -1;
+	if (*t == 'Z' || *t == 'z')     /* RFC 3339 5.6: an offset is required, Z or hh:mm */
+		return t[1] ? -1 : at;
+	if ((*t == '+' || *t == '-') && strlen(t) == 6 && t[3] == ':' &&
+	    (off = civil_time(1970, 1, 1, number(t + 1, 2), number(t + 4, 2), 0)) >= 0)
+		return *t == '-' ? at + off : at - off; /* hh:mm, range-checked as a time of day */
+	return -1;
 }
 
 /* Retry-After (RFC 9110 10.2.3), seconds or a date, in ms from now; -1 if neither. */
