@@ -1969,7 +1969,8 @@ static const char *xcheck_output(const char *path, struct buf *old)
 	}
 	if (close(fd) && !err)
 		err = errno;            /* NFS tells a full disk here */
-	unlink(tmp);
+	if (unlink(tmp))
+		fail("cannot remove %s: %s", tmp, strerror(errno));
 	hold_signals(0);
 	if (exists && is_mount_point(path))             /* rename(2) cannot replace it */
 		why = "it is a mount point (a bind-mounted file?)";
