@@ -1969,7 +1969,8 @@ static const char *xcheck_output(const char *path, struct buf *old)
 	}
 	if (close(fd) && !err)
 		err = errno;            /* NFS tells a full disk here */
-	unlink(tmp);
+	if (unlink(tmp))
+		fail("cannot remove %s: %s", tmp, strerror(errno));
 	hold_signals(0);
 	if (exists && is_mount_point(path))             /* rename(2) cannot replace it */
 		why = "it is a mount point (a bind-mounted file?)";
@@ -3999,7 +4000,8 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 		     tmp);
 	if (!err && !replace && link(tmp, path) && errno != EEXIST)
 		err = errno;    /* EEXIST: a run beside us made the key, and that one stands */
-	unlink(tmp);                    /* after link; gone already after rename */
+	if ((err || !replace) && unlink(tmp))   /* after link (a key's copy); gone after rename */
+		fail("cannot remove %s: %s", tmp, strerror(errno));
 	/* the new name too must survive a power cut; dirname(3) may cut tmp down, done with now */
 	if (!err && (dir = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 		fsync(dir);     /* a directory that cannot be synced: the rename stands */

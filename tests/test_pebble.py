@@ -719,6 +719,56 @@ def output_trial_incompressible(env):
     assert len(zlib.compress(data, 9)) > 0.95 * len(data), "the trial write compresses"
 
 
+def strace_inject(argv, inject):
+    """argv run under strace with -e inject=INJECT (no LeakSanitizer: it cannot run under
+    ptrace), stdin /dev/null; the CompletedProcess."""
+    env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+    return subprocess.run(["strace", "-o", os.devnull, "-e", "trace=unlink", "-e",
+                           "inject=" + inject, *argv], capture_output=True, timeout=60,
+                          env=env, stdin=subprocess.DEVNULL)
+
+
+def key_temp_unlink_fails(env):
+    """A new key's temporary name that cannot be removed once the key is linked into place
+    (EIO from unlink, by strace) fails the run with a line that names it: left silently,
+    it was a second copy of the private key (found by fault injection). A chain renamed
+    into place has no temporary name left to remove, and its run does not fail."""
+    d = tempfile.mkdtemp(dir=env.tmp)
+    acct = os.path.join(d, "account.key")
+    res = strace_inject([*env.cmd, "--account-key", acct, "--create-account-key", "--csr",
+                         "/nonexistent", "--acme-dir", env.p.acme_dir, "--quiet"],
+                        "unlink:error=EIO:when=1")
+    tmp = [f for f in os.listdir(d) if f != "account.key"]
+    assert len(tmp) == 1 and tmp[0].startswith("account.key.tmp-"), os.listdir(d)
+    check_failure(res, env.p.acme_dir, rf"^acme-tiny: cannot remove {re.escape(d)}/"
+                  rf"{tmp[0]}: Input/output error$")
+    check_made_key(acct)
+    # after the chain's rename there is nothing to remove: no failure once it is in place
+    out = os.path.join(d, "chain.pem")
+    res = strace_inject([*env.cmd, "--account-key", acct, "--csr", make_csr(env.tmp, "unlink",
+                         "unlink.example.test"), "--acme-dir", env.p.acme_dir, "--directory-url",
+                         env.p.directory, "--ca-file", env.p.ca_file, "--disable-check",
+                         "--quiet", "--output", out], "unlink:error=EIO:when=2")
+    assert res.returncode == 0 and res.stderr == b"", res.stderr
+    assert split_pem(open(out).read()), "no chain in --output"
+
+
+def output_trial_unlink_fails(env):
+    """--output's trial file that cannot be removed (EIO from unlink, by strace) fails the
+    run before the CA is asked, with a line that names it: it was left silently, 20 kB
+    beside the certificate, at every run (found by fault injection)."""
+    d = tempfile.mkdtemp(dir=env.tmp)
+    res = strace_inject([*env.cmd, "--account-key", make_key(env.tmp, "p256", "trial"),
+                         "--csr", make_csr(env.tmp, "trial", "trial.example.test"),
+                         "--acme-dir", env.p.acme_dir, "--directory-url",
+                         "https://127.0.0.1:9/dir", "--quiet", "--output",
+                         os.path.join(d, "chain.pem")], "unlink:error=EIO:when=1")
+    tmp = os.listdir(d)
+    assert len(tmp) == 1 and tmp[0].startswith("chain.pem.tmp-"), tmp
+    check_failure(res, env.p.acme_dir, rf"^acme-tiny: cannot remove {re.escape(d)}/"
+                  rf"{tmp[0]}: Input/output error$")
+
+
 def domain_key_types(env):
     acct = make_key(env.tmp, "p256")
     for kind in ("p384", "rsa2048", "rsa3072", "rsa4096"):
@@ -889,5 +939,6 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     usage_errors, output_file, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
     wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit,
-    output_trial_incompressible,
+    output_trial_incompressible, key_temp_unlink_fails,
+    output_trial_unlink_fails,
     ssl_cert_file, dangling_key_link)]
