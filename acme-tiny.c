@@ -3984,7 +3984,7 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 {
 	char tmp[4096];
 	struct stat st;
-	int keep = replace && !stat(path, &st), fd, dir, err;
+	int keep = replace && !stat(path, &st), fd, dir, err, left;
 	hold_signals(1);                /* no signal may leave the temporary file behind */
 	fd = xcreate_temp(path, tmp, sizeof tmp);
 	err = write_all(fd, data, len);
@@ -4000,7 +4000,8 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 		     tmp);
 	if (!err && !replace && link(tmp, path) && errno != EEXIST)
 		err = errno;    /* EEXIST: a run beside us made the key, and that one stands */
-	if ((err || !replace) && unlink(tmp))   /* after link (a key's copy); gone after rename */
+	left = (err || !replace) && unlink(tmp);  /* after link (a key's copy); gone after rename */
+	if (left && !err)
 		fail("cannot remove %s: %s", tmp, strerror(errno));
 	/* the new name too must survive a power cut; dirname(3) may cut tmp down, done with now */
 	if (!err && (dir = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
@@ -4009,8 +4010,9 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 	}
 	if (!replace)
 		hold_signals(0);
-	if (err)
-		fail("cannot %s %s: %s", replace ? "write" : "create", path, strerror(err));
+	if (err)        /* the first error, not the unlink's after it */
+		fail("cannot %s %s: %s%s%s", replace ? "write" : "create", path, strerror(err),
+		     left ? "; cannot remove " : "", left ? tmp : "");
 }
 
 /* Days from 1970-01-01 to the date y-m-d of the proleptic Gregorian calendar. */

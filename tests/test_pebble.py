@@ -719,13 +719,15 @@ def output_trial_incompressible(env):
     assert len(zlib.compress(data, 9)) > 0.95 * len(data), "the trial write compresses"
 
 
-def strace_inject(argv, inject):
-    """argv run under strace with -e inject=INJECT (no LeakSanitizer: it cannot run under
-    ptrace), stdin /dev/null; the CompletedProcess."""
+def strace_inject(argv, *injects):
+    """argv run under strace with -e inject=INJECT for each of injects, its calls traced (else
+    not tampered with); no LeakSanitizer (it cannot run under ptrace), stdin /dev/null; the
+    CompletedProcess."""
     env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
-    return subprocess.run(["strace", "-o", os.devnull, "-e", "trace=unlink", "-e",
-                           "inject=" + inject, *argv], capture_output=True, timeout=60,
-                          env=env, stdin=subprocess.DEVNULL)
+    trace = "trace=" + ",".join(i.split(":")[0] for i in injects)
+    return subprocess.run(["strace", "-o", os.devnull, "-e", trace,
+                           *(a for i in injects for a in ("-e", "inject=" + i)), *argv],
+                          capture_output=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
 
 
 def key_temp_unlink_fails(env):
@@ -767,6 +769,21 @@ def output_trial_unlink_fails(env):
     assert len(tmp) == 1 and tmp[0].startswith("chain.pem.tmp-"), tmp
     check_failure(res, env.p.acme_dir, rf"^acme-tiny: cannot remove {re.escape(d)}/"
                   rf"{tmp[0]}: Input/output error$")
+
+
+def key_link_and_unlink_fail(env):
+    """A new key that cannot be linked into place (EPERM: vfat has no links) and whose
+    temporary name cannot be removed either (EIO): the line gives the link's error, the
+    first, and names the copy of the key left; the unlink's error alone hid why."""
+    d = tempfile.mkdtemp(dir=env.tmp)
+    acct = os.path.join(d, "account.key")
+    res = strace_inject([*env.cmd, "--account-key", acct, "--create-account-key", "--csr",
+                         "/nonexistent", "--acme-dir", env.p.acme_dir, "--quiet"],
+                        "link:error=EPERM:when=1", "unlink:error=EIO:when=1")
+    tmp = os.listdir(d)
+    assert len(tmp) == 1 and tmp[0].startswith("account.key.tmp-"), tmp
+    check_failure(res, env.p.acme_dir, rf"^acme-tiny: cannot create {re.escape(acct)}: "
+                  rf"Operation not permitted; cannot remove {re.escape(d)}/{tmp[0]}$")
 
 
 def domain_key_types(env):
@@ -940,5 +957,5 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
     wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit,
     output_trial_incompressible, key_temp_unlink_fails,
-    output_trial_unlink_fails,
+    output_trial_unlink_fails, key_link_and_unlink_fail,
     ssl_cert_file, dangling_key_link)]
