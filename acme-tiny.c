@@ -1943,7 +1943,7 @@ static const char *xcheck_output(const char *path, struct buf *old)
 	unsigned char room[4096] = { 0 };
 	const char *why = NULL;
 	struct stat st, in;
-	int exists = !stat(path, &st), fd, err = 0;     /* through symlinks */
+	int exists = !stat(path, &st), fd, err = 0, left;      /* through symlinks */
 	size_t k, i;
 	xrefuse_dangling(path, "--output");
 	if (exists && realpath(path, real))
@@ -1969,7 +1969,10 @@ static const char *xcheck_output(const char *path, struct buf *old)
 	}
 	if (close(fd) && !err)
 		err = errno;            /* NFS tells a full disk here */
-	if (unlink(tmp))
+	if ((left = unlink(tmp)) && err)        /* the trial's own error first */
+		fail("--output %s cannot be replaced: %s; cannot remove %s", path, strerror(err),
+		     tmp);
+	if (left)
 		fail("cannot remove %s: %s", tmp, strerror(errno));
 	hold_signals(0);
 	if (exists && is_mount_point(path))             /* rename(2) cannot replace it */

@@ -786,6 +786,23 @@ def key_link_and_unlink_fail(env):
                   rf"Operation not permitted; cannot remove {re.escape(d)}/{tmp[0]}$")
 
 
+def output_trial_full_and_unlink_fails(env):
+    """--output's trial write that finds the disk full (ENOSPC, by strace) and whose file
+    cannot be removed either (EIO): the line gives the full disk, the first error, and names
+    the file left; the unlink's error alone hid why --output cannot be replaced."""
+    d = tempfile.mkdtemp(dir=env.tmp)
+    out = os.path.join(d, "chain.pem")
+    res = strace_inject([*env.cmd, "--account-key", make_key(env.tmp, "p256", "full"),
+                         "--csr", make_csr(env.tmp, "full", "full.example.test"),
+                         "--acme-dir", env.p.acme_dir, "--directory-url",
+                         "https://127.0.0.1:9/dir", "--quiet", "--output", out],
+                        "write:error=ENOSPC:when=1", "unlink:error=EIO:when=1")
+    tmp = os.listdir(d)
+    assert len(tmp) == 1 and tmp[0].startswith("chain.pem.tmp-"), tmp
+    check_failure(res, env.p.acme_dir, rf"^acme-tiny: --output {re.escape(out)} cannot be "
+                  rf"replaced: No space left on device; cannot remove {re.escape(d)}/{tmp[0]}$")
+
+
 def domain_key_types(env):
     acct = make_key(env.tmp, "p256")
     for kind in ("p384", "rsa2048", "rsa3072", "rsa4096"):
@@ -957,5 +974,5 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
     wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit,
     output_trial_incompressible, key_temp_unlink_fails,
-    output_trial_unlink_fails, key_link_and_unlink_fail,
+    output_trial_unlink_fails, key_link_and_unlink_fail, output_trial_full_and_unlink_fails,
     ssl_cert_file, dangling_key_link)]
