@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Runs the whole test suite: the C unit tests, then the real binary against
-a local Pebble (and, where present, against the misbehaving test CA).
+a local Pebble and against the misbehaving test CA (a suite file missing fails).
 Ends with the line `N passed, N failed`; exits 1 if anything failed."""
 import argparse
 import importlib
