@@ -758,17 +758,24 @@ def key_temp_unlink_fails(env):
 def output_trial_unlink_fails(env):
     """--output's trial file that cannot be removed (EIO from unlink, by strace) fails the
     run before the CA is asked, with a line that names it: it was left silently, 20 kB
-    beside the certificate, at every run (found by fault injection)."""
-    d = tempfile.mkdtemp(dir=env.tmp)
-    res = strace_inject([*env.cmd, "--account-key", make_key(env.tmp, "p256", "trial"),
-                         "--csr", make_csr(env.tmp, "trial", "trial.example.test"),
-                         "--acme-dir", env.p.acme_dir, "--directory-url",
-                         "https://127.0.0.1:9/dir", "--quiet", "--output",
-                         os.path.join(d, "chain.pem")], "unlink:error=EIO:when=1")
-    tmp = os.listdir(d)
-    assert len(tmp) == 1 and tmp[0].startswith("chain.pem.tmp-"), tmp
-    check_failure(res, env.p.acme_dir, rf"^acme-tiny: cannot remove {re.escape(d)}/"
-                  rf"{tmp[0]}: Input/output error$")
+    beside the certificate, at every run (found by fault injection). When the trial write
+    found the disk full first (ENOSPC), the line gives that, the first error, and then names
+    the file left: the unlink's error alone hid why --output cannot be replaced."""
+    for name, first, why in (("trial", [], "cannot remove {tmp}: Input/output error"),
+                             ("full", ["write:error=ENOSPC:when=1"],
+                              "--output {out} cannot be replaced: No space left on device;"
+                              " cannot remove {tmp}")):
+        d = tempfile.mkdtemp(dir=env.tmp)
+        out = os.path.join(d, "chain.pem")
+        res = strace_inject([*env.cmd, "--account-key", make_key(env.tmp, "p256", name),
+                             "--csr", make_csr(env.tmp, name, f"{name}.example.test"),
+                             "--acme-dir", env.p.acme_dir, "--directory-url",
+                             "https://127.0.0.1:9/dir", "--quiet", "--output", out],
+                            *first, "unlink:error=EIO:when=1")
+        tmp = os.listdir(d)
+        assert len(tmp) == 1 and tmp[0].startswith("chain.pem.tmp-"), tmp
+        check_failure(res, env.p.acme_dir, "^acme-tiny: " + re.escape(why.format(
+            out=out, tmp=os.path.join(d, tmp[0]))) + "$")
 
 
 def key_link_and_unlink_fail(env):
@@ -784,23 +791,6 @@ def key_link_and_unlink_fail(env):
     assert len(tmp) == 1 and tmp[0].startswith("account.key.tmp-"), tmp
     check_failure(res, env.p.acme_dir, rf"^acme-tiny: cannot create {re.escape(acct)}: "
                   rf"Operation not permitted; cannot remove {re.escape(d)}/{tmp[0]}$")
-
-
-def output_trial_full_and_unlink_fails(env):
-    """--output's trial write that finds the disk full (ENOSPC, by strace) and whose file
-    cannot be removed either (EIO): the line gives the full disk, the first error, and names
-    the file left; the unlink's error alone hid why --output cannot be replaced."""
-    d = tempfile.mkdtemp(dir=env.tmp)
-    out = os.path.join(d, "chain.pem")
-    res = strace_inject([*env.cmd, "--account-key", make_key(env.tmp, "p256", "full"),
-                         "--csr", make_csr(env.tmp, "full", "full.example.test"),
-                         "--acme-dir", env.p.acme_dir, "--directory-url",
-                         "https://127.0.0.1:9/dir", "--quiet", "--output", out],
-                        "write:error=ENOSPC:when=1", "unlink:error=EIO:when=1")
-    tmp = os.listdir(d)
-    assert len(tmp) == 1 and tmp[0].startswith("chain.pem.tmp-"), tmp
-    check_failure(res, env.p.acme_dir, rf"^acme-tiny: --output {re.escape(out)} cannot be "
-                  rf"replaced: No space left on device; cannot remove {re.escape(d)}/{tmp[0]}$")
 
 
 def domain_key_types(env):
@@ -974,5 +964,5 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
     wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit,
     output_trial_incompressible, key_temp_unlink_fails,
-    output_trial_unlink_fails, key_link_and_unlink_fail, output_trial_full_and_unlink_fails,
+    output_trial_unlink_fails, key_link_and_unlink_fail,
     ssl_cert_file, dangling_key_link)]
