@@ -290,20 +290,26 @@ def report(clients, clients10, ours, static):
 
 def targets(builds):
     """Issue 6's targets for acme-tiny, checked on the medians above, with the
-    cost of starting and exiting alone beside CPU and memory."""
+    cost of starting and exiting alone beside CPU and memory. CPU and memory
+    targets bind the router build (static musl, the last of builds); the glibc
+    build's figures are reported beside it, marked 'figure'."""
     print("\ntargets (issue 6), medians; 'start-up' is the same binary run with --version:")
     for c in builds:
         wall, cpu_s, peak, reqs = (statistics.median(x) for x in zip(*c.samples))
+        binds = c is builds[-1]
         checks = [
             (f"{c.conns} TCP connection(s)", c.conns == 1, "1"),
             (f"{reqs:.0f} requests", reqs <= 10, "at most 10"),
-            (f"CPU {cpu_s * 1000:.1f} ms (start-up {c.start_cpu * 1000:.1f})", cpu_s < 0.020, "under 20 ms"),
+            (f"CPU {cpu_s * 1000:.1f} ms (start-up {c.start_cpu * 1000:.1f})",
+             cpu_s < 0.020 if binds else None, "under 20 ms"),
             (f"wall {wall:.3f} s", wall < 0.5, "under 0.5 s"),
-            (f"peak RSS {peak:.0f} kB (start-up {c.start_rss:.0f})", peak < 1024, "under 1 MiB"),
+            (f"peak RSS {peak:.0f} kB (start-up {c.start_rss:.0f})",
+             peak < 1024 if binds else None, "under 1 MiB"),
         ]
         print(f"  {c.name}:")
         for what, ok, goal in checks:
-            print(f"    {'met   ' if ok else 'MISSED'} {what}; target {goal}")
+            mark = "figure" if ok is None else "met   " if ok else "MISSED"
+            print(f"    {mark} {what}; target {goal}{' (router build)' if ok is None else ''}")
 
 
 def targets10(builds10, builds):
