@@ -867,6 +867,13 @@ SCENARIOS = {
     "proto_authz_twice": {"newOrder": mutate(lambda o: json.dumps(
         dict(o, authorizations=o["authorizations"] * 2)))},
     "proto_authz_invalid": {"authz": lambda ca, req, normal: Reply(200, ca.authz_obj("invalid"))},
+    # newNonce fails (a HEAD: no problem document can come); the order fails after finalize
+    "proto_new_nonce_500": {"newNonce": lambda ca, req, normal: Reply(500, ctype=None)},
+    "proto_invalid_after_finalize": {"orderPoll": lambda ca, req, normal: Reply(200, dict(
+        ca.order_obj("invalid"), error={"type": P + "badCSR", "detail": "key too weak"}))},
+    # every challenge but http-01: dns-01 and dns-persist-01, none for --acme-dir
+    "proto_no_http01": {"authz": lambda ca, req, normal: Reply(200, dict(
+        ca.authz_obj("pending"), challenges=ca.authz_obj("pending")["challenges"][:2]))},
     "http_extra_response": {"directory": raw(_extra_response)},
     "http_extra_record": {"challenge": _extra_record},
     "http_cut_after_status": {"newAccount": raw(_cut_after_status)},

@@ -618,6 +618,26 @@ def proto_authz_invalid(suite):
                    rf"^acme-tiny: authorization for {re.escape(DOMAIN)} is invalid$", after=after)
 
 
+def proto_no_http01(suite):
+    # only DNS challenges for a run with --acme-dir alone: no file, no challenge POST
+    def after(ca, res):
+        assert ca.count("challenge") == 0, ca.steps()
+    expect_failure(suite, "proto_no_http01",
+                   rf"^acme-tiny: {re.escape(DOMAIN)}: the CA offers no http-01 challenge$",
+                   after=after)
+
+
+def proto_new_nonce_500(suite):
+    expect_failure(suite, "proto_new_nonce_500",
+                   r"^acme-tiny: newNonce failed: HTTP 500 \(no problem document\)$")
+
+
+def proto_invalid_after_finalize(suite):
+    # the order's own error says why: after finalize, no authorization is to blame
+    expect_failure(suite, "proto_invalid_after_finalize", r"^acme-tiny: order https://localhost:"
+                   r"\d+/order/1 is invalid: urn:ietf:params:acme:error:badCSR: key too weak$")
+
+
 def http_extra_response(suite):
     # a response nobody asked for, behind the directory on the same connection (in
     # its TLS record, or in one of its own): the client drops the connection, and
@@ -1599,6 +1619,9 @@ CASES = [
     ("evil_proto_identifier_type", proto_identifier_type),
     ("evil_proto_authz_twice", proto_authz_twice),
     ("evil_proto_authz_invalid", proto_authz_invalid),
+    ("evil_proto_no_http01", proto_no_http01),
+    ("evil_proto_new_nonce_500", proto_new_nonce_500),
+    ("evil_proto_invalid_after_finalize", proto_invalid_after_finalize),
     ("evil_http_extra_response", http_extra_response),
     ("evil_http_cut_after_status", http_cut_after_status),
     ("evil_max_time_polling", max_time_polling),

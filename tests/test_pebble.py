@@ -587,7 +587,10 @@ def ssl_cert_file(env):
     csr = make_csr(env.tmp, "ssl-cert-file", "ssl-cert-file.example.test")
     argv = [*env.cmd, "--account-key", key, "--csr", csr, "--acme-dir", env.p.acme_dir,
             "--directory-url", env.p.directory, "--disable-check", "--quiet"]
-    for env_file, extra in ((env.p.ca_file, []), ("/nonexistent", ["--ca-file", env.p.ca_file])):
+    mixed = os.path.join(env.tmp, "mixed-bundle.pem")       # a root BearSSL skips comes first
+    with open(mixed, "w") as f:
+        f.write(open(ed25519_root(env.tmp)).read() + open(env.p.ca_file).read())
+    for env_file, extra in ((mixed, []), ("/nonexistent", ["--ca-file", env.p.ca_file])):
         res = subprocess.run(argv + extra, capture_output=True, timeout=120,
                              env={**os.environ, "SSL_CERT_FILE": env_file})
         env.verify_chain(check_success(res, env.p.acme_dir), ["ssl-cert-file.example.test"])
@@ -934,6 +937,76 @@ def checked_first(env):
             shutil.rmtree(top)
 
 
+def ed25519_root(d):
+    """A CA certificate with an Ed25519 key, which BearSSL 0.6 cannot use: its path."""
+    path = os.path.join(d, "ed25519-root.pem")
+    if not os.path.exists(path):
+        openssl("req", "-x509", "-newkey", "ed25519", "-nodes", "-keyout",
+                os.path.join(d, "ed25519-root.key"), "-subj", "/CN=Ed25519 root", "-days", "1",
+                "-out", path)
+    return path
+
+
+def bad_inputs(env):
+    # keys, CSRs, CA files and --domains that cannot be used: each its own line, before the CA
+    # is asked (here it cannot be reached), and nothing on stdout
+    key = make_key(env.tmp, "p256")
+    csr = make_csr(env.tmp, "inputs", "inputs.example.test")
+
+    def write(name, data):
+        path = os.path.join(env.tmp, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def keyfile(name, *args):
+        path = os.path.join(env.tmp, name)
+        openssl(*args, "-out", path)
+        return path
+
+    cut = write("cut.pem", b"-----BEGIN PRIVATE KEY-----\nMIGHAgEA\n")
+    no_certs = write("no-certs.pem", b"# a CA bundle without certificates\n")
+    no_names = os.path.join(env.tmp, "no-names.csr")        # an empty subject, no SAN
+    openssl("req", "-new", "-key", key, "-subj", "/", "-out", no_names)
+    big = write("big.key", b"#" * ((1 << 20) + 1))
+    ed_root = ed25519_root(env.tmp)                         # BearSSL cannot use its key
+    cases = [(["--ca-file", cut], r"CA file .*/cut\.pem: malformed PEM"),
+             (["--ca-file", no_certs], r"CA file .*/no-certs\.pem: no usable certificates"),
+             (["--ca-file", ed_root], r"CA file .*/ed25519-root\.pem: no usable certificates"),
+             (["--account-key", cut], r"account key .*/cut\.pem: malformed PEM"),
+             (["--account-key", big], r"cannot read account key .*/big\.key: larger than 1 MiB"),
+             (["--account-key", keyfile("rsa1024.key", "genpkey", "-algorithm", "RSA",
+                                        "-pkeyopt", "rsa_keygen_bits:1024")],
+              r"account key .*/rsa1024\.key: RSA key must have 2048 to 4096 bits"),
+             (["--account-key", keyfile("p521.key", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                                        "ec_paramgen_curve:P-521")],
+              r"account key .*/p521\.key: EC key must be on P-256 or P-384"),
+             (["--account-key", keyfile("ed25519.key", "genpkey", "-algorithm", "ED25519")],
+              r"account key .*/ed25519\.key: not an RSA or EC private key"),
+             (["--csr", write("garbage.der", b"\x30\x03\x02\x01\x00")],
+              r"CSR .*/garbage\.der: malformed, or without DNS names or IP addresses \(at most "
+              r"100\)"),
+             (["--csr", no_names], r"CSR .*/no-names\.csr: malformed, or without DNS names or IP "
+              r"addresses \(at most 100\)")]
+    for names in ("a.example.test,,b.example.test", "a.example.test/x",
+                  ",".join(f"n{k}.example.test" for k in range(101))):
+        cases.append((["--domains", names, "--domain-key", key], r"--domains: expected DNS names "
+                      r"or IP addresses separated by commas \(at most 100\)"))
+    for extra, pattern in cases:
+        argv = [*env.cmd, "--account-key", key, "--csr", csr, "--acme-dir", env.p.acme_dir,
+                "--directory-url", "https://127.0.0.1:9/dir", "--ca-file", env.p.ca_file,
+                "--quiet"]
+        if "--domains" in extra:            # instead of --csr
+            del argv[argv.index("--csr"):argv.index("--csr") + 2]
+        for flag, value in zip(extra[::2], extra[1::2]):
+            if flag in argv:
+                argv[argv.index(flag) + 1] = value
+            else:
+                argv += [flag, value]
+        res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        check_failure(res, env.p.acme_dir, "^acme-tiny: " + pattern + "$")
+
+
 def stdout_full(env):
     # a chain that cannot be written whole must not look like success
     key = make_key(env.tmp, "p256")
@@ -962,7 +1035,7 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     self_check_redirect, self_check_content, validation_fails, untrusted_server, bad_account_key,
     usage_errors, output_file, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
-    wildcard_refused, ca_url_forms, umask_077, checked_first, stdout_full, file_size_limit,
+    wildcard_refused, ca_url_forms, umask_077, checked_first, bad_inputs, stdout_full, file_size_limit,
     output_trial_incompressible, key_temp_unlink_fails,
     output_trial_unlink_fails, key_link_and_unlink_fail,
     ssl_cert_file, dangling_key_link)]
