@@ -259,6 +259,8 @@ static struct {
 static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
 		  const struct buf *old, struct buf *chain);
 static void xdirectory(struct acme *a);
+static void xcheck_profile(const struct json *j, int meta, const char *profile);
+static void first_str(const struct json *j, int list, char *out, size_t cap);
 static void xaccount(struct acme *a);
 static void xnew_order(struct acme *a, const struct names *ns, struct order *o);
 static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
@@ -468,30 +470,6 @@ static int xissue(struct acme *a, const struct names *ns, const struct buf *csr,
 
 /* ======== 2. ACME steps (RFC 8555) ====================================================== */
 
-/*
- * Returns if the directory's meta.profiles lists --profile (draft-ietf-acme-profiles), else ends
- * the run: a CA that knows no profiles ignores the field, and would issue something else.
- */
-static void xcheck_profile(const struct json *j, int meta, const char *profile)
-{
-	int list = json_get(j, meta, "profiles"), k;
-	struct buf offered = { 0 };
-	char name[64];
-	if (json_get(j, list, profile) >= 0)
-		return;
-	for (k = list + 1; list >= 0 && j->t[list].type == J_OBJ && k < j->t[list].next;
-	     k = j->t[k + 1].next)
-		if (!json_str(j, k, name, sizeof name))
-			buf_cat(&offered, offered.len ? ", " : "only ", name, NULL);
-	fail("--profile %s: the CA offers %s", profile, offered.len ? offered.p : "no profiles");
-}
-
-/* The first item of the JSON array list (index, or -1) into out if a string; else "". */
-static void first_str(const struct json *j, int list, char *out, size_t cap)
-{
-	json_str(j, json_item(j, list, -1), out, cap);  /* which empties out if it fails */
-}
-
 /* GET the directory (7.1.1): the CA's URLs and what its meta says; a nonce, if it sends one. */
 static void xdirectory(struct acme *a)
 {
@@ -646,6 +624,30 @@ static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 		xfail_order(o);
 	buf_free(&p);
 	info("Order created (%s)", o->status);
+}
+
+/*
+ * Returns if the directory's meta.profiles lists --profile (draft-ietf-acme-profiles), else ends
+ * the run: a CA that knows no profiles ignores the field, and would issue something else.
+ */
+static void xcheck_profile(const struct json *j, int meta, const char *profile)
+{
+	int list = json_get(j, meta, "profiles"), k;
+	struct buf offered = { 0 };
+	char name[64];
+	if (json_get(j, list, profile) >= 0)
+		return;
+	for (k = list + 1; list >= 0 && j->t[list].type == J_OBJ && k < j->t[list].next;
+	     k = j->t[k + 1].next)
+		if (!json_str(j, k, name, sizeof name))
+			buf_cat(&offered, offered.len ? ", " : "only ", name, NULL);
+	fail("--profile %s: the CA offers %s", profile, offered.len ? offered.p : "no profiles");
+}
+
+/* The first item of the JSON array list (index, or -1) into out if a string; else "". */
+static void first_str(const struct json *j, int list, char *out, size_t cap)
+{
+	json_str(j, json_item(j, list, -1), out, cap);  /* which empties out if it fails */
 }
 
 /* The ARI certID of c (RFC 9773 4.1) into out: its AKI keyIdentifier, ".", its serial. */
