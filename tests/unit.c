@@ -3681,6 +3681,101 @@ static void test_cert_parse(void)
 }
 
 /*
+ * cert_parse, field by field: a hand-made certificate (a P-256 key, a SAN and an AKI) whose TBS
+ * fields are each in turn replaced by something malformed, or by something legal that the parser
+ * must step over (no version: v1; an issuerUniqueID before the extensions; an AKI without its
+ * keyIdentifier). Each check in its chain of || decides one of these.
+ */
+struct piece {
+	const char *p;
+	size_t n;
+};
+#define PIECE(lit) { lit, sizeof lit - 1 }
+
+/* version, serial, signature, issuer, validity, subject, spki, unique IDs, extensions, trailing */
+static const struct piece CP_FIELDS[10] = {
+	PIECE("\xA0\x03\x02\x01\x02"), PIECE("\x02\x01\x01"),
+	PIECE("\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02"), PIECE("\x30\x00"),
+	PIECE("\x30\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "270317081343Z"), PIECE("\x30\x00"),
+	PIECE("\x30\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x03\x02\x00\x04"), PIECE(""),
+	PIECE("\x30\x15\x06\x03\x55\x1d\x11\x04\x0e\x30\x0c\x82\x0a" "cp.example"
+	      "\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\x80\x02\xaa\xbb"), PIECE(""),
+};
+
+/* The certificate of CP_FIELDS with field k (-1: every field) replaced by f, into out. */
+static void cert_with(struct buf *out, int k, struct piece f)
+{
+	size_t i, start;
+	out->len = 0;
+	for (i = 0; i < 10; i++) {
+		struct piece x = k < 0 || (int)i == k ? f : CP_FIELDS[i];
+		start = out->len;
+		buf_add(out, x.p, x.n);
+		if (i == 8 && x.n) {    /* the extensions: SEQUENCE in [3] */
+			der_wrap(out, start, 0x30);
+			der_wrap(out, start, 0xA3);
+		}
+	}
+	der_wrap(out, 0, 0x30);
+	buf_add(out, CP_FIELDS[2].p, CP_FIELDS[2].n);
+	der_add(out, 0x03, "\x00\x01", 2);
+	der_wrap(out, 0, 0x30);
+}
+
+static void test_cert_parse_fields(void)
+{
+	static const struct {
+		const char *what;
+		int field;
+		struct piece with;
+		int want, aki, names;
+	} cases[] = {
+		{ "as made", 9, PIECE(""), 0, 2, 1 },
+		{ "no version (v1)", 0, PIECE(""), 0, 2, 1 },
+		{ "an empty TBS", -1, PIECE(""), -1, 0, 0 },
+		{ "serial no INTEGER", 1, PIECE("\x03\x01\x01"), -1, 0, 0 },
+		{ "validity no SEQUENCE", 4,
+		  PIECE("\x31\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "270317081343Z"), -1, 0, 0 },
+		{ "notBefore malformed", 4,
+		  PIECE("\x30\x1e\x17\x0d" "260317081343X" "\x17\x0d" "270317081343Z"), -1, 0, 0 },
+		{ "notAfter malformed", 4,
+		  PIECE("\x30\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "2703170813434"), -1, 0, 0 },
+		{ "spki no SEQUENCE", 6,
+		  PIECE("\x31\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x03\x02\x00\x04"), -1, 0, 0 },
+		{ "key no BIT STRING", 6,
+		  PIECE("\x30\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x04\x02\x00\x04"), -1, 0, 0 },
+		{ "an issuerUniqueID", 7, PIECE("\x81\x02\x00\xff"), 0, 2, 1 },
+		{ "a byte after the extensions", 9, PIECE("\x05"), -1, 0, 0 },
+		{ "AKI no SEQUENCE", 8, PIECE("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x31\x04\x80\x02\xaa\xbb"),
+		  -1, 0, 0 },
+		{ "AKI keyIdentifier cut short", 8,
+		  PIECE("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\x80\x05\xaa\xbb"), -1, 0, 0 },
+		{ "AKI without keyIdentifier", 8,
+		  PIECE("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\xa1\x02\xaa\xbb"), 0, 0, 0 },
+	};
+	static struct names ns;
+	struct buf der = { 0 };
+	struct cert c;
+	size_t k;
+	for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		unsigned char *p;
+		cert_with(&der, cases[k].field, cases[k].with);
+		p = exact_copy(der.p, der.len);
+		set_context("cert_parse: %s", cases[k].what);
+		CHECK_INT(cert_parse(p, der.len, &c, &ns), cases[k].want);
+		if (!cases[k].want) {
+			CHECK_INT(c.aki.len, cases[k].aki);
+			CHECK_INT(ns.n, cases[k].names);
+			CHECK_INT(c.not_after - c.not_before, 365 * 86400);
+			CHECK_INT(c.key.len, 2);
+		}
+		free(p);
+	}
+	buf_free(&der);
+	context[0] = 0;
+}
+
+/*
  * The time certificates are checked at is ours, 64-bit: a chain valid in
  * 2039 passes then and fails before, on every build (the 32-bit ones run
  * this under qemu: their BearSSL's time() would fail after 2038).
@@ -3896,7 +3991,7 @@ static const struct group GROUPS[] = {
 	/* 2. ACME steps */
 	{ "dns", { test_persist_record, test_persist_records, test_fill_taken, test_take_challenge } },
 	{ "chain", { test_check_chain, test_cert_key_bits, test_key_fits_cert, test_valid_at } },
-	{ "cert", { test_cert_parse, test_x509_after_2038 } },
+	{ "cert", { test_cert_parse, test_cert_parse_fields, test_x509_after_2038 } },
 #endif
 };
 
