@@ -2649,6 +2649,8 @@ static void test_http_terms(void)
 		{ "rel=\"terms-of-service\", <https://ca.test/dir>;rel=\"index\"", "" },
 		{ "https://ca.test/tos;rel=\"terms-of-service\"", "" },
 		{ "<https://ca.test/tos;rel=\"terms-of-service\"", "" },
+		/* not plain printable ASCII: not kept, nor printed in a message */
+		{ "<https://ca.test/\x1b[2Jtos>;rel=\"terms-of-service\"", "" },
 	};
 	struct resp r = { 0 };
 	struct buf in = { 0 };
@@ -2767,6 +2769,20 @@ static void test_http_good(void)
 		CHECK_INT(r.body.len, 0);
 	}
 
+	/* 304 has no body, whatever its Content-Length says (RFC 9112 6.3) */
+	ret = HTTP_CASE("304", S("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"),
+			0, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
+		CHECK_INT(r.status, 304);
+		CHECK_INT(r.body.len, 0);
+	}
+
+	/* whitespace after a chunk size, before an extension: a tab as a space */
+	ret = HTTP_CASE("chunk size and a tab", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"5\t;x\r\nhello\r\n0\r\n\r\n"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0))
+		CHECK_STR(body_text(&r), "hello");
+
 	ret = HTTP_CASE("HTTP/1.0", S("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
 			0, 0, &r, &why);
 	if (CHECK_INT(ret, 0)) {
@@ -2820,6 +2836,7 @@ static void test_http_bad(void)
 	} bad[] = {
 		{ "bare LF", S("HTTP/1.1 200 OK\nContent-Length: 0\n\n"), 0, 0 },
 		{ "bare LF in a header", S("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n"), 0, 0 },
+		{ "bare LF ends the headers", S("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n"), 0, 0 },
 		{ "NUL in a header", S("HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n"), 0, 0 },
 		{ "NUL in the status line", S("HTTP/1.1 200 O\0K\r\n\r\n"), 0, 0 },
 		{ "garbage status line", S("<html>hello</html>\r\n\r\n"), 0, 0 },
