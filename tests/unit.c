@@ -424,6 +424,7 @@ static void test_b64_decode(void)
 	CHECK(!b64_of("Zm9v="));
 	CHECK(!b64_of("Zg==Zg=="));                         /* padding only at the end */
 	CHECK(!b64_of("Zm8=Zg=="));
+	CHECK(!b64_of("Zg======"));                         /* at most two '=' */
 	CHECK(!b64_of("Zg==Zm9v"));                         /* whole groups after padding */
 	CHECK(!b64_of("Zm8=Zm9v"));
 	CHECK(!b64_of("Zm 9v"));                            /* no spaces, no url alphabet */
@@ -1045,6 +1046,10 @@ static void test_json_invalid(void)
 		"\"\xe2\x82\xc0\"", "\"\xf0\x9f\x98\xff\"", "\"\xf0\x9f\xc0\x80\"",
 		/* a backslash before a raw control, and the last control, raw */
 		"\"a\\\nb\"", "\"\\\t\"", "\"\\\r\"", "\"\x1f\"",
+		/* a high surrogate before a low one's digits without their backslash, or u */
+		"\"\\ud83dxude00\"", "\"\\ud83d\\xde00\"",
+		/* the end right after a member name */
+		"{\"a\"",
 	};
 	struct json j = { 0 };
 	struct buf b = { 0 };
@@ -1111,6 +1116,13 @@ static void test_json_invalid(void)
 	for (k = 2; k < MAX_TOKENS / 2 + 1; k++)
 		buf_str(&b, ",\"k\":0");
 	buf_str(&b, "}");
+	CHECK_INT(parse_len(&j, b.p, b.len), -1);
+	set_context("JSON MAX_TOKENS + 1 values, the last a container");
+	b.len = 0;
+	buf_str(&b, "[[]");
+	for (k = 2; k < MAX_TOKENS + 1; k++)
+		buf_str(&b, ",[]");
+	buf_str(&b, "]");
 	CHECK_INT(parse_len(&j, b.p, b.len), -1);
 	set_context("JSON small document after a large one");
 	CHECK_INT(parse(&j, "{\"a\":\"b\"}"), 0);
