@@ -990,6 +990,12 @@ SCENARIOS = {
         429, "Too Many Requests", ctype="text/plain") if "replaces" in (req.payload or "")
         else normal()},
     "eab_single_use": {"newAccount": _eab_single_use},
+    # a binding sent, and still externalAccountRequired (its key refused in those words):
+    # the CA's problem, not advice to give what was given
+    "eab_required_with_eab": {"newAccount": lambda ca, req, normal: problem(
+        400, "accountDoesNotExist", "evil CA: no account")
+        if json.loads(req.payload or "{}").get("onlyReturnExisting")
+        else problem(403, "externalAccountRequired", "evil CA: that binding is no good")},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)
     "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(
         ca.directory_obj(), meta={"profiles": {"classic": "90 days", "shortlived": "160 hours"}}),

@@ -974,6 +974,13 @@ def eab_single_use(exists, **opts):
     return succeeds("eab_single_use", check, args=args, exists=exists, **opts)
 
 
+def eab_required_with_eab(suite):
+    key = base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
+    expect_failure(suite, "eab_required_with_eab", r"^acme-tiny: newAccount failed: HTTP 403 "
+                   r"urn:ietf:params:acme:error:externalAccountRequired: evil CA: that binding "
+                   r"is no good$", args=["--eab-kid", "kid-1", "--eab-hmac-key", key])
+
+
 def authz_valid(ca, res):
     steps = ca.steps()
     assert "challenge" not in steps and steps.count("readyPoll") == 1, steps
@@ -1710,6 +1717,7 @@ CASES = [
     ("evil_eab_account_exists", eab_single_use(exists=True)),
     ("evil_eab_account_new", eab_single_use(exists=False)),
     ("evil_eab_account_new_eab_first", eab_single_use(exists=False, none="externalAccountRequired")),
+    ("evil_eab_required_with_eab", eab_required_with_eab),
     ("evil_challenge_valid", succeeds("challenge_valid", polled_once)),
     ("evil_user_action_required", user_action_required),
     ("evil_subproblems", subproblems),
