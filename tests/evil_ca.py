@@ -874,6 +874,27 @@ SCENARIOS = {
     # every challenge but http-01: dns-01 and dns-persist-01, none for --acme-dir
     "proto_no_http01": {"authz": lambda ca, req, normal: Reply(200, dict(
         ca.authz_obj("pending"), challenges=ca.authz_obj("pending")["challenges"][:2]))},
+    # an order without its list of authorizations; one whose list holds no URL, or a URL
+    # that is not one (a space in its path); an answer that is JSON but no object
+    "proto_order_no_authorizations": {"newOrder": mutate(lambda o: json.dumps(
+        {k: v for k, v in o.items() if k != "authorizations"}))},
+    "proto_authz_not_string": {"newOrder": mutate(lambda o: json.dumps(
+        dict(o, authorizations=[1])))},
+    "proto_authz_url_space": {"newOrder": mutate(lambda o: json.dumps(
+        dict(o, authorizations=[o["authorizations"][0] + " x"])))},
+    "proto_order_array": {"newOrder": mutate(lambda o: json.dumps([o]))},
+    # "wildcard": false, as a CA may say of every name that is no wildcard
+    "proto_wildcard_false": {"authz": mutate(lambda o: json.dumps(dict(o, wildcard=False)))},
+    # the order never ready at finalize: orderNotReady every time
+    "order_not_ready_always": {"finalize": lambda ca, req, normal: problem(
+        403, "orderNotReady", "evil CA: the order is not ready")},
+    # a problem type outside the ACME namespace that ends as badNonce does: no retry
+    "problem_other_namespace": {"newAccount": lambda ca, req, normal: Reply(400, {
+        "type": "urn:ietf:params:xxxx:error:badNonce", "detail": "evil CA: not ACME's"},
+        ctype="application/problem+json")},
+    # profiles (draft-ietf-acme-profiles) as a list of names, not an object
+    "profiles_list": {"directory": lambda ca, req, normal: Reply(200, dict(
+        ca.directory_obj(), meta={"profiles": ["classic", "shortlived"]}), nonce=False)},
     "http_extra_response": {"directory": raw(_extra_response)},
     "http_extra_record": {"challenge": _extra_record},
     "http_cut_after_status": {"newAccount": raw(_cut_after_status)},
@@ -969,6 +990,12 @@ SCENARIOS = {
         429, "Too Many Requests", ctype="text/plain") if "replaces" in (req.payload or "")
         else normal()},
     "eab_single_use": {"newAccount": _eab_single_use},
+    # a binding sent, and still externalAccountRequired (its key refused in those words):
+    # the CA's problem, not advice to give what was given
+    "eab_required_with_eab": {"newAccount": lambda ca, req, normal: problem(
+        400, "accountDoesNotExist", "evil CA: no account")
+        if json.loads(req.payload or "{}").get("onlyReturnExisting")
+        else problem(403, "externalAccountRequired", "evil CA: that binding is no good")},
     # a directory that lists certificate profiles (draft-ietf-acme-profiles)
     "profiles": {"directory": lambda ca, req, normal: Reply(200, dict(
         ca.directory_obj(), meta={"profiles": {"classic": "90 days", "shortlived": "160 hours"}}),

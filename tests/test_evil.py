@@ -638,6 +638,46 @@ def proto_invalid_after_finalize(suite):
                    r"\d+/order/1 is invalid: urn:ietf:params:acme:error:badCSR: key too weak$")
 
 
+def proto_order_no_authorizations(suite):
+    expect_failure(suite, "proto_order_no_authorizations",
+                   r"^acme-tiny: newOrder: the order has no list of authorizations$")
+
+
+def proto_authz_not_string(suite):
+    def after(ca, res):
+        assert ca.count("authz") == 0, ca.steps()
+    expect_failure(suite, "proto_authz_not_string",
+                   r"^acme-tiny: newOrder: more authorizations than names, or one that is no URL$",
+                   after=after)
+
+
+def proto_authz_url_space(suite):
+    # refused before it is sent: nothing reaches a request line but printable ASCII
+    def after(ca, res):
+        assert ca.count("authz") == 0 and ca.count("other") == 0, ca.steps()
+    expect_failure(suite, "proto_authz_url_space",
+                   post("authorization", "/authz/1 x", "malformed URL"), after=after)
+
+
+def order_not_ready_always(suite):
+    # orderNotReady to each finalize: polled and sent again MAX_FINALIZE_TRIES (4)
+    # times in all, then the CA's problem
+    def after(ca, res):
+        assert ca.count("finalize") == 4, ca.steps()
+    expect_failure(suite, "order_not_ready_always",
+                   r"^acme-tiny: finalize failed: HTTP 403 urn:ietf:params:acme:error:orderNotReady:"
+                   r" evil CA: the order is not ready$", max_s=20, after=after)
+
+
+def problem_other_namespace(suite):
+    # badNonce only in the ACME namespace: this one is not sent again
+    def after(ca, res):
+        assert ca.count("newAccount") == 1, ca.steps()
+    expect_failure(suite, "problem_other_namespace",
+                   r"^acme-tiny: newAccount failed: HTTP 400 urn:ietf:params:xxxx:error:badNonce: "
+                   r"evil CA: not ACME's$", after=after)
+
+
 def http_extra_response(suite):
     # a response nobody asked for, behind the directory on the same connection (in
     # its TLS record, or in one of its own): the client drops the connection, and
@@ -932,6 +972,13 @@ def eab_single_use(exists, **opts):
     key = base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
     args = ("--eab-kid", "kid-1", "--eab-hmac-key", key)
     return succeeds("eab_single_use", check, args=args, exists=exists, **opts)
+
+
+def eab_required_with_eab(suite):
+    key = base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
+    expect_failure(suite, "eab_required_with_eab", r"^acme-tiny: newAccount failed: HTTP 403 "
+                   r"urn:ietf:params:acme:error:externalAccountRequired: evil CA: that binding "
+                   r"is no good$", args=["--eab-kid", "kid-1", "--eab-hmac-key", key])
 
 
 def authz_valid(ca, res):
@@ -1436,6 +1483,9 @@ def profile_not_offered(suite):
                    r"classic, shortlived$", args=["--profile", "tlsserver"], after=after)
     expect_failure(suite, "normal", r"^acme-tiny: --profile shortlived: the CA offers no profiles$",
                    args=["--profile", "shortlived"], after=after)
+    # profiles as a list, not the object of names the draft has: none offered
+    expect_failure(suite, "profiles_list", r"^acme-tiny: --profile classic: the CA offers no "
+                   r"profiles$", args=["--profile", "classic"], after=after)
 
 
 def busy_once(scenario, step):
@@ -1622,6 +1672,13 @@ CASES = [
     ("evil_proto_no_http01", proto_no_http01),
     ("evil_proto_new_nonce_500", proto_new_nonce_500),
     ("evil_proto_invalid_after_finalize", proto_invalid_after_finalize),
+    ("evil_proto_order_no_authorizations", proto_order_no_authorizations),
+    ("evil_proto_authz_not_string", proto_authz_not_string),
+    ("evil_proto_authz_url_space", proto_authz_url_space),
+    ("evil_proto_order_array", json_case("proto_order_array", "newOrder")),
+    ("evil_proto_wildcard_false", succeeds("proto_wildcard_false")),
+    ("evil_order_not_ready_always", order_not_ready_always),
+    ("evil_problem_other_namespace", problem_other_namespace),
     ("evil_http_extra_response", http_extra_response),
     ("evil_http_cut_after_status", http_cut_after_status),
     ("evil_max_time_polling", max_time_polling),
@@ -1660,6 +1717,7 @@ CASES = [
     ("evil_eab_account_exists", eab_single_use(exists=True)),
     ("evil_eab_account_new", eab_single_use(exists=False)),
     ("evil_eab_account_new_eab_first", eab_single_use(exists=False, none="externalAccountRequired")),
+    ("evil_eab_required_with_eab", eab_required_with_eab),
     ("evil_challenge_valid", succeeds("challenge_valid", polled_once)),
     ("evil_user_action_required", user_action_required),
     ("evil_subproblems", subproblems),

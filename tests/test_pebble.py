@@ -382,7 +382,8 @@ def usage_errors(env):
                   "o"], ["--domains", "a.test", "--domain-key", "k", "--deactivate-account"],
                   ["--new-account-key", "n", "--contact", "mailto:a@b.test"],
                   ["--revoke", "x", "--dns-persist"], ["--deactivate-account", "--hook", "h"],
-                  ["--revoke", "x", "--profile", "p"], ["--new-account-key", "n", "--eab-kid",
+                  ["--revoke", "x", "--profile", "p"], ["--deactivate-account", "--acme-dir", "d"],
+                  ["--new-account-key", "n", "--eab-kid",
                   "k", "--eab-hmac-key", "AAAA"], ["--revoke", "x", "--domain-key", "k"]):
         act = next(a for a in extra if a in ("--revoke", "--new-account-key",
                                              "--deactivate-account"))
@@ -440,6 +441,7 @@ def output_file(env):
     for where, pattern in ((os.path.join(d, "no-such-dir", "chain.pem"),
                             r"cannot create .*/no-such-dir/chain\.pem: no such directory"),
                            (d, r"--output .*: not a regular file"),
+                           (os.path.join(d, "new-dir") + "/", r"--output .*/new-dir/: not a regular file"),
                            (key, r"--output .*output\.key: that is .*output\.key, which this run reads"),
                            (env.p.ca_file, r"--output .*ca\.pem: that is .*ca\.pem, which this run reads")):
         # a CA that cannot be reached: only a check made first can fail this way
@@ -970,6 +972,8 @@ def bad_inputs(env):
     openssl("req", "-new", "-key", key, "-subj", "/", "-out", no_names)
     big = write("big.key", b"#" * ((1 << 20) + 1))
     ed_root = ed25519_root(env.tmp)                         # BearSSL cannot use its key
+    with open(csr, "rb") as f, open(env.p.ca_file, "rb") as g:
+        two_blocks = write("two-blocks.pem", f.read() + g.read())
     cases = [(["--ca-file", cut], r"CA file .*/cut\.pem: malformed PEM"),
              (["--ca-file", no_certs], r"CA file .*/no-certs\.pem: no usable certificates"),
              (["--ca-file", ed_root], r"CA file .*/ed25519-root\.pem: no usable certificates"),
@@ -978,6 +982,12 @@ def bad_inputs(env):
              (["--account-key", keyfile("rsa1024.key", "genpkey", "-algorithm", "RSA",
                                         "-pkeyopt", "rsa_keygen_bits:1024")],
               r"account key .*/rsa1024\.key: RSA key must have 2048 to 4096 bits"),
+             (["--account-key", keyfile("rsa4098.key", "genpkey", "-algorithm", "RSA",
+                                        "-pkeyopt", "rsa_keygen_bits:4098")],
+              r"account key .*/rsa4098\.key: RSA key must have 2048 to 4096 bits"),
+             # of two blocks of other kinds, the first is named
+             (["--account-key", two_blocks],
+              r"account key .*/two-blocks\.pem: found CERTIFICATE REQUEST, expected PRIVATE KEY"),
              (["--account-key", keyfile("p521.key", "genpkey", "-algorithm", "EC", "-pkeyopt",
                                         "ec_paramgen_curve:P-521")],
               r"account key .*/p521\.key: EC key must be on P-256 or P-384"),

@@ -424,6 +424,7 @@ static void test_b64_decode(void)
 	CHECK(!b64_of("Zm9v="));
 	CHECK(!b64_of("Zg==Zg=="));                         /* padding only at the end */
 	CHECK(!b64_of("Zm8=Zg=="));
+	CHECK(!b64_of("Zg======"));                         /* at most two '=' */
 	CHECK(!b64_of("Zg==Zm9v"));                         /* whole groups after padding */
 	CHECK(!b64_of("Zm8=Zm9v"));
 	CHECK(!b64_of("Zm 9v"));                            /* no spaces, no url alphabet */
@@ -725,7 +726,7 @@ static void test_rfc3339(void)
 		{ "2026-03-17t08:13:43z", 1773735223 }, { "2026-03-17T10:13:43+02:00", 1773735223 },
 		{ "2026-03-17T02:43:43-05:30", 1773735223 }, { "1970-01-01T00:00:00Z", 0 },
 		{ "2038-01-19T03:14:08Z", 2147483648LL }, { "2106-02-07T06:28:16Z", 4294967296LL },
-		{ "2016-12-31T23:59:60Z", 1483228800 },
+		{ "2016-12-31T23:59:60Z", 1483228800 }, { "Sun, 06 Nov 1994 08:49:37 GMT", 784111777 },
 	};
 	static const char *const bad[] = {
 		"", "2026-03-17", "2026-03-17T08:13Z", "2026-03-17T08:13:43", "2026-03-17 08:13:43Z",
@@ -735,6 +736,12 @@ static void test_rfc3339(void)
 		"2026-03-17T08:13:43Zjunk", "2026-03-17T08:13:43+02:00 ", "x026-03-17T08:13:43Z",
 		"2026-03-17T08:13:43.5.5Z", "+2026-03-17T08:13:43Z",
 		"2026-03-17T08:13:43.5", "2026-03-17T08:13:43.123456",  /* fraction, no offset */
+		/* one separator or field wrong each, the rest well-formed */
+		"2026-03x17T08:13:43Z", "2026-03-17T08:13x43Z", "2026-03-17T08:13:43+02x00",
+		"2026-03-17T08:13:43.+02:00", "2026-03-17T-1:13:43Z", "2026-03-17T08:-1:43Z",
+		"Sun,x06 Nov 1994 08:49:37 GMT", "Sun, 06xNov 1994 08:49:37 GMT",
+		"Sun, 06 Novx1994 08:49:37 GMT", "Sun, 06 Nov 1994x08:49:37 GMT",
+		"Sun, 06 Nov 1994 08x49:37 GMT", "Sun, 06 Nov 1994 08:49x37 GMT",
 	};
 	size_t k;
 	for (k = 0; k < sizeof good / sizeof good[0]; k++) {
@@ -761,6 +768,7 @@ static void test_der_time(void)
 		{ S("\x18\x0d" "260317081343Z"), -1 }, { S("\x17\x0f" "20260317081343Z"), -1 },
 		{ S("\x04\x0d" "260317081343Z"), -1 }, { S("\x17\x0d" "261317081343Z"), -1 },
 		{ S("\x17\x0d" "2603170813 3Z"), -1 }, { S("\x17\x0e" "260317081343Z"), -1 },
+		{ S("\x17\x0d" "x60317081343Z"), -1 }, { S("\x18\x0f" "20x60317081343Z"), -1 },
 	};
 	size_t k;
 	for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -1038,6 +1046,10 @@ static void test_json_invalid(void)
 		"\"\xe2\x82\xc0\"", "\"\xf0\x9f\x98\xff\"", "\"\xf0\x9f\xc0\x80\"",
 		/* a backslash before a raw control, and the last control, raw */
 		"\"a\\\nb\"", "\"\\\t\"", "\"\\\r\"", "\"\x1f\"",
+		/* a high surrogate before a low one's digits without their backslash, or u */
+		"\"\\ud83dxude00\"", "\"\\ud83d\\xde00\"",
+		/* the end right after a member name */
+		"{\"a\"",
 	};
 	struct json j = { 0 };
 	struct buf b = { 0 };
@@ -1104,6 +1116,13 @@ static void test_json_invalid(void)
 	for (k = 2; k < MAX_TOKENS / 2 + 1; k++)
 		buf_str(&b, ",\"k\":0");
 	buf_str(&b, "}");
+	CHECK_INT(parse_len(&j, b.p, b.len), -1);
+	set_context("JSON MAX_TOKENS + 1 values, the last a container");
+	b.len = 0;
+	buf_str(&b, "[[]");
+	for (k = 2; k < MAX_TOKENS + 1; k++)
+		buf_str(&b, ",[]");
+	buf_str(&b, "]");
 	CHECK_INT(parse_len(&j, b.p, b.len), -1);
 	set_context("JSON small document after a large one");
 	CHECK_INT(parse(&j, "{\"a\":\"b\"}"), 0);
@@ -2642,6 +2661,8 @@ static void test_http_terms(void)
 		{ "rel=\"terms-of-service\", <https://ca.test/dir>;rel=\"index\"", "" },
 		{ "https://ca.test/tos;rel=\"terms-of-service\"", "" },
 		{ "<https://ca.test/tos;rel=\"terms-of-service\"", "" },
+		/* not plain printable ASCII: not kept, nor printed in a message */
+		{ "<https://ca.test/\x1b[2Jtos>;rel=\"terms-of-service\"", "" },
 	};
 	struct resp r = { 0 };
 	struct buf in = { 0 };
@@ -2760,6 +2781,20 @@ static void test_http_good(void)
 		CHECK_INT(r.body.len, 0);
 	}
 
+	/* 304 has no body, whatever its Content-Length says (RFC 9112 6.3) */
+	ret = HTTP_CASE("304", S("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"),
+			0, 0, &r, &why);
+	if (CHECK_INT(ret, 0)) {
+		CHECK_INT(r.status, 304);
+		CHECK_INT(r.body.len, 0);
+	}
+
+	/* whitespace after a chunk size, before an extension: a tab as a space */
+	ret = HTTP_CASE("chunk size and a tab", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"5\t;x\r\nhello\r\n0\r\n\r\n"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0))
+		CHECK_STR(body_text(&r), "hello");
+
 	ret = HTTP_CASE("HTTP/1.0", S("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
 			0, 0, &r, &why);
 	if (CHECK_INT(ret, 0)) {
@@ -2813,6 +2848,7 @@ static void test_http_bad(void)
 	} bad[] = {
 		{ "bare LF", S("HTTP/1.1 200 OK\nContent-Length: 0\n\n"), 0, 0 },
 		{ "bare LF in a header", S("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n"), 0, 0 },
+		{ "bare LF ends the headers", S("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n"), 0, 0 },
 		{ "NUL in a header", S("HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n"), 0, 0 },
 		{ "NUL in the status line", S("HTTP/1.1 200 O\0K\r\n\r\n"), 0, 0 },
 		{ "garbage status line", S("<html>hello</html>\r\n\r\n"), 0, 0 },
@@ -3674,6 +3710,101 @@ static void test_cert_parse(void)
 }
 
 /*
+ * cert_parse, field by field: a hand-made certificate (a P-256 key, a SAN and an AKI) whose TBS
+ * fields are each in turn replaced by something malformed, or by something legal that the parser
+ * must step over (no version: v1; an issuerUniqueID before the extensions; an AKI without its
+ * keyIdentifier). Each check in its chain of || decides one of these.
+ */
+struct piece {
+	const char *p;
+	size_t n;
+};
+#define PIECE(lit) { lit, sizeof lit - 1 }
+
+/* version, serial, signature, issuer, validity, subject, spki, unique IDs, extensions, trailing */
+static const struct piece CP_FIELDS[10] = {
+	PIECE("\xA0\x03\x02\x01\x02"), PIECE("\x02\x01\x01"),
+	PIECE("\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02"), PIECE("\x30\x00"),
+	PIECE("\x30\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "270317081343Z"), PIECE("\x30\x00"),
+	PIECE("\x30\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x03\x02\x00\x04"), PIECE(""),
+	PIECE("\x30\x15\x06\x03\x55\x1d\x11\x04\x0e\x30\x0c\x82\x0a" "cp.example"
+	      "\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\x80\x02\xaa\xbb"), PIECE(""),
+};
+
+/* The certificate of CP_FIELDS with field k (-1: every field) replaced by f, into out. */
+static void cert_with(struct buf *out, int k, struct piece f)
+{
+	size_t i, start;
+	out->len = 0;
+	for (i = 0; i < 10; i++) {
+		struct piece x = k < 0 || (int)i == k ? f : CP_FIELDS[i];
+		start = out->len;
+		buf_add(out, x.p, x.n);
+		if (i == 8 && x.n) {    /* the extensions: SEQUENCE in [3] */
+			der_wrap(out, start, 0x30);
+			der_wrap(out, start, 0xA3);
+		}
+	}
+	der_wrap(out, 0, 0x30);
+	buf_add(out, CP_FIELDS[2].p, CP_FIELDS[2].n);
+	der_add(out, 0x03, "\x00\x01", 2);
+	der_wrap(out, 0, 0x30);
+}
+
+static void test_cert_parse_fields(void)
+{
+	static const struct {
+		const char *what;
+		int field;
+		struct piece with;
+		int want, aki, names;
+	} cases[] = {
+		{ "as made", 9, PIECE(""), 0, 2, 1 },
+		{ "no version (v1)", 0, PIECE(""), 0, 2, 1 },
+		{ "an empty TBS", -1, PIECE(""), -1, 0, 0 },
+		{ "serial no INTEGER", 1, PIECE("\x03\x01\x01"), -1, 0, 0 },
+		{ "validity no SEQUENCE", 4,
+		  PIECE("\x31\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "270317081343Z"), -1, 0, 0 },
+		{ "notBefore malformed", 4,
+		  PIECE("\x30\x1e\x17\x0d" "260317081343X" "\x17\x0d" "270317081343Z"), -1, 0, 0 },
+		{ "notAfter malformed", 4,
+		  PIECE("\x30\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "2703170813434"), -1, 0, 0 },
+		{ "spki no SEQUENCE", 6,
+		  PIECE("\x31\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x03\x02\x00\x04"), -1, 0, 0 },
+		{ "key no BIT STRING", 6,
+		  PIECE("\x30\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x04\x02\x00\x04"), -1, 0, 0 },
+		{ "an issuerUniqueID", 7, PIECE("\x81\x02\x00\xff"), 0, 2, 1 },
+		{ "a byte after the extensions", 9, PIECE("\x05"), -1, 0, 0 },
+		{ "AKI no SEQUENCE", 8, PIECE("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x31\x04\x80\x02\xaa\xbb"),
+		  -1, 0, 0 },
+		{ "AKI keyIdentifier cut short", 8,
+		  PIECE("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\x80\x05\xaa\xbb"), -1, 0, 0 },
+		{ "AKI without keyIdentifier", 8,
+		  PIECE("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\xa1\x02\xaa\xbb"), 0, 0, 0 },
+	};
+	static struct names ns;
+	struct buf der = { 0 };
+	struct cert c;
+	size_t k;
+	for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		unsigned char *p;
+		cert_with(&der, cases[k].field, cases[k].with);
+		p = exact_copy(der.p, der.len);
+		set_context("cert_parse: %s", cases[k].what);
+		CHECK_INT(cert_parse(p, der.len, &c, &ns), cases[k].want);
+		if (!cases[k].want) {
+			CHECK_INT(c.aki.len, cases[k].aki);
+			CHECK_INT(ns.n, cases[k].names);
+			CHECK_INT(c.not_after - c.not_before, 365 * 86400);
+			CHECK_INT(c.key.len, 2);
+		}
+		free(p);
+	}
+	buf_free(&der);
+	context[0] = 0;
+}
+
+/*
  * The time certificates are checked at is ours, 64-bit: a chain valid in
  * 2039 passes then and fails before, on every build (the 32-bit ones run
  * this under qemu: their BearSSL's time() would fail after 2038).
@@ -3889,7 +4020,7 @@ static const struct group GROUPS[] = {
 	/* 2. ACME steps */
 	{ "dns", { test_persist_record, test_persist_records, test_fill_taken, test_take_challenge } },
 	{ "chain", { test_check_chain, test_cert_key_bits, test_key_fits_cert, test_valid_at } },
-	{ "cert", { test_cert_parse, test_x509_after_2038 } },
+	{ "cert", { test_cert_parse, test_cert_parse_fields, test_x509_after_2038 } },
 #endif
 };
 
