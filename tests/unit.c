@@ -3356,6 +3356,13 @@ static void test_take_challenge(void)
 		"{\"challenges\":[{\"type\":\"tls-alpn-01\",\"url\":\"https://ca.example/c/1\",\"token\":\"tokT\"},"
 		"{\"type\":\"http-01\",\"url\":\"https://ca.example/c/2\",\"token\":\"tokH\"},"
 		"{\"type\":\"dns-01\",\"url\":\"https://ca.example/c/3\",\"token\":\"tokD\"}]}";
+	/* types the hook must never hear of, one short enough for xtake_challenge's type[8] */
+	static const char *const others =
+		"{\"challenges\":[{\"type\":\"new-01\",\"url\":\"https://ca.example/c/1\",\"token\":\"tokN\"},"
+		"{\"type\":\"dns-persist-01\",\"url\":\"https://ca.example/c/2\",\"token\":\"tokP\"},"
+		"{\"type\":\"tls-alpn-01\",\"url\":\"https://ca.example/c/3\",\"token\":\"tokT\"},"
+		"{\"type\":\"http-01\",\"url\":\"https://ca.example/c/4\",\"token\":\"tokH\"},"
+		"{\"type\":\"dns-01\",\"url\":\"https://ca.example/c/5\",\"token\":\"tokD\"}]}";
 	const char *saved_hook = run.hook, *saved_dir = run.acme_dir;
 	int saved_check = run.disable_check;
 	char hook[512];
@@ -3381,6 +3388,12 @@ static void test_take_challenge(void)
 	CHECK_INT(in_child(take_one, "*.example.org"), 1);
 	CHECK(access(tpath("took"), F_OK) != 0);
 	take_json = three;
+	CHECK_INT(in_child(take_one, "example.org"), 0);
+	CHECK(slurp("took", &b) == 0 && b.len == 51 &&
+	      !memcmp(b.p, "begin http-01 example.org\nbegin dns-01 example.org\n", 51));
+	/* an unknown type, dns-persist-01, tls-alpn-01: skipped, not offered to the hook */
+	take_json = others;
+	CHECK(unlink(tpath("took")) == 0);
 	CHECK_INT(in_child(take_one, "example.org"), 0);
 	CHECK(slurp("took", &b) == 0 && b.len == 51 &&
 	      !memcmp(b.p, "begin http-01 example.org\nbegin dns-01 example.org\n", 51));
