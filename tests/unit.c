@@ -1408,6 +1408,9 @@ static const struct {
 	{ "rsa2048-p8.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa2048-p8.pem", "RS256" },
 	{ "rsa2048-e3.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
 	  "-pkeyopt rsa_keygen_pubexp:3 -out rsa2048-e3.pem", "RS256" },
+	/* e = 0x800001: its top bit set, so DER has 00 80 00 01 and the JWK must drop the 00 */
+	{ "rsa2048-e800001.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
+	  "-pkeyopt rsa_keygen_pubexp:8388609 -out rsa2048-e800001.pem", "RS256" },
 	{ "rsa4096.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out rsa4096.pem", "RS256" },
 	{ "ec256.pem", "openssl ecparam -name prime256v1 -genkey -noout -out ec256.pem", "ES256" },
 	{ "ec256.der", "openssl ec -in ec256.pem -outform DER -out ec256.der", "ES256" },
