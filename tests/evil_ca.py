@@ -926,6 +926,10 @@ SCENARIOS = {
     # the authorization is valid already: no file, no challenge, the order polled at once
     "authz_valid": {"authz": lambda ca, req, normal: (setattr(ca, "challenged", True),
                                                       Reply(200, ca.authz_obj("valid")))[1]},
+    # the order is valid already at the first poll after the challenges (a CA that issues as
+    # soon as they pass): no finalize, the certificate downloaded
+    "order_valid_after_challenge": {"readyPoll": lambda ca, req, normal: Reply(
+        200, ca.order_obj("valid" if ca.challenged else "pending"))},
     # the challenge is valid in the answer to its POST (a CA that validates at once)
     "challenge_valid": {"challenge": lambda ca, req, normal: (normal(), Reply(
         200, ca.challenge_obj("valid")))[1]},

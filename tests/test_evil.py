@@ -990,6 +990,12 @@ def polled_once(ca, res):
     assert ca.count("readyPoll") == 1, ca.steps()
 
 
+def valid_after_challenge(ca, res):
+    # the valid order is not taken for a failed one: no finalize, the certificate fetched
+    steps = ca.steps()
+    assert "challenge" in steps and "finalize" not in steps and steps[-1] == "cert", steps
+
+
 def order_invalid(suite):
     expect_failure(suite, "order_invalid", r"^acme-tiny: order https://localhost:\d+/order/1 is "
                    r"invalid: urn:ietf:params:acme:error:unauthorized: evil CA: no$")
@@ -1719,6 +1725,8 @@ CASES = [
     ("evil_eab_account_new_eab_first", eab_single_use(exists=False, none="externalAccountRequired")),
     ("evil_eab_required_with_eab", eab_required_with_eab),
     ("evil_challenge_valid", succeeds("challenge_valid", polled_once)),
+    ("evil_order_valid_after_challenge", succeeds("order_valid_after_challenge",
+                                                  valid_after_challenge)),
     ("evil_user_action_required", user_action_required),
     ("evil_subproblems", subproblems),
     ("evil_subproblems_not_list", subproblems_not_list),
