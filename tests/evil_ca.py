@@ -1009,6 +1009,9 @@ SCENARIOS = {
     "busy_once": {"newOrder": busy_once("newOrder")},
     "busy_once_directory": {"directory": busy_once("directory")},
     "busy_once_nonce": {"newNonce": busy_once("newNonce")},
+    # newNonce's HEAD answered 204 No Content, as RFC 8555 7.2 has it for GET
+    "nonce_head_204": {"newNonce": lambda ca, req, normal: (normal(), Reply(
+        204, ctype=None, headers=["Cache-Control: no-store"]))[1]},
     # pending with Retry-After 3, then 503 with Retry-After 4: past --max-wait 4
     "busy_while_polling": {"readyPoll": lambda ca, req, normal: problem(
         503, "serverInternal", "evil CA: busy", headers=["Retry-After: 4"])

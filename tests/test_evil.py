@@ -996,6 +996,10 @@ def valid_after_challenge(ca, res):
     assert "challenge" in steps and "finalize" not in steps and steps[-1] == "cert", steps
 
 
+def nonce_head_204(ca, res):
+    assert ca.count("newNonce", "HEAD") >= 1, ca.steps()
+
+
 def order_invalid(suite):
     expect_failure(suite, "order_invalid", r"^acme-tiny: order https://localhost:\d+/order/1 is "
                    r"invalid: urn:ietf:params:acme:error:unauthorized: evil CA: no$")
@@ -1727,6 +1731,7 @@ CASES = [
     ("evil_challenge_valid", succeeds("challenge_valid", polled_once)),
     ("evil_order_valid_after_challenge", succeeds("order_valid_after_challenge",
                                                   valid_after_challenge)),
+    ("evil_nonce_head_204", succeeds("nonce_head_204", nonce_head_204)),
     ("evil_user_action_required", user_action_required),
     ("evil_subproblems", subproblems),
     ("evil_subproblems_not_list", subproblems_not_list),
