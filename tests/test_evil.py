@@ -161,6 +161,14 @@ class Suite:
                     "-in", self.csr, "-out", name + ".pem", "-notext", "-extfile", "leaf.ext",
                     "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(start)),
                     "-enddate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(end)), cwd=self.keys)
+        # as leaf-expiring, but without an Authority Key Identifier: no ARI certID
+        with open(os.path.join(self.keys, "leaf-noaki.ext"), "w") as f:
+            f.write(f"subjectAltName=DNS:{DOMAIN}\nauthorityKeyIdentifier=none\n")
+        openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
+                "-in", self.csr, "-out", "leaf-noaki.pem", "-notext", "-extfile", "leaf-noaki.ext",
+                "-startdate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(now - 48 * 3600)),
+                "-enddate", time.strftime("%Y%m%d%H%M%SZ", time.gmtime(now + 12 * 3600)),
+                cwd=self.keys)
         # for the CSR's key too, but other names, or one name more
         for name, sans in (("leaf-other-names", "DNS:other.example.test"),
                            ("leaf-extra-name", f"DNS:{DOMAIN},DNS:extra.example.test")):
@@ -1476,6 +1484,19 @@ def lifetime_rule(suite):
         "replaces" not in json.loads(res.ca.order_payload), res.steps
 
 
+def ari_no_aki(suite):
+    # a certificate without an Authority Key Identifier has no ARI certID: though the CA
+    # offers renewalInfo, none is asked for, and newOrder has no "replaces" (12 h of 60 left:
+    # due by the lifetime)
+    aki = subprocess.run(["openssl", "x509", "-in", os.path.join(suite.keys, "leaf-noaki.pem"),
+                          "-noout", "-text"], capture_output=True, text=True, check=True).stdout
+    assert "Authority Key Identifier" not in aki, "keys/leaf-noaki.pem has an AKI"
+    res = renew(suite, "normal", "leaf-noaki.pem", window=PAST)
+    issued(res)
+    assert "renewalInfo" not in res.steps, res.steps
+    assert "replaces" not in json.loads(res.ca.order_payload), res.ca.order_payload
+
+
 def profile_sent(suite):
     # --profile NAME that the directory lists goes into newOrder; without it, no field
     for args, want in ((["--profile", "shortlived"], "shortlived"), ([], None)):
@@ -1748,6 +1769,7 @@ CASES = [
     ("evil_ari_point", ari_point),
     ("evil_ari_and_lifetime", ari_and_lifetime),
     ("evil_lifetime_rule", lifetime_rule),
+    ("evil_ari_no_aki", ari_no_aki),
     ("evil_profile_sent", profile_sent),
     ("evil_profile_not_offered", profile_not_offered),
     ("evil_busy_once", busy_once("busy_once", "newOrder")),
