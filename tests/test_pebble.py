@@ -266,12 +266,14 @@ def self_check_redirect(env):
 
 def self_check_content(env):
     # the check takes the key authorization with a line break after it (a web server may add
-    # one), but not under a status other than 200. A new account each: no authorization reused
-    serve = {"status": 200, "after": b"\r\n"}
+    # one), but not under a status other than 200, nor only a prefix of it, nor it and more
+    # text. A new account each: no authorization reused
+    serve = {"status": 200, "after": b"\r\n", "cut": 0}
 
     def answer(h):
         with open(os.path.join(env.p.acme_dir, os.path.basename(h.path)), "rb") as f:
-            body = f.read() + serve["after"]
+            body = f.read()
+        body = body[:len(body) - serve["cut"]] + serve["after"]
         h.send_response(serve["status"])
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
@@ -284,8 +286,16 @@ def self_check_content(env):
         serve.update(status=404, after=b"")
         res = env.run(make_key(env.tmp, "p256", "self-check-404"), csr, "--check-port", port,
                       check=True, quiet=True)
-    check_failure(res, env.p.acme_dir, r"^acme-tiny: Wrote file to .*, but couldn't download "
-                  r"http://127\.0\.0\.1:\d+/\.well-known/acme-challenge/[A-Za-z0-9_-]+: HTTP 404$")
+        check_failure(res, env.p.acme_dir, r"^acme-tiny: Wrote file to .*, but couldn't download "
+                      r"http://127\.0\.0\.1:\d+/\.well-known/acme-challenge/[A-Za-z0-9_-]+: "
+                      r"HTTP 404$")
+        for name, cut, after in (("prefix", 1, b""), ("more", 0, b"\nmore text\n")):
+            serve.update(status=200, cut=cut, after=after)
+            res = env.run(make_key(env.tmp, "p256", "self-check-" + name), csr, "--check-port",
+                          port, check=True, quiet=True)
+            check_failure(res, env.p.acme_dir, r"^acme-tiny: Wrote file to .*, but couldn't "
+                          r"download http://127\.0\.0\.1:\d+/\.well-known/acme-challenge/"
+                          r"[A-Za-z0-9_-]+: HTTP 200 with other content$")
 
 
 def validation_fails(env):
