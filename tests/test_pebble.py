@@ -610,6 +610,16 @@ def ssl_cert_file(env):
                          env={**os.environ, "SSL_CERT_FILE": "/nonexistent"})
     check_failure(res, env.p.acme_dir, r"^acme-tiny: cannot open CA file /nonexistent: "
                   r"No such file or directory$")
+    # an empty $SSL_CERT_FILE names no file: the default CA file is read (here a CA that cannot
+    # be reached: the run gets as far as the connection), not a file named ""
+    default = "/etc/ssl/certs/ca-certificates.crt"
+    res = subprocess.run([*env.cmd, "--account-key", key, "--csr", csr, "--acme-dir",
+                          env.p.acme_dir, "--directory-url", "https://127.0.0.1:9/dir", "--quiet"],
+                         capture_output=True, timeout=120, env={**os.environ, "SSL_CERT_FILE": ""})
+    check_failure(res, env.p.acme_dir, r"^acme-tiny: directory: GET https://127\.0\.0\.1:9/dir: "
+                  r"Connection refused$" if os.path.exists(default) else
+                  rf"^acme-tiny: cannot open CA file {re.escape(default)}: No such file or "
+                  r"directory$")
 
 
 def dangling_key_link(env):
