@@ -297,6 +297,25 @@ def deactivate(env):
     check_failure(env.acme("--account-key", key, "--deactivate-account"), None, deactivated)
 
 
+def stdout_closed(env):
+    """--revoke and --deactivate-account with stdout closed (a cron line's >&-): stdout is
+    only for a chain, so both run: exit 0, nothing on stderr (--quiet), and Pebble says
+    Revoked (reason 1), and the account deactivated."""
+    key = env.key("account")
+    cert, _ = env.issue(key, "stdout-closed.example.test")
+    for args in (["--revoke", cert, "--reason", "1"], ["--deactivate-account"]):
+        argv = [env.bin, "--directory-url", env.p.directory, "--ca-file", env.p.ca_file,
+                "--account-key", key, *args, "--quiet"]
+        res = subprocess.run(argv, capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
+                             preexec_fn=lambda: os.close(1))
+        assert res.returncode == 0 and res.stderr == b"", \
+            (args[0], res.returncode, res.stderr[-1500:])
+    revoked(env, cert, 1)
+    check_failure(env.acme("--account-key", key, "--deactivate-account"), None,
+                  r"^acme-tiny: newAccount failed: HTTP 403 urn:ietf:params:acme:error:"
+                  r"unauthorized: .*deactivated")
+
+
 # ---------------------------------------------------------------- External Account Binding
 
 def eab(binary, tmp):
@@ -399,7 +418,8 @@ def usage_errors(env):
 TESTS = [(f"account_{f.__name__}", f) for f in (
     revoke_account_key, revoke_cert_key, revoke_account_key_reason, revoke_wrong_key,
     revoke_other_account, revoke_already, revoke_no_account, reason_leading_zero,
-    rollover, rollover_create_never_old, rollover_key_in_use, deactivate, usage_errors)]
+    rollover, rollover_create_never_old, rollover_key_in_use, deactivate, stdout_closed,
+    usage_errors)]
 
 
 def run(binary, report, only=None):
