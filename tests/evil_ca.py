@@ -208,13 +208,15 @@ class EvilCA:
             self.ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         elif self.opts.get("tls") == "chacha":
             self.ctx.set_ciphers("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        v6 = self.opts.get("v6")                    # on ::1, addressed as https://[::1]:PORT
+        self.listener = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET,
+                                      socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
+        self.listener.bind(("::1" if v6 else "127.0.0.1", 0))
         self.listener.listen(16)
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
-        self.base = f"https://localhost:{self.port}"
+        self.base = f"https://{'[::1]' if v6 else 'localhost'}:{self.port}"
         self.directory = self.base + "/dir"
         self._spawn(self._accept_loop)
         return self

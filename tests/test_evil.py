@@ -123,7 +123,12 @@ def make_certs(d):
     openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", "ip-as-dns.pem", "-days", "2",
             "-extfile", "ip-as-dns.cnf", cwd=d)
-    for name in ("expired", "untrusted", "localhost-only", "ip-as-dns"):
+    # for a CA addressed by its IPv6 address, ::1
+    with open(os.path.join(d, "ip6.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:::1\n")
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "ip6.pem", "-days", "2", "-extfile", "ip6.cnf", cwd=d)
+    for name in ("expired", "untrusted", "localhost-only", "ip-as-dns", "ip6"):
         shutil.copy(os.path.join(d, "tls.key"), os.path.join(d, name + ".key"))
 
 
@@ -1060,6 +1065,22 @@ def ca_by_ip(suite):
                          r"TLS: server certificate is for another host name$", ca)
 
 
+def ca_by_ipv6(suite):
+    # https://[::1]:PORT/dir: the address in brackets in every URL and Host header, no SNI,
+    # and ::1 checked against the certificate's iPAddress names (16 bytes); tls.pem has
+    # 127.0.0.1 but not ::1, and is refused
+    with EvilCA("normal", suite.keys, cert="ip6", v6=True) as ca:
+        res = suite.run_client(ca)
+        check_success(res, res.acme_dir)
+        hosts = {req.headers.get("host") for _, req in ca.requests}
+        assert hosts == {f"[::1]:{ca.port}"}, hosts
+        assert "newOrder" in ca.steps() and "cert" in ca.steps(), ca.steps()
+    with EvilCA("tls", suite.keys, v6=True) as ca:
+        res = suite.run_client(ca)
+        check_common(res, r"^acme-tiny: directory: GET https://\[::1\]:\d+/dir: "
+                     r"TLS: server certificate is for another host name$", ca)
+
+
 def ca_by_ip_as_dns_name(suite):
     # https://127.0.0.1:PORT/dir with a certificate that has 127.0.0.1 as a dNSName only:
     # a DNS name, not the address (RFC 5280 4.2.1.6), as BearSSL and every TLS client has it
@@ -1754,6 +1775,7 @@ CASES = [
     ("evil_subproblems", subproblems),
     ("evil_subproblems_not_list", subproblems_not_list),
     ("evil_ca_by_ip", ca_by_ip),
+    ("evil_ca_by_ipv6", ca_by_ipv6),
     ("evil_ca_by_ip_as_dns_name", ca_by_ip_as_dns_name),
     ("evil_tls_plain_port", tls_plain_port),
     ("evil_tls_nothing_in_common", tls_nothing_in_common),
