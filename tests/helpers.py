@@ -13,6 +13,11 @@ KEY_ARGS = {
     "rsa4096": ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"],
     "p256": ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
     "p384": ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+    # keys acme-tiny refuses
+    "rsa1024": ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
+    "rsa4098": ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4098"],
+    "p521": ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"],
+    "ed25519": ["genpkey", "-algorithm", "ED25519"],
 }
 
 

@@ -981,11 +981,6 @@ def bad_inputs(env):
             f.write(data)
         return path
 
-    def keyfile(name, *args):
-        path = os.path.join(env.tmp, name)
-        openssl(*args, "-out", path)
-        return path
-
     cut = write("cut.pem", b"-----BEGIN PRIVATE KEY-----\nMIGHAgEA\n")
     no_certs = write("no-certs.pem", b"# a CA bundle without certificates\n")
     no_names = os.path.join(env.tmp, "no-names.csr")        # an empty subject, no SAN
@@ -999,19 +994,16 @@ def bad_inputs(env):
              (["--ca-file", ed_root], r"CA file .*/ed25519-root\.pem: no usable certificates"),
              (["--account-key", cut], r"account key .*/cut\.pem: malformed PEM"),
              (["--account-key", big], r"cannot read account key .*/big\.key: larger than 1 MiB"),
-             (["--account-key", keyfile("rsa1024.key", "genpkey", "-algorithm", "RSA",
-                                        "-pkeyopt", "rsa_keygen_bits:1024")],
+             (["--account-key", make_key(env.tmp, "rsa1024")],
               r"account key .*/rsa1024\.key: RSA key must have 2048 to 4096 bits"),
-             (["--account-key", keyfile("rsa4098.key", "genpkey", "-algorithm", "RSA",
-                                        "-pkeyopt", "rsa_keygen_bits:4098")],
+             (["--account-key", make_key(env.tmp, "rsa4098")],
               r"account key .*/rsa4098\.key: RSA key must have 2048 to 4096 bits"),
              # of two blocks of other kinds, the first is named
              (["--account-key", two_blocks],
               r"account key .*/two-blocks\.pem: found CERTIFICATE REQUEST, expected PRIVATE KEY"),
-             (["--account-key", keyfile("p521.key", "genpkey", "-algorithm", "EC", "-pkeyopt",
-                                        "ec_paramgen_curve:P-521")],
+             (["--account-key", make_key(env.tmp, "p521")],
               r"account key .*/p521\.key: EC key must be on P-256 or P-384"),
-             (["--account-key", keyfile("ed25519.key", "genpkey", "-algorithm", "ED25519")],
+             (["--account-key", make_key(env.tmp, "ed25519")],
               r"account key .*/ed25519\.key: not an RSA or EC private key"),
              (["--csr", write("garbage.der", b"\x30\x03\x02\x01\x00")],
               r"CSR .*/garbage\.der: malformed, or without DNS names or IP addresses \(at most "

@@ -3735,16 +3735,15 @@ struct piece {
 	const char *p;
 	size_t n;
 };
-#define PIECE(lit) { lit, sizeof lit - 1 }
 
 /* version, serial, signature, issuer, validity, subject, spki, unique IDs, extensions, trailing */
 static const struct piece CP_FIELDS[10] = {
-	PIECE("\xA0\x03\x02\x01\x02"), PIECE("\x02\x01\x01"),
-	PIECE("\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02"), PIECE("\x30\x00"),
-	PIECE("\x30\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "270317081343Z"), PIECE("\x30\x00"),
-	PIECE("\x30\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x03\x02\x00\x04"), PIECE(""),
-	PIECE("\x30\x15\x06\x03\x55\x1d\x11\x04\x0e\x30\x0c\x82\x0a" "cp.example"
-	      "\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\x80\x02\xaa\xbb"), PIECE(""),
+	{ S("\xA0\x03\x02\x01\x02") }, { S("\x02\x01\x01") },
+	{ S("\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02") }, { S("\x30\x00") },
+	{ S("\x30\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "270317081343Z") }, { S("\x30\x00") },
+	{ S("\x30\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x03\x02\x00\x04") }, { S("") },
+	{ S("\x30\x15\x06\x03\x55\x1d\x11\x04\x0e\x30\x0c\x82\x0a" "cp.example"
+	      "\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\x80\x02\xaa\xbb") }, { S("") },
 };
 
 /* The certificate of CP_FIELDS with field k (-1: every field) replaced by f, into out. */
@@ -3775,28 +3774,28 @@ static void test_cert_parse_fields(void)
 		struct piece with;
 		int want, aki, names;
 	} cases[] = {
-		{ "as made", 9, PIECE(""), 0, 2, 1 },
-		{ "no version (v1)", 0, PIECE(""), 0, 2, 1 },
-		{ "an empty TBS", -1, PIECE(""), -1, 0, 0 },
-		{ "serial no INTEGER", 1, PIECE("\x03\x01\x01"), -1, 0, 0 },
+		{ "as made", 9, { S("") }, 0, 2, 1 },
+		{ "no version (v1)", 0, { S("") }, 0, 2, 1 },
+		{ "an empty TBS", -1, { S("") }, -1, 0, 0 },
+		{ "serial no INTEGER", 1, { S("\x03\x01\x01") }, -1, 0, 0 },
 		{ "validity no SEQUENCE", 4,
-		  PIECE("\x31\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "270317081343Z"), -1, 0, 0 },
+		  { S("\x31\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "270317081343Z") }, -1, 0, 0 },
 		{ "notBefore malformed", 4,
-		  PIECE("\x30\x1e\x17\x0d" "260317081343X" "\x17\x0d" "270317081343Z"), -1, 0, 0 },
+		  { S("\x30\x1e\x17\x0d" "260317081343X" "\x17\x0d" "270317081343Z") }, -1, 0, 0 },
 		{ "notAfter malformed", 4,
-		  PIECE("\x30\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "2703170813434"), -1, 0, 0 },
+		  { S("\x30\x1e\x17\x0d" "260317081343Z" "\x17\x0d" "2703170813434") }, -1, 0, 0 },
 		{ "spki no SEQUENCE", 6,
-		  PIECE("\x31\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x03\x02\x00\x04"), -1, 0, 0 },
+		  { S("\x31\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x03\x02\x00\x04") }, -1, 0, 0 },
 		{ "key no BIT STRING", 6,
-		  PIECE("\x30\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x04\x02\x00\x04"), -1, 0, 0 },
-		{ "an issuerUniqueID", 7, PIECE("\x81\x02\x00\xff"), 0, 2, 1 },
-		{ "a byte after the extensions", 9, PIECE("\x05"), -1, 0, 0 },
-		{ "AKI no SEQUENCE", 8, PIECE("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x31\x04\x80\x02\xaa\xbb"),
+		  { S("\x30\x0f\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x04\x02\x00\x04") }, -1, 0, 0 },
+		{ "an issuerUniqueID", 7, { S("\x81\x02\x00\xff") }, 0, 2, 1 },
+		{ "a byte after the extensions", 9, { S("\x05") }, -1, 0, 0 },
+		{ "AKI no SEQUENCE", 8, { S("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x31\x04\x80\x02\xaa\xbb") },
 		  -1, 0, 0 },
 		{ "AKI keyIdentifier cut short", 8,
-		  PIECE("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\x80\x05\xaa\xbb"), -1, 0, 0 },
+		  { S("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\x80\x05\xaa\xbb") }, -1, 0, 0 },
 		{ "AKI without keyIdentifier", 8,
-		  PIECE("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\xa1\x02\xaa\xbb"), 0, 0, 0 },
+		  { S("\x30\x0d\x06\x03\x55\x1d\x23\x04\x06\x30\x04\xa1\x02\xaa\xbb") }, 0, 0, 0 },
 	};
 	static struct names ns;
 	struct buf der = { 0 };
