@@ -34,11 +34,12 @@ class Env:
         self.bin, self.p = binary, p
         self.d = tempfile.mkdtemp(dir=tmp)
 
-    def acme(self, *args, quiet=True):
-        """The binary with these arguments, against this Pebble."""
+    def acme(self, *args, quiet=True, **kw):
+        """The binary with these arguments, against this Pebble (kw: for subprocess.run)."""
         argv = [self.bin, "--directory-url", self.p.directory, "--ca-file", self.p.ca_file,
                 *args, *(["--quiet"] if quiet else [])]
-        return subprocess.run(argv, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+        return subprocess.run(argv, capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
+                              **kw)
 
     def key(self, name):
         return make_key(self.d, "p256", name)
@@ -304,10 +305,7 @@ def stdout_closed(env):
     key = env.key("account")
     cert, _ = env.issue(key, "stdout-closed.example.test")
     for args in (["--revoke", cert, "--reason", "1"], ["--deactivate-account"]):
-        argv = [env.bin, "--directory-url", env.p.directory, "--ca-file", env.p.ca_file,
-                "--account-key", key, *args, "--quiet"]
-        res = subprocess.run(argv, capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
-                             preexec_fn=lambda: os.close(1))
+        res = env.acme("--account-key", key, *args, preexec_fn=lambda: os.close(1))
         assert res.returncode == 0 and res.stderr == b"", \
             (args[0], res.returncode, res.stderr[-1500:])
     revoked(env, cert, 1)
