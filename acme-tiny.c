@@ -368,7 +368,7 @@ static void xwrite_file(const char *path, const void *data, size_t len, int repl
 static long long number(const char *s, int n);
 static long long civil_time(long long y, long long mo, long long d, long long h, long long mi,
 			    long long s);
-static long long retry_after_ms(const char *v);
+static long long retry_after_ms(const char *v, const char *date);
 static long long parse_date(const char *s);
 static long long now_ms(void);
 static void sleep_ms(long long ms);
@@ -1520,7 +1520,7 @@ static void xnew_nonce(struct acme *a, long long give_up)
 static int waited_if_busy(const struct resp *r, const char *step, long long *waited,
 			  long long give_up)
 {
-	long long ms = retry_after_ms(r->retry_after);
+	long long ms = retry_after_ms(r->retry_after, r->date);
 	if ((r->status != 503 && r->status != 429) || ms < 0 ||
 	    *waited + ms > run.max_wait * 1000LL || (give_up && now_ms() + ms >= give_up))
 		return 0;
@@ -1595,7 +1595,7 @@ static void xpoll(struct acme *a, struct order *o, long long delay)
 {
 	long long give_up = now_ms() + run.max_wait * 1000LL;
 	while (!strcmp(o->status, "pending") || !strcmp(o->status, "processing")) {
-		long long wait = retry_after_ms(o->r.retry_after);
+		long long wait = retry_after_ms(o->r.retry_after, o->r.date);
 		if (wait > run.max_wait * 1000LL)
 			fail("order: still %s, and the server asks to wait %lld s"
 			     " (Retry-After: %s), more than --max-wait %d", o->status, wait / 1000,
@@ -4090,15 +4090,19 @@ static long long parse_date(const char *s)
 	return -1;
 }
 
-/* Retry-After (RFC 9110 10.2.3), seconds or a date, in ms from now; -1 if neither. */
-static long long retry_after_ms(const char *v)
+/*
+ * Retry-After v (RFC 9110 10.2.3), seconds or a date, in ms from now; -1 if neither. A date counts
+ * from the response's Date, the server's clock, if it has one: a router's own may be hours off.
+ */
+static long long retry_after_ms(const char *v, const char *date)
 {
 	size_t n = strlen(v);
-	long long at, now = (long long)time(NULL);
+	long long at, now = parse_date(date);
 	if (n && strspn(v, "0123456789") == n)
 		return n > 9 ? 999999999000LL : number(v, (int)n) * 1000;
 	if ((at = parse_date(v)) < 0)
 		return -1;
+	now = now < 0 ? (long long)time(NULL) : now;
 	return at > now ? (at - now) * 1000 : 0;
 }
 

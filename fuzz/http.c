@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	src_left = size - 1;
 	c.deadline = now_ms() + 60000;
 	read_response(&c, &r, data[0] >= 0xF0);
-	retry_after_ms(r.retry_after);
+	retry_after_ms(r.retry_after, r.date);
 	url_parse(r.location, &u);
 	url_parse(r.terms, &u);
 	parse_date(r.date);

@@ -819,6 +819,10 @@ SCENARIOS = {
     "proto_account_no_location": {"newAccount": _without_location},
     "proto_order_no_location": {"newOrder": _without_location},
     "proto_pending_retry_0": {"readyPoll": retry_after("0", "pending")},
+    # the first poll: pending, to come back 2 s later by the CA's clock (date_offset from ours)
+    "proto_retry_date_ca_clock": {"readyPoll": lambda ca, req, normal: retry_after(
+        email.utils.formatdate(time.time() + ca.opts["date_offset"] + 2, usegmt=True),
+        "pending")(ca, req, normal) if ca.count("readyPoll") == 1 else normal()},
     "proto_pending_retry_999999": {"readyPoll": retry_after("999999", "pending")},
     "proto_processing_forever": {"orderPoll": retry_after(None, "processing")},
     "proto_challenge_invalid": {"readyPoll": _order_invalid, "authzPoll": _challenge_invalid},

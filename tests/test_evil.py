@@ -794,6 +794,17 @@ def max_time_busy(suite):
                    min_s=1.9, max_s=4, args=["--max-wait", "100", "--max-time", "2"])
 
 
+def proto_retry_date_ca_clock(suite):
+    # a Retry-After date counts from the CA's Date, not our clock: a day ahead of us, the
+    # CA still means 2 s (not a day, past --max-wait); a day behind, 2 s (not none)
+    for days in (1, -1):
+        with EvilCA("proto_retry_date_ca_clock", suite.keys, date_offset=days * 86400) as ca:
+            res = suite.run_client(ca)
+            check_success(res, res.acme_dir)
+            assert ca.count("readyPoll") == 2, ca.steps()
+            assert 1.5 <= res.elapsed < 4, f"{days} day(s): {res.elapsed:.2f} s"
+
+
 def proto_retry_date_c1(suite):
     # a Retry-After date whose day name is raw C1 bytes is no Retry-After at
     # all: the client ignores it and polls on until --max-wait
@@ -1735,6 +1746,7 @@ CASES = [
     ("evil_max_time_signals_blocked", max_time_signals_blocked),
     ("evil_signals_ignored", signals_ignored),
     ("evil_proto_pending_retry_999999", proto_pending_retry_999999),
+    ("evil_proto_retry_date_ca_clock", proto_retry_date_ca_clock),
     ("evil_proto_processing_forever", proto_processing_forever),
     ("evil_proto_retry_date_c1", proto_retry_date_c1),
     ("evil_proto_challenge_invalid", proto_challenge_invalid),

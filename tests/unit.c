@@ -791,21 +791,31 @@ static void test_retry_after(void)
 	long long ms;
 
 	set_context("retry_after_ms");
-	CHECK_INT(retry_after_ms("120"), 120000);
-	CHECK_INT(retry_after_ms("0"), 0);
-	CHECK_INT(retry_after_ms("1"), 1000);
-	CHECK_INT(retry_after_ms("999999999"), 999999999000LL);
+	CHECK_INT(retry_after_ms("120", ""), 120000);
+	CHECK_INT(retry_after_ms("0", ""), 0);
+	CHECK_INT(retry_after_ms("1", ""), 1000);
+	CHECK_INT(retry_after_ms("999999999", ""), 999999999000LL);
 	/* more digits than fit: a very long wait, not an overflow */
-	CHECK(retry_after_ms("99999999999999999999999999") >= 999999999000LL);
-	CHECK(retry_after_ms("18446744073709551617") >= 999999999000LL);
-	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT"), 0);
-	CHECK_INT(retry_after_ms("Thu, 01 Jan 1970 00:00:00 GMT"), 0);
+	CHECK(retry_after_ms("99999999999999999999999999", "") >= 999999999000LL);
+	CHECK(retry_after_ms("18446744073709551617", "") >= 999999999000LL);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", ""), 0);
+	CHECK_INT(retry_after_ms("Thu, 01 Jan 1970 00:00:00 GMT", ""), 0);
 
 	t = time(NULL) + 3600;
 	gmtime_r(&t, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 	set_context("retry_after_ms %s", date);
-	ms = retry_after_ms(date);
+	ms = retry_after_ms(date, "");
+	check(ms >= 3590000 && ms <= 3600000, __FILE__, __LINE__, "%lld ms, expected about an hour", ms);
+	/* a date counts from the server's clock, its Date, when it sends one: ours may be off */
+	set_context("retry_after_ms by the server's Date");
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:35 GMT"),
+		  2000);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:50:00 GMT"),
+		  0);
+	CHECK_INT(retry_after_ms("7", "Sun, 06 Nov 1994 08:50:00 GMT"), 7000);
+	CHECK_INT(retry_after_ms(date, "Sun, 06 Nov 1994 08:49:37 GMT") > 3600000LL * 24 * 365, 1);
+	ms = retry_after_ms(date, "Sun, 06 Nov 1994 08:49:37");       /* no usable Date: ours */
 	check(ms >= 3590000 && ms <= 3600000, __FILE__, __LINE__, "%lld ms, expected about an hour", ms);
 	/* the calendar behind IMF-fixdates: known days, leap years and not */
 	set_context("days_from_civil");
@@ -817,31 +827,31 @@ static void test_retry_after(void)
 	CHECK_INT(days_from_civil(1969, 12, 31), -1);
 
 	set_context("retry_after_ms garbage");
-	CHECK_INT(retry_after_ms(""), -1);
-	CHECK_INT(retry_after_ms("soon"), -1);
-	CHECK_INT(retry_after_ms("-1"), -1);
-	CHECK_INT(retry_after_ms("1.5"), -1);
-	CHECK_INT(retry_after_ms("12 "), -1);
-	CHECK_INT(retry_after_ms("0x10"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 Foo 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 nov 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 anF 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun; 06 Nov 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 UTC"), -1);
-	CHECK_INT(retry_after_ms("Sun, 6 Nov 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 00 Nov 1994 08:49:37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08-49-37 GMT"), -1);
-	CHECK_INT(retry_after_ms("Sun, 06 Nov 19x4 08:49:37 GMT"), -1);
+	CHECK_INT(retry_after_ms("", ""), -1);
+	CHECK_INT(retry_after_ms("soon", ""), -1);
+	CHECK_INT(retry_after_ms("-1", ""), -1);
+	CHECK_INT(retry_after_ms("1.5", ""), -1);
+	CHECK_INT(retry_after_ms("12 ", ""), -1);
+	CHECK_INT(retry_after_ms("0x10", ""), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Foo 1994 08:49:37 GMT", ""), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 nov 1994 08:49:37 GMT", ""), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 anF 1994 08:49:37 GMT", ""), -1);
+	CHECK_INT(retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT", ""), -1);
+	CHECK_INT(retry_after_ms("Sun; 06 Nov 1994 08:49:37 GMT", ""), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994", ""), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 UTC", ""), -1);
+	CHECK_INT(retry_after_ms("Sun, 6 Nov 1994 08:49:37 GMT", ""), -1);
+	CHECK_INT(retry_after_ms("Sun, 00 Nov 1994 08:49:37 GMT", ""), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08-49-37 GMT", ""), -1);
+	CHECK_INT(retry_after_ms("Sun, 06 Nov 19x4 08:49:37 GMT", ""), -1);
 	set_context("retry_after_ms far future");
-	CHECK(retry_after_ms("Fri, 31 Dec 9999 23:59:59 GMT") > 240000000000000LL);
+	CHECK(retry_after_ms("Fri, 31 Dec 9999 23:59:59 GMT", "") > 240000000000000LL);
 	/* past 2038 and 2106, where 32-bit time_t and uint32 seconds end */
 	set_context("retry_after_ms after 2038");
-	ms = retry_after_ms("Tue, 19 Jan 2038 03:14:08 GMT");
+	ms = retry_after_ms("Tue, 19 Jan 2038 03:14:08 GMT", "");
 	check(llabs(ms - (2147483648LL - (long long)time(NULL)) * 1000) <= 2000, __FILE__, __LINE__,
 	      "%lld ms to 2^31 s", ms);
-	ms = retry_after_ms("Sun, 07 Feb 2106 06:28:16 GMT");
+	ms = retry_after_ms("Sun, 07 Feb 2106 06:28:16 GMT", "");
 	check(llabs(ms - (4294967296LL - (long long)time(NULL)) * 1000) <= 2000, __FILE__, __LINE__,
 	      "%lld ms to 2^32 s", ms);
 	context[0] = 0;
