@@ -971,12 +971,15 @@ static int undo_challenges(const char *what, long long deadline)
 /* Opens --acme-dir (a directory we may write in: w and x), checks --hook may run; else fails. */
 static void xcheck_challenge_ways(void)
 {
+	struct stat st;
 	if (run.acme_dir &&
 	    ((acme_fd = open(run.acme_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
 	     access(run.acme_dir, W_OK | X_OK)))
 		fail("--acme-dir %s: %s", run.acme_dir, strerror(errno));
-	if (run.hook && access(run.hook, X_OK))
+	if (run.hook && (access(run.hook, X_OK) || stat(run.hook, &st)))
 		fail("--hook %s: %s", run.hook, strerror(errno));
+	if (run.hook && !S_ISREG(st.st_mode))   /* a directory is X_OK, but no program */
+		fail("--hook %s: not a regular file", run.hook);
 }
 
 /* 1 if token names a plain file holding exactly keyauth: ours, left by a run that was killed. */

@@ -576,6 +576,10 @@ def usage(env):
     res = subprocess.run([env.bin, *base, "--hook", not_exec, "--quiet"], capture_output=True,
                          timeout=60, stdin=subprocess.DEVNULL)
     check_failure(res, None, rf"^acme-tiny: --hook {re.escape(not_exec)}: Permission denied$")
+    # a directory passes access(X_OK), but execv cannot run it: said before the CA is asked
+    res = subprocess.run([env.bin, *base, "--hook", env.d, "--quiet"], capture_output=True,
+                         timeout=60, stdin=subprocess.DEVNULL)
+    check_failure(res, None, rf"^acme-tiny: --hook {re.escape(env.d)}: not a regular file$")
     names = ["*.usage-wild.example.test", "usage-wild.example.test"]
     dirs = env.requests("GET /dir")
     res = env.run(names, "--acme-dir", env.p.acme_dir)
