@@ -19,12 +19,17 @@ import urllib.request
 
 # The webroot's server: Python's own, with a listen backlog of 128, not 5: a
 # CA validating ten names at once (three fetches each) overflows 5, and the
-# SYNs it drops come back a second later (as nginx's 511 would not).
+# SYNs it drops come back a second later (as nginx's 511 would not). It serves
+# 127.0.0.1 and ::1 on the one port, for the IP identifiers of both.
 WEBROOT_SERVER = """
-import functools, http.server, sys
+import functools, http.server, socket, sys, threading
 class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 128
+class Server6(Server):
+    address_family = socket.AF_INET6
 handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+v6 = Server6(("::1", int(sys.argv[2])), handler)
+threading.Thread(target=v6.serve_forever, daemon=True).start()
 Server(("127.0.0.1", int(sys.argv[2])), handler).serve_forever()
 """
 

@@ -217,6 +217,12 @@ def self_check_passes(env):
     env.issue("p256", ["127.0.0.1"], "--check-port", str(env.p.http_port), check=True)
 
 
+def self_check_ipv6(env):
+    # the self-check of an IPv6 identifier fetches http://[::1]:PORT/..., brackets and all;
+    # ::1 as openssl prints it, so that verify_chain finds it in the certificate
+    env.issue("p256", ["0:0:0:0:0:0:0:1"], "--check-port", str(env.p.http_port), check=True)
+
+
 def self_check_fails(env):
     unserved = tempfile.mkdtemp(dir=env.tmp)
     # a new account: Pebble may reuse another account's valid authorization
@@ -1053,7 +1059,7 @@ def nonce_reject_50(env):
 
 TESTS = [(f"pebble_{f.__name__}", f) for f in (
     issue_rsa2048, issue_rsa4096, issue_p256, issue_p384, three_names_one_ip, der_csr,
-    existing_account, existing_account_new_contact, contact_with_quote, self_check_passes, self_check_fails,
+    existing_account, existing_account_new_contact, contact_with_quote, self_check_passes, self_check_ipv6, self_check_fails,
     self_check_redirect, self_check_content, validation_fails, untrusted_server, bad_account_key,
     usage_errors, output_file, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
