@@ -746,6 +746,17 @@ def proto_processing_forever(suite):
                    after=after)
 
 
+def poll_delay_cap(suite):
+    # the wait between polls doubles from 20 ms up to 8 s, no more: an order processing for
+    # ever under --max-wait 20 is polled at 10.2 s, then at 18.2 s, and the run ends there
+    # (a wait doubled to 10.24 s after 10.2 s would end it then, one poll fewer)
+    def after(ca, res):
+        assert ca.count("orderPoll") == 10, f"{ca.count('orderPoll')} polls of the order"
+    expect_failure(suite, "proto_processing_forever",
+                   r"^acme-tiny: order: still processing after --max-wait 20 s$", min_s=18,
+                   max_s=20, after=after, args=["--max-wait", "20"])
+
+
 def max_time_polling(suite):
     # an order pending for ever, with --max-wait far off: --max-time
     # ends the run, and the challenge file goes with it
@@ -1748,6 +1759,7 @@ CASES = [
     ("evil_proto_pending_retry_999999", proto_pending_retry_999999),
     ("evil_proto_retry_date_ca_clock", proto_retry_date_ca_clock),
     ("evil_proto_processing_forever", proto_processing_forever),
+    ("evil_poll_delay_cap", poll_delay_cap),
     ("evil_proto_retry_date_c1", proto_retry_date_c1),
     ("evil_proto_challenge_invalid", proto_challenge_invalid),
     ("evil_proto_order_status_unknown", proto_order_status_unknown),
