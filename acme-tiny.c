@@ -4100,12 +4100,13 @@ static long long parse_date(const char *s)
 static long long retry_after_ms(const char *v, const char *date)
 {
 	size_t n = strlen(v);
-	long long at, now = parse_date(date);
+	long long at, now;
 	if (n && strspn(v, "0123456789") == n)
 		return n > 9 ? 999999999000LL : number(v, (int)n) * 1000;
 	if ((at = parse_date(v)) < 0)
 		return -1;
-	now = now < 0 ? (long long)time(NULL) : now;
+	if ((now = parse_date(date)) < 0)       /* no usable Date: our clock */
+		now = (long long)time(NULL);
 	return at > now ? (at - now) * 1000 : 0;
 }
 
