@@ -3111,6 +3111,13 @@ static void test_url(void)
 		"https://ex_ample.com/", "https://exa mple.com/", "https://example.com?x",
 		"https://[::1/", "https://[::1]x/", "https://[]/", "https://[::1]:/x", "https://[::g]/",
 		"https://[::1%eth0]/",
+		/*
+		 * brackets hold an IPv6 address and nothing else (RFC 3986 3.2.2): not an IPv4 one,
+		 * a number or a name, which getaddrinfo would take (0.0.0.0, 0.0.0.12, a DNS lookup)
+		 */
+		"https://[1.2.3.4]/", "https://[0]:8443/", "https://[12]/", "https://[cafe]/",
+		"https://[dead.beef]/", "https://[1::2::3]/", "https://[::1.2.3]/", "https://[12345::1]/",
+		"https://[1:2:3:4:5:6:7:8:9]/",
 	};
 	struct url u;
 	struct buf b = { 0 };
