@@ -2063,6 +2063,7 @@ static const char PRINTABLE[] = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLM
 static int url_parse(const char *s, struct url *u)
 {
 	const char *host, *path, *end, *after;
+	unsigned char ip[16];
 	size_t k;
 	memset(u, 0, sizeof *u);
 	u->https = !strncmp(s, "https://", 8);
@@ -2080,8 +2081,9 @@ static int url_parse(const char *s, struct url *u)
 		after = end = end ? end : path;
 	}
 	if (copy_str(u->host, sizeof u->host, host, (size_t)(end - host)) || !u->host[0] ||
-	    u->host[strspn(u->host, host[-1] == '[' ? "0123456789abcdefABCDEF:." :
-			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")])
+	    (host[-1] == '[' ? inet_pton(AF_INET6, u->host, ip) != 1 :   /* brackets: IPv6 */
+	     u->host[strspn(u->host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			    "0123456789-.")] != 0))
 		return -1;
 	lower_case(u->host);            /* host names compare case-insensitively */
 	strcpy(u->port, u->https ? "443" : "80");
@@ -4039,7 +4041,8 @@ static long long civil_time(long long y, long long mo, long long d, long long h,
 			    long long s)
 {
 	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 ||
-	    mi > 59 || s < 0 || s > 60)
+	    mi > 59 || s < 0 || s > 60 || days_from_civil(y, (int)mo, (int)d) >=
+	    days_from_civil(y + mo / 12, (int)(mo % 12 + 1), 1))   /* past the month's end */
 		return -1;
 	return days_from_civil(y, (int)mo, (int)d) * 86400 + h * 3600 + mi * 60 + s;
 }
