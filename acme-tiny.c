@@ -4036,13 +4036,13 @@ static long long days_from_civil(long long y, int m, int d)
 	return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
 }
 
-/* Seconds since 1970 of a date and time, each field in range (a day to 31, second to 60); or -1. */
+/* Seconds since 1970 of a date and time, each field in range (a day in its month); or -1. */
 static long long civil_time(long long y, long long mo, long long d, long long h, long long mi,
 			    long long s)
 {
-	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 ||
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 ||
 	    mi > 59 || s < 0 || s > 60 || days_from_civil(y, (int)mo, (int)d) >=
-	    days_from_civil(y + mo / 12, (int)(mo % 12 + 1), 1))   /* past the month's end */
+	    days_from_civil(y + mo / 12, (int)(mo % 12 + 1), 1))   /* a day past its month: none */
 		return -1;
 	return days_from_civil(y, (int)mo, (int)d) * 86400 + h * 3600 + mi * 60 + s;
 }

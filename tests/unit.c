@@ -825,7 +825,7 @@ static void test_retry_after(void)
 	CHECK_INT(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:50:00 GMT"),
 		  0);
 	CHECK_INT(retry_after_ms("7", "Sun, 06 Nov 1994 08:50:00 GMT"), 7000);
-	CHECK_INT(retry_after_ms(date, "Sun, 06 Nov 1994 08:49:37 GMT") > 3600000LL * 24 * 365, 1);
+	CHECK(retry_after_ms(date, "Sun, 06 Nov 1994 08:49:37 GMT") > 3600000LL * 24 * 365);
 	ms = retry_after_ms(date, "Sun, 06 Nov 1994 08:49:37");       /* no usable Date: ours */
 	check(ms >= 3590000 && ms <= 3600000, __FILE__, __LINE__, "%lld ms, expected about an hour", ms);
 	/* the calendar behind IMF-fixdates: known days, leap years and not */
