@@ -2932,6 +2932,18 @@ static void test_http_bad(void)
 			"5\r\nhello\r\n0\r\n"), 0, 0 },
 		{ "chunked with bare LF", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 			"5\nhello\n0\n\n"), 0, 0 },
+		/* after a chunk size, whitespace may only come before a ';' (RFC 9112 7.1.1) */
+		{ "chunk size, a space and more digits", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"5 6\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		{ "chunk size, a space and a word", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			"5 x\r\nhello\r\n0\r\n\r\n"), 0, 0 },
+		/* a CR not before LF (RFC 9112 2.2, RFC 9110 5.5): refused, as bare LF and NUL are */
+		{ "bare CR in a header value", S("HTTP/1.1 201 Created\r\nLocation: https://example.com/a\rb\r\n"
+			"Content-Length: 0\r\n\r\n"), 0, 0 },
+		{ "bare CR ends a header value", S("HTTP/1.1 201 Created\r\nLocation: https://example.com/a\r\r\n"
+			"Content-Length: 0\r\n\r\n"), 0, 0 },
+		{ "bare CR in a header name", S("HTTP/1.1 200 OK\r\n\rTransfer-Encoding: chunked\r\n\r\n"
+			"5\r\nhello\r\n0\r\n\r\n"), 0, 0 },
 		{ "Location too long", NULL, 0, 0, 0 },   /* made below */
 	};
 	struct resp r = { 0 };
