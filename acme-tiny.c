@@ -2491,9 +2491,9 @@ static int conn_line(struct conn *c, char *line, size_t cap)
 			line[--n] = 0;
 			return (int)n;
 		}
-		if (ch == '\n' || ch == 0 || n + 1 >= cap)
-			return conn_error(c, ch == '\n' ? "line without CR" :
-					  ch ? "header line too long" : "NUL in header");
+		if (ch == '\n' || ch == 0 || n + 1 >= cap || (n && line[n - 1] == '\r'))
+			return conn_error(c, ch == '\n' ? "line without CR" : !ch ? "NUL in header" :
+					  n + 1 < cap ? "CR without LF" : "header line too long");
 		line[n++] = ch;
 	}
 }
@@ -2586,12 +2586,13 @@ static int read_chunked(struct conn *c, struct buf *body)
 	char line[MAX_LINE];
 	int n, count;
 	for (;;) {
-		size_t size = 0, k;
+		size_t size = 0, k, ws;
 		if (conn_line(c, line, sizeof line) < 0)
 			return -1;
 		for (k = 0; hex_digit(line[k]) >= 0 && k < 8; k++)
 			size = size * 16 + (size_t)hex_digit(line[k]);
-		if (!k || (line[k] && line[k] != ';' && line[k] != ' ' && line[k] != '\t'))
+		ws = k + strspn(line + k, " \t");      /* BWS: then an extension, or nothing */
+		if (!k || (line[ws] && line[ws] != ';'))
 			return conn_error(c, "malformed chunk size");
 		if (size > MAX_BODY - body->len)
 			return conn_error(c, TOO_LARGE);

@@ -2818,6 +2818,11 @@ static void test_http_good(void)
 			"5\t;x\r\nhello\r\n0\r\n\r\n"), 0, 0, &r, &why);
 	if (CHECK_INT(ret, 0))
 		CHECK_STR(body_text(&r), "hello");
+	/* ...and trailing, without one: a server that pads its chunk sizes */
+	ret = HTTP_CASE("chunk size and spaces", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+			"\r\n5  \r\nhello\r\n0 \t\r\n\r\n"), 0, 0, &r, &why);
+	if (CHECK_INT(ret, 0))
+		CHECK_STR(body_text(&r), "hello");
 
 	ret = HTTP_CASE("HTTP/1.0", S("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
 			0, 0, &r, &why);
