@@ -1046,6 +1046,34 @@ def stdout_full(env):
                         rb"device\n", res.stderr), res.stderr
 
 
+def stdout_signal_after_write(env):
+    """SIGTERM the moment the whole chain is on stdout (strace raises it at the write to the
+    file that is stdout; it comes as that write returns): the run has succeeded, exit 0,
+    as with --output, where signals are held from the write to the exit. It exited 2 with
+    the chain on stdout ("interrupted"), against "nothing on stdout unless the run
+    succeeded": `> tmp && mv tmp chain.pem` then threw away a certificate the CA had issued
+    (found by a chaos run that signalled acme-tiny at each of its syscalls in turn)."""
+    d = tempfile.mkdtemp(dir=env.tmp)
+    out = os.path.join(d, "stdout.pem")
+    argv = [*env.cmd, "--account-key", make_key(env.tmp, "p256", "stdout-signal"), "--csr",
+            make_csr(env.tmp, "stdout-signal", "stdout-signal.example.test"), "--acme-dir",
+            env.p.acme_dir, "--directory-url", env.p.directory, "--ca-file", env.p.ca_file,
+            "--disable-check", "--quiet"]
+    no_lsan = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
+                   ":detect_leaks=0")      # LeakSanitizer does not work under ptrace
+    with open(out, "wb") as f:              # -P: only the writes to this file count
+        res = subprocess.run(["strace", "-o", os.devnull, "-P", out, "-e", "trace=write", "-e",
+                              "inject=write:signal=SIGTERM:when=1", *argv], stdout=f,
+                             stderr=subprocess.PIPE, timeout=120, stdin=subprocess.DEVNULL,
+                             env=no_lsan)
+    with open(out, "rb") as f:
+        res.stdout = f.read()
+    assert res.returncode == 0, (f"exit {res.returncode} with {len(res.stdout)} bytes on stdout: "
+                                 f"{res.stderr.decode(errors='replace')[-300:]!r}")
+    env.verify_chain(check_success(res, env.p.acme_dir), ["stdout-signal.example.test"])
+    assert res.stderr == b"", res.stderr
+
+
 def nonce_reject_default(env):
     # PEBBLE_WFE_NONCEREJECT unset: Pebble refuses 5% of nonces, as it does out of the box
     for k in range(4):
@@ -1063,7 +1091,8 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     self_check_redirect, self_check_content, validation_fails, untrusted_server, bad_account_key,
     usage_errors, output_file, from_nothing,
     domain_key_types, domain_key_from_openssl, domains_usage_errors, side_by_side,
-    wildcard_refused, ca_url_forms, umask_077, checked_first, bad_inputs, stdout_full, file_size_limit,
+    wildcard_refused, ca_url_forms, umask_077, checked_first, bad_inputs, stdout_full,
+    stdout_signal_after_write, file_size_limit,
     output_trial_incompressible, key_temp_unlink_fails,
     output_trial_unlink_fails, key_link_and_unlink_fail,
     ssl_cert_file, dangling_key_link)]
