@@ -426,6 +426,7 @@ int main(int argc, char **argv)
 		xmanage(&a);
 	else
 		done = xissue(&a, &ns, &csr, &old, &chain);
+	hold_signals(1);        /* the CA's part is done: a signal now cannot make the run fail */
 	alarm(0);
 	if (done && !manage && run.output)
 		xwrite_file(run.output, chain.p, chain.len, 1);
@@ -2492,8 +2493,9 @@ static int conn_line(struct conn *c, char *line, size_t cap)
 			return (int)n;
 		}
 		if (ch == '\n' || ch == 0 || n + 1 >= cap || (n && line[n - 1] == '\r'))
-			return conn_error(c, ch == '\n' ? "line without CR" : !ch ? "NUL in header" :
-					  n + 1 < cap ? "CR without LF" : "header line too long");
+			return conn_error(c, ch == '\n' ? "line without CR" : !ch ?
+					  "NUL in header" : n + 1 >= cap ? "header line too long" :
+					  "CR without LF");
 		line[n++] = ch;
 	}
 }
@@ -3988,8 +3990,7 @@ static int xcreate_temp(const char *path, char *tmp, size_t cap)
  * (replace 0) gets mode 0600 and is linked into place: an existing file is never replaced
  * (rename would); one that another run made meanwhile is the key then. A certificate
  * (replace 1) is renamed over the old one and keeps its mode and, where we may, its owner;
- * a new one is 0644. Its write is the run's last act: signals stay held from it to the exit, so
- * that one which comes once the certificate is in place cannot make the run a failure.
+ * a new one is 0644. Its write is the run's last act, with signals held (main): they stay so.
  */
 static void xwrite_file(const char *path, const void *data, size_t len, int replace)
 {
