@@ -2492,10 +2492,11 @@ static int conn_line(struct conn *c, char *line, size_t cap)
 			line[--n] = 0;
 			return (int)n;
 		}
-		if (ch == '\n' || ch == 0 || n + 1 >= cap || (n && line[n - 1] == '\r'))
-			return conn_error(c, ch == '\n' ? "line without CR" : !ch ?
-					  "NUL in header" : n + 1 >= cap ? "header line too long" :
-					  "CR without LF");
+		if (n > 0 && line[n - 1] == '\r')      /* RFC 9112 2.2: a CR only before LF */
+			return conn_error(c, "CR without LF");
+		if (ch == '\n' || ch == 0 || n + 1 >= cap)
+			return conn_error(c, ch == '\n' ? "line without CR" :
+					  ch ? "header line too long" : "NUL in header");
 		line[n++] = ch;
 	}
 }
