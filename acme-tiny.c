@@ -167,7 +167,7 @@ struct conn {
 	char host[256], port[6];     /* where fd goes */
 	long long deadline;          /* ms: the current exchange ends by then */
 	const char *why;             /* why the exchange failed: set by conn_error() */
-	size_t got;                  /* bytes received in the current exchange */
+	size_t got, raw;             /* bytes of the current exchange's answer, and on the wire */
 	int (*read)(struct conn *, unsigned char *, size_t);   /* >0, 0 at the end, -1 */
 	unsigned char in[4096];
 	size_t inpos, inlen;
@@ -2199,6 +2199,7 @@ static int sock_io(struct conn *c, void *buf, size_t len, int writing)
 		if (now_ms() >= c->deadline)
 			return conn_error(c, "timed out");
 		n = writing ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
+		c->raw += !writing && n > 0 ? (size_t)n : 0;
 		if (n >= 0)
 			return (int)n;
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -2688,8 +2689,8 @@ static int send_request(struct conn *c, const char *method, const struct url *u,
 
 /*
  * One HTTP exchange on c, within --timeout and before give_up (if not 0), reusing c's connection
- * to the same host and port; if that turns out closed before any answer, the request goes once
- * more on a new one. NULL, or why it failed.
+ * to the same host and port; if that turns out closed before any answer (no byte of one, nor a
+ * TLS record but close_notify), the request goes once more on a new one. NULL, or why it failed.
  */
 static const char *http_try(struct conn *c, const char *method, const char *url,
 			    const struct buf *body, struct resp *r, long long give_up)
@@ -2711,7 +2712,7 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 			if (conn_open(c, &u, give_up))
 				break;
 		}
-		c->got = 0;
+		c->got = c->raw = 0;
 		c->why = NULL;
 		stats.requests++;
 		if (!send_request(c, method, &u, body) &&
@@ -2721,8 +2722,9 @@ static const char *http_try(struct conn *c, const char *method, const char *url,
 			return NULL;
 		}
 		conn_close(c);
-		if (!reused || c->got || now_ms() >= c->deadline)
-			break;  /* resent only if the kept connection was closed, not timed out */
+		if (!reused || c->got || now_ms() >= c->deadline || (c->raw && c->tls &&
+		    br_ssl_engine_last_error(&c->tls->sc.eng) != BR_ERR_OK))
+			break;  /* resent only if closed with nothing (but close_notify), in time */
 	}
 	return c->why ? c->why : "failed";
 }

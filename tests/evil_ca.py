@@ -692,6 +692,34 @@ def _cut_after_status(ca, conn, req):
     return False
 
 
+def _record_cut(ca, conn, req):
+    """The first 10 bytes of a TLS record (its header says 64 bytes follow), written straight
+    to the socket beneath TLS, then a plain close: an answer cut off inside its first record.
+    The request got there (the CA began to answer), and must not be sent a second time."""
+    socket.socket.sendall(conn.sock, b"\x17\x03\x03\x00\x40" + secrets.token_bytes(5))
+    return False
+
+
+def _record_corrupt(ca, conn, req):
+    """A whole TLS application-data record that does not decrypt (what a flipped bit on
+    the way makes of an answer), then a plain close: a TLS error, and the request, which
+    got there, not sent a second time."""
+    socket.socket.sendall(conn.sock, b"\x17\x03\x03\x00\x40" + secrets.token_bytes(64))
+    return False
+
+
+def _dropped_once(how):
+    """The first such request taken, and its kept-alive connection ended without a byte of an
+    answer (how: "close_clean", with close_notify; "reset"), as by a CA that closed it just as
+    the request came; not done, so it must go once more on a new connection."""
+    def hook(ca, req, normal):
+        if getattr(ca, "dropped", False):
+            return normal()
+        ca.dropped = True
+        return Raw(lambda ca, conn, req: getattr(conn, how)())
+    return hook
+
+
 def _redirect(ca, req, normal):
     return Reply(302, b"", ctype=None, headers=[f"Location: {ca.base}/redirected"])
 
@@ -904,6 +932,10 @@ SCENARIOS = {
     "http_extra_response": {"directory": raw(_extra_response)},
     "http_extra_record": {"challenge": _extra_record},
     "http_cut_after_status": {"newAccount": raw(_cut_after_status)},
+    "http_record_cut": {"newOrder": raw(_record_cut)},
+    "http_record_corrupt": {"newOrder": raw(_record_corrupt)},
+    "http_dropped_notify": {"newOrder": _dropped_once("close_clean")},
+    "http_dropped_reset": {"newOrder": _dropped_once("reset")},
     # an IMF-fixdate Retry-After whose day name is raw 8-bit C1 bytes
     "proto_retry_date_c1": {"readyPoll": retry_after("\x9b\x9b\x9b, 01 Jan 2099 00:00:00 GMT",
                                                      "pending")},

@@ -712,6 +712,31 @@ def http_cut_after_status(suite):
                    after=after)
 
 
+def http_record_cut(suite):
+    # newOrder's answer begun on the kept-alive connection, then its first TLS record cut
+    # short, or whole but not decrypting, and the end: the CA had the request, so it is not
+    # sent again. Sent again, its nonce is spent: badNonce, and the retry with the fresh
+    # nonce makes a second order (found by a network-fault run between acme-tiny and Pebble)
+    def after(ca, res):
+        assert ca.count("newOrder") == 1, ca.steps()
+        assert ca.connections == 1, f"{ca.connections} connections"
+    for scenario, why in (("http_record_cut", "connection closed"),
+                          ("http_record_corrupt", r"TLS error 7 \(BearSSL's BR_ERR_\* codes\)")):
+        expect_failure(suite, scenario, post("newOrder", "/order", why), after=after)
+
+
+def http_request_dropped(suite):
+    # the kept-alive connection ends as newOrder comes, without a byte of an answer (close_notify
+    # alone, or a reset): the CA never had it, so it goes once more on a new connection, and the
+    # run gets its certificate; the same check as http_record_cut's must not stop that
+    for scenario in ("http_dropped_notify", "http_dropped_reset"):
+        with EvilCA(scenario, suite.keys) as ca:
+            res = suite.run_client(ca)
+            check_success(res, res.acme_dir)
+            assert ca.count("newOrder") == 2 and ca.connections == 2, \
+                (scenario, ca.connections, ca.steps())
+
+
 def proto_account_no_location(suite):
     expect_failure(suite, "proto_account_no_location",
                    r"^acme-tiny: newAccount: the server sent no usable Location \(an https URL\)$")
@@ -1752,6 +1777,8 @@ CASES = [
     ("evil_problem_other_namespace", problem_other_namespace),
     ("evil_http_extra_response", http_extra_response),
     ("evil_http_cut_after_status", http_cut_after_status),
+    ("evil_http_record_cut", http_record_cut),
+    ("evil_http_request_dropped", http_request_dropped),
     ("evil_max_time_polling", max_time_polling),
     ("evil_max_time_busy", max_time_busy),
     ("evil_max_time_signals_blocked", max_time_signals_blocked),
