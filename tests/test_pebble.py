@@ -78,6 +78,8 @@ def run(binary, report, only=None):
         if not only or "reuse" in only or only in "test_pebble":
             with Pebble(env={"PEBBLE_AUTHZREUSE": "100"}) as p:
                 report.check("pebble_authz_reused", authz_reused, Env(binary, p, tmp))
+                report.check("pebble_authz_reused_fd_limit", authz_reused_fd_limit,
+                             Env(binary, p, tmp))
 
 
 def run_valgrind(binary, report):
@@ -886,6 +888,42 @@ def authz_reused(env):
     err = res.stderr.decode()
     assert "Order created (ready)" in err and "Verifying" not in err, err
     assert "stats: 7 HTTP requests, 1 connections" in err, err
+
+
+def authz_reused_fd_limit(env):
+    """Under a limit on open files (ulimit -n), --output's trial, made before the CA is asked,
+    holds for the final write: a run either fails before the CA issues a certificate, or
+    writes the one it got. With authorizations reused (a renewal with --force, or a rerun)
+    no challenge file takes a descriptor in between, and the connection kept alive to the CA
+    was one more than the trial had: at 5 the CA issued, then 'cannot create chain.pem: Too
+    many open files', the certificate lost (and a rate limit spent)."""
+    key = make_key(env.tmp, "p256", "fdlimit")
+    csr = make_csr(env.tmp, "fdlimit", "fdlimit.example.test")
+    out = os.path.join(tempfile.mkdtemp(dir=env.tmp), "chain.pem")
+    assert env.run(key, csr, "--output", out, quiet=True).returncode == 0
+    no_lsan = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
+                   ":detect_leaks=0")      # LeakSanitizer needs descriptors at exit
+    wrote = 0
+    for n in range(4, 10):
+        with open(env.p.log_path) as f:
+            issued = f.read().count("Issued certificate")
+        with open(out) as f:
+            old = f.read()
+        res = env.run(key, csr, "--output", out, "--force", quiet=True, env=no_lsan,
+                      preexec_fn=lambda n=n: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)))
+        with open(out) as f:
+            new = f.read()
+        if res.returncode == 0:
+            assert new != old, f"ulimit -n {n}: exit 0, --output untouched"
+            wrote += 1
+            continue
+        line = check_failure(res, env.p.acme_dir, r"^acme-tiny: ")
+        assert new == old, f"ulimit -n {n}: exit 2, --output changed"
+        with open(env.p.log_path) as f:
+            assert f.read().count("Issued certificate") == issued, \
+                f"ulimit -n {n}: the CA issued a certificate, then the run failed: {line}"
+        assert not [f for f in os.listdir(os.path.dirname(out)) if ".tmp-" in f]
+    assert wrote, "no run wrote its certificate, even at ulimit -n 9"
 
 
 def wildcard_refused(env):
