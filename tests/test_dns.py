@@ -344,6 +344,23 @@ def hook_cannot_run(env):
                   r"interpreter, or a command it runs, installed\?$")
 
 
+def hook_fork_fails(env):
+    """A hook that cannot be started because fork fails (ulimit -u on a small router, or a
+    supervisor's limit on processes; EAGAIN, injected here by strace, since root is above
+    RLIMIT_NPROC): exit 2 with one line that says why, not 'killed, or it did not end within
+    --hook-timeout 300 s', which it said at once, the hook never started."""
+    argv = env.argv(["fork-fails.example.test"], "--hook", HOOK)
+    res = subprocess.run(["strace", "-o", os.devnull, "-e", "trace=fork,vfork,clone,clone3",
+                          "-e", "inject=fork,vfork,clone,clone3:error=EAGAIN", *argv],
+                         capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                         env=env.env(ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
+                                     ":detect_leaks=0"))   # LeakSanitizer cannot run under ptrace
+    line = check_failure(res, env.p.acme_dir, r"^acme-tiny: --hook .*fork-fails\.example\.test")
+    assert env.calls() == [], f"the hook ran: {env.calls()}"
+    assert "killed" not in line and "hook-timeout" not in line, line
+    assert "Resource temporarily unavailable" in line, f"the reason is not said: {line}"
+
+
 def invalid_order(env):
     """A hook that puts the wrong TXT value: the order is invalid, exit 2
     with the name and the CA's reason, and the hook hears failed, not done;
@@ -591,7 +608,7 @@ def usage(env):
 TESTS = [(f"dns_{f.__name__}", f) for f in (
     dns01_one_name, dns01_wildcard, mixed_file_and_hook, uacme_example_hook, done_fails,
     done_hangs, chatty_hook,
-    declines_everything, hook_cannot_run, invalid_order, invalid_beside_valid, hook_timeout,
+    declines_everything, hook_cannot_run, hook_fork_fails, invalid_order, invalid_beside_valid, hook_timeout,
     sigterm_during_hook, sigterm_failed_hangs,
     sigterm_during_fail, sigterm_during_done, sigchld_ignored, max_time_during_hook, usage)]
 
