@@ -608,7 +608,8 @@ def usage(env):
 TESTS = [(f"dns_{f.__name__}", f) for f in (
     dns01_one_name, dns01_wildcard, mixed_file_and_hook, uacme_example_hook, done_fails,
     done_hangs, chatty_hook,
-    declines_everything, hook_cannot_run, hook_fork_fails, invalid_order, invalid_beside_valid, hook_timeout,
+    declines_everything, hook_cannot_run, hook_fork_fails, invalid_order, invalid_beside_valid,
+    hook_timeout,
     sigterm_during_hook, sigterm_failed_hangs,
     sigterm_during_fail, sigterm_during_done, sigchld_ignored, max_time_during_hook, usage)]
 
