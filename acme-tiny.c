@@ -428,6 +428,7 @@ int main(int argc, char **argv)
 		done = xissue(&a, &ns, &csr, &old, &chain);
 	hold_signals(1);        /* the CA's part is done: a signal now cannot make the run fail */
 	alarm(0);
+	conn_close(&a.conn);    /* the write gets the descriptors xcheck_output tried it with */
 	if (done && !manage && run.output)
 		xwrite_file(run.output, chain.p, chain.len, 1);
 	else if (done && !manage &&
@@ -899,8 +900,8 @@ static volatile pid_t hook_pid;         /* the hook that runs now: on_signal kil
 /*
  * Runs the hook as uacme does: PROGRAM what TYPE IDENT TOKEN AUTH, by execv, never a shell, with
  * stdin /dev/null, its output to our stderr (stdout is the certificate's), in a process group of
- * its own. Its exit status, or -1 if it could not run or was killed, group and all, at deadline
- * (and not waited for past a second more). Async-signal-safe.
+ * its own. Its exit status; -1 if killed, group and all, at deadline (and not waited for past a
+ * second more) or if that had passed; -2 if it could not start (errno). Async-signal-safe.
  */
 static int run_hook(const char *what, const struct taken *t, long long deadline)
 {
@@ -908,7 +909,7 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 			 (char *)t->token, (char *)t->auth, NULL };
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigset_t set, old;
-	int status = -1, fd, k, killed = 0;
+	int status = -1, fd, k, killed = 0, err;
 	pid_t pid;
 	if (now_ms() >= deadline)
 		return -1;      /* on_signal's time is up: none is started to be killed */
@@ -928,13 +929,16 @@ static int run_hook(const char *what, const struct taken *t, long long deadline)
 			execv(run.hook, argv);
 		_exit(127);
 	}
+	err = errno;            /* _Fork's, if it failed */
 	if (pid > 0) {
 		setpgid(pid, pid);      /* as the child does: either way kill(-pid) works */
 		hook_pid = pid;
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (pid < 0)
-		return -1;
+	if (pid < 0) {
+		errno = err;
+		return -2;
+	}
 	while (waitpid(pid, &status, WNOHANG) == 0) {
 		if (now_ms() >= deadline) {
 			if (killed++)
@@ -1027,8 +1031,11 @@ static int xtake_on(const struct taken *t)
 	if (t->file)
 		return 1;
 	status = run_hook("begin", t, now_ms() + run.hook_timeout * 1000LL);
-	n_taken -= status > 0;          /* declined: nothing to undo; killed: half done, undone */
-	if (status < 0)
+	n_taken -= status > 0 || status == -2;  /* declined, never begun: nothing to undo */
+	if (status == -2)       /* fork failed: a limit on processes (ulimit -u) */
+		fail("--hook %s begin %s %s: cannot start it: %s", run.hook, t->type, t->ident,
+		     strerror(errno));
+	if (status < 0)         /* killed: half done, so undone */
 		fail("--hook %s begin %s %s: killed, or it did not end within --hook-timeout %d s",
 		     run.hook, t->type, t->ident, run.hook_timeout);
 	if (status == 127)      /* execv failed (#!/bin/bash on OpenWrt), or a shell's */
