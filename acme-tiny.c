@@ -1249,7 +1249,7 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns,
 	struct resp r = { 0 };
 	struct json j = { 0 };
 	struct buf rec = { 0 };
-	char status[MAX_STATUS], err[1400];
+	char status[MAX_STATUS], err[1400], star[MAX_NAME + 3];
 	size_t at;
 	int c;
 	for (at = 0; at < authzs->len; at += strlen(authzs->p + at) + 1) {
@@ -1259,9 +1259,9 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns,
 		if (strcmp(status, "invalid"))
 			continue;
 		buf_str(&rec, "; the CA looks for ");
-		if (run.dns_persist)
-			xpersist_record(&rec, a, id->value + (id->value[0] == '*' ? 2 : 0),
-					id->value[0] == '*', &j, c);
+		snprintf(star, sizeof star, "*.%s", id->value + (id->value[0] == '*' ? 2 : 0));
+		if (run.dns_persist)    /* one record for NAME and *.NAME, as --print-dns-persist's */
+			xpersist_record(&rec, a, star + 2, our_ident(ns, "dns", star) != NULL, &j, c);
 		fail("%s: challenge did not pass (invalid): %s%s", id->value,
 		     problem_text(&j, json_get(&j, c, "error"), err, sizeof err),
 		     run.dns_persist ? rec.p : "");
