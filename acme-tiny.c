@@ -1260,8 +1260,9 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns,
 			continue;
 		buf_str(&rec, "; the CA looks for ");
 		snprintf(star, sizeof star, "*.%s", id->value + (id->value[0] == '*' ? 2 : 0));
-		if (run.dns_persist)    /* one record for NAME and *.NAME, as --print-dns-persist's */
-			xpersist_record(&rec, a, star + 2, our_ident(ns, "dns", star) != NULL, &j, c);
+		if (run.dns_persist)    /* one for NAME and *.NAME, as --print-dns-persist's */
+			xpersist_record(&rec, a, star + 2, our_ident(ns, "dns", star) != NULL,
+					&j, c);
 		fail("%s: challenge did not pass (invalid): %s%s", id->value,
 		     problem_text(&j, json_get(&j, c, "error"), err, sizeof err),
 		     run.dns_persist ? rec.p : "");
