@@ -3206,6 +3206,22 @@ static void test_parse_args(void)
 	set_context("parse_args --ca");
 	xparse_args(9, ca);
 	CHECK_STR(run.directory, "https://ca.example/acme/directory");
+	/*
+	 * acme_tiny.py ignores a --ca that is its default, https://acme-v02.api.letsencrypt.org
+	 * (CA + "/directory" if CA != DEFAULT_CA else directory_url): with --directory-url as
+	 * well, that URL is the CA's, not Let's Encrypt's production
+	 */
+	set_context("parse_args --ca as acme_tiny.py's default, with --directory-url");
+	{
+		char *both[] = { "acme-tiny", "--account-key", "k", "--csr", "c", "--acme-dir", "d",
+				 "--ca", "https://acme-v02.api.letsencrypt.org",
+				 "--directory-url", "https://ca.example/dir", NULL };
+
+		run.ca = NULL;
+		xparse_args(11, both);
+		CHECK_STR(run.directory, "https://ca.example/dir");
+		run.ca = NULL;
+	}
 	/* a --ca too long for MAX_URL is refused, not cut into another URL that is fetched */
 	set_context("parse_args --ca too long");
 	{
