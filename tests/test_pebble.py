@@ -1118,6 +1118,30 @@ def nonce_reject_default(env):
         env.issue("p256", [f"default{k}.nonce.example.test", f"www.default{k}.nonce.example.test"])
 
 
+def encrypted_keys(env):
+    # a passphrase-protected key, as `openssl genrsa -aes256` (OpenSSL 1.x: RFC 1421 headers,
+    # Proc-Type: 4,ENCRYPTED) or `openssl pkey -aes256` (PKCS#8) write it, as --account-key or
+    # --domain-key: acme-tiny cannot use it, and its one line says that it is encrypted, not
+    # that a well-formed file is "malformed PEM" (which sends the user looking for damage)
+    csr = make_csr(env.tmp, "enc", "enc.example.test")
+    plain = make_key(env.tmp, "rsa2048", "enc-plain")
+    legacy, pkcs8 = (os.path.join(env.tmp, n) for n in ("enc-legacy.key", "enc-pkcs8.key"))
+    openssl("rsa", "-in", plain, "-traditional", "-aes256", "-passout", "pass:x", "-out", legacy)
+    openssl("pkey", "-in", plain, "-aes256", "-passout", "pass:x", "-out", pkcs8)
+    with open(legacy) as f:
+        assert "Proc-Type: 4,ENCRYPTED" in f.read(), "openssl wrote no RFC 1421 headers"
+    for path in (legacy, pkcs8):
+        for flags, what in ((["--csr", csr, "--account-key", path], "account key"),
+                            (["--domains", "enc.example.test", "--domain-key", path,
+                              "--account-key", plain], "domain key")):
+            argv = [*env.cmd, *flags, "--acme-dir", env.p.acme_dir, "--directory-url",
+                    "https://127.0.0.1:9/dir", "--ca-file", env.p.ca_file, "--quiet"]
+            res = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+            line = check_failure(res, env.p.acme_dir, f"^acme-tiny: {what} .*{re.escape(path)}")
+            assert re.search(r"(?i)encrypted", line) and "malformed" not in line, \
+                f"{os.path.basename(path)} as {what}: {line!r} does not say it is encrypted"
+
+
 def nonce_reject_50(env):
     env.issue("p256", ["nonce1.example.test"])
     env.issue("rsa2048", ["nonce2.example.test", "www.nonce2.example.test"])
@@ -1133,4 +1157,4 @@ TESTS = [(f"pebble_{f.__name__}", f) for f in (
     stdout_signal_after_write, file_size_limit,
     output_trial_incompressible, key_temp_unlink_fails,
     output_trial_unlink_fails, key_link_and_unlink_fail,
-    ssl_cert_file, dangling_key_link)]
+    ssl_cert_file, dangling_key_link, encrypted_keys)]
