@@ -784,8 +784,8 @@ static int xdue(struct acme *a, const struct buf *old, const struct names *ns,
 		cert_id(&c, a->replaces, sizeof a->replaces);
 	ours = ours && cert_is_ours(old, csr, ns, a->ca_time);
 	if (old->len && !ours)
-		info("%s holds no certificate valid now for these names and this key: renewing now",
-		     run.output);
+		info("%s begins with no certificate valid now for these names and this key:"
+		     " renewing now", run.output);
 	if (ours && !run.force && a->replaces[0])
 		at = xari_time(a, &der, c.not_after);
 	if (ours && !run.force && (at < 0 || run.days)) {
@@ -1829,7 +1829,8 @@ static void xparse_args(int argc, char **argv)
 			usage_error("unknown argument %s", argv[i]);
 		}
 	}
-	if (run.ca) {   /* acme_tiny.py's --ca URL, deprecated there: URL/directory */
+	/* acme_tiny.py's --ca URL, deprecated there: URL/directory, unless it is its default */
+	if (run.ca && strcmp(run.ca, "https://acme-v02.api.letsencrypt.org")) {
 		static char dir[MAX_URL];
 		if (snprintf(dir, sizeof dir, "%s/directory", run.ca) >= (int)sizeof dir)
 			usage_error("--ca: a URL of at most %d bytes", MAX_URL - 11);
@@ -3073,6 +3074,8 @@ static void xload_der(const char *path, const char *what, const char *const *lab
 		if (!strcmp(found, "no PEM block"))
 			strcpy(found, name);
 	}
+	if (r < 0 && strstr(file.p, "Proc-Type: 4,ENCRYPTED"))   /* RFC 1421, as openssl 1.x */
+		fail("%s %s: encrypted; acme-tiny takes keys without a passphrase", what, path);
 	if (r < 0)
 		fail("%s %s: malformed PEM", what, path);
 	fail("%s %s: found %s, expected %s", what, path, found, labels[0]);
