@@ -4174,7 +4174,7 @@ static __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt
 	exit(2);
 }
 
-/* Progress, as acme_tiny.py prints it; --quiet silences it. */
+/* Progress, much as acme_tiny.py prints it (README says how it differs); --quiet silences it. */
 static __attribute__((format(printf, 1, 2))) void info(const char *fmt, ...)
 {
 	va_list ap;
