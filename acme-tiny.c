@@ -586,9 +586,10 @@ static void xaccount(struct acme *a)
 
 /*
  * newOrder (7.4) for our names into o, replacing the old certificate if any (RFC 9773 5), and
- * without that if the CA refuses the order (a 4xx but a rate limit's): CAs word the refusal each
- * their own way (another account's certificate, an issuer they forgot). It may hand back an
- * order it has: ready, processing or valid.
+ * without that if the CA refuses the order (an error but a rate limit's or a busy CA's): CAs
+ * word the refusal each their own way (another account's certificate, an issuer they forgot), or
+ * fail on it (Pebble 2.6's 500 for a serial above 0x7F...). It may hand back an order it has:
+ * ready, processing or valid.
  */
 static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 {
@@ -613,8 +614,8 @@ static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 		buf_str(&p, "}");
 		if (xsend(a, a->new_order, p.p, &o->r, "newOrder", 0))
 			break;
-		if (!a->replaces[0] || o->r.status / 100 != 4 || o->r.status == 429 ||
-		    is_problem(&o->r, "rateLimited"))
+		if (!a->replaces[0] || o->r.status < 400 || o->r.status == 429 ||
+		    o->r.status == 503 || is_problem(&o->r, "rateLimited"))
 			fail_problem("newOrder", &o->r);
 		info("The CA refuses this order (HTTP %d): ordering once more without \"replaces\"",
 		     o->r.status);

@@ -1024,12 +1024,16 @@ SCENARIOS = {
     "ari_replaces_rate_limited_403": {"newOrder": lambda ca, req, normal: problem(
         403, "rateLimited", "evil CA: too many certificates") if "replaces" in (req.payload or "")
         else normal()},
-    # ...or answered with an error that is no refusal: the CA's own (500), a 429 by no name
+    # ...or failing on it (Pebble 2.6, for a serial whose first byte is above 0x7F)
     "ari_replaces_server_error": {"newOrder": lambda ca, req, normal: problem(
         500, "serverInternal", "evil CA: broken") if "replaces" in (req.payload or "")
         else normal()},
+    # ...or a rate limit by no name, or a busy CA (503, no Retry-After to wait for)
     "ari_replaces_429_unnamed": {"newOrder": lambda ca, req, normal: Reply(
         429, "Too Many Requests", ctype="text/plain") if "replaces" in (req.payload or "")
+        else normal()},
+    "ari_replaces_busy": {"newOrder": lambda ca, req, normal: Reply(
+        503, "Service Unavailable", ctype="text/plain") if "replaces" in (req.payload or "")
         else normal()},
     "eab_single_use": {"newAccount": _eab_single_use},
     # a binding sent, and still externalAccountRequired (its key refused in those words):

@@ -1490,11 +1490,14 @@ def ari_already_replaced_always(suite):
 
 
 def ari_replaces_refused(suite):
-    # a refusal in any words (any 4xx) is ordered again without "replaces"...
-    res = renew(suite, "ari_replaces_unauthorized", "leaf.pem", window=PAST)
-    issued(res)
-    assert res.steps.count("newOrder") == 2, res.steps
-    assert "replaces" not in json.loads(res.ca.order_payload), res.ca.order_payload
+    # a refusal in any words (any 4xx), or a CA that fails on the replacement (a 500, as
+    # Pebble 2.6 for one serial in 256, the same a second later), is ordered again without
+    # "replaces": else the certificate would expire, every daily run failing...
+    for scenario in ("ari_replaces_unauthorized", "ari_replaces_server_error"):
+        res = renew(suite, scenario, "leaf.pem", window=PAST)
+        issued(res)
+        assert res.steps.count("newOrder") == 2, (scenario, res.steps)
+        assert "replaces" not in json.loads(res.ca.order_payload), res.ca.order_payload
     # ...but a rate limit is not: an order without "replaces" counts against it the more
     def after(ca, res):
         assert ca.count("newOrder") == 1, ca.steps()
@@ -1508,12 +1511,11 @@ def ari_replaces_refused(suite):
 
 
 def ari_replaces_kept(suite):
-    # an error that is no refusal (the CA's own, a 429 by no name) ends the run as it is: no
-    # order without "replaces"
+    # a rate limit by no name (429), or a busy CA (503), ends the run as it is: no order
+    # without "replaces", which would count against the limit the more
     def after(ca, res):
         assert ca.count("newOrder") == 1, ca.steps()
-    for scenario, why in (("ari_replaces_server_error", r"HTTP 500 urn:ietf:params:acme:error:"
-                                                        r"serverInternal: evil CA: broken"),
+    for scenario, why in (("ari_replaces_busy", r"HTTP 503 \(no problem document\)"),
                           ("ari_replaces_429_unnamed", r"HTTP 429 \(no problem document\)")):
         expect_failure(suite, scenario, rf"^acme-tiny: newOrder failed: {why}$",
                        prepare=output_holds(suite, "leaf.pem"), args=["--output", "out.pem"],
