@@ -586,10 +586,9 @@ static void xaccount(struct acme *a)
 
 /*
  * newOrder (7.4) for our names into o, replacing the old certificate if any (RFC 9773 5), and
- * without that if the CA refuses the order (an error but a rate limit's or a busy CA's): CAs
- * word the refusal each their own way (another account's certificate, an issuer they forgot), or
- * fail on it (Pebble 2.6's 500 for a serial above 0x7F...). It may hand back an order it has:
- * ready, processing or valid.
+ * without that if the CA refuses it (an error but a rate limit's or a busy CA's): CAs word the
+ * refusal each their own way, or fail on it (Pebble 2.6: a 500 for serials above 0x7F...). It
+ * may hand back an order it has: ready, processing or valid.
  */
 static void xnew_order(struct acme *a, const struct names *ns, struct order *o)
 {
