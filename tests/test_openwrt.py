@@ -406,6 +406,20 @@ def standalone(r):
     assert not listening, f"something still listens on {port}: the server was not stopped"
 
 
+def wait_line(path, p, seconds, pause=0.02):
+    """Waits until the stub acme-tiny has written its whole line to path (it sets its trap
+    first: it is ready for SIGTERM then). The file alone is not enough: the shell opens it
+    for >> (there it is, empty) before it writes, and a SIGTERM meanwhile leaves it empty."""
+    deadline = time.time() + seconds
+    while True:
+        if os.path.exists(path):
+            with open(path) as f:
+                if f.read().endswith("\n"):
+                    return
+        assert time.time() < deadline and p.poll() is None, "acme-tiny never ran"
+        time.sleep(pause)
+
+
 def sigterm_before_acme_tiny(tmp):
     """SIGTERM while standalone's server starts, before acme-tiny runs: exit 1
     at once, acme-tiny never run, the server stopped (the EXIT trap)."""
@@ -437,13 +451,10 @@ def sigterm_dns_persist(tmp):
     log (procd's SIGKILL follows in 5 s)."""
     r = Router(tmp, "false")
     calls = os.path.join(r.root, "calls")
-    write(os.path.join(r.bin, "acme-tiny"), f'#!/bin/sh\necho "$*" >> {calls}\n'
-          "trap 'exit 2' TERM\nsleep 5 </dev/null >/dev/null 2>&1 &\nwait $!\nexit 2\n", 0o755)
+    write(os.path.join(r.bin, "acme-tiny"), "#!/bin/sh\ntrap 'exit 2' TERM\n"
+          f'echo "$*" >> {calls}\nsleep 5 </dev/null >/dev/null 2>&1 &\nwait $!\nexit 2\n', 0o755)
     p = r.start(domains="persist-term.openwrt.test", validation_method="dns-persist")
-    deadline = time.time() + 10
-    while not os.path.exists(calls):
-        assert time.time() < deadline and p.poll() is None, "acme-tiny never ran"
-        time.sleep(0.02)
+    wait_line(calls, p, 10)
     start = time.time()
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=30)
@@ -461,16 +472,13 @@ def sigterm_before_pid(tmp):
     run ends as a failure (issue-failed), not silently with acme-tiny left running."""
     r = Router(tmp, "false")
     calls = os.path.join(r.root, "calls")
-    write(os.path.join(r.bin, "acme-tiny"), f'#!/bin/sh\necho $$ >> {calls}\n'
-          "trap 'exit 2' TERM\nsleep 5 </dev/null >/dev/null 2>&1 &\nwait $!\nexit 2\n", 0o755)
+    write(os.path.join(r.bin, "acme-tiny"), "#!/bin/sh\ntrap 'exit 2' TERM\n"
+          f'echo $$ >> {calls}\nsleep 5 </dev/null >/dev/null 2>&1 &\nwait $!\nexit 2\n', 0o755)
     forks = "clone,clone3,fork,vfork"   # whichever the C library's fork() makes
     p = r.start(["strace", "-o", "/dev/null", "-e", "trace=" + forks, "-e",
                  f"inject={forks}:delay_exit=300000"], domains="race.openwrt.test",
                 validation_method="dns-persist")
-    deadline = time.time() + 30
-    while not os.path.exists(calls):
-        assert time.time() < deadline and p.poll() is None, "acme-tiny never ran"
-        time.sleep(0.01)
+    wait_line(calls, p, 30, pause=0.01)
     hook = int(open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()[0])
     os.kill(hook, signal.SIGTERM)       # while the hook's fork of acme-tiny is held
     start = time.time()
