@@ -1184,18 +1184,20 @@ static int xtake_challenge(const struct acme *a, const struct ident *id, const s
 
 /*
  * Appends the dns-persist-01 record (draft-ietf-acme-dns-persist) by which our account may prove
- * name (and *.name, if wild), as a zone file line. The issuer is the directory's, else the one
- * challenge c of j names (c -1: none), else the CA's CAA identity; the account is a hash when the
- * directory asks for one (draft-02), else its URL (draft-01). What came from the CA is checked:
- * this line goes to stdout and into zones.
+ * the name of value sans "*.", and *.name too if ns has it (one record for both), as a zone file
+ * line. The issuer is the directory's, else the one challenge c of j names (c -1: none), else the
+ * CA's CAA identity; the account is a hash when the directory asks for one (draft-02), else its
+ * URL (draft-01). What came from the CA is checked: this line goes to stdout and into zones.
  */
-static void xpersist_record(struct buf *b, const struct acme *a, const char *name, int wild,
-			    const struct json *j, int c)
+static void xpersist_record(struct buf *b, const struct acme *a, const struct names *ns,
+			    const char *value, const struct json *j, int c)
 {
-	char issuer[MAX_NAME + 1];
+	const char *name = value + (value[0] == '*' ? 2 : 0);
+	char issuer[MAX_NAME + 1], star[MAX_NAME + 3];
 	unsigned char len = (unsigned char)strlen(name), h[32];
 	struct buf in = { 0 }, v = { 0 };
 	size_t k;
+	snprintf(star, sizeof star, "*.%s", name);
 	strcpy(issuer, a->issuer);
 	if (!issuer[0] && c >= 0)
 		first_str(j, json_get(j, c, "issuerDomainNames"), issuer, sizeof issuer);
@@ -1222,7 +1224,7 @@ static void xpersist_record(struct buf *b, const struct acme *a, const char *nam
 		fail("dns-persist-01: the CA's issuer name or account URI cannot go into a TXT"
 		     " record");
 	buf_cat(b, "_validation-persist.", name, ". IN TXT \"", issuer, "; accounturi=", v.p,
-		wild ? "; policy=wildcard\"" : "\"", NULL);
+		our_ident(ns, "dns", star) ? "; policy=wildcard\"" : "\"", NULL);
 	buf_free(&in);
 	buf_free(&v);
 }
@@ -1230,14 +1232,12 @@ static void xpersist_record(struct buf *b, const struct acme *a, const char *nam
 /* --print-dns-persist into out: per DNS name sans "*.", the line by which our account proves it. */
 static void xpersist_records(const struct acme *a, const struct names *ns, struct buf *out)
 {
-	char star[MAX_NAME + 3];
 	int k;
 	for (k = 0; k < ns->n; k++) {
-		const char *v = ns->id[k].value, *name = v + (v[0] == '*' ? 2 : 0);
-		snprintf(star, sizeof star, "*.%s", name);
-		if (strcmp(ns->id[k].type, "dns") || (v[0] == '*' && our_ident(ns, "dns", name)))
+		const char *v = ns->id[k].value;
+		if (strcmp(ns->id[k].type, "dns") || (v[0] == '*' && our_ident(ns, "dns", v + 2)))
 			continue;       /* an address, or a wildcard that its name's line covers */
-		xpersist_record(out, a, name, our_ident(ns, "dns", star) != NULL, NULL, -1);
+		xpersist_record(out, a, ns, v, NULL, -1);
 		buf_str(out, "\n");
 	}
 }
@@ -1249,7 +1249,7 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns,
 	struct resp r = { 0 };
 	struct json j = { 0 };
 	struct buf rec = { 0 };
-	char status[MAX_STATUS], err[1400], star[MAX_NAME + 3];
+	char status[MAX_STATUS], err[1400];
 	size_t at;
 	int c;
 	for (at = 0; at < authzs->len; at += strlen(authzs->p + at) + 1) {
@@ -1259,10 +1259,8 @@ static void xfail_authz(struct acme *a, struct order *o, const struct names *ns,
 		if (strcmp(status, "invalid"))
 			continue;
 		buf_str(&rec, "; the CA looks for ");
-		snprintf(star, sizeof star, "*.%s", id->value + (id->value[0] == '*' ? 2 : 0));
-		if (run.dns_persist)    /* one for NAME and *.NAME, as --print-dns-persist's */
-			xpersist_record(&rec, a, star + 2, our_ident(ns, "dns", star) != NULL,
-					&j, c);
+		if (run.dns_persist)
+			xpersist_record(&rec, a, ns, id->value, &j, c);
 		fail("%s: challenge did not pass (invalid): %s%s", id->value,
 		     problem_text(&j, json_get(&j, c, "error"), err, sizeof err),
 		     run.dns_persist ? rec.p : "");

@@ -3242,14 +3242,18 @@ static void persist_line(struct acme *a, const char *json, const char *name, int
 			 struct buf *out)
 {
 	struct json j = { 0 };
+	static struct names ns;         /* the order's names: name, and *.name if wild */
+	char list[MAX_NAME * 2 + 4];
 
+	snprintf(list, sizeof list, wild ? "%s,*.%s" : "%s", name, name);
+	CHECK(names_from_list(list, &ns) == 0);
 	out->len = 0;
 	buf_str(out, "");
 	if (json) {
 		CHECK(json_parse(&j, json, strlen(json)) == 0);
-		xpersist_record(out, a, name, wild, &j, find_challenge(&j, "dns-persist-01"));
+		xpersist_record(out, a, &ns, name, &j, find_challenge(&j, "dns-persist-01"));
 	} else {
-		xpersist_record(out, a, name, wild, NULL, -1);
+		xpersist_record(out, a, &ns, name, NULL, -1);
 	}
 	json_free(&j);
 }
