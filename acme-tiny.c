@@ -51,7 +51,7 @@ pid_t _Fork(void);      /* POSIX 2024's fork for signal handlers; glibc hides it
 
 #define VERSION "0.2.0"     /* as openwrt/Makefile's PKG_VERSION */
 #define USER_AGENT "acme-tiny/" VERSION
-#define DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
+#define DEFAULT_CA "https://acme-v02.api.letsencrypt.org"   /* its directory: + "/directory" */
 #define DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 enum {
@@ -231,9 +231,9 @@ static struct run {
 	int timeout;      /* seconds for one HTTP exchange, connect included */
 	int max_wait;     /* seconds of each wait on an order; of a request's waits on a busy CA */
 	int max_time;     /* seconds for all of the talk with the CA: a cron job must end */
-} run = { .directory = DEFAULT_DIRECTORY, .ca_file = DEFAULT_CA_FILE, .key_type_name = "p256",
-	  .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30, .max_wait = 300,
-	  .max_time = 3600 };
+} run = { .directory = DEFAULT_CA "/directory", .ca_file = DEFAULT_CA_FILE,
+	  .key_type_name = "p256", .eab_alg = "HS256", .hook_timeout = 300, .timeout = 30,
+	  .max_wait = 300, .max_time = 3600 };
 
 /* The signals on which on_signal ends the run (challenges undone, one line): catch_signals' */
 static sigset_t ending;
@@ -1650,7 +1650,7 @@ static const char USAGE[] =
 "  --create-account-key  make the --account-key file (--key-type) if missing\n"
 "  --key-type TYPE       for keys acme-tiny makes: p256 (default), p384,\n"
 "                        rsa2048, rsa3072, rsa4096; PKCS#8 PEM, mode 0600\n"
-"  --directory-url URL   ACME directory (default " DEFAULT_DIRECTORY ")\n"
+"  --directory-url URL   ACME directory (default " DEFAULT_CA "/directory)\n"
 "  --ca URL              as acme_tiny.py's: --directory-url URL/directory\n"
 "  --contact URI ...     contact URIs for the account, e.g. mailto:you@example.com\n"
 "  --disable-check       skip fetching each challenge file before the CA does\n"
@@ -1828,7 +1828,7 @@ static void xparse_args(int argc, char **argv)
 		}
 	}
 	/* acme_tiny.py's --ca URL, deprecated there: URL/directory, unless it is its default */
-	if (run.ca && strcmp(run.ca, "https://acme-v02.api.letsencrypt.org")) {
+	if (run.ca && strcmp(run.ca, DEFAULT_CA)) {
 		static char dir[MAX_URL];
 		if (snprintf(dir, sizeof dir, "%s/directory", run.ca) >= (int)sizeof dir)
 			usage_error("--ca: a URL of at most %d bytes", MAX_URL - 11);
